@@ -1,0 +1,36 @@
+# The two commands of this project: `make demo` and `make test`. Both bootstrap .venv from nothing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FS := $(VENV)/bin/fs
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) definitions/generate_data.py
+	$(FS) --repo definitions apply
+	$(FS) --repo definitions materialize 2026-01-01T00:00:00 2026-01-08T00:00:00
+	$(PY) definitions/demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/pit_join.py
+	$(PY) benchmarks/online.py
+	$(PY) benchmarks/materialize.py
+	$(PY) benchmarks/server.py
+	$(PY) benchmarks/predict.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check featurestore server tests benchmarks definitions
+
+clean:
+	rm -rf $(VENV) definitions/data .pytest_cache .hypothesis

@@ -1,0 +1,205 @@
+"""`featurestore.toml` plus environment overrides, read into one typed `RepoConfig`.
+
+    project = "rides"
+    [offline]
+    path = "data/offline"
+    [online]
+    type = "sqlite"            # or "redis"
+    path = "data/online.db"    # sqlite
+    # url = "redis://localhost:6379/0"   # redis
+    [registry]
+    path = "data/registry.db"
+    [repo]
+    ignore = ["generate_data.py"]   # python files of the repo that are not definitions
+    [server]
+    max_batch_rows = 10000
+    [[server.api_keys]]
+    name = "ranker"; role = "read"; key_env = "RANKER_KEY"   # or key = "..." (avoid committing keys)
+
+Environment variables override the file, so one repo deploys to several places:
+`FS_PROJECT`, `FS_OFFLINE_PATH`, `FS_ONLINE_TYPE`, `FS_ONLINE_PATH`, `FS_ONLINE_URL` (a redis:// URL
+also sets the type to redis), `FS_ONLINE_KEY_PREFIX`, `FS_REGISTRY_PATH`,
+`FS_API_KEYS` ("name:role:key,name:role:key"), `FS_MAX_BATCH_ROWS`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_FILE = "featurestore.toml"
+ROLES = ("read", "write", "admin")
+ONLINE_TYPES = ("sqlite", "redis")
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    """Where the online store lives. `key_prefix` separates projects sharing one Redis server."""
+
+    type: str = "sqlite"
+    path: Path | None = None
+    url: str | None = None
+    key_prefix: str = ""
+    timeout_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    name: str
+    role: str
+    key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    api_keys: tuple[ApiKey, ...] = ()
+    max_batch_rows: int = 10_000
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    """The whole configuration of one feature repo; paths are absolute."""
+
+    project: str
+    repo_path: Path
+    offline_path: Path
+    online: OnlineConfig
+    registry_path: Path
+    server: ServerConfig = ServerConfig()
+    ignore: tuple[str, ...] = ()
+
+    @property
+    def models_path(self) -> Path:
+        """Where model artifacts are stored: beside the registry file."""
+        return self.registry_path.parent / "models"
+
+
+def find_repo(start: str | os.PathLike[str] | None = None) -> Path:
+    """The repo folder: `start` itself, or the nearest parent of the current folder holding featurestore.toml."""
+    if start is not None:
+        path = Path(start).resolve()
+        if not (path / CONFIG_FILE).is_file():
+            raise ConfigError(f"{path} is not a feature repo: no {CONFIG_FILE} there (create one with `fs init {start}`)")
+        return path
+    here = Path.cwd().resolve()
+    for path in (here, *here.parents):
+        if (path / CONFIG_FILE).is_file():
+            return path
+    raise ConfigError(f"no {CONFIG_FILE} in {here} or its parents: pass the repo folder, or create one with `fs init`")
+
+
+def load_config(repo_path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> RepoConfig:
+    """Read `repo_path/featurestore.toml` and apply FS_* environment overrides."""
+    env = os.environ if env is None else env
+    repo = Path(repo_path).resolve()
+    file = repo / CONFIG_FILE
+    try:
+        raw = tomllib.loads(file.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{file} not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{file}: not valid TOML: {e}") from None
+    return parse_config(raw, repo, env, where=str(file))
+
+
+def parse_config(raw: dict[str, Any], repo: Path, env: Mapping[str, str], where: str) -> RepoConfig:
+    known = {"project", "offline", "online", "registry", "server", "repo"}
+    extra = set(raw) - known
+    if extra:
+        raise ConfigError(f"{where}: unknown setting(s) {sorted(extra)} (known: {sorted(known)})")
+
+    def section(name: str) -> dict[str, Any]:
+        value = raw.get(name, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: [{name}] must be a table")
+        return value
+
+    def resolve(p: str) -> Path:
+        path = Path(p)
+        return path if path.is_absolute() else (repo / path)
+
+    project = env.get("FS_PROJECT") or raw.get("project")
+    if not isinstance(project, str) or not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$", project):
+        raise ConfigError(f"{where}: 'project' must be a name of letters, digits, '_' or '-', got {project!r}")
+
+    offline = section("offline")
+    offline_path = resolve(env.get("FS_OFFLINE_PATH") or offline.get("path", "data/offline"))
+
+    online = section("online")
+    online_type = env.get("FS_ONLINE_TYPE") or online.get("type", "sqlite")
+    url = env.get("FS_ONLINE_URL") or online.get("url")
+    if env.get("FS_ONLINE_URL") and not env.get("FS_ONLINE_TYPE") and url.startswith(("redis://", "rediss://", "unix://")):
+        online_type = "redis"
+    if online_type not in ONLINE_TYPES:
+        raise ConfigError(f"{where}: [online] type must be one of {list(ONLINE_TYPES)}, got {online_type!r}")
+    online_path = env.get("FS_ONLINE_PATH") or online.get("path", "data/online.db")
+    if online_type == "redis" and not url:
+        raise ConfigError(f"{where}: [online] type = \"redis\" needs url = \"redis://host:port/db\" (or FS_ONLINE_URL)")
+    try:
+        timeout = float(online.get("timeout_seconds", 1.0))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: [online] timeout_seconds must be a number") from None
+    online_cfg = OnlineConfig(
+        type=online_type,
+        path=resolve(online_path) if online_type == "sqlite" else None,
+        url=url if online_type == "redis" else None,
+        key_prefix=env.get("FS_ONLINE_KEY_PREFIX") or online.get("key_prefix") or project,
+        timeout_seconds=timeout,
+    )
+
+    registry = section("registry")
+    registry_path = resolve(env.get("FS_REGISTRY_PATH") or registry.get("path", "data/registry.db"))
+
+    repo_section = section("repo")
+    ignore = repo_section.get("ignore", [])
+    if not isinstance(ignore, list) or not all(isinstance(i, str) for i in ignore):
+        raise ConfigError(f"{where}: [repo] ignore must be a list of file names or globs")
+
+    return RepoConfig(project=project, repo_path=repo, offline_path=offline_path, online=online_cfg,
+                      registry_path=registry_path, server=_server(section("server"), env, where), ignore=tuple(ignore))
+
+
+def _server(raw: dict[str, Any], env: Mapping[str, str], where: str) -> ServerConfig:
+    keys: list[ApiKey] = []
+    for i, item in enumerate(raw.get("api_keys", [])):
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: [[server.api_keys]] entry {i} must be a table")
+        name, role = item.get("name", f"key{i}"), item.get("role")
+        key = item.get("key")
+        if item.get("key_env"):
+            key = env.get(item["key_env"])
+            if not key:
+                raise ConfigError(f"{where}: api key '{name}' reads ${item['key_env']}, which is not set")
+        keys.append(_api_key(name, role, key, where))
+    for i, entry in enumerate(filter(None, (env.get("FS_API_KEYS") or "").split(","))):
+        parts = entry.strip().split(":", 2)
+        if len(parts) != 3:
+            raise ConfigError(f"FS_API_KEYS entry {i} must be name:role:key")
+        keys.append(_api_key(parts[0], parts[1], parts[2], "FS_API_KEYS"))
+    try:
+        max_rows = int(env.get("FS_MAX_BATCH_ROWS") or raw.get("max_batch_rows", 10_000))
+    except ValueError:
+        raise ConfigError(f"{where}: max_batch_rows must be a whole number") from None
+    if max_rows < 1:
+        raise ConfigError(f"{where}: max_batch_rows must be at least 1")
+    return ServerConfig(api_keys=tuple(keys), max_batch_rows=max_rows)
+
+
+def _api_key(name: Any, role: Any, key: Any, where: str) -> ApiKey:
+    if role not in ROLES:
+        raise ConfigError(f"{where}: api key '{name}' has role {role!r}; roles are {list(ROLES)}")
+    if not isinstance(key, str) or len(key) < 8:
+        raise ConfigError(f"{where}: api key '{name}' must be a string of at least 8 characters")
+    return ApiKey(name=str(name), role=role, key=key)

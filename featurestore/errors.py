@@ -1,0 +1,79 @@
+"""The exceptions featurestore raises. Every one is a `FeatureStoreError`.
+
+Messages say what was wrong, where (file, object, field, value) and, when we can tell, what to do.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class FeatureStoreError(Exception):
+    """Base class of every error featurestore raises on purpose."""
+
+
+class ConfigError(FeatureStoreError):
+    """featurestore.toml or an environment override is missing or invalid."""
+
+
+class DefinitionError(FeatureStoreError):
+    """A definition (entity, source, feature view, service) is invalid."""
+
+
+class RepoError(FeatureStoreError):
+    """The feature repo as a whole could not be loaded or validated; lists every problem found."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"the feature repo has {len(self.problems)} problem(s):\n{lines}")
+
+
+class NotAppliedError(FeatureStoreError):
+    """An operation needs definitions that have not been applied to the registry."""
+
+
+class UnknownNameError(FeatureStoreError, KeyError):
+    """A name (feature, view, service, source, model) that does not exist."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class RetrievalError(FeatureStoreError):
+    """A training-set or online request is malformed (missing column, name collision, ...)."""
+
+
+class MaterializationError(FeatureStoreError):
+    """Materialization was refused or failed; nothing was recorded as done."""
+
+
+class PushError(FeatureStoreError):
+    """A pushed batch was refused whole; nothing was written."""
+
+
+class OnlineStoreUnavailable(FeatureStoreError):
+    """The online store cannot be reached (connection refused, timeout)."""
+
+
+class ModelRegistryError(FeatureStoreError):
+    """A model registry operation failed (unknown version, tampered artifact, bad signature, ...)."""
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """A ' (did you mean 'x'?)' suffix when a close candidate exists, else a list of the known ones."""
+    candidates = sorted(set(candidates))
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    if not candidates:
+        return ""
+    shown = ", ".join(f"'{c}'" for c in candidates[:10])
+    more = "" if len(candidates) <= 10 else f", ... ({len(candidates)} in all)"
+    return f" (known: {shown}{more})"
+
+
+def unknown(kind: str, name: str, candidates: Iterable[str]) -> UnknownNameError:
+    """An UnknownNameError for `name` of `kind`, with a suggestion."""
+    return UnknownNameError(f"unknown {kind} '{name}'{did_you_mean(name, candidates)}")

@@ -1,0 +1,116 @@
+"""The difference between a repo's definitions and what the registry holds: what `apply` would do.
+
+    plan = diff(registry.specs(), catalog.specs())
+    print(plan.render())
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .catalog import KINDS
+
+_LABEL = {"entity": "entity", "source": "source", "feature_view": "feature view", "feature_service": "feature service"}
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    path: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class Change:
+    """One object's change: action is 'add', 'change', 'remove' or 'unchanged'."""
+
+    action: str
+    kind: str
+    name: str
+    spec: dict[str, Any] | None
+    fields: tuple[FieldChange, ...] = ()
+
+
+@dataclass
+class Plan:
+    changes: list[Change] = field(default_factory=list)
+
+    @property
+    def pending(self) -> list[Change]:
+        return [c for c in self.changes if c.action != "unchanged"]
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.pending
+
+    def counts(self) -> dict[str, int]:
+        out = {"add": 0, "change": 0, "remove": 0, "unchanged": 0}
+        for c in self.changes:
+            out[c.action] += 1
+        return out
+
+    def render(self) -> str:
+        """Human-readable plan, one line per object and one per changed field."""
+        if self.is_empty:
+            return f"No changes: {len(self.changes)} object(s) up to date."
+        sign = {"add": "+", "change": "~", "remove": "-"}
+        lines = []
+        for c in self.pending:
+            lines.append(f"{sign[c.action]} {_LABEL[c.kind]} {c.name}")
+            for f in c.fields:
+                lines.append(f"    {f.path}: {_short(f.old)} -> {_short(f.new)}")
+        n = self.counts()
+        lines.append(f"Plan: {n['add']} to add, {n['change']} to change, {n['remove']} to remove, "
+                     f"{n['unchanged']} unchanged.")
+        return "\n".join(lines)
+
+
+def diff(current: dict[tuple[str, str], dict[str, Any]], desired: dict[tuple[str, str], dict[str, Any]]) -> Plan:
+    """Compare registry specs (current) with repo specs (desired)."""
+    order = {k: i for i, k in enumerate(KINDS)}
+    changes = []
+    for key in sorted(set(current) | set(desired), key=lambda k: (order[k[0]], k[1])):
+        kind, name = key
+        old, new = current.get(key), desired.get(key)
+        if old is None:
+            changes.append(Change("add", kind, name, new))
+        elif new is None:
+            changes.append(Change("remove", kind, name, None))
+        elif old == new:
+            changes.append(Change("unchanged", kind, name, new))
+        else:
+            changes.append(Change("change", kind, name, new, tuple(_field_changes(old, new))))
+    # Removals last and in reverse order, so services go before the views they use.
+    adds = [c for c in changes if c.action != "remove"]
+    removes = [c for c in changes if c.action == "remove"]
+    return Plan(adds + sorted(removes, key=lambda c: -order[c.kind]))
+
+
+def _field_changes(old: Any, new: Any, path: str = "") -> list[FieldChange]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new)):
+            out += _field_changes(old.get(k), new.get(k), f"{path}.{k}" if path else k)
+        return out
+    if _is_named_list(old) and _is_named_list(new):
+        olds = {i["name"]: i for i in old}
+        news = {i["name"]: i for i in new}
+        out = []
+        for n in list(olds) + [n for n in news if n not in olds]:
+            out += _field_changes(olds.get(n), news.get(n), f"{path}[{n}]")
+        if not out and [i["name"] for i in old] != [i["name"] for i in new]:
+            out.append(FieldChange(f"{path} order", [i["name"] for i in old], [i["name"] for i in new]))
+        return out
+    return [] if old == new else [FieldChange(path, old, new)]
+
+
+def _is_named_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(i, dict) and "name" in i for i in value) and bool(value)
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,154 @@
+"""FeatureStore: the one object users hold. A thin facade over the parts of the package.
+
+    store = FeatureStore("definitions")   # or FeatureStore() for the repo in the current folder
+    store.apply()
+    store.materialize("2026-01-01", "2026-01-31")
+    training = store.get_historical_features(entity_df, features="driver_activity").to_pandas()
+    online = store.get_online_features(["driver_hourly_stats:conv_rate"], [{"driver_id": 1001}]).to_dict()
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from .catalog import Catalog
+from .config import RepoConfig, find_repo, load_config
+from .errors import NotAppliedError
+from .plan import Plan, diff
+from .registry import Registry
+
+if TYPE_CHECKING:
+    from .online.base import OnlineStore
+
+
+class FeatureStore:
+    """A feature repo opened for use: its config, registry, offline storage and online store.
+
+    The definitions it serves are the *applied* ones (the registry); `apply()` records the repo's.
+    """
+
+    def __init__(self, repo_path: str | os.PathLike[str] | None = None, config: RepoConfig | None = None):
+        self.config = config or load_config(find_repo(repo_path))
+        self.repo_path = self.config.repo_path
+        self._lock = threading.RLock()
+        self._catalog: Catalog | None = None
+        self._catalog_generation = -1
+        self._live: Catalog | None = None  # what this process applied (keeps in-memory DataFrameSources)
+        self._live_generation = -1
+
+    # -- parts, built on first use -------------------------------------------------------------
+
+    @cached_property
+    def registry(self) -> Registry:
+        return Registry(self.config.registry_path)
+
+    @cached_property
+    def online_store(self) -> OnlineStore:
+        from .online import open_online_store
+
+        return open_online_store(self.config)
+
+    @cached_property
+    def offline_storage(self) -> Any:
+        from .offline.storage import OfflineStorage
+
+        return OfflineStorage(self.config.offline_path)
+
+    # -- definitions -----------------------------------------------------------------------------
+
+    def load_repo(self) -> Catalog:
+        """Import and validate the repo's definition files (raises RepoError listing every problem)."""
+        from .repo import load_repo
+
+        return load_repo(self.config)
+
+    @property
+    def catalog(self) -> Catalog:
+        """The applied definitions, re-read only when the registry's generation changes."""
+        generation = self.registry.generation()
+        with self._lock:
+            if self._catalog is None or generation != self._catalog_generation:
+                if self._live is not None and self._live_generation == generation:
+                    self._catalog = self._live
+                else:
+                    self._catalog = Catalog.from_specs(self.registry.specs())
+                self._catalog_generation = generation
+            catalog = self._catalog
+        if catalog.is_empty:
+            raise NotAppliedError(
+                f"nothing has been applied to the registry of '{self.config.project}' ({self.config.registry_path}): "
+                "run `fs apply` (or store.apply()) first"
+            )
+        return catalog
+
+    def refresh(self) -> None:
+        """Forget cached definitions; the next use re-reads the registry."""
+        with self._lock:
+            self._catalog = None
+
+    def plan(self, catalog: Catalog | None = None) -> Plan:
+        """What `apply()` would add, change (field by field) and remove, object by object."""
+        catalog = catalog if catalog is not None else self.load_repo()
+        return diff(self.registry.specs(), catalog.specs())
+
+    def apply(self, catalog: Catalog | None = None) -> Plan:
+        """Validate the repo and record its definitions in the registry, all or nothing."""
+        catalog = catalog if catalog is not None else self.load_repo()
+        plan = diff(self.registry.specs(), catalog.specs())
+        generation = self.registry.apply([(c.action, c.kind, c.name, c.spec) for c in plan.pending])
+        with self._lock:
+            self._live = catalog
+            self._live_generation = generation
+            self._catalog = None
+        removed_views = [c.name for c in plan.pending if c.kind == "feature_view" and c.action == "remove"]
+        if removed_views and self.config.online.type == "sqlite":
+            for name in removed_views:
+                self.online_store.delete_view(name)
+        return plan
+
+    # -- materialization -------------------------------------------------------------------------
+
+    def materialize(self, start: datetime | str, end: datetime | str, views: list[str] | None = None,
+                    progress: bool = False) -> Any:
+        """Write source rows with start <= event time <= end to offline storage, and the latest row per
+        entity to the online store; see featurestore.materialize."""
+        from .materialize import materialize
+
+        return materialize(self, start, end, views=views, progress=progress)
+
+    def materialize_incremental(self, end: datetime | str | None = None, views: list[str] | None = None,
+                                progress: bool = False) -> Any:
+        """Materialize each view from its watermark up to `end` (default: now)."""
+        from .materialize import materialize_incremental
+
+        return materialize_incremental(self, end, views=views, progress=progress)
+
+    # -- retrieval -------------------------------------------------------------------------------
+
+    def get_historical_features(self, entity_df: Any, features: Any, full_feature_names: bool = False,
+                                bitemporal: bool = False) -> Any:
+        """A point-in-time-correct training set (SPEC §6) as a RetrievalJob (to_pandas/to_arrow/to_parquet)."""
+        from .offline.retrieval import get_historical_features
+
+        return get_historical_features(self, entity_df, features, full_feature_names=full_feature_names,
+                                       bitemporal=bitemporal)
+
+    def get_online_features(self, features: Any, entity_rows: Any, full_feature_names: bool = False) -> Any:
+        """The latest feature values for entity rows, with a status per value (SPEC §7)."""
+        from .online.lookup import get_online_features
+
+        return get_online_features(self, features, entity_rows, full_feature_names=full_feature_names)
+
+    def push(self, source_name: str, df: Any, to: str = "online") -> int:
+        """Validate rows against the views of a PushSource and write them to "online", "offline" or "both"."""
+        from .push import push
+
+        return push(self, source_name, df, to=to)
+
+    def close(self) -> None:
+        if "online_store" in self.__dict__:
+            self.online_store.close()
