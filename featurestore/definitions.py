@@ -88,6 +88,13 @@ class Entity:
         return cls(**spec)
 
 
+class EntityRef(Entity):
+    """An entity named by a string in `FeatureView(entities=["driver"])`; the repo loader resolves it."""
+
+    def __init__(self, name: str):
+        super().__init__(name=name)
+
+
 @dataclass(frozen=True)
 class Field:
     """A named, typed column of a feature view: `Field("conv_rate", Float64)`."""
@@ -340,7 +347,7 @@ class FeatureView:
     def __post_init__(self) -> None:
         _check_name("feature view", self.name)
         where = f"feature view '{self.name}'"
-        entities = tuple(self.entities or ())
+        entities = tuple(EntityRef(e) if isinstance(e, str) else e for e in (self.entities or ()))
         if not entities:
             raise DefinitionError(f"{where}: needs at least one entity (entities=[...])")
         for e in entities:

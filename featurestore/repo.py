@@ -10,6 +10,7 @@ when they are not module-level names.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import importlib.util
 import sys
@@ -19,7 +20,7 @@ from typing import Any
 
 from .catalog import Catalog
 from .config import RepoConfig
-from .definitions import DataSource, Entity, FeatureService, FeatureView, PushSource
+from .definitions import DataSource, Entity, EntityRef, FeatureService, FeatureView, PushSource
 from .errors import DefinitionError, FeatureStoreError, RepoError, did_you_mean
 from .offline.sources import SourceReader, duckdb_connection
 
@@ -78,7 +79,8 @@ def load_repo(config: RepoConfig, validate_sources: bool = True) -> Catalog:
                 if isinstance(value, FeatureView):
                     add("feature_view", value, rel)
                     for entity in value.entities:
-                        add("entity", entity, rel)
+                        if not isinstance(entity, EntityRef):
+                            add("entity", entity, rel)
                     add("source", value.source, rel)
                     if isinstance(value.source, PushSource) and value.source.batch_source is not None:
                         add("source", value.source.batch_source, rel)
@@ -97,12 +99,33 @@ def load_repo(config: RepoConfig, validate_sources: bool = True) -> Catalog:
     for (kind, name), (obj, where) in found.items():
         catalog.by_kind(kind)[name] = obj
         origins[(kind, name)] = where
+    problems += _resolve_entity_refs(catalog, origins)
     problems += check_catalog(catalog, origins)
     if validate_sources and not problems:
         problems += check_sources(catalog, origins, config)
     if problems:
         raise RepoError(problems)
     return catalog
+
+
+def _resolve_entity_refs(catalog: Catalog, origins: dict[tuple[str, str], str]) -> list[str]:
+    """Replace entities named by string (`entities=["driver"]`) with the repo's Entity of that name."""
+    problems = []
+    for name, view in list(catalog.views.items()):
+        if not any(isinstance(e, EntityRef) for e in view.entities):
+            continue
+        resolved = []
+        for e in view.entities:
+            if isinstance(e, EntityRef):
+                if e.name not in catalog.entities:
+                    problems.append(f"{origins[('feature_view', name)]}: feature view '{name}' uses unknown entity "
+                                    f"'{e.name}'{did_you_mean(e.name, catalog.entities)}")
+                    break
+                e = catalog.entities[e.name]
+            resolved.append(e)
+        else:
+            catalog.views[name] = dataclasses.replace(view, entities=tuple(resolved))
+    return problems
 
 
 def _import(path: Path, config: RepoConfig) -> Any:

@@ -1,14 +1,35 @@
-"""Offline storage: a view's feature rows as Parquet under `<offline path>/<view>/date=YYYY-MM-DD/`.
+"""Offline storage: a view's feature rows as Parquet, one file per UTC day of event time.
+
+    <offline path>/<view>/date=YYYY-MM-DD/data.parquet
 
 Rows have the shape of `featurestore.offline.features` (join keys, features, __event_ts,
-__created_ts). Partitions are by UTC day of the event time.
+__created_ts), sorted by event time, then keys, so the same rows always give the same file.
+
+Writes are "replace what matches": `replace(view, rows_sql, predicate)` swaps, in every day it
+touches, the stored rows matching `predicate` for the new rows. Each day's file is rewritten to a
+temporary name and renamed over the old one, so a reader or a crash sees either the old day or the
+new day, never half of one; re-running the same write gives the same files.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from .sources import quote_literal
+import duckdb
+import pyarrow as pa
+
+from ..definitions import FeatureView
+from .features import CREATED_TS, EVENT_TS, feature_columns
+from .sources import arrow_table, quote_ident, quote_literal
+
+DATA_FILE = "data.parquet"
 
 
 class OfflineStorage:
@@ -21,12 +42,115 @@ class OfflineStorage:
         return self.root / view_name
 
     def files(self, view_name: str) -> list[Path]:
-        return sorted(self.view_dir(view_name).glob("date=*/*.parquet"))
+        return sorted(self.view_dir(view_name).glob(f"date=*/{DATA_FILE}"))
 
     def has_data(self, view_name: str) -> bool:
         return bool(self.files(view_name))
 
+    def days(self, view_name: str) -> list[date]:
+        return [date.fromisoformat(p.parent.name[5:]) for p in self.files(view_name)]
+
     def relation(self, view_name: str) -> str:
         """A SQL expression (usable after FROM) over all stored feature rows of the view."""
-        pattern = str(self.view_dir(view_name) / "date=*" / "*.parquet")
+        pattern = str(self.view_dir(view_name) / "date=*" / DATA_FILE)
         return f"read_parquet({quote_literal(pattern)}, hive_partitioning = false)"
+
+    @contextmanager
+    def locked(self, view_name: str) -> Iterator[None]:
+        """One writer per view at a time (across processes), so concurrent writes never lose rows."""
+        directory = self.view_dir(view_name)
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def stage(self, con: duckdb.DuckDBPyConnection, view: FeatureView, rows_sql: str) -> Path:
+        """Write feature rows to a staging folder, split by day; call with the view locked."""
+        directory = self.view_dir(view.name)
+        for old in directory.glob(".staging-*"):  # left by a run that was killed
+            shutil.rmtree(old, ignore_errors=True)
+        staging = directory / f".staging-{uuid.uuid4().hex}"
+        staging.mkdir(parents=True)
+        cols = ", ".join(quote_ident(c) for c in feature_columns(view))
+        con.execute(
+            f"COPY (SELECT {cols}, strftime({EVENT_TS}, '%Y-%m-%d') AS date FROM ({rows_sql}) "
+            f"WHERE {EVENT_TS} IS NOT NULL) TO {quote_literal(str(staging))} "
+            "(FORMAT parquet, PARTITION_BY (date), OVERWRITE_OR_IGNORE true)"
+        )
+        return staging
+
+    @staticmethod
+    def staged_relation(staging: Path) -> str:
+        return f"read_parquet({quote_literal(str(staging / 'date=*' / '*.parquet'))}, hive_partitioning = false)"
+
+    @staticmethod
+    def staged_days(staging: Path) -> set[date]:
+        return {date.fromisoformat(p.name[5:]) for p in staging.glob("date=*") if any(p.glob("*.parquet"))}
+
+    def commit(self, con: duckdb.DuckDBPyConnection, view: FeatureView, staging: Path, predicate: str,
+               days: Iterable[date] = ()) -> int:
+        """Merge staged rows into storage: in each staged day and each day of `days`, stored rows matching
+        `predicate` are replaced by the staged ones. Returns the number of rows now stored in those days."""
+        touched = sorted(self.staged_days(staging) | (set(days) & set(self.days(view.name))))
+        order = ", ".join([EVENT_TS, *(quote_ident(k) for k in view.join_keys), f"{CREATED_TS} NULLS FIRST"])
+        cols = ", ".join(quote_ident(c) for c in feature_columns(view))
+        stored_rows = 0
+        for day in touched:
+            target_dir = self.view_dir(view.name) / f"date={day.isoformat()}"
+            target = target_dir / DATA_FILE
+            parts = []
+            if target.exists():
+                parts.append(f"SELECT {cols} FROM read_parquet({quote_literal(str(target))}) WHERE NOT ({predicate})")
+            new_dir = staging / f"date={day.isoformat()}"
+            if new_dir.exists():
+                parts.append(f"SELECT {cols} FROM read_parquet({quote_literal(str(new_dir / '*.parquet'))})")
+            if not parts:
+                continue
+            union = " UNION ALL ".join(f"({p})" for p in parts)
+            count = arrow_table(con, f"SELECT count(*) AS n FROM ({union})").column(0)[0].as_py()
+            if count == 0:
+                target.unlink(missing_ok=True)
+                continue
+            target_dir.mkdir(parents=True, exist_ok=True)
+            tmp = target_dir / f".tmp-{uuid.uuid4().hex}.parquet"
+            con.execute(f"COPY (SELECT * FROM ({union}) ORDER BY {order}) TO {quote_literal(str(tmp))} "
+                        "(FORMAT parquet, COMPRESSION zstd)")
+            _fsync(tmp)
+            os.replace(tmp, target)
+            stored_rows += count
+        shutil.rmtree(staging, ignore_errors=True)
+        return stored_rows
+
+    def append(self, view: FeatureView, rows: pa.Table) -> int:
+        """Add feature rows (e.g. pushed ones, in the feature-row shape) to storage, replacing nothing.
+
+        Returns the number of rows added."""
+        from .sources import duckdb_connection
+
+        con = duckdb_connection()
+        con.register("__append_rows", rows)
+        with self.locked(view.name):
+            staging = self.stage(con, view, "SELECT * FROM __append_rows")
+            self.commit(con, view, staging, predicate="FALSE")
+        return rows.num_rows
+
+    def delete_view(self, view_name: str) -> None:
+        shutil.rmtree(self.view_dir(view_name), ignore_errors=True)
+
+
+def days_between(start: datetime, end: datetime) -> list[date]:
+    """Every UTC day from start's to end's, inclusive."""
+    first = start.astimezone(timezone.utc).date()
+    last = end.astimezone(timezone.utc).date()
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,302 @@
+"""The `fs` command: argument parsing and printing only; the work is done by FeatureStore.
+
+    fs init my_repo
+    fs --repo my_repo plan | apply | list
+    fs --repo my_repo materialize 2026-01-01 2026-01-31
+    fs --repo my_repo materialize-incremental
+    fs --repo my_repo training-set --entities entities.parquet --features driver_activity --out train.parquet
+    fs --repo my_repo online-features --features driver_activity --entity driver_id=1001
+    fs --repo my_repo push driver_stats_push rows.parquet --to both
+    fs --repo my_repo serve --port 6566
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import FeatureStoreError
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def handle_errors(fn: Any) -> Any:
+    """Print FeatureStoreErrors as one clear message and exit 1, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FeatureStoreError as e:
+            _console(stderr=True).print(f"[bold red]error:[/] {e}", markup=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _store(ctx: click.Context) -> Any:
+    from .store import FeatureStore
+
+    return FeatureStore(ctx.obj["repo"])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--repo", "-r", default=None, metavar="DIR", envvar="FS_REPO",
+              help="The feature repo folder (default: the nearest folder with featurestore.toml).")
+@click.version_option(package_name="featurestore")
+@click.pass_context
+def cli(ctx: click.Context, repo: str | None) -> None:
+    """featurestore: features as code, leak-free training sets, fast online lookups."""
+    ctx.ensure_object(dict)
+    ctx.obj["repo"] = repo
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--project", default=None, help="Project name (default: the folder's name).")
+@handle_errors
+def init(directory: str, project: str | None) -> None:
+    """Create a working starter feature repo in DIRECTORY."""
+    from .starter import create_starter_repo
+
+    path = create_starter_repo(Path(directory), project)
+    _console().print(f"Created a feature repo in {path}\nNext: fs --repo {directory} apply")
+
+
+@cli.command()
+@click.pass_context
+@handle_errors
+def plan(ctx: click.Context) -> None:
+    """Show what `fs apply` would add, change (field by field) and remove."""
+    _console().print(_store(ctx).plan().render(), markup=False)
+
+
+@cli.command()
+@click.pass_context
+@handle_errors
+def apply(ctx: click.Context) -> None:
+    """Validate the repo's definitions and record them in the registry (all or nothing)."""
+    result = _store(ctx).apply()
+    _console().print(result.render() if not result.is_empty else "No changes: registry up to date.", markup=False)
+    if not result.is_empty:
+        _console().print("Applied.")
+
+
+@cli.command(name="list")
+@click.argument("kind", required=False, default="all",
+                type=click.Choice(["all", "entities", "sources", "views", "services"]))
+@click.pass_context
+@handle_errors
+def list_(ctx: click.Context, kind: str) -> None:
+    """List the applied entities, sources, feature views and services."""
+    from rich.table import Table
+
+    store = _store(ctx)
+    catalog = store.catalog
+    console = _console()
+    if kind in ("all", "entities"):
+        table = Table(title="Entities")
+        for col in ("name", "join keys", "description"):
+            table.add_column(col)
+        for e in catalog.entities.values():
+            table.add_row(e.name, ", ".join(e.join_keys), e.description)
+        console.print(table)
+    if kind in ("all", "sources"):
+        table = Table(title="Sources")
+        for col in ("name", "type", "timestamp field", "created field"):
+            table.add_column(col)
+        for s in catalog.sources.values():
+            table.add_row(s.name, s.source_type, s.timestamp_field, s.created_timestamp_field or "")
+        console.print(table)
+    if kind in ("all", "views"):
+        table = Table(title="Feature views")
+        for col in ("name", "entities", "features", "ttl", "online", "watermark"):
+            table.add_column(col)
+        watermarks = store.registry.watermarks()
+        for v in catalog.views.values():
+            wm = watermarks.get(v.name)
+            table.add_row(v.name, ", ".join(e.name for e in v.entities), ", ".join(v.feature_names),
+                          str(v.ttl) if v.ttl else "-", "yes" if v.online else "no", wm.isoformat() if wm else "-")
+        console.print(table)
+    if kind in ("all", "services"):
+        table = Table(title="Feature services")
+        table.add_column("name")
+        table.add_column("features")
+        for s in catalog.services.values():
+            table.add_row(s.name, ", ".join(s.refs))
+        console.print(table)
+
+
+@cli.command()
+@click.argument("start")
+@click.argument("end")
+@click.option("--views", "-v", multiple=True, help="Only these feature views (repeatable).")
+@click.pass_context
+@handle_errors
+def materialize(ctx: click.Context, start: str, end: str, views: tuple[str, ...]) -> None:
+    """Materialize rows with START <= event time <= END (ISO dates/datetimes, naive = UTC)."""
+    result = _store(ctx).materialize(start, end, views=list(views) or None, progress=True)
+    _console().print(str(result), markup=False)
+
+
+@cli.command(name="materialize-incremental")
+@click.argument("end", required=False)
+@click.option("--views", "-v", multiple=True, help="Only these feature views (repeatable).")
+@click.pass_context
+@handle_errors
+def materialize_incremental(ctx: click.Context, end: str | None, views: tuple[str, ...]) -> None:
+    """Materialize each view from its watermark up to END (default: now)."""
+    result = _store(ctx).materialize_incremental(end, views=list(views) or None, progress=True)
+    _console().print(str(result), markup=False)
+
+
+def _features_arg(values: tuple[str, ...]) -> Any:
+    items = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    if len(items) == 1 and ":" not in items[0]:
+        return items[0]  # a feature service name
+    return items
+
+
+def _read_table(path: str) -> Any:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from .errors import FeatureStoreError as Err
+
+    p = Path(path)
+    if not p.exists():
+        raise Err(f"file not found: {path}")
+    if p.suffix.lower() == ".csv":
+        return pacsv.read_csv(p)
+    if p.suffix.lower() in (".parquet", ".pq"):
+        return pq.read_table(p)
+    raise Err(f"{path}: use a .parquet or .csv file")
+
+
+@cli.command(name="training-set")
+@click.option("--entities", "entities", required=True, metavar="FILE",
+              help="Entity rows (.parquet or .csv) with join keys and event_timestamp.")
+@click.option("--features", "-f", required=True, multiple=True,
+              help="Feature refs view:feature (repeatable or comma-separated) or one feature service name.")
+@click.option("--out", "out", required=True, metavar="FILE", help="Where to write the training set (.parquet or .csv).")
+@click.option("--full-feature-names", is_flag=True, help="Name columns view__feature.")
+@click.option("--bitemporal", is_flag=True, help="Also require created timestamp <= the row's timestamp.")
+@click.pass_context
+@handle_errors
+def training_set(ctx: click.Context, entities: str, features: tuple[str, ...], out: str,
+                 full_feature_names: bool, bitemporal: bool) -> None:
+    """Build a point-in-time-correct training set and write it to a file."""
+    store = _store(ctx)
+    job = store.get_historical_features(_read_table(entities), _features_arg(features),
+                                        full_feature_names=full_feature_names, bitemporal=bitemporal)
+    table = job.to_arrow()
+    if out.lower().endswith(".csv"):
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, out)
+    else:
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, out)
+    _console().print(f"Wrote {table.num_rows:,} rows x {table.num_columns} columns to {out}")
+    _console().print(table.slice(0, 5).to_pandas().to_string(), markup=False)
+
+
+def _parse_value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+@cli.command(name="online-features")
+@click.option("--features", "-f", required=True, multiple=True,
+              help="Feature refs view:feature (repeatable or comma-separated) or one feature service name.")
+@click.option("--entity", "-e", "entity", required=True, multiple=True, metavar="KEY=VALUE[,KEY=VALUE]",
+              help="One entity row per option, e.g. -e driver_id=1001 (numbers are read as numbers).")
+@click.option("--full-feature-names", is_flag=True)
+@click.pass_context
+@handle_errors
+def online_features(ctx: click.Context, features: tuple[str, ...], entity: tuple[str, ...],
+                    full_feature_names: bool) -> None:
+    """Look features up in the online store and print them with their status."""
+    from rich.table import Table
+
+    rows = []
+    for spec in entity:
+        row = {}
+        for pair in spec.split(","):
+            if "=" not in pair:
+                raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--entity")
+            k, v = pair.split("=", 1)
+            row[k.strip()] = _parse_value(v.strip())
+        rows.append(row)
+    resp = _store(ctx).get_online_features(_features_arg(features), rows, full_feature_names=full_feature_names)
+    data = resp.to_dict(include_status=True)
+    table = Table()
+    columns = [c for c in data if not c.endswith("__status")]
+    for c in columns:
+        table.add_column(c)
+    for i in range(len(rows)):
+        cells = []
+        for c in columns:
+            status = data.get(f"{c}__status")
+            value = data[c][i]
+            cells.append(f"{value}" if status is None or status[i] == "PRESENT" else f"{value} ({status[i]})")
+        table.add_row(*cells)
+    _console().print(table)
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("file")
+@click.option("--to", "to", type=click.Choice(["online", "offline", "both"]), default="online", show_default=True)
+@click.pass_context
+@handle_errors
+def push(ctx: click.Context, source: str, file: str, to: str) -> None:
+    """Push the rows of FILE (.parquet or .csv) to the views of push source SOURCE."""
+    n = _store(ctx).push(source, _read_table(file), to=to)
+    _console().print(f"Pushed {n:,} rows to {to}.")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=6566, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int)
+@click.pass_context
+@handle_errors
+def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
+    """Serve online features (and models) over HTTP; OpenAPI docs at /docs."""
+    from server.run import serve as run_server
+
+    run_server(ctx.obj["repo"], host, port, workers)
+
+
+def _add_optional_groups() -> None:
+    try:
+        from .models.cli import models
+    except ImportError:  # the model registry's CLI is optional
+        return
+    cli.add_command(models)
+
+
+_add_optional_groups()
+
+
+def main() -> None:
+    """Entry point of the `fs` console script."""
+    cli(obj={})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""Materialization: source rows -> offline storage (Parquet by day) -> latest row per entity online.
+
+    materialize(store, "2026-01-01", "2026-01-31")      # START <= event time <= END, both inclusive
+    materialize_incremental(store)                      # from each view's watermark up to now
+
+Per view, in order: the selected source rows are copied once into a staging folder (DuckDB
+streams them: memory stays bounded); the latest row per entity is streamed from there to the
+online store (which keeps the newest row, so re-runs and out-of-order runs are safe); the staged
+days replace the matching rows of offline storage, one atomic file rename per day; only then is
+the run recorded and the watermark moved forward. A run killed anywhere leaves storage that the
+same run, started again, brings to the same end state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from .definitions import FeatureView, PushSource
+from .errors import MaterializationError, unknown
+from .offline.features import CREATED_TS, EVENT_TS, LATEST_FIRST, source_rows_sql, ts_literal
+from .offline.sources import SourceReader, arrow_batches, arrow_table, duckdb_connection, quote_ident
+from .offline.storage import days_between
+
+if TYPE_CHECKING:
+    from .store import FeatureStore
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+CLOCK_SKEW = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class ViewRun:
+    """What one view's materialization did."""
+
+    view: str
+    start: datetime
+    end: datetime
+    rows: int = 0          # source rows selected and written offline
+    online_rows: int = 0   # entity rows written to the online store
+    seconds: float = 0.0
+    skipped: str = ""      # why nothing was done, if so
+
+
+@dataclass
+class MaterializeResult:
+    runs: list[ViewRun] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(r.rows for r in self.runs)
+
+    @property
+    def online_rows(self) -> int:
+        return sum(r.online_rows for r in self.runs)
+
+    def __str__(self) -> str:
+        lines = []
+        for r in self.runs:
+            if r.skipped:
+                lines.append(f"{r.view}: skipped ({r.skipped})")
+            else:
+                lines.append(f"{r.view}: {r.rows:,} rows offline, {r.online_rows:,} entity rows online "
+                             f"[{r.start.isoformat()} .. {r.end.isoformat()}] in {r.seconds:.2f}s")
+        return "\n".join(lines)
+
+
+def parse_time(value: Any, what: str) -> datetime:
+    """A datetime, date, pandas Timestamp or ISO string as an aware UTC datetime (naive = UTC)."""
+    if isinstance(value, str):
+        text = value.strip().replace("Z", "+00:00")
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise MaterializationError(f"{what} {value!r} is not an ISO date or datetime (e.g. 2026-01-31T12:00:00)") from None
+    elif hasattr(value, "to_pydatetime"):
+        value = value.to_pydatetime()
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if not isinstance(value, datetime):
+        raise MaterializationError(f"{what} must be a datetime or an ISO string, got {value!r}")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def _check_end(end: datetime) -> None:
+    now = datetime.now(timezone.utc)
+    if end > now + CLOCK_SKEW:
+        raise MaterializationError(
+            f"end {end.isoformat()} is in the future (now is {now.isoformat(timespec='seconds')}): rows after now "
+            "would be recorded as done before they exist; materialize up to now, or leave END out for incremental runs"
+        )
+
+
+def _select_views(store: FeatureStore, names: Sequence[str] | None) -> list[FeatureView]:
+    catalog = store.catalog
+    if not names:
+        return sorted(catalog.views.values(), key=lambda v: v.name)
+    out = []
+    for name in names:
+        if name not in catalog.views:
+            raise unknown("feature view", name, catalog.views)
+        out.append(catalog.views[name])
+    return out
+
+
+def materialize(store: FeatureStore, start: Any, end: Any, views: Sequence[str] | None = None,
+                progress: bool = False) -> MaterializeResult:
+    """Materialize source rows with start <= event time <= end for the views (default: all)."""
+    start, end = parse_time(start, "start"), parse_time(end, "end")
+    if start > end:
+        raise MaterializationError(f"start {start.isoformat()} is after end {end.isoformat()}")
+    _check_end(end)
+    selected = _select_views(store, views)
+    predicate = f"{EVENT_TS} >= {ts_literal(start)} AND {EVENT_TS} <= {ts_literal(end)}"
+    jobs = [(v, start, predicate) for v in selected]
+    return _run(store, jobs, end, progress)
+
+
+def materialize_incremental(store: FeatureStore, end: Any = None, views: Sequence[str] | None = None,
+                            progress: bool = False) -> MaterializeResult:
+    """Materialize each view from its watermark (or the beginning) up to end (default: now).
+
+    With a created timestamp in the source, rows created after the watermark are picked up even
+    when their event time is older (late-arriving rows)."""
+    end = parse_time(end, "end") if end is not None else datetime.now(timezone.utc)
+    _check_end(end)
+    jobs = []
+    for view in _select_views(store, views):
+        watermark = store.registry.watermark(view.name)
+        start = watermark or EPOCH
+        if start > end:
+            raise MaterializationError(
+                f"view '{view.name}': end {end.isoformat()} is before its watermark {start.isoformat()}"
+            )
+        predicate = f"{EVENT_TS} >= {ts_literal(start)} AND {EVENT_TS} <= {ts_literal(end)}"
+        if watermark is not None and view.source.created_timestamp_field:
+            predicate = (f"{EVENT_TS} <= {ts_literal(end)} AND ({EVENT_TS} >= {ts_literal(start)} "
+                         f"OR {CREATED_TS} > {ts_literal(watermark)})")
+        jobs.append((view, start, predicate))
+    return _run(store, jobs, end, progress)
+
+
+def _run(store: FeatureStore, jobs: list[tuple[FeatureView, datetime, str]], end: datetime,
+         progress: bool) -> MaterializeResult:
+    result = MaterializeResult()
+    bar = _Progress(len(jobs)) if progress else None
+    try:
+        for view, start, predicate in jobs:
+            if bar:
+                bar.start_view(view.name)
+            run = _materialize_view(store, view, start, end, predicate, bar)
+            result.runs.append(run)
+            if bar:
+                bar.finish_view(run)
+    finally:
+        if bar:
+            bar.close()
+    return result
+
+
+def _materialize_view(store: FeatureStore, view: FeatureView, start: datetime, end: datetime, predicate: str,
+                      bar: _Progress | None) -> ViewRun:
+    if isinstance(view.source, PushSource) and view.source.batch_source is None:
+        return ViewRun(view.name, start, end, skipped="push source without a batch_source: rows arrive by push")
+    began = time.perf_counter()
+    con = duckdb_connection()
+    reader = SourceReader(con, store.repo_path, store.catalog.sources)
+    storage = store.offline_storage
+    rows_sql = source_rows_sql(reader, view, where=predicate)
+    with storage.locked(view.name):
+        try:
+            staging = storage.stage(con, view, rows_sql)
+        except Exception as e:
+            raise MaterializationError(f"view '{view.name}': reading source '{view.source.name}' failed: {e}") from e
+        staged = storage.staged_relation(staging)
+        has_rows = bool(storage.staged_days(staging))
+        rows = arrow_table(con, f"SELECT count(*) FROM {staged}").column(0)[0].as_py() if has_rows else 0
+        keys = ", ".join(quote_ident(k) for k in view.join_keys)
+        if bar and rows and view.online:
+            bar.set_total(arrow_table(con, f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {staged})")
+                          .column(0)[0].as_py())
+        online_rows = 0
+        if view.online and rows:
+            cols = ", ".join(quote_ident(c) for c in (*view.join_keys, *view.feature_names, EVENT_TS))
+            latest = arrow_batches(con, f"SELECT {cols} FROM {staged} QUALIFY row_number() OVER "
+                                        f"(PARTITION BY {keys} ORDER BY {LATEST_FIRST}) = 1")
+            online_rows = store.online_store.write(view, _counting(latest, bar))
+        storage.commit(con, view, staging, predicate, days=days_between(start, end))
+    store.registry.record_materialization(view.name, start, end, rows, online_rows, advance_watermark=True)
+    return ViewRun(view.name, start, end, rows, online_rows, time.perf_counter() - began)
+
+
+def _counting(reader: Any, bar: _Progress | None) -> Any:
+    for batch in reader:
+        if bar:
+            bar.advance(batch.num_rows)
+        yield batch
+
+
+class _Progress:
+    """A rich progress bar: one line for views, one for the current view's rows (with rows/s)."""
+
+    def __init__(self, views: int):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TransferSpeedColumn,
+        )
+
+        class RowsPerSecond(TransferSpeedColumn):
+            def render(self, task: Any) -> Any:
+                from rich.text import Text
+
+                speed = task.finished_speed or task.speed
+                return Text(f"{speed:,.0f} rows/s" if speed else "", style="progress.data.speed")
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 RowsPerSecond(), TimeElapsedColumn(), transient=False)
+        self.progress.start()
+        self.views = self.progress.add_task("views", total=views)
+        self.rows: Any = None
+
+    def start_view(self, name: str) -> None:
+        self.rows = self.progress.add_task(f"  {name} (entity rows online)", total=None)
+
+    def set_total(self, rows: int) -> None:
+        self.progress.update(self.rows, total=rows)
+
+    def advance(self, n: int) -> None:
+        self.progress.advance(self.rows, n)
+
+    def finish_view(self, run: ViewRun) -> None:
+        done = run.online_rows or 1
+        self.progress.update(self.rows, total=done, completed=done,
+                             description=f"  {run.view}: {run.rows:,} rows offline, {run.online_rows:,} online")
+        self.progress.advance(self.views, 1)
+
+    def close(self) -> None:
+        self.progress.stop()
