@@ -1,0 +1,151 @@
+"""The app factory: `create_app(store)` builds the FastAPI app of the feature server.
+
+    from featurestore import FeatureStore
+    from server import create_app
+    app = create_app(FeatureStore("definitions"))      # then: uvicorn, or `fs serve`
+
+The app is a list of routers (`ROUTERS`, one module per area under `server/routers/`) around a small
+shared state (`server.state.ServerState`): the store, the API-key checker, metrics and limits.
+Routers hold no business logic: they parse, call `FeatureStore`, and encode.
+
+Adding a router (e.g. model predictions): write `server/routers/models.py` with
+`router = APIRouter(tags=["models"])`, guard its endpoints with `Depends(require("read"))` (or
+"admin"), reach the store with `Depends(get_state)`, and add the module's router to `ROUTERS`
+below (or pass it as `create_app(store, routers=[router])`). Error handling, auth, metrics and
+audit come with the app.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, HTTPException
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from featurestore import FeatureStore
+from featurestore.config import ApiKey
+
+from .auth import Authenticator
+from .errors import UnexpectedErrorMiddleware, error_response, install_error_handlers
+from .metrics import Metrics, MetricsMiddleware
+from .routers import catalog, features, health, push
+from .state import ServerState
+
+log = logging.getLogger("featurestore.server")
+
+ROUTERS: tuple[APIRouter, ...] = (features.router, push.router, catalog.router, health.router)
+
+DESCRIPTION = """
+Online feature lookups, pushes and the catalog of a featurestore repo.
+
+**Auth.** When API keys are configured, send `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+Roles: `read` (lookups, catalog, metrics), `write` (push + read), `admin` (everything).
+A missing or unknown key gets 401, a role too low 403. `/health`, `/ready`, `/docs` and
+`/openapi.json` are open. Without configured keys the whole server is open.
+
+**JSON.** NaN and infinities are written as the strings `"NaN"`, `"Infinity"`, `"-Infinity"`;
+timestamps as RFC 3339 UTC strings (`2026-01-02T03:04:05Z`); bytes as base64 strings.
+Errors are `{"error": "...", "detail": [...]}`.
+"""
+
+
+def create_app(
+    store: FeatureStore,
+    *,
+    api_keys: Sequence[ApiKey] | None = None,
+    max_batch_rows: int | None = None,
+    lookup_timeout: float | None = None,
+    max_body_bytes: int = 64 * 1024 * 1024,
+    routers: Iterable[APIRouter] = (),
+) -> FastAPI:
+    """The feature server app for `store`.
+
+    - `api_keys`: defaults to `store.config.server.api_keys`; empty = open server (a warning is logged).
+    - `max_batch_rows`: most entity rows (or pushed rows) per request, else 413; defaults to
+      `store.config.server.max_batch_rows`.
+    - `lookup_timeout`: seconds after which a lookup answers 503; defaults to
+      `2 * [online] timeout_seconds + 1`, a bound over the backend's own socket timeout.
+    - `max_body_bytes`: larger request bodies get 413 before they are read.
+    - `routers`: more routers to mount (after `ROUTERS`).
+    """
+    config = store.config
+    keys = tuple(config.server.api_keys if api_keys is None else api_keys)
+    state = ServerState(
+        store=store,
+        auth=Authenticator(keys),
+        metrics=Metrics(),
+        max_batch_rows=max_batch_rows or config.server.max_batch_rows,
+        lookup_timeout=lookup_timeout or 2 * config.online.timeout_seconds + 1.0,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if state.auth.open:
+            log.warning("no API keys configured: every endpoint of this server is open to anyone who can "
+                        "reach it (configure [[server.api_keys]] or FS_API_KEYS)")
+        await run_in_threadpool(_warm_up, store)
+        yield
+
+    app = FastAPI(title="featurestore feature server", version=_version(), description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.fs = state
+    install_error_handlers(app)
+    for router in (*ROUTERS, *routers):
+        app.include_router(router)
+    # Outermost last: metrics see every answer, including the generic 500s.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(UnexpectedErrorMiddleware)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    return app
+
+
+def _version() -> str:
+    from featurestore import __version__
+
+    return __version__
+
+
+def _warm_up(store: FeatureStore) -> None:
+    """Read the definitions and open the online store before the first request (failures are not fatal:
+    the server starts anyway, answers 503 while the store is away, and /ready says so)."""
+    try:
+        store.catalog  # noqa: B018 - loads and caches the applied definitions
+        store.online_store  # noqa: B018 - connects lazily; building it is what we want here
+    except Exception as e:  # noqa: BLE001
+        log.warning("warm-up: %s", e)
+
+
+class BodyLimitMiddleware:
+    """413 for request bodies over `max_bytes`: by Content-Length before reading, or while reading."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if value.isdigit() and int(value) > self.max_bytes:
+                    await error_response(413, self._message())(scope, receive, send)
+                    return
+                break
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _message(self) -> str:
+        return f"request body over {self.max_bytes} bytes: send smaller batches"

@@ -1,0 +1,112 @@
+"""API keys and roles.
+
+Keys come from `config.server.api_keys` (featurestore.toml `[[server.api_keys]]` or `FS_API_KEYS`),
+each with a name and a role. A request carries its key as `Authorization: Bearer <key>` or
+`X-API-Key: <key>`. Roles are ranked: `read` (lookups, catalog, predictions, metrics) < `write`
+(push, and everything `read` may) < `admin` (everything).
+
+- No keys configured: the server is open, every request acts as `anonymous` with the `admin` role
+  (a warning is logged at startup). Meant for local use and trusted networks only.
+- Keys configured: a missing or unknown key gets 401, a key whose role is too low gets 403.
+
+Keys are compared with `hmac.compare_digest` against every configured key (no early exit), and
+never logged: only the key's *name* appears in logs and the audit trail.
+
+A router guards an endpoint with a dependency:
+
+    @router.post("/things", dependencies=[Depends(require("write"))])
+    async def make(principal: Principal = Depends(require("write"))): ...
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cache
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyHeader, HTTPBearer
+
+from featurestore.config import ApiKey
+
+ROLE_RANK = {"read": 1, "write": 2, "admin": 3}
+
+# Declared for the OpenAPI document (the "Authorize" button of /docs); checking is done below.
+_bearer_scheme = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>`")
+_header_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: <key>`")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the API key's name (never the key) and its role."""
+
+    name: str
+    role: str
+
+    def may(self, role: str) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+ANONYMOUS = Principal("anonymous", "admin")
+
+
+class Authenticator:
+    """Maps a presented key to its Principal in constant time over the configured keys."""
+
+    def __init__(self, keys: Iterable[ApiKey]):
+        self._keys = [(k.key.encode(), Principal(k.name, k.role)) for k in keys]
+
+    @property
+    def open(self) -> bool:
+        """True when no keys are configured: every request is `anonymous` with the admin role."""
+        return not self._keys
+
+    def identify(self, presented: str | None) -> Principal | None:
+        """The Principal of `presented`, None for a missing or unknown key."""
+        if self.open:
+            return ANONYMOUS
+        if not presented:
+            return None
+        given = presented.encode()
+        found = None
+        for key, principal in self._keys:  # compare with every key: timing does not tell which matched
+            if hmac.compare_digest(key, given):
+                found = principal
+        return found
+
+
+def presented_key(request: Request) -> str | None:
+    """The key a request carries: `Authorization: Bearer <key>`, else `X-API-Key`."""
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return request.headers.get("x-api-key") or None
+
+
+@cache
+def require(role: str) -> Callable[..., Principal]:
+    """A FastAPI dependency admitting callers whose role is at least `role`; returns their Principal.
+
+    The same callable per role, so FastAPI runs it once per request even when it is listed twice.
+    """
+    if role not in ROLE_RANK:
+        raise ValueError(f"unknown role {role!r}; roles are {list(ROLE_RANK)}")
+
+    def dependency(request: Request, _bearer: object = Depends(_bearer_scheme),
+                   _header: object = Depends(_header_scheme)) -> Principal:
+        authenticator: Authenticator = request.app.state.fs.auth
+        principal = authenticator.identify(presented_key(request))
+        if principal is None:
+            raise HTTPException(401, "missing or unknown API key: send 'Authorization: Bearer <key>' or 'X-API-Key'",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not principal.may(role):
+            raise HTTPException(403, f"API key '{principal.name}' has role '{principal.role}'; "
+                                     f"this endpoint needs '{role}'")
+        request.state.principal = principal
+        return principal
+
+    dependency.__name__ = f"require_{role}"
+    return dependency

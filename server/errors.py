@@ -1,0 +1,141 @@
+"""From exceptions to HTTP answers. Every error body is `{"error": "<what is wrong>"}`, plus `"detail"`
+(a list of `{"field", "message", "type"}`) for invalid requests.
+
+| exception                                   | status | meaning                                        |
+|---------------------------------------------|--------|------------------------------------------------|
+| request body/path/query fails validation    | 422    | names the field: `body.entities.0.driver_id`   |
+| UnknownNameError (feature, view, service, …) | 404    | with a suggestion ("did you mean ...")         |
+| RetrievalError, PushError, DefinitionError  | 422    | the request asks for something malformed       |
+| batch over `max_batch_rows`, body too large | 413    |                                                |
+| OnlineStoreUnavailable, lookup timeout      | 503    | with `Retry-After`; the next request retries   |
+| NotAppliedError                             | 503    | nothing applied to the registry yet            |
+| anything else                               | 500    | generic body; the traceback goes to the log    |
+
+Clients never see a stack trace. Other routers extend `ERROR_STATUS` for their own exception classes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from featurestore.errors import (
+    DefinitionError,
+    FeatureStoreError,
+    NotAppliedError,
+    OnlineStoreUnavailable,
+    PushError,
+    RetrievalError,
+    UnknownNameError,
+)
+
+from .encoding import JSONResponse
+
+log = logging.getLogger("featurestore.server")
+
+# Most specific class first; the first match wins.
+ERROR_STATUS: list[tuple[type[Exception], int]] = [
+    (UnknownNameError, 404),
+    (OnlineStoreUnavailable, 503),
+    (NotAppliedError, 503),
+    (RetrievalError, 422),
+    (PushError, 422),
+    (DefinitionError, 422),
+]
+
+
+def error_response(status: int, message: str, detail: list[dict[str, Any]] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    """The one shape of every error answer."""
+    body: dict[str, Any] = {"error": message}
+    if detail is not None:
+        body["detail"] = detail
+    if status == 503:
+        headers = {"Retry-After": "1", **(headers or {})}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    # Drop the tags of tagged unions (written "<rows>"): they are not part of the JSON path.
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p.startswith("<")))
+
+
+def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
+    detail = []
+    for e in exc.errors():
+        message = str(e.get("msg", "invalid value"))
+        if e.get("type") == "json_invalid":
+            message = f"body is not valid JSON: {(e.get('ctx') or {}).get('error', 'decode error')}"
+        detail.append({"field": _field(e.get("loc", ())), "message": message, "type": str(e.get("type", ""))})
+    return detail
+
+
+async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    detail = _validation_detail(exc)
+    first = detail[0] if detail else {"field": "request", "message": "invalid"}
+    more = f" (and {len(detail) - 1} more problem(s), see detail)" if len(detail) > 1 else ""
+    return error_response(422, f"invalid request: {first['field']}: {first['message']}{more}", detail)
+
+
+async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no endpoint {request.url.path}: see /docs for the endpoints"
+    return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+
+async def _on_store_error(request: Request, exc: FeatureStoreError) -> JSONResponse:
+    for cls, status in ERROR_STATUS:
+        if isinstance(exc, cls):
+            if status == 503 and isinstance(exc, OnlineStoreUnavailable):
+                request.app.state.fs.metrics.online_store_errors.labels("unavailable").inc()
+            return error_response(status, str(exc))
+    return await _on_unexpected(request, exc)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal server error: the server logged the details")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers above on `app` (unexpected errors: see `UnexpectedErrorMiddleware`)."""
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(FeatureStoreError, _on_store_error)
+
+
+class UnexpectedErrorMiddleware:
+    """Any exception no handler took: log it with its traceback, answer a generic 500.
+
+    A middleware rather than an `Exception` handler, which Starlette re-raises to the server after
+    answering (and uvicorn would log the traceback a second time).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def note_start(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, note_start)
+        except Exception as exc:
+            log.error("unexpected error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
+            if started:  # too late for an error answer: let the server drop the connection
+                raise
+            await error_response(500, "internal server error: the server logged the details")(scope, receive, send)

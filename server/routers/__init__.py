@@ -1,0 +1,1 @@
+"""The routers of the feature server, one module per area; `server.app.ROUTERS` mounts them."""

@@ -1,0 +1,49 @@
+"""Run the feature server with uvicorn: what `fs serve --host --port --workers` calls.
+
+    from server.run import serve
+    serve("definitions", "127.0.0.1", 6566, workers=1)
+
+uvloop and httptools are used when installed (the `server` extra brings them via uvicorn[standard]).
+With several workers, each process builds its own app from `$FS_REPO` through the factory
+`server.run:app_from_env`. Access logs are off by default: `/metrics` counts every request.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+
+from fastapi import FastAPI
+
+from featurestore import FeatureStore
+from featurestore.config import find_repo
+
+from .app import create_app
+
+REPO_ENV = "FS_REPO"
+log = logging.getLogger("featurestore.server")
+
+
+def _fastest(preferred: str, fallback: str) -> str:
+    return preferred if importlib.util.find_spec(preferred) is not None else fallback
+
+
+def app_from_env() -> FastAPI:
+    """App factory for uvicorn workers: the repo at `$FS_REPO` (else the current folder's)."""
+    return create_app(FeatureStore(os.environ.get(REPO_ENV) or None))
+
+
+def serve(repo_path: str | None, host: str = "127.0.0.1", port: int = 6566, workers: int = 1, *,
+          log_level: str = "info", access_log: bool = False) -> None:
+    """Serve the repo at `repo_path` (None: the current folder's) until interrupted."""
+    import uvicorn
+
+    options = dict(host=host, port=port, loop=_fastest("uvloop", "asyncio"), http=_fastest("httptools", "h11"),
+                   log_level=log_level, access_log=access_log, server_header=False)
+    if workers > 1:
+        # Each worker is a fresh process: pass the repo by environment and let it build its own app.
+        os.environ[REPO_ENV] = str(find_repo(repo_path))
+        uvicorn.run("server.run:app_from_env", factory=True, workers=workers, **options)
+    else:
+        uvicorn.run(create_app(FeatureStore(repo_path)), **options)

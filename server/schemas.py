@@ -1,0 +1,204 @@
+"""Request and response bodies of the feature server (pydantic), as the OpenAPI document shows them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+# -- shared ---------------------------------------------------------------------------------------
+
+Int64 = Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)]
+# A JSON scalar as a join-key value (null matches nothing, as offline). Order matters for the schema only.
+KeyValue = (Annotated[bool, Field(strict=True)] | Int64 | Annotated[float, Field(strict=True)]
+            | Annotated[str, Field(strict=True)] | None)
+
+
+def _rows_or_columns(value: Any) -> str | None:
+    if isinstance(value, list):
+        return "<rows>"
+    if isinstance(value, dict):
+        return "<columns>"
+    return None
+
+
+class ErrorDetail(BaseModel):
+    field: str = Field(description="Where in the request: `body.entities.0.driver_id`")
+    message: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer."""
+
+    error: str = Field(description="What is wrong, and what to do about it")
+    detail: list[ErrorDetail] | None = Field(None, description="Each problem of an invalid request")
+
+
+_ERROR_TEXT = {
+    401: "Missing or unknown API key",
+    403: "The API key's role is too low for this endpoint",
+    404: "Unknown feature, view, service or source (with a suggestion)",
+    413: "Too many rows in one request (max_batch_rows) or body too large",
+    422: "Invalid request: the message names the field",
+    503: "Online store unreachable or too slow, or nothing applied; retry later",
+}
+
+
+def ERRORS(*codes: int) -> dict[int | str, dict[str, Any]]:  # noqa: N802 - reads like a constant table
+    """The `responses=` entries of these error statuses, for the OpenAPI document."""
+    return {code: {"model": ErrorBody, "description": _ERROR_TEXT[code]} for code in codes}
+
+
+# -- online features ------------------------------------------------------------------------------
+
+EntityRows = Annotated[list[dict[str, KeyValue]], Tag("<rows>")]
+EntityColumns = Annotated[dict[str, list[KeyValue]], Tag("<columns>")]
+Entities = Annotated[
+    EntityRows | EntityColumns,
+    Discriminator(_rows_or_columns, custom_error_type="entities_shape",
+                  custom_error_message="must be a list of rows (objects) or an object of columns (lists)"),
+]
+
+
+class OnlineFeaturesRequest(BaseModel):
+    """Which features, for which entities."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "features": ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"],
+        "entities": [{"driver_id": 1001}, {"driver_id": 1002}],
+    }, {
+        "features": "driver_activity",
+        "entities": {"driver_id": [1001, 1002]},
+        "include_status": True,
+    }]})
+
+    features: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | Annotated[
+        str, Field(min_length=1)] = Field(
+        description="Feature references (`view:feature`), or the name of a feature service")
+    entities: Entities = Field(
+        description="Join-key values: rows (`[{\"driver_id\": 1}, ...]`) or columns (`{\"driver_id\": [1, ...]}`)")
+    full_feature_names: bool = Field(False, description="Name features `view__feature` instead of `feature`")
+    include_status: bool = Field(False, description="Add a status per value: PRESENT, NOT_FOUND, OUTSIDE_MAX_AGE")
+    include_event_timestamps: bool = Field(False, description="Add the event time of each value")
+
+
+Status = Literal["PRESENT", "NOT_FOUND", "OUTSIDE_MAX_AGE"]
+
+
+class OnlineFeaturesResponse(BaseModel):
+    """Columns, in request order: the join keys, then the features. One entry per entity row."""
+
+    values: dict[str, list[Any]] = Field(description="Column name -> values (join keys first)")
+    statuses: dict[str, list[Status]] | None = Field(None, description="Feature -> status per value")
+    event_timestamps: dict[str, list[datetime | None]] | None = Field(
+        None, description="Feature -> event time per value (RFC 3339, UTC)")
+
+
+# -- push -------------------------------------------------------------------------------------------
+
+Scalar = Annotated[bool, Field(strict=True)] | Int64 | float | str | None
+PushValue = Scalar | list[Scalar]
+PushRows = Annotated[list[dict[str, PushValue]], Tag("<rows>")]
+PushColumns = Annotated[dict[str, list[PushValue]], Tag("<columns>")]
+
+
+class PushRequest(BaseModel):
+    """Rows for the feature views of a push source."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "rows": [{"driver_id": 1001, "conv_rate": 0.5, "event_timestamp": "2026-01-07T10:00:00Z"}],
+        "to": "online",
+    }]})
+
+    rows: Annotated[PushRows | PushColumns, Discriminator(
+        _rows_or_columns, custom_error_type="rows_shape",
+        custom_error_message="must be a list of rows (objects) or an object of columns (lists)")] = Field(
+        description="Rows (`[{...}, ...]`) or columns (`{\"col\": [...]}`): join keys, features and the "
+                    "source's timestamp column (RFC 3339 string or epoch seconds); bytes as base64, "
+                    "NaN as \"NaN\"")
+    to: Literal["online", "offline", "both"] = Field("online", description="Where to write the rows")
+
+
+class PushResponse(BaseModel):
+    source: str
+    to: str
+    rows: int = Field(description="Rows accepted")
+
+
+# -- catalog ----------------------------------------------------------------------------------------
+
+
+class EntityInfo(BaseModel):
+    name: str
+    join_keys: list[str]
+    description: str = ""
+    owner: str = ""
+    tags: dict[str, str] = {}
+
+
+class FieldInfo(BaseModel):
+    name: str
+    dtype: str = Field(description="Value type: Int64, Float64, String, Array(Int64), ...")
+
+
+class MaterializationInfo(BaseModel):
+    start: datetime
+    end: datetime
+    rows: int
+    online_rows: int
+    finished_at: datetime
+
+
+class Freshness(BaseModel):
+    watermark: datetime | None = Field(None, description="Materialized up to this event time")
+    last_materialization: MaterializationInfo | None = None
+
+
+class ViewInfo(BaseModel):
+    name: str
+    entities: list[str]
+    join_keys: list[str]
+    features: list[FieldInfo]
+    source: str
+    push: bool = Field(description="Whether rows can be pushed to it (its source is a push source)")
+    ttl_seconds: float | None
+    online: bool
+    description: str = ""
+    owner: str = ""
+    tags: dict[str, str] = {}
+    freshness: Freshness
+
+
+class ServiceInfo(BaseModel):
+    name: str
+    features: list[str] = Field(description="Feature references, view:feature")
+    description: str = ""
+    owner: str = ""
+    tags: dict[str, str] = {}
+
+
+class EntityList(BaseModel):
+    entities: list[EntityInfo]
+
+
+class ViewList(BaseModel):
+    views: list[ViewInfo]
+
+
+class ServiceList(BaseModel):
+    services: list[ServiceInfo]
+
+
+# -- health -----------------------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    online_store: str = Field(description="Backend type: sqlite or redis")
+    feature_views: int
