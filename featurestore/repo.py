@@ -101,7 +101,7 @@ def load_repo(config: RepoConfig, validate_sources: bool = True) -> Catalog:
         origins[(kind, name)] = where
     problems += _resolve_entity_refs(catalog, origins)
     problems += check_catalog(catalog, origins)
-    if validate_sources and not problems:
+    if validate_sources:
         problems += check_sources(catalog, origins, config)
     if problems:
         raise RepoError(problems)

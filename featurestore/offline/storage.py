@@ -101,14 +101,15 @@ class OfflineStorage:
         for day in touched:
             target_dir = self.view_dir(view.name) / f"date={day.isoformat()}"
             target = target_dir / DATA_FILE
-            parts = []
-            if target.exists():
-                parts.append(f"SELECT {cols} FROM read_parquet({quote_literal(str(target))}) WHERE NOT ({predicate})")
             new_dir = staging / f"date={day.isoformat()}"
-            if new_dir.exists():
-                parts.append(f"SELECT {cols} FROM read_parquet({quote_literal(str(new_dir / '*.parquet'))})")
-            if not parts:
+            kept = (f"SELECT {cols} FROM read_parquet({quote_literal(str(target))}) WHERE NOT ({predicate})"
+                    if target.exists() else None)
+            added = (f"SELECT {cols} FROM read_parquet({quote_literal(str(new_dir / '*.parquet'))})"
+                     if new_dir.exists() else None)
+            if kept is None and added is None:
                 continue
+            # Always the same query shape (kept UNION ALL added), so the same rows give the same file bytes.
+            parts = [kept or f"{added} WHERE FALSE", added or f"{kept} AND FALSE"]
             union = " UNION ALL ".join(f"({p})" for p in parts)
             count = arrow_table(con, f"SELECT count(*) AS n FROM ({union})").column(0)[0].as_py()
             if count == 0:

@@ -1,0 +1,56 @@
+"""featurestore.toml plus FS_* environment overrides -> one typed RepoConfig."""
+
+import pytest
+
+from featurestore import ConfigError
+from featurestore.config import find_repo, load_config
+
+
+def write(tmp_path, text):
+    (tmp_path / "featurestore.toml").write_text(text)
+    return tmp_path
+
+
+def test_defaults_are_embedded_and_relative_to_the_repo(tmp_path):
+    cfg = load_config(write(tmp_path, 'project = "p"\n'), env={})
+    assert cfg.project == "p"
+    assert cfg.online.type == "sqlite" and cfg.online.path == tmp_path.resolve() / "data/online.db"
+    assert cfg.offline_path == tmp_path.resolve() / "data/offline"
+    assert cfg.registry_path == tmp_path.resolve() / "data/registry.db"
+    assert cfg.online.key_prefix == "p"
+
+
+def test_environment_overrides_the_file(tmp_path):
+    write(tmp_path, 'project = "p"\n[online]\ntype = "sqlite"\n')
+    cfg = load_config(tmp_path, env={"FS_ONLINE_URL": "redis://h:1/0", "FS_PROJECT": "q",
+                                     "FS_OFFLINE_PATH": "/abs/off", "FS_API_KEYS": "svc:read:0123456789"})
+    assert cfg.online.type == "redis" and cfg.online.url == "redis://h:1/0"
+    assert cfg.project == "q" and str(cfg.offline_path) == "/abs/off"
+    assert cfg.server.api_keys[0].role == "read" and cfg.server.api_keys[0].name == "svc"
+    assert "0123456789" not in repr(cfg.server.api_keys[0])  # keys never shown
+
+
+@pytest.mark.parametrize("text, message", [
+    ('project = "p"\n[online]\ntype = "cassandra"\n', "type must be one of"),
+    ('project = "p"\n[online]\ntype = "redis"\n', "needs url"),
+    ('project = "p"\nunknown = 1\n', "unknown setting"),
+    ('project = "has space"\n', "'project' must be"),
+    ('project = \n', "not valid TOML"),
+    ('project = "p"\n[[server.api_keys]]\nname = "a"\nrole = "root"\nkey = "0123456789"\n', "roles are"),
+    ('project = "p"\n[[server.api_keys]]\nname = "a"\nrole = "read"\nkey = "short"\n', "at least 8"),
+    ('project = "p"\n[[server.api_keys]]\nname = "a"\nrole = "read"\nkey_env = "NOPE_X"\n', "NOPE_X"),
+])
+def test_bad_config_names_the_problem(tmp_path, text, message):
+    write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path, env={})
+
+
+def test_find_repo_walks_up_and_explains_when_missing(tmp_path, monkeypatch):
+    write(tmp_path, 'project = "p"\n')
+    sub = tmp_path / "a" / "b"
+    sub.mkdir(parents=True)
+    monkeypatch.chdir(sub)
+    assert find_repo() == tmp_path.resolve()
+    with pytest.raises(ConfigError, match="fs init"):
+        find_repo(sub)

@@ -1,0 +1,185 @@
+"""Materialization: offline storage replaces exactly the range it is asked for, re-runs change nothing,
+a killed run re-run ends like a clean one, and watermarks move only after both writes succeed."""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from featurestore import FeatureStore, MaterializationError
+from tests.repo_builder import make_repo, write_table
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+DEFS = """
+from datetime import timedelta
+from featurestore import *
+driver = Entity(name="driver", join_keys=["driver_id"])
+src = ParquetSource(name="stats", path="data/stats.parquet", created_timestamp_field="created")
+stats = FeatureView(name="stats", entities=[driver], ttl=timedelta(days=2), online={online},
+                    schema=[Field("value", Float64), Field("n", Int64), Field("tag", String)], source=src)
+"""
+
+
+def rows(hours, drivers=(1, 2, 3), created_delay=timedelta(minutes=1), value_offset=0.0):
+    """One row per driver per hour offset from T0."""
+    out = {"driver_id": [], "event_timestamp": [], "created": [], "value": [], "n": [], "tag": []}
+    for h in hours:
+        for d in drivers:
+            ts = T0 + timedelta(hours=h)
+            out["driver_id"].append(d)
+            out["event_timestamp"].append(ts)
+            out["created"].append(ts + created_delay)
+            out["value"].append(d * 1000 + h + value_offset)
+            out["n"].append(h)
+            out["tag"].append(f"d{d}h{h}")
+    return pa.table({
+        "driver_id": pa.array(out["driver_id"], pa.int64()),
+        "event_timestamp": pa.array(out["event_timestamp"], pa.timestamp("us", tz="UTC")),
+        "created": pa.array(out["created"], pa.timestamp("us", tz="UTC")),
+        "value": pa.array(out["value"], pa.float64()), "n": pa.array(out["n"], pa.int64()), "tag": out["tag"],
+    })
+
+
+def new_store(tmp_path, table, online="False", name="repo"):
+    path = make_repo(tmp_path / name, {"defs.py": DEFS.format(online=online)}, {"data/stats.parquet": table})
+    store = FeatureStore(path)
+    store.apply()
+    return store
+
+
+def offline(store, view="stats"):
+    """Offline contents, sorted, as Python rows."""
+    files = store.offline_storage.files(view)
+    if not files:
+        return []
+    table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+    return sorted(table.to_pylist(), key=lambda r: (r["__event_ts"], r["driver_id"]))
+
+
+def test_rerunning_a_range_changes_nothing(tmp_path):
+    store = new_store(tmp_path, rows(range(0, 72)))
+    result = store.materialize(T0, T0 + timedelta(hours=47))
+    assert result.rows == 48 * 3
+    first = offline(store)
+    files = {f: pq.read_table(f) for f in store.offline_storage.files("stats")}
+    store.materialize(T0, T0 + timedelta(hours=47))
+    assert offline(store) == first
+    again = {f: pq.read_table(f) for f in store.offline_storage.files("stats")}
+    assert again.keys() == files.keys()
+    assert all(again[f].to_pylist() == files[f].to_pylist() and again[f].schema.types == files[f].schema.types
+               for f in files)
+    assert store.registry.watermark("stats") == T0 + timedelta(hours=47)
+    assert len(first) == 48 * 3 and first[0]["__event_ts"] == T0
+
+
+def test_a_range_replaces_exactly_that_range(tmp_path):
+    store = new_store(tmp_path, rows(range(0, 72)))
+    store.materialize(T0, T0 + timedelta(hours=71))
+    before = offline(store)
+    # The source changes everywhere; we re-materialize 10:00..30:00 only (two partial days).
+    write_table(store.repo_path / "data/stats.parquet", rows(range(0, 72), value_offset=0.5))
+    start, end = T0 + timedelta(hours=10), T0 + timedelta(hours=30)
+    store.materialize(start, end)
+    after = offline(store)
+    assert len(after) == len(before)
+    for old, new in zip(before, after):
+        inside = start <= new["__event_ts"] <= end
+        assert new["value"] == old["value"] + (0.5 if inside else 0.0), new
+    # Rows deleted from the source inside the range disappear; outside they stay.
+    write_table(store.repo_path / "data/stats.parquet", rows([h for h in range(0, 72) if h != 20]))
+    store.materialize(start, end)
+    hours = {r["n"] for r in offline(store)}
+    assert 20 not in hours and {0, 9, 31, 71} <= hours
+
+
+def test_future_end_and_bad_ranges_are_refused(tmp_path):
+    store = new_store(tmp_path, rows(range(0, 3)))
+    with pytest.raises(MaterializationError, match="in the future"):
+        store.materialize(T0, datetime.now(timezone.utc) + timedelta(days=1))
+    with pytest.raises(MaterializationError, match="after end"):
+        store.materialize(T0 + timedelta(days=1), T0)
+    with pytest.raises(MaterializationError, match="not an ISO date"):
+        store.materialize("yesterday", T0)
+    with pytest.raises(Exception, match="unknown feature view 'stat' \\(did you mean 'stats'"):
+        store.materialize(T0, T0 + timedelta(days=1), views=["stat"])
+    assert store.registry.watermark("stats") is None and not store.offline_storage.has_data("stats")
+
+
+def test_naive_and_string_times_are_utc(tmp_path):
+    store = new_store(tmp_path, rows(range(0, 24)))
+    store.materialize("2026-01-01T05:00:00", datetime(2026, 1, 1, 6))
+    assert [r["n"] for r in offline(store)] == [5, 5, 5, 6, 6, 6]
+
+
+def test_incremental_runs_continue_from_the_watermark_and_pick_up_late_rows(tmp_path):
+    store = new_store(tmp_path, rows(range(0, 24)))
+    store.materialize_incremental(T0 + timedelta(hours=23))
+    assert store.registry.watermark("stats") == T0 + timedelta(hours=23)
+    assert len(offline(store)) == 24 * 3
+    # New rows arrive for later hours, plus a late row: created now, but its event time is hour 3.
+    late = rows([3], drivers=(9,), created_delay=timedelta(days=3))
+    write_table(store.repo_path / "data/stats.parquet", pa.concat_tables([rows(range(0, 30)), late]))
+    result = store.materialize_incremental(T0 + timedelta(hours=29))
+    got = offline(store)
+    assert len(got) == 30 * 3 + 1
+    assert any(r["driver_id"] == 9 and r["n"] == 3 for r in got)
+    assert result.rows == 7 * 3 + 1  # hours 23..29 (23 again: inclusive) and the late row
+    # Running again is a no-op on contents.
+    store.materialize_incremental(T0 + timedelta(hours=29))
+    assert offline(store) == got
+
+
+KILLER = """
+import os, signal, sys
+from featurestore import FeatureStore
+from featurestore.offline import storage
+
+calls = {"n": 0}
+original = os.replace
+def replace_then_die(src, dst):
+    original(src, dst)
+    calls["n"] += 1
+    if calls["n"] == int(sys.argv[2]):
+        os.kill(os.getpid(), signal.SIGKILL)
+storage.os.replace = replace_then_die
+FeatureStore(sys.argv[1]).materialize("2026-01-01", "2026-01-04T23:00:00")
+"""
+
+
+def test_a_run_killed_half_way_then_rerun_ends_like_a_clean_run(tmp_path):
+    table = rows(range(0, 120))
+    clean = new_store(tmp_path, table, name="clean")
+    clean.materialize("2026-01-01", "2026-01-04T23:00:00")
+
+    victim = new_store(tmp_path, rows(range(0, 120), value_offset=0.25), name="victim")
+    victim.materialize("2026-01-01", "2026-01-04T23:00:00")  # old contents to be replaced
+    write_table(victim.repo_path / "data/stats.parquet", table)
+    script = tmp_path / "killer.py"
+    script.write_text(textwrap.dedent(KILLER))
+    proc = subprocess.run([sys.executable, str(script), str(victim.repo_path), "2"], capture_output=True,
+                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert proc.returncode == -9, proc.stderr.decode()
+    half = offline(victim)
+    assert half != offline(clean)  # it really died half-way: some days new, some old
+    assert any(".staging-" in p.name for p in victim.offline_storage.view_dir("stats").iterdir())
+    victim.materialize("2026-01-01", "2026-01-04T23:00:00")
+    assert offline(victim) == offline(clean)
+    assert not any(p.name.startswith((".staging-", ".tmp-")) for p in victim.offline_storage.view_dir("stats").rglob("*"))
+
+
+def test_partitions_are_by_utc_day_and_sorted(tmp_path):
+    store = new_store(tmp_path, rows(range(0, 50)))
+    store.materialize(T0, T0 + timedelta(hours=49))
+    days = [f.parent.name for f in store.offline_storage.files("stats")]
+    assert days == ["date=2026-01-01", "date=2026-01-02", "date=2026-01-03"]
+    first = pq.read_table(store.offline_storage.files("stats")[0])
+    ts = first.column("__event_ts")
+    assert pc.all(pc.greater_equal(ts.slice(1), ts.slice(0, len(ts) - 1))).as_py()
+    shutil.rmtree(store.offline_storage.view_dir("stats"))

@@ -1,0 +1,97 @@
+"""`plan` shows what `apply` would change, field by field; `apply` records all of it or nothing."""
+
+import pytest
+
+from featurestore import FeatureStore, NotAppliedError, RepoError
+from tests.repo_builder import make_repo
+from tests.test_repo import ENTITY, HEADER, SOURCE, STATS, view
+
+
+def repo(tmp_path, body):
+    return make_repo(tmp_path / "repo", {"defs.py": HEADER + ENTITY + SOURCE + body}, {"data/stats.parquet": STATS})
+
+
+def rewrite(path, body):
+    (path / "defs.py").write_text(HEADER + ENTITY + SOURCE + body)
+
+
+def test_first_plan_adds_everything_and_apply_records_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("FS_USER", "alice")
+    path = repo(tmp_path, view())
+    store = FeatureStore(path)
+    with pytest.raises(NotAppliedError, match="fs apply"):
+        store.catalog
+    plan = store.plan()
+    assert plan.counts() == {"add": 3, "change": 0, "remove": 0, "unchanged": 0}
+    assert "+ feature view stats_view" in plan.render()
+    store.apply()
+    objects = {(o["kind"], o["name"]): o for o in store.registry.objects()}
+    assert objects[("feature_view", "stats_view")]["version"] == 1
+    assert objects[("feature_view", "stats_view")]["applied_by"] == "alice"
+    assert store.plan().is_empty
+    assert "No changes" in store.plan().render()
+    # A new process sees the applied definitions through the registry.
+    assert FeatureStore(path).catalog.view("stats_view").feature_names == ("conv_rate", "trips")
+
+
+def test_changes_are_shown_field_by_field_and_bump_versions(tmp_path):
+    path = repo(tmp_path, view())
+    store = FeatureStore(path)
+    store.apply()
+    generation = store.registry.generation()
+    rewrite(path, view('[Field("conv_rate", Float64), Field("trips", Float64)]').replace(
+        "source=src)", "source=src, ttl=timedelta(hours=2))"))
+    text = store.plan().render()
+    assert "~ feature view stats_view" in text
+    assert "schema[trips].dtype: 'Int64' -> 'Float64'" in text
+    assert "ttl_seconds: (none) -> 7200.0" in text
+    store.apply()
+    versions = store.registry.versions()
+    assert versions[("feature_view", "stats_view")] == 2 and versions[("entity", "driver")] == 1
+    assert store.registry.generation() == generation + 1
+    assert store.catalog.view("stats_view").ttl.total_seconds() == 7200
+
+
+def test_removed_objects_are_planned_and_removed(tmp_path):
+    path = repo(tmp_path, view() + view(name="second", schema='[Field("trips", Int64)]'))
+    store = FeatureStore(path)
+    store.apply()
+    rewrite(path, view())
+    plan = store.plan()
+    assert "- feature view second" in plan.render()
+    assert plan.counts()["remove"] == 1
+    store.apply()
+    assert set(store.catalog.views) == {"stats_view"}
+
+
+def test_a_repo_with_one_error_applies_nothing(tmp_path):
+    path = repo(tmp_path, view())
+    store = FeatureStore(path)
+    store.apply()
+    before = (store.registry.specs(), store.registry.generation())
+    # One good change and one bad one: neither may land.
+    rewrite(path, view(name="stats_view", schema='[Field("trips", Int64)]')
+            + view(name="broken", schema='[Field("no_such_column", Int64)]'))
+    with pytest.raises(RepoError, match="no_such_column"):
+        store.apply()
+    assert (store.registry.specs(), store.registry.generation()) == before
+
+
+def test_apply_is_all_or_nothing_even_when_the_registry_write_fails(tmp_path, monkeypatch):
+    path = repo(tmp_path, view() + view(name="second", schema='[Field("trips", Int64)]'))
+    store = FeatureStore(path)
+    before = store.registry.specs()
+    calls = {"n": 0}
+    original = store.registry._bump
+
+    def failing_bump(con):
+        calls["n"] += 1
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store.registry, "_bump", failing_bump)
+    with pytest.raises(OSError):
+        store.apply()
+    assert calls["n"] == 1 and store.registry.specs() == before
+    monkeypatch.setattr(store.registry, "_bump", original)
+    store.apply()
+    assert len(store.registry.specs()) == 4
