@@ -22,6 +22,8 @@ from .plan import Plan, diff
 from .registry import Registry
 
 if TYPE_CHECKING:
+    from .models.lineage import TrainingSet, TrainingSets
+    from .models.registry import ModelRegistry
     from .online.base import OnlineStore
 
 
@@ -57,6 +59,24 @@ class FeatureStore:
         from .offline.storage import OfflineStorage
 
         return OfflineStorage(self.config.offline_path)
+
+    @cached_property
+    def models(self) -> ModelRegistry:
+        """The model registry (SPEC §9): register, alias and load models; see featurestore.models."""
+        from .models.registry import ModelRegistry
+
+        return ModelRegistry(self)
+
+    @cached_property
+    def training_sets(self) -> TrainingSets:
+        """Saved training sets with their fingerprints; see featurestore.models.lineage."""
+        from .models.lineage import TrainingSets
+
+        return TrainingSets(self)
+
+    def save_training_set(self, name: str, job: Any, description: str = "", overwrite: bool = False) -> TrainingSet:
+        """Save the training set of a RetrievalJob under `name`, with its fingerprint (same as `job.save(name)`)."""
+        return self.training_sets.save(name, job, description=description, overwrite=overwrite)
 
     # -- definitions -----------------------------------------------------------------------------
 

@@ -1,0 +1,319 @@
+"""Training-set lineage: save a training set's fingerprint, find it again, regenerate and compare.
+
+    job = store.get_historical_features(entity_df, features="driver_activity")
+    ts = job.save("eta_train")                      # or store.save_training_set("eta_train", job)
+    store.training_sets.get("eta_train").fingerprint
+    diff = store.training_sets.compare("eta_train")  # regenerate from the recorded inputs
+    diff.same, diff.changes                          # e.g. ["column 'conv_rate' changed: ..."]
+
+A fingerprint is made of three parts, each a sha256:
+
+- *definitions*: per feature view used, its registry version and the hash of its spec and of its
+  source's spec;
+- *entity rows*: the entity columns of the result (every entity row comes back once, in order);
+- *result*: every column of the result, hashed one by one, so a comparison can say which changed.
+
+The entity rows are kept (Parquet, under `<registry folder>/training_sets/<name>/`) so the training
+set can be regenerated from exactly the same rows. Hashes are over the values (nulls, and the
+column's type), not over file bytes, so chunking and Parquet settings do not change them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..errors import ModelRegistryError, unknown
+from ..registry import current_user, utcnow
+
+if TYPE_CHECKING:
+    from ..store import FeatureStore
+
+_SCHEMA = """CREATE TABLE IF NOT EXISTS training_sets (
+    name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, record TEXT NOT NULL, description TEXT NOT NULL,
+    created_by TEXT NOT NULL, created_at TEXT NOT NULL)"""
+FINGERPRINT_VERSION = 1
+
+
+# -- hashing Arrow data by value -------------------------------------------------------------------
+
+
+def hash_column(column: pa.ChunkedArray | pa.Array) -> str:
+    """sha256 of a column's type, null positions and values; independent of chunking and offsets."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    h = hashlib.sha256(str(arr.type).encode())
+    h.update(len(arr).to_bytes(8, "little"))
+    h.update(np.packbits(arr.is_null().to_numpy(zero_copy_only=False)).tobytes())
+    t = arr.type
+    if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_time(t) or pa.types.is_duration(t):
+        arr = arr.cast(pa.int64() if t.bit_width == 64 else pa.int32())
+        t = arr.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
+        filled = pc.fill_null(arr, pa.scalar(False if pa.types.is_boolean(t) else 0, type=t))
+        h.update(np.ascontiguousarray(filled.to_numpy(zero_copy_only=False)).tobytes())
+    elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        is_text = pa.types.is_string(t) or pa.types.is_large_string(t)
+        filled = pc.fill_null(arr.cast(pa.large_string() if is_text else pa.large_binary()), "" if is_text else b"")
+        filled = pa.concat_arrays([filled])  # a fresh array: offsets start at its own start
+        offsets = np.frombuffer(filled.buffers()[1], dtype=np.int64)[filled.offset:filled.offset + len(filled) + 1]
+        h.update(np.diff(offsets).tobytes())
+        if len(offsets) and filled.buffers()[2] is not None:
+            h.update(memoryview(filled.buffers()[2])[offsets[0]:offsets[-1]])
+    else:  # decimals, lists, structs: rare in training sets; slower but exact
+        h.update(json.dumps(arr.to_pylist(), default=str).encode())
+    return h.hexdigest()
+
+
+def hash_table(table: pa.Table) -> tuple[str, dict[str, str]]:
+    """(sha256 of the whole table, {column: sha256}) in column order."""
+    columns = {name: hash_column(table.column(name)) for name in table.column_names}
+    h = hashlib.sha256(table.num_rows.to_bytes(8, "little"))
+    for name, digest in columns.items():
+        h.update(f"{name}\0{digest}\0".encode())
+    return h.hexdigest(), columns
+
+
+def _sha(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# -- records -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """A saved training set: how it was made and the fingerprint of what it held."""
+
+    name: str
+    fingerprint: str
+    feature_refs: tuple[str, ...]
+    full_feature_names: bool
+    bitemporal: bool
+    definitions: dict[str, dict[str, Any]]
+    entity_rows: dict[str, Any]
+    result: dict[str, Any]
+    entity_path: str  # relative to the training-set root
+    description: str = ""
+    created_by: str = ""
+    created_at: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return int(self.result["rows"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class TrainingSetComparison:
+    """A saved training set against its regeneration: `same`, and `changes` in words."""
+
+    name: str
+    same: bool
+    recorded: str
+    regenerated: str
+    changes: tuple[str, ...]
+
+    def __str__(self) -> str:
+        if self.same:
+            return f"training set '{self.name}' regenerates identically (fingerprint {self.recorded[:12]})"
+        lines = "\n".join(f"  - {c}" for c in self.changes)
+        return (f"training set '{self.name}' differs from its regeneration "
+                f"({self.recorded[:12]} -> {self.regenerated[:12]}):\n{lines}")
+
+
+class TrainingSets:
+    """Saved training sets; get it as `store.training_sets`."""
+
+    def __init__(self, store: FeatureStore):
+        self.store = store
+        self.registry = store.registry
+        self.root = Path(store.config.registry_path).parent / "training_sets"
+        with self.registry.transaction() as con:
+            con.execute(_SCHEMA)
+
+    # -- saving ------------------------------------------------------------------------------------
+
+    def save(self, name: str, job: Any, description: str = "", overwrite: bool = False,
+             actor: str | None = None) -> TrainingSet:
+        """Record the training set `job` (a RetrievalJob) under `name`; returns the record.
+
+        Saving the same name again is a no-op when the fingerprint is the same, and an error when it
+        differs (pass overwrite=True to replace it).
+        """
+        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+            raise ModelRegistryError(f"training set name {name!r} is invalid: use a plain name such as 'eta_train'")
+        inputs = _job_inputs(job)
+        table = job.to_arrow()
+        parts = self._fingerprint(inputs, table)
+        existing = self._get(name)
+        if existing is not None and not overwrite:
+            if existing.fingerprint == parts["fingerprint"]:
+                return existing
+            raise ModelRegistryError(
+                f"training set '{name}' already exists with another fingerprint ({existing.fingerprint[:12]}): "
+                "save it under a new name, or pass overwrite=True"
+            )
+        folder = self.root / name
+        tmp = self.root / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir(parents=True)
+        pq.write_table(table.select(parts.pop("entity_columns")), tmp / "entity_rows.parquet")
+        record = TrainingSet(name=name, entity_path=f"{name}/entity_rows.parquet", description=description,
+                             created_by=actor or current_user(), created_at=utcnow().isoformat(), **parts)
+        body = {k: v for k, v in record.to_dict().items()
+                if k not in ("name", "fingerprint", "description", "created_by", "created_at")}
+        try:
+            with self.registry.transaction() as con:
+                if folder.exists():
+                    shutil.rmtree(folder)
+                tmp.rename(folder)
+                con.execute("INSERT INTO training_sets VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                            "fingerprint = excluded.fingerprint, record = excluded.record, "
+                            "description = excluded.description, created_by = excluded.created_by, "
+                            "created_at = excluded.created_at",
+                            (name, record.fingerprint, json.dumps(body, sort_keys=True), description,
+                             record.created_by, record.created_at))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.registry.audit("training_set_save", f"training_set:{name}",
+                            {"fingerprint": record.fingerprint, "rows": record.rows}, actor=record.created_by)
+        return record
+
+    def _fingerprint(self, inputs: dict[str, Any], table: pa.Table) -> dict[str, Any]:
+        from ..catalog import output_names
+
+        catalog = self.store.catalog
+        requests = catalog.resolve(inputs["features"])
+        outputs = [c for cols in output_names(requests, inputs["full_feature_names"]) for c in cols]
+        refs = tuple(f"{r.view.name}:{f}" for r in requests for f in r.features)
+        versions = self.registry.versions()
+        definitions = {}
+        for r in requests:
+            source = r.view.source
+            definitions[r.view.name] = {
+                "version": versions.get(("feature_view", r.view.name)),
+                "spec_sha256": _sha(r.view.to_spec()),
+                "source": source.name,
+                "source_version": versions.get(("source", source.name)),
+                "source_spec_sha256": _sha(source.to_spec()),
+            }
+        entity_columns = [c for c in table.column_names if c not in set(outputs)]
+        entity_sha, _ = hash_table(table.select(entity_columns))
+        result_sha, column_shas = hash_table(table)
+        fingerprint = _sha({"v": FINGERPRINT_VERSION, "refs": refs, "full": inputs["full_feature_names"],
+                            "bitemporal": inputs["bitemporal"],
+                            "definitions": {v: d["spec_sha256"] + d["source_spec_sha256"] for v, d in definitions.items()},
+                            "entity": entity_sha, "result": result_sha})
+        return {
+            "fingerprint": fingerprint, "feature_refs": refs, "full_feature_names": inputs["full_feature_names"],
+            "bitemporal": inputs["bitemporal"], "definitions": definitions,
+            "entity_rows": {"sha256": entity_sha, "rows": table.num_rows, "columns": entity_columns},
+            "result": {"sha256": result_sha, "rows": table.num_rows, "columns": column_shas},
+            "entity_columns": entity_columns,
+        }
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def _get(self, name: str) -> TrainingSet | None:
+        rows = self.registry.read("SELECT name, fingerprint, record, description, created_by, created_at "
+                                  "FROM training_sets WHERE name = ?", (name,))
+        if not rows:
+            return None
+        n, fp, record, description, by, at = rows[0]
+        body = json.loads(record)
+        body["feature_refs"] = tuple(body["feature_refs"])
+        return TrainingSet(name=n, fingerprint=fp, description=description, created_by=by, created_at=at, **body)
+
+    def get(self, name: str) -> TrainingSet:
+        """The saved training set `name` (UnknownNameError with a suggestion when there is none)."""
+        found = self._get(name)
+        if found is None:
+            raise unknown("training set", name, self.names())
+        return found
+
+    def names(self) -> list[str]:
+        return [r[0] for r in self.registry.read("SELECT name FROM training_sets ORDER BY name")]
+
+    def list(self) -> list[TrainingSet]:
+        return [self.get(n) for n in self.names()]
+
+    def entity_rows(self, name: str) -> pa.Table:
+        """The entity rows the training set was made from (entity columns of its result)."""
+        return pq.read_table(self.root / self.get(name).entity_path)
+
+    # -- regenerating --------------------------------------------------------------------------------
+
+    def regenerate(self, name: str) -> Any:
+        """Run the retrieval again from the recorded inputs; returns a RetrievalJob."""
+        ts = self.get(name)
+        return self.store.get_historical_features(self.entity_rows(name), features=list(ts.feature_refs),
+                                                  full_feature_names=ts.full_feature_names, bitemporal=ts.bitemporal)
+
+    def compare(self, name: str) -> TrainingSetComparison:
+        """Regenerate `name` and say whether it is the same, and if not what changed."""
+        ts = self.get(name)
+        job = self.regenerate(name)
+        inputs = {"features": list(ts.feature_refs), "full_feature_names": ts.full_feature_names,
+                  "bitemporal": ts.bitemporal}
+        now = self._fingerprint(inputs, job.to_arrow())
+        return TrainingSetComparison(name, now["fingerprint"] == ts.fingerprint, ts.fingerprint, now["fingerprint"],
+                                     tuple(_changes(ts, now)))
+
+
+def _changes(ts: TrainingSet, now: dict[str, Any]) -> list[str]:
+    changes: list[str] = []
+    for view, old in ts.definitions.items():
+        new = now["definitions"].get(view)
+        if new is None:
+            changes.append(f"feature view '{view}' is no longer applied")
+            continue
+        if old["spec_sha256"] != new["spec_sha256"]:
+            changes.append(f"feature view '{view}' definition changed (version {old['version']} -> {new['version']})")
+        if old["source_spec_sha256"] != new["source_spec_sha256"]:
+            changes.append(f"source '{new['source']}' of view '{view}' changed "
+                           f"(version {old['source_version']} -> {new['source_version']})")
+    old_e, new_e = ts.entity_rows, now["entity_rows"]
+    if old_e["sha256"] != new_e["sha256"]:
+        changes.append(f"entity rows changed ({old_e['rows']} -> {new_e['rows']} rows)")
+    old_r, new_r = ts.result, now["result"]
+    if old_r["rows"] != new_r["rows"]:
+        changes.append(f"row count changed: {old_r['rows']} -> {new_r['rows']}")
+    for col in old_r["columns"]:
+        if col not in new_r["columns"]:
+            changes.append(f"column '{col}' is gone")
+        elif old_r["columns"][col] != new_r["columns"][col] and col not in old_e["columns"]:
+            changes.append(f"column '{col}' changed")
+    changes += [f"column '{c}' is new" for c in new_r["columns"] if c not in old_r["columns"]]
+    only_values = changes and all(c.startswith("column '") and c.endswith("changed") for c in changes)
+    if only_values:
+        changes.append("definitions and entity rows are the same: the source data (or offline storage) changed")
+    return changes
+
+
+def _job_inputs(job: Any) -> dict[str, Any]:
+    """The inputs a RetrievalJob was made from (features, full_feature_names, bitemporal)."""
+    features = getattr(job, "features", None)
+    if features is None or not hasattr(job, "to_arrow"):
+        raise ModelRegistryError(
+            f"cannot save {type(job).__name__!r} as a training set: pass the job that "
+            "store.get_historical_features(...) returned"
+        )
+    if hasattr(features, "name") and hasattr(features, "features"):  # a FeatureService object
+        features = features.name
+    return {"features": features, "full_feature_names": bool(getattr(job, "full_feature_names", False)),
+            "bitemporal": bool(getattr(job, "bitemporal", False))}

@@ -1,0 +1,545 @@
+"""The model registry: versioned models tied to the features and training set they were built from.
+
+    mv = store.models.register("eta", model, feature_service="driver_activity", training_set="eta_train",
+                               metrics={"mae": 1.9}, missing_policy="fail")
+    store.models.set_alias("eta", "production", mv.version)
+    model = store.models.load("eta@production")          # or load("eta", version=3)
+
+Records live in the feature registry's SQLite file (tables `model_versions`, `model_aliases`,
+`model_alias_history`); artifacts live under `config.models_path/<name>/<version>/`. The artifact's
+sha256 is recorded at registration and checked on every load: a changed file refuses to load.
+
+A model's *signature* is the ordered list of its inputs: each input is a feature of its feature
+service ("view:feature") or a request-time value. It is frozen at registration, so serving keeps
+feeding the model what it was trained on even if the service changes later. Registration refuses a
+model whose `feature_names_in_` / `n_features_in_` do not match its service.
+
+References: "name@alias", "name@3" (a version), or "name" alone (its `production` alias when set,
+else its latest version). Aliases cannot be all digits, nor "latest".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ModelRegistryError, did_you_mean, unknown
+from ..registry import current_user, utcnow
+from .flavors import SavedArtifact, flavor_for, read_model_file
+
+if TYPE_CHECKING:
+    from ..store import FeatureStore
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS model_versions (
+        name TEXT NOT NULL, version INTEGER NOT NULL, flavor TEXT NOT NULL, format TEXT NOT NULL,
+        artifact TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, details TEXT NOT NULL,
+        feature_service TEXT NOT NULL, signature TEXT NOT NULL, training_set TEXT, training_fingerprint TEXT,
+        metrics TEXT NOT NULL, params TEXT NOT NULL, tags TEXT NOT NULL, description TEXT NOT NULL,
+        missing_policy TEXT NOT NULL, registered_by TEXT NOT NULL, registered_at TEXT NOT NULL,
+        PRIMARY KEY (name, version))""",
+    """CREATE TABLE IF NOT EXISTS model_aliases (
+        name TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER NOT NULL, set_by TEXT NOT NULL,
+        set_at TEXT NOT NULL, PRIMARY KEY (name, alias))""",
+    """CREATE TABLE IF NOT EXISTS model_alias_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, alias TEXT NOT NULL, old_version INTEGER,
+        new_version INTEGER, actor TEXT NOT NULL, at TEXT NOT NULL)""",
+)
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+DEFAULT_ALIAS = "production"
+_COLUMNS = ("name, version, flavor, format, artifact, sha256, size, details, feature_service, signature, "
+            "training_set, training_fingerprint, metrics, params, tags, description, missing_policy, "
+            "registered_by, registered_at")
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """One input column of a model, in the model's order: a feature ("view:feature") or a request value."""
+
+    name: str
+    ref: str | None = None  # None: a request-time value the caller passes with each entity row
+
+    @property
+    def is_request(self) -> bool:
+        return self.ref is None
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version of a model (immutable), plus the aliases pointing at it now."""
+
+    name: str
+    version: int
+    flavor: str
+    format: str
+    artifact: str  # path relative to config.models_path
+    sha256: str
+    size: int
+    feature_service: str
+    inputs: tuple[ModelInput, ...]
+    full_feature_names: bool
+    training_set: str | None
+    training_fingerprint: str | None
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    tags: dict[str, str]
+    description: str
+    missing_policy: dict[str, Any]
+    registered_by: str
+    registered_at: str
+    details: dict[str, Any] = field(default_factory=dict, repr=False)
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def columns(self) -> list[str]:
+        """The model's input columns, in the order it expects them."""
+        return [i.name for i in self.inputs]
+
+    @property
+    def feature_refs(self) -> list[str]:
+        """The features the model looks up online ("view:feature"), in its input order."""
+        return [i.ref for i in self.inputs if i.ref is not None]
+
+    @property
+    def request_features(self) -> list[str]:
+        return [i.name for i in self.inputs if i.ref is None]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["inputs"] = [asdict(i) for i in self.inputs]
+        d["aliases"] = list(self.aliases)
+        d.pop("details")
+        return d
+
+
+def _json(value: Any) -> str:
+    def default(o: Any) -> Any:
+        if hasattr(o, "item"):  # numpy scalars
+            return o.item()
+        if hasattr(o, "tolist"):
+            return o.tolist()
+        return str(o)
+
+    return json.dumps(value if value is not None else {}, sort_keys=True, default=default)
+
+
+def parse_model_ref(ref: str, version: int | str | None = None, alias: str | None = None) -> tuple[str, int | None, str | None]:
+    """"name@alias" / "name@3" / "name" (+ explicit version= or alias=) -> (name, version, alias)."""
+    if not isinstance(ref, str) or not ref:
+        raise ModelRegistryError(f"model reference {ref!r} must be a string: 'name', 'name@alias' or 'name@3'")
+    name, _, tail = ref.partition("@")
+    if tail and (version is not None or alias is not None):
+        raise ModelRegistryError(f"model reference '{ref}' already names a version or alias; pass only one")
+    if version is not None and alias is not None:
+        raise ModelRegistryError("pass either a version or an alias, not both")
+    if tail:
+        if tail.isdigit():
+            version = int(tail)
+        else:
+            alias = tail
+    if version is not None:
+        try:
+            version = int(version)
+        except (TypeError, ValueError):
+            raise ModelRegistryError(f"model version must be a whole number, got {version!r}") from None
+    return name, version, alias
+
+
+class ModelRegistry:
+    """Register, find, alias and load models. Get it as `store.models`."""
+
+    def __init__(self, store: FeatureStore):
+        self.store = store
+        self.registry = store.registry
+        self.root = Path(store.config.models_path)
+        self._listeners: list[Callable[[str], None]] = []
+        self._lock = threading.Lock()
+        with self.registry.transaction() as con:
+            for stmt in _SCHEMA:
+                con.execute(stmt)
+
+    # -- change notification (serving hot-swaps on it) -------------------------------------------
+
+    def subscribe(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(model_name)` after every registration or alias move made through this object."""
+        with self._lock:
+            self._listeners.append(callback)
+
+    def unsubscribe(self, callback: Callable[[str], None]) -> None:
+        with self._lock:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+    def _changed(self, con: Any, name: str) -> None:
+        con.execute("INSERT INTO meta VALUES ('models_generation', '1') ON CONFLICT (key) DO UPDATE "
+                    "SET value = CAST(value AS INTEGER) + 1")
+
+    def _notify(self, name: str) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for callback in listeners:
+            callback(name)
+
+    def generation(self) -> int:
+        """A number that grows with every registration and alias move, in any process."""
+        row = self.registry.read("SELECT value FROM meta WHERE key = 'models_generation'")
+        return int(row[0][0]) if row else 0
+
+    # -- registering -------------------------------------------------------------------------------
+
+    def register(self, name: str, model: Any, feature_service: Any, training_set: Any = None,
+                 metrics: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
+                 tags: dict[str, str] | None = None, description: str = "",
+                 missing_policy: str | dict[str, Any] = "fail", request_features: list[str] | tuple[str, ...] = (),
+                 flavor: str | None = None, actor: str | None = None) -> ModelVersion:
+        """Record `model` as the next version of `name`; returns the new ModelVersion.
+
+        `model`: an estimator with `predict` (scikit-learn-compatible), an ONNX model, or a path to a
+        .skops/.joblib/.pkl/.onnx file. `feature_service`: a FeatureService or its name; its features
+        become the model's signature, checked against the model's `feature_names_in_` or
+        `n_features_in_`. `request_features`: inputs the caller passes with each entity row instead of
+        looked up. `training_set`: a saved training set's name (or TrainingSet); its fingerprint is
+        recorded. `missing_policy`: what serving does with a NOT_FOUND / OUTSIDE_MAX_AGE feature:
+        "fail" (422), "null" (predict with a missing value), or {"feature": default, ...} (listed
+        features get a default, the others fail).
+        """
+        if not isinstance(name, str) or not _MODEL_NAME.match(name):
+            raise ModelRegistryError(
+                f"model name {name!r} is invalid: use letters, digits, '_', '-' or '.', not starting with '-' or '.'"
+            )
+        if isinstance(model, (str, Path)) and not str(model).endswith(".onnx"):
+            model = read_model_file(model)
+        chosen = flavor_for(model, flavor)
+        service_name = getattr(feature_service, "name", feature_service)
+        if not isinstance(service_name, str):
+            raise ModelRegistryError(f"feature_service must be a FeatureService or its name, got {feature_service!r}")
+        catalog = self.store.catalog
+        catalog.service(service_name)  # unknown name -> UnknownNameError with a suggestion
+        probe = model
+        if chosen.name == "onnx":  # its input width is known only from the graph
+            probe = _onnx_probe(model)
+        inputs, full_names = signature(probe, catalog, service_name, list(request_features), name)
+        policy = normalize_missing_policy(missing_policy, inputs, name)
+        ts_name, ts_fingerprint = self._training_set(training_set, inputs, name)
+        who = actor or current_user()
+        when = utcnow().isoformat()
+
+        folder = self.root / name
+        tmp = folder / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir(parents=True)
+        try:
+            saved = chosen.save(model, tmp)
+            data = (tmp / saved.file).read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            with self.registry.transaction() as con:
+                row = con.execute("SELECT MAX(version) FROM model_versions WHERE name = ?", (name,)).fetchone()
+                version = (row[0] or 0) + 1
+                final = folder / str(version)
+                if final.exists():  # left by a registration that died before its commit
+                    shutil.rmtree(final)
+                tmp.rename(final)
+                con.execute(
+                    f"INSERT INTO model_versions ({_COLUMNS}) VALUES ({', '.join('?' * 19)})",
+                    (name, version, chosen.name, saved.format, f"{name}/{version}/{saved.file}", digest, len(data),
+                     _json(saved.details), service_name,
+                     _json({"inputs": [asdict(i) for i in inputs], "full_feature_names": full_names}),
+                     ts_name, ts_fingerprint, _json(metrics), _json(params), _json(tags), description or "",
+                     _json(policy), who, when))
+                self._changed(con, name)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.registry.audit("model_register", f"model:{name}",
+                            {"version": version, "sha256": digest, "flavor": chosen.name,
+                             "feature_service": service_name, "training_set": ts_name}, actor=who)
+        self._notify(name)
+        return self.get(name, version)
+
+    def _training_set(self, training_set: Any, inputs: tuple[ModelInput, ...], model: str) -> tuple[str | None, str | None]:
+        if training_set is None:
+            return None, None
+        ts_name = getattr(training_set, "name", training_set)
+        ts = self.store.training_sets.get(ts_name)
+        missing = [i.ref for i in inputs if i.ref is not None and i.ref not in ts.feature_refs]
+        if missing and ts.feature_refs:
+            raise ModelRegistryError(
+                f"model '{model}': training set '{ts.name}' does not hold the features {missing} of its feature "
+                "service: register the model with the training set it was trained on"
+            )
+        return ts.name, ts.fingerprint
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return [r[0] for r in self.registry.read("SELECT DISTINCT name FROM model_versions ORDER BY name")]
+
+    def list(self) -> list[dict[str, Any]]:
+        """One summary per model: latest version, aliases, description, who registered the latest."""
+        aliases = self._aliases()
+        rows = self.registry.read(
+            "SELECT m.name, m.version, m.feature_service, m.description, m.registered_by, m.registered_at, c.n "
+            "FROM model_versions m JOIN (SELECT name, MAX(version) AS v, COUNT(*) AS n FROM model_versions "
+            "GROUP BY name) c ON m.name = c.name AND m.version = c.v ORDER BY m.name")
+        return [{"name": n, "latest_version": v, "versions": count, "feature_service": fs, "description": d,
+                 "aliases": {a: ver for (mn, a), ver in sorted(aliases.items()) if mn == n},
+                 "registered_by": by, "registered_at": at}
+                for n, v, fs, d, by, at, count in rows]
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        """Every version of `name`, oldest first."""
+        self._check_exists(name)
+        aliases = self._aliases(name)
+        rows = self.registry.read(f"SELECT {_COLUMNS} FROM model_versions WHERE name = ? ORDER BY version", (name,))
+        return [self._version(r, aliases) for r in rows]
+
+    def get(self, name: str, version: int | None = None, alias: str | None = None) -> ModelVersion:
+        """The record of one version: `get("eta", 3)`, `get("eta@production")`, `get("eta")` (default)."""
+        name, version = self.resolve(name, version=version, alias=alias)
+        rows = self.registry.read(f"SELECT {_COLUMNS} FROM model_versions WHERE name = ? AND version = ?",
+                                  (name, version))
+        return self._version(rows[0], self._aliases(name))
+
+    def resolve(self, ref: str, version: int | None = None, alias: str | None = None) -> tuple[str, int]:
+        """A reference ("name@alias", "name@3", "name") -> (name, version), with helpful errors."""
+        name, version, alias = parse_model_ref(ref, version, alias)
+        self._check_exists(name)
+        if version is not None:
+            if not self.registry.read("SELECT 1 FROM model_versions WHERE name = ? AND version = ?", (name, version)):
+                known = [str(r[0]) for r in self.registry.read(
+                    "SELECT version FROM model_versions WHERE name = ? ORDER BY version", (name,))]
+                raise unknown(f"version of model '{name}':", str(version), known)
+            return name, version
+        aliases = {a: v for (_, a), v in self._aliases(name).items()}
+        if alias is not None:
+            if alias not in aliases:
+                raise unknown(f"alias of model '{name}':", alias, aliases)
+            return name, aliases[alias]
+        if DEFAULT_ALIAS in aliases:
+            return name, aliases[DEFAULT_ALIAS]
+        return name, self.registry.read("SELECT MAX(version) FROM model_versions WHERE name = ?", (name,))[0][0]
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """alias -> version for one model."""
+        self._check_exists(name)
+        return {a: v for (_, a), v in sorted(self._aliases(name).items())}
+
+    def _aliases(self, name: str | None = None) -> dict[tuple[str, str], int]:
+        sql, params = "SELECT name, alias, version FROM model_aliases", ()
+        if name is not None:
+            sql, params = sql + " WHERE name = ?", (name,)
+        return {(n, a): v for n, a, v in self.registry.read(sql, params)}
+
+    def _check_exists(self, name: str) -> None:
+        if not self.registry.read("SELECT 1 FROM model_versions WHERE name = ? LIMIT 1", (name,)):
+            raise unknown("model", name, self.names())
+
+    @staticmethod
+    def _version(row: tuple[Any, ...], aliases: dict[tuple[str, str], int]) -> ModelVersion:
+        (name, version, flavor, fmt, artifact, sha, size, details, service, sig, ts, tsf, metrics, params, tags,
+         description, policy, by, at) = row
+        sig = json.loads(sig)
+        return ModelVersion(
+            name=name, version=version, flavor=flavor, format=fmt, artifact=artifact, sha256=sha, size=size,
+            feature_service=service, inputs=tuple(ModelInput(**i) for i in sig["inputs"]),
+            full_feature_names=sig["full_feature_names"], training_set=ts, training_fingerprint=tsf,
+            metrics=json.loads(metrics), params=json.loads(params), tags=json.loads(tags), description=description,
+            missing_policy=json.loads(policy), registered_by=by, registered_at=at, details=json.loads(details),
+            aliases=tuple(sorted(a for (n, a), v in aliases.items() if n == name and v == version)))
+
+    # -- aliases -----------------------------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int, actor: str | None = None) -> ModelVersion:
+        """Point `alias` of `name` at `version` (moving it if set); recorded in the alias history and audit.
+
+        The target's artifact is checked (sha256) first: an alias never moves to a file that would not load.
+        """
+        if not isinstance(alias, str) or not _ALIAS.match(alias) or alias == "latest":
+            raise ModelRegistryError(
+                f"alias {alias!r} is invalid: use letters, digits, '_' or '-', starting with a letter "
+                "('latest' and numbers are reserved)"
+            )
+        name, version = self.resolve(name, version=version)
+        self.read_artifact(self.get(name, version))
+        who = actor or current_user()
+        now = utcnow().isoformat()
+        with self.registry.transaction() as con:
+            row = con.execute("SELECT version FROM model_aliases WHERE name = ? AND alias = ?", (name, alias)).fetchone()
+            old = row[0] if row else None
+            con.execute("INSERT INTO model_aliases VALUES (?, ?, ?, ?, ?) ON CONFLICT (name, alias) DO UPDATE SET "
+                        "version = excluded.version, set_by = excluded.set_by, set_at = excluded.set_at",
+                        (name, alias, version, who, now))
+            con.execute("INSERT INTO model_alias_history (name, alias, old_version, new_version, actor, at) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", (name, alias, old, version, who, now))
+            self._changed(con, name)
+        self.registry.audit("model_alias_set", f"model:{name}@{alias}", {"from": old, "to": version}, actor=who)
+        self._notify(name)
+        return self.get(name, version)
+
+    def delete_alias(self, name: str, alias: str, actor: str | None = None) -> None:
+        """Remove an alias (recorded in the alias history and audit)."""
+        aliases = self.aliases(name)
+        if alias not in aliases:
+            raise unknown(f"alias of model '{name}':", alias, aliases)
+        who = actor or current_user()
+        with self.registry.transaction() as con:
+            con.execute("DELETE FROM model_aliases WHERE name = ? AND alias = ?", (name, alias))
+            con.execute("INSERT INTO model_alias_history (name, alias, old_version, new_version, actor, at) "
+                        "VALUES (?, ?, ?, NULL, ?, ?)", (name, alias, aliases[alias], who, utcnow().isoformat()))
+            self._changed(con, name)
+        self.registry.audit("model_alias_delete", f"model:{name}@{alias}", {"from": aliases[alias]}, actor=who)
+        self._notify(name)
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        """What happened to a model, oldest first: registrations and alias moves, with who and when."""
+        self._check_exists(name)
+        events = [{"at": at, "actor": by, "event": "register", "version": v, "alias": None, "from_version": None}
+                  for v, by, at in self.registry.read(
+                      "SELECT version, registered_by, registered_at FROM model_versions WHERE name = ?", (name,))]
+        for alias, old, new, actor, at in self.registry.read(
+                "SELECT alias, old_version, new_version, actor, at FROM model_alias_history WHERE name = ? ORDER BY id",
+                (name,)):
+            events.append({"at": at, "actor": actor, "event": "alias_set" if new is not None else "alias_delete",
+                           "version": new, "alias": alias, "from_version": old})
+        return sorted(events, key=lambda e: e["at"])
+
+    # -- loading -----------------------------------------------------------------------------------
+
+    def artifact_path(self, mv: ModelVersion) -> Path:
+        return self.root / mv.artifact
+
+    def read_artifact(self, mv: ModelVersion) -> bytes:
+        """The artifact's bytes, after checking them against the recorded sha256."""
+        path = self.artifact_path(mv)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ModelRegistryError(f"model {mv.ref}: artifact {path} is missing") from None
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != mv.sha256:
+            raise ModelRegistryError(
+                f"model {mv.ref}: artifact {path} was modified after registration (sha256 {digest[:12]}..., "
+                f"registered {mv.sha256[:12]}...): refusing to load it; register the model again"
+            )
+        return data
+
+    def load_version(self, mv: ModelVersion) -> Any:
+        """The model object of one version (sha256 checked on the exact bytes that are deserialized)."""
+        from .flavors import FLAVORS
+
+        data = self.read_artifact(mv)
+        try:
+            return FLAVORS[mv.flavor].load(data, SavedArtifact(Path(mv.artifact).name, mv.format, mv.details))
+        except ModelRegistryError:
+            raise
+        except Exception as e:
+            raise ModelRegistryError(f"model {mv.ref}: could not load its {mv.format} artifact: {e}") from e
+
+    def load(self, ref: str, version: int | None = None, alias: str | None = None) -> Any:
+        """The model object: `load("eta@production")`, `load("eta", version=3)`, `load("eta")` (default)."""
+        return self.load_version(self.get(ref, version=version, alias=alias))
+
+
+def _onnx_probe(model: Any) -> Any:
+    """An OnnxModel to read the graph's input width from, when onnxruntime is installed."""
+    import importlib.util
+
+    from .flavors import OnnxModel, _onnx_bytes
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        return object()
+    return OnnxModel(_onnx_bytes(model) or b"")
+
+
+def signature(model: Any, catalog: Any, service_name: str, request_features: list[str],
+              model_name: str) -> tuple[tuple[ModelInput, ...], bool]:
+    """The model's inputs in its order, checked against the feature service; and whether names are full."""
+    from ..catalog import output_names
+
+    requests = catalog.resolve(service_name)
+    refs = [f"{r.view.name}:{f}" for r in requests for f in r.features]
+    short = [f for r in requests for f in r.features]
+    full = [f"{r.view.name}__{f}" for r in requests for f in r.features]
+    short_ok = len(set(short)) == len(short)
+    if short_ok:
+        output_names(requests, False)
+    for rf in request_features:
+        if not isinstance(rf, str) or not rf:
+            raise ModelRegistryError(f"model '{model_name}': request_features must be names, got {rf!r}")
+    names_in = getattr(model, "feature_names_in_", None)
+    n_in = getattr(model, "n_features_in_", None)
+    expected = len(refs) + len(request_features)
+    where = f"model '{model_name}' and feature service '{service_name}'"
+    if names_in is not None:
+        names_in = [str(n) for n in names_in]
+        candidates = ([(short, False)] if short_ok else []) + [(full, True)]
+        for names, is_full in candidates:
+            given = set(names) | set(request_features)
+            if set(names_in) == given and len(names_in) == len(given) == expected:
+                by_name = dict(zip(names, refs))
+                return tuple(ModelInput(n, by_name.get(n)) for n in names_in), is_full
+        names = short if short_ok else full
+        missing = [n for n in names_in if n not in names and n not in request_features]
+        unused = [n for n in names if n not in names_in]
+        hint = ""
+        if missing:
+            hint += f" the model needs {missing}, which the service does not give (pass request_features= for values sent with each request)"
+            if len(missing) == 1:
+                hint += did_you_mean(missing[0], names)
+            hint += ";"
+        if unused:
+            hint += f" the service gives {unused}, which the model was not fitted on;"
+        raise ModelRegistryError(
+            f"{where} do not match: the model was fitted on columns {names_in}, the service gives {names}"
+            f"{' plus request features ' + str(request_features) if request_features else ''}:{hint.rstrip(';')}. "
+            "Register it with the feature service it was trained with."
+        )
+    names = (short if short_ok else full) + list(request_features)
+    if isinstance(n_in, int) and n_in != expected:
+        raise ModelRegistryError(
+            f"{where} do not match: the model expects {n_in} feature(s), the service gives {len(refs)} {refs}"
+            f"{' plus request features ' + str(request_features) if request_features else ''}. "
+            "Register it with the feature service it was trained with."
+        )
+    by_name = dict(zip(short if short_ok else full, refs))
+    return tuple(ModelInput(n, by_name.get(n)) for n in names), not short_ok
+
+
+def normalize_missing_policy(policy: Any, inputs: tuple[ModelInput, ...], model_name: str) -> dict[str, Any]:
+    """"fail" | "null" | {"feature": default} -> {"mode": ..., "defaults": {...}} checked against the inputs."""
+    if policy in ("fail", "null"):
+        return {"mode": policy, "defaults": {}}
+    if isinstance(policy, dict):
+        columns = {i.name: i for i in inputs}
+        by_ref = {i.ref: i.name for i in inputs if i.ref}
+        defaults: dict[str, Any] = {}
+        for key, value in policy.items():
+            column = by_ref.get(key, key)
+            if column not in columns:
+                raise ModelRegistryError(
+                    f"model '{model_name}': missing_policy names '{key}', which is not one of its inputs"
+                    f"{did_you_mean(str(key), columns)}"
+                )
+            if hasattr(value, "item"):
+                value = value.item()
+            if value is not None and not isinstance(value, (int, float, str, bool)):
+                raise ModelRegistryError(f"model '{model_name}': default for '{key}' must be a number, string or bool")
+            defaults[column] = value
+        return {"mode": "defaults", "defaults": defaults}
+    raise ModelRegistryError(
+        f"model '{model_name}': missing_policy must be 'fail', 'null' or a dict of defaults "
+        f"{{'feature': value}}, got {policy!r}"
+    )

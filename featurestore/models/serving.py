@@ -1,0 +1,393 @@
+"""Predictions: look a model's features up online, run the model, log what was served.
+
+    server = ModelServer(store)                        # once per process (the HTTP app keeps one)
+    out = server.predict("eta@production", [{"driver_id": 1001}], return_features=True)
+    out["predictions"], out["version"], out["features"]
+    server.close()                                     # flushes the prediction log
+
+One prediction is: resolve the reference to a loaded model (a dict lookup), ONE online lookup of the
+model's features (its frozen signature, see featurestore.models.registry), assemble the columns in the
+order the model expects, apply its missing-value policy, `model.predict`, buffer a log row per entity
+row. Nothing is read from the registry on that path.
+
+Models are loaded once per version and kept. A reference by alias ("eta@production", or "eta" = its
+production alias, else its latest version) is resolved when first used and re-resolved when aliases
+move: at once for moves made through this process's `store.models`, and within `refresh_interval`
+seconds for moves made elsewhere (the CLI, another server), by a background watcher. The new version
+is loaded *before* the reference is switched, and a request reads the reference once, so requests
+during a swap are answered by the old or the new version, never fail.
+
+Missing values: a feature whose status is NOT_FOUND or OUTSIDE_MAX_AGE is handled by the version's
+`missing_policy`: "fail" raises MissingFeatureError (HTTP 422) naming the row and feature; "null"
+passes a missing value (NaN) to the model; {"feature": default} substitutes defaults for the listed
+features (the others fail).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import uuid
+import weakref
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from ..errors import RetrievalError
+from .prediction_log import PredictionLog
+from .registry import ModelVersion, parse_model_ref
+
+if TYPE_CHECKING:
+    from ..store import FeatureStore
+
+log = logging.getLogger("featurestore.models")
+
+PRESENT = "PRESENT"
+_LOG_COLUMNS = frozenset({"request_id", "ts", "model", "model_version", "row", "features", "missing", "prediction"})
+
+
+class MissingFeatureError(RetrievalError):
+    """A feature the model needs is NOT_FOUND or OUTSIDE_MAX_AGE and its policy is to fail (HTTP 422)."""
+
+
+@dataclass
+class LoadedModel:
+    """One model version, ready to predict: the object, its inputs and what a lookup needs."""
+
+    version: ModelVersion
+    model: Any
+    join_keys: tuple[str, ...]
+    use_frame: bool  # fitted on a DataFrame: pass one, so scikit-learn checks column names
+
+    @property
+    def name(self) -> str:
+        return self.version.name
+
+
+@dataclass
+class Prepared:
+    """A predict request after resolution: which model, and the rows the lookup is given."""
+
+    loaded: LoadedModel
+    rows: list[dict[str, Any]]
+    key_rows: list[dict[str, Any]]
+    request_id: str
+
+
+class ModelServer:
+    """Loads models once, hot-swaps them when aliases move, and answers predictions (see module doc)."""
+
+    def __init__(self, store: FeatureStore, log_predictions: bool = True, refresh_interval: float = 1.0,
+                 prediction_log: PredictionLog | None = None, watch: bool = True):
+        self.store = store
+        self.models = store.models
+        self.refresh_interval = refresh_interval
+        self.log: PredictionLog | None = None
+        if log_predictions:
+            root = store.config.registry_path.parent / "predictions"
+            self.log = (prediction_log or PredictionLog(root, flush_interval=refresh_interval)).start()
+        self._loaded: dict[tuple[str, int], LoadedModel] = {}
+        self._targets: dict[tuple[str, str | None], int] = {}  # (name, alias or None=default) -> version
+        self._load_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._generation = self.models.generation()
+        self._closed = threading.Event()
+        self._listener = _weak_listener(self)
+        self.models.subscribe(self._listener)
+        self._watcher: threading.Thread | None = None
+        if watch:
+            self._watcher = threading.Thread(target=_watch, args=(weakref.ref(self), self._closed, refresh_interval),
+                                             name="featurestore-model-watcher", daemon=True)
+            self._watcher.start()
+
+    # -- resolving and loading ------------------------------------------------------------------------
+
+    def get(self, ref: str, version: int | None = None, alias: str | None = None) -> LoadedModel:
+        """The loaded model a reference points at now (loads it on first use)."""
+        name, version, alias = parse_model_ref(ref, version, alias)
+        if version is None:
+            target = self._targets.get((name, alias))
+            if target is None:
+                target = self.models.resolve(name, alias=alias)[1]
+                self._targets[(name, alias)] = target
+            version = target
+        loaded = self._loaded.get((name, version))
+        if loaded is None:
+            loaded = self._load(name, version)
+        return loaded
+
+    def _load(self, name: str, version: int) -> LoadedModel:
+        with self._load_lock:
+            loaded = self._loaded.get((name, version))
+            if loaded is not None:
+                return loaded
+            mv = self.models.get(name, version)
+            model = self.models.load_version(mv)
+            requests = self.store.catalog.resolve(mv.feature_refs) if mv.feature_refs else []
+            keys: list[str] = []
+            for r in requests:
+                keys += [k for k in r.view.join_keys if k not in keys]
+            loaded = LoadedModel(mv, model, tuple(keys), getattr(model, "feature_names_in_", None) is not None)
+            self._loaded[(name, version)] = loaded
+            return loaded
+
+    def refresh(self) -> None:
+        """Re-resolve every alias in use; load new targets first, then switch (requests never wait)."""
+        with self._refresh_lock:
+            self._generation = self.models.generation()
+            targets = dict(self._targets)
+            fresh: dict[tuple[str, str | None], int] = {}
+            for (name, alias), old in targets.items():
+                try:
+                    version = self.models.resolve(name, alias=alias)[1]
+                    if version != old:
+                        self._load(name, version)
+                except Exception as e:  # an alias deleted, a broken artifact: keep serving what we have
+                    log.warning("model %s@%s: keeping version %s: %s", name, alias or "default", old, e)
+                    version = old
+                fresh[(name, alias)] = version
+            self._targets.update(fresh)  # one dict update: a request sees the old or the new version
+            for key, version in fresh.items():
+                if version != targets[key]:
+                    log.info("model %s@%s now serves version %s (was %s)", key[0], key[1] or "default", version,
+                             targets[key])
+
+    def _check_generation(self) -> None:
+        if self.models.generation() != self._generation:
+            self.refresh()
+
+    # -- predicting ----------------------------------------------------------------------------------
+
+    def prepare(self, ref: str, entity_rows: Any, version: int | None = None, alias: str | None = None,
+                request_id: str | None = None) -> Prepared:
+        """Resolve the model and split entity rows into lookup keys (and request-time values)."""
+        loaded = self.get(ref, version=version, alias=alias)
+        rows = _rows(entity_rows)
+        keys = loaded.join_keys
+        key_rows = [{k: row[k] for k in keys if k in row} for row in rows]
+        return Prepared(loaded, rows, key_rows, request_id or uuid.uuid4().hex)
+
+    def finish(self, prepared: Prepared, response: Any, return_features: bool = False,
+               probabilities: bool = False) -> dict[str, Any]:
+        """From the lookup's response to predictions: assemble, apply the policy, predict, log."""
+        loaded, rows = prepared.loaded, prepared.rows
+        mv = loaded.version
+        values, statuses = _columns(response)
+        columns, missing = self._assemble(loaded, rows, values, statuses)
+        X = _matrix(columns, mv.columns, len(rows), loaded.use_frame)
+        predictions = _plain(loaded.model.predict(X))
+        out: dict[str, Any] = {"model": mv.name, "version": mv.version, "request_id": prepared.request_id,
+                               "predictions": predictions}
+        if probabilities:
+            proba = getattr(loaded.model, "predict_proba", None)
+            if proba is None:
+                raise RetrievalError(f"model {mv.ref} has no predict_proba: it gives no probabilities")
+            out["probabilities"] = _plain(proba(X))
+        if return_features:
+            out["features"] = columns
+            out["missing"] = missing
+        if self.log is not None:
+            self._log(prepared, columns, missing, predictions)
+        return out
+
+    def predict(self, ref: str, entity_rows: Any, version: int | None = None, alias: str | None = None,
+                return_features: bool = False, probabilities: bool = False,
+                request_id: str | None = None) -> dict[str, Any]:
+        """Predict for entity rows (dicts of join keys, plus any request-time values the model takes).
+
+        Returns {"model", "version", "request_id", "predictions"[, "probabilities"][, "features",
+        "missing"]}; raises MissingFeatureError, UnknownNameError, RetrievalError on bad input.
+        """
+        prepared = self.prepare(ref, entity_rows, version=version, alias=alias, request_id=request_id)
+        response = self._lookup(prepared)
+        return self.finish(prepared, response, return_features=return_features, probabilities=probabilities)
+
+    async def predict_async(self, ref: str, entity_rows: Any, version: int | None = None, alias: str | None = None,
+                            return_features: bool = False, probabilities: bool = False,
+                            request_id: str | None = None) -> dict[str, Any]:
+        """`predict` for an event loop: the lookup is awaited; large batches predict in a worker thread."""
+        prepared = self.prepare(ref, entity_rows, version=version, alias=alias, request_id=request_id)
+        mv = prepared.loaded.version
+        if mv.feature_refs:
+            response = await self.store.get_online_features_async(
+                mv.feature_refs, prepared.key_rows, full_feature_names=mv.full_feature_names)
+        else:
+            response = None
+        if len(prepared.rows) > 256:
+            import anyio.to_thread
+
+            return await anyio.to_thread.run_sync(
+                lambda: self.finish(prepared, response, return_features, probabilities))
+        return self.finish(prepared, response, return_features=return_features, probabilities=probabilities)
+
+    def _lookup(self, prepared: Prepared) -> Any:
+        mv = prepared.loaded.version
+        if not mv.feature_refs:
+            return None
+        return self.store.get_online_features(mv.feature_refs, prepared.key_rows,
+                                              full_feature_names=mv.full_feature_names)
+
+    @staticmethod
+    def _assemble(loaded: LoadedModel, rows: list[dict[str, Any]], values: dict[str, list[Any]],
+                  statuses: dict[str, list[str]]) -> tuple[dict[str, list[Any]], list[list[str]]]:
+        mv = loaded.version
+        policy = mv.missing_policy
+        mode, defaults = policy.get("mode", "fail"), policy.get("defaults", {})
+        n = len(rows)
+        columns: dict[str, list[Any]] = {}
+        missing: list[list[str]] = [[] for _ in range(n)]
+        for inp in mv.inputs:
+            if inp.ref is None:
+                try:
+                    columns[inp.name] = [row[inp.name] for row in rows]
+                except KeyError:
+                    i = next(i for i, row in enumerate(rows) if inp.name not in row)
+                    raise RetrievalError(
+                        f"entity row {i} lacks '{inp.name}': model {mv.ref} takes it as a request-time value "
+                        "with each entity row") from None
+                continue
+            col = list(values[inp.name])
+            status = statuses.get(inp.name)
+            if status is not None:
+                for i, s in enumerate(status):
+                    if s == PRESENT:
+                        continue
+                    if mode == "null":
+                        col[i] = None
+                    elif inp.name in defaults:
+                        col[i] = defaults[inp.name]
+                    else:
+                        raise MissingFeatureError(
+                            f"model {mv.ref} needs feature '{inp.name}' ({inp.ref}) and entity row {i} "
+                            f"{loaded_keys(loaded, rows[i])} has none: {s}. Its missing_policy is "
+                            f"{'fail' if mode == 'fail' else 'defaults without this feature'}; materialize or "
+                            "push the feature, or register the model with missing_policy='null' or a default"
+                        )
+                    missing[i].append(inp.name)
+            columns[inp.name] = col
+        return columns, missing
+
+    def _log(self, prepared: Prepared, columns: dict[str, list[Any]], missing: list[list[str]],
+             predictions: list[Any]) -> None:
+        mv = prepared.loaded.version
+        now = datetime.now(timezone.utc)
+        keys = prepared.loaded.join_keys
+        extra = mv.request_features
+        names = list(columns)
+        out = []
+        for i, row in enumerate(prepared.rows):
+            entry: dict[str, Any] = {"request_id": prepared.request_id, "ts": now, "model": mv.name,
+                                     "model_version": mv.version, "row": i}
+            for k in (*keys, *extra):
+                entry[f"entity_{k}" if k in _LOG_COLUMNS else k] = row.get(k)
+            entry["features"] = {c: _scalar(columns[c][i]) for c in names}
+            entry["missing"] = missing[i]
+            entry["prediction"] = predictions[i]
+            out.append(entry)
+        assert self.log is not None
+        self.log.append(out)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop watching, flush and stop the prediction log."""
+        self._closed.set()
+        self.models.unsubscribe(self._listener)
+        if self.log is not None:
+            self.log.close()
+
+    def __enter__(self) -> ModelServer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def loaded_keys(loaded: LoadedModel, row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row.get(k) for k in loaded.join_keys}
+
+
+def _weak_listener(server: ModelServer) -> Any:
+    ref = weakref.ref(server)
+
+    def on_change(name: str) -> None:
+        s = ref()
+        if s is not None and any(n == name for n, _ in list(s._targets)):
+            s.refresh()
+
+    return on_change
+
+
+def _watch(ref: Any, closed: threading.Event, interval: float) -> None:
+    """Background: notice alias moves made by other processes (the registry's models generation)."""
+    while not closed.wait(interval):
+        server = ref()
+        if server is None:
+            return
+        try:
+            server._check_generation()
+        except Exception as e:  # the registry file busy or gone for a moment: try again later
+            log.warning("model watcher: %s", e)
+        del server
+
+
+def _rows(entity_rows: Any) -> list[dict[str, Any]]:
+    """Rows as a list of dicts: from a list of dicts, or a dict of columns."""
+    if isinstance(entity_rows, dict):
+        lengths = {len(v) for v in entity_rows.values() if isinstance(v, (list, tuple))}
+        if len(lengths) != 1 or not all(isinstance(v, (list, tuple)) for v in entity_rows.values()):
+            raise RetrievalError("entity columns must be lists of the same length: {\"driver_id\": [1, 2]}")
+        names = list(entity_rows)
+        return [dict(zip(names, vals)) for vals in zip(*entity_rows.values())]
+    if isinstance(entity_rows, (list, tuple)) and all(isinstance(r, dict) for r in entity_rows):
+        if not entity_rows:
+            raise RetrievalError("no entity rows: pass at least one row of join keys")
+        return list(entity_rows)
+    if hasattr(entity_rows, "to_dict") and hasattr(entity_rows, "columns"):  # a pandas DataFrame
+        return entity_rows.to_dict("records")
+    raise RetrievalError("entity rows must be a list of dicts ([{\"driver_id\": 1}]) or a dict of columns")
+
+
+def _columns(response: Any) -> tuple[dict[str, list[Any]], dict[str, list[str]]]:
+    """The lookup response as (column -> values, feature -> statuses)."""
+    if response is None:
+        return {}, {}
+    values = response.to_dict()
+    statuses = getattr(response, "statuses", None)
+    if callable(statuses):
+        statuses = statuses()
+    return values, dict(statuses or {})
+
+
+def _matrix(columns: dict[str, list[Any]], order: list[str], n: int, use_frame: bool) -> Any:
+    import numpy as np
+
+    if use_frame:
+        import pandas as pd
+
+        return pd.DataFrame({c: columns[c] for c in order}, columns=order)
+    data = [columns[c] for c in order]
+    try:
+        return np.array(data, dtype=np.float64).T.reshape(n, len(order))
+    except (TypeError, ValueError):
+        return np.array(data, dtype=object).T.reshape(n, len(order))
+
+
+def _plain(out: Any) -> list[Any]:
+    """Model output -> JSON-able Python values (numpy scalars and arrays unwrapped)."""
+    if hasattr(out, "tolist"):
+        out = out.tolist()
+    return [_scalar(v) for v in out] if isinstance(out, list) else list(out)
+
+
+def _scalar(v: Any) -> Any:
+    if hasattr(v, "item") and not isinstance(v, (list, dict)):
+        try:
+            return v.item()
+        except (ValueError, AttributeError):
+            return v
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
+
