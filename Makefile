@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) definitions/generate_data.py
 	$(FS) --repo definitions apply
-	$(FS) --repo definitions materialize 2026-01-01T00:00:00 2026-01-08T00:00:00
+	$(FS) --repo definitions materialize-incremental
 	$(PY) definitions/demo.py
 
 test: $(STAMP)

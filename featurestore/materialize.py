@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 CLOCK_SKEW = timedelta(minutes=1)
+MEMORY_LIMIT = "256MB"
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,9 @@ def _materialize_view(store: FeatureStore, view: FeatureView, start: datetime, e
     if isinstance(view.source, PushSource) and view.source.batch_source is None:
         return ViewRun(view.name, start, end, skipped="push source without a batch_source: rows arrive by push")
     began = time.perf_counter()
-    con = duckdb_connection()
+    # Bounded: materializing any range needs no more than this, DuckDB spills the rest to disk.
+    con = duckdb_connection(memory_limit=MEMORY_LIMIT)
+    con.execute("SET preserve_insertion_order = false")
     reader = SourceReader(con, store.repo_path, store.catalog.sources)
     storage = store.offline_storage
     rows_sql = source_rows_sql(reader, view, where=predicate)

@@ -26,12 +26,16 @@ from ..definitions import (
 from ..errors import DefinitionError
 
 
-def duckdb_connection(threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection set up the way every featurestore query expects (UTC)."""
+def duckdb_connection(threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection set up the way every featurestore query expects (UTC).
+
+    `memory_limit` (e.g. "512MB") bounds DuckDB's buffers; beyond it, it spills to a temp folder."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
+    if memory_limit:
+        con.execute(f"SET memory_limit = {quote_literal(memory_limit)}")
     return con
 
 

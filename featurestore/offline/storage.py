@@ -78,7 +78,7 @@ class OfflineStorage:
         con.execute(
             f"COPY (SELECT {cols}, strftime({EVENT_TS}, '%Y-%m-%d') AS date FROM ({rows_sql}) "
             f"WHERE {EVENT_TS} IS NOT NULL) TO {quote_literal(str(staging))} "
-            "(FORMAT parquet, PARTITION_BY (date), OVERWRITE_OR_IGNORE true)"
+            "(FORMAT parquet, PARTITION_BY (date), OVERWRITE_OR_IGNORE true, COMPRESSION snappy)"
         )
         return staging
 
@@ -91,9 +91,10 @@ class OfflineStorage:
         return {date.fromisoformat(p.name[5:]) for p in staging.glob("date=*") if any(p.glob("*.parquet"))}
 
     def commit(self, con: duckdb.DuckDBPyConnection, view: FeatureView, staging: Path, predicate: str,
-               days: Iterable[date] = ()) -> int:
+               days: Iterable[date] = (), cleanup: bool = True) -> int:
         """Merge staged rows into storage: in each staged day and each day of `days`, stored rows matching
-        `predicate` are replaced by the staged ones. Returns the number of rows now stored in those days."""
+        `predicate` are replaced by the staged ones. Returns the number of rows now stored in those days.
+        With cleanup=False the staging folder is left for the caller to read and remove."""
         touched = sorted(self.staged_days(staging) | (set(days) & set(self.days(view.name))))
         order = ", ".join([EVENT_TS, *(quote_ident(k) for k in view.join_keys), f"{CREATED_TS} NULLS FIRST"])
         cols = ", ".join(quote_ident(c) for c in feature_columns(view))
@@ -118,11 +119,12 @@ class OfflineStorage:
             target_dir.mkdir(parents=True, exist_ok=True)
             tmp = target_dir / f".tmp-{uuid.uuid4().hex}.parquet"
             con.execute(f"COPY (SELECT * FROM ({union}) ORDER BY {order}) TO {quote_literal(str(tmp))} "
-                        "(FORMAT parquet, COMPRESSION zstd)")
+                        "(FORMAT parquet, COMPRESSION snappy)")
             _fsync(tmp)
             os.replace(tmp, target)
             stored_rows += count
-        shutil.rmtree(staging, ignore_errors=True)
+        if cleanup:
+            shutil.rmtree(staging, ignore_errors=True)
         return stored_rows
 
     def append(self, view: FeatureView, rows: pa.Table) -> int:
