@@ -31,18 +31,18 @@ from featurestore.config import ApiKey
 from .auth import Authenticator
 from .errors import UnexpectedErrorMiddleware, error_response, install_error_handlers
 from .metrics import Metrics, MetricsMiddleware
-from .routers import catalog, features, health, push
+from .routers import admin, catalog, features, health, push
 from .state import ServerState
 
 log = logging.getLogger("featurestore.server")
 
-ROUTERS: tuple[APIRouter, ...] = (features.router, push.router, catalog.router, health.router)
+ROUTERS: tuple[APIRouter, ...] = (features.router, push.router, catalog.router, admin.router, health.router)
 
 DESCRIPTION = """
 Online feature lookups, pushes and the catalog of a featurestore repo.
 
 **Auth.** When API keys are configured, send `Authorization: Bearer <key>` or `X-API-Key: <key>`.
-Roles: `read` (lookups, catalog, metrics), `write` (push + read), `admin` (everything).
+Roles: `read` (lookups, catalog, metrics), `write` (push + read), `admin` (everything, e.g. the\naudit trail at `/admin/audit`).
 A missing or unknown key gets 401, a role too low 403. `/health`, `/ready`, `/docs` and
 `/openapi.json` are open. Without configured keys the whole server is open.
 
@@ -88,6 +88,9 @@ def create_app(
                         "reach it (configure [[server.api_keys]] or FS_API_KEYS)")
         await run_in_threadpool(_warm_up, store)
         yield
+        online = store.__dict__.get("online_store")  # only if it was opened
+        if online is not None and hasattr(online, "aclose"):
+            await online.aclose()  # connections bound to this event loop
 
     app = FastAPI(title="featurestore feature server", version=_version(), description=DESCRIPTION,
                   lifespan=lifespan)

@@ -19,13 +19,17 @@ The same rules apply to push bodies in the other direction (see `server/routers/
 from __future__ import annotations
 
 import base64
+import binascii
 import math
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import orjson
+import pyarrow as pa
 from starlette.responses import Response
+
+from featurestore.types import ValueType
 
 _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 _NONFINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
@@ -53,6 +57,11 @@ def _default(obj: Any) -> Any:
 
 def finite(values: list[Any]) -> list[Any]:
     """`values` with NaN/±inf floats replaced by "NaN"/"Infinity"/"-Infinity" (the list itself when none)."""
+    try:  # fast path: numbers only, and their sum is finite, so none is NaN or infinite
+        if math.isfinite(sum(values)):
+            return values
+    except TypeError:  # None, strings, lists, ...: look at each value
+        pass
     out = None
     for i, v in enumerate(values):
         if v.__class__ is float and (v != v or v in _NONFINITE):
@@ -80,3 +89,94 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return dumps(content)
+
+
+# -- the other direction: JSON columns of a push, typed by the views that receive them -------------
+
+
+class DecodeError(ValueError):
+    """A pushed JSON value that cannot be read as its column's type (message names column and row)."""
+
+
+def _timestamp(value: Any) -> datetime:
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a time")
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        parsed = datetime.fromisoformat(text)
+        return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+    raise ValueError(f"expected an RFC 3339 string or epoch seconds, got {type(value).__name__}")
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, str) and value in _FLOAT_WORDS:
+        return _FLOAT_WORDS[value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ValueError(f"expected a number (or \"NaN\", \"Infinity\", \"-Infinity\"), got {value!r}")
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():  # 3.0 from a client that writes every number as float
+        return int(value)
+    raise ValueError(f"expected an integer, got {value!r}")
+
+
+def _bytes(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a base64 string, got {type(value).__name__}")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not valid base64") from None
+
+
+_FLOAT_WORDS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_CONVERT = {"UnixTimestamp": _timestamp, "Float64": _float, "Float32": _float, "Bytes": _bytes,
+            "Int64": _int, "Int32": _int}
+
+
+def decode_column(name: str, values: list[Any], dtype: ValueType) -> pa.Array:
+    """JSON values of one pushed column as an Arrow array of `dtype`.
+
+    Timestamps: RFC 3339 strings (naive = UTC) or epoch seconds; bytes: base64; floats: numbers or
+    "NaN"/"Infinity"/"-Infinity"; integers: integers (or integral floats, 3.0), never truncated.
+    Raises DecodeError naming the column and the row.
+    """
+    convert = _CONVERT.get(dtype.element.name if dtype.is_list else dtype.name)
+    if convert is not None:
+        out = []
+        for i, v in enumerate(values):
+            try:
+                if v is None:
+                    out.append(None)
+                elif dtype.is_list:
+                    if not isinstance(v, list):
+                        raise ValueError(f"expected a list, got {type(v).__name__}")
+                    out.append([None if x is None else convert(x) for x in v])
+                else:
+                    out.append(convert(v))
+            except (ValueError, OverflowError, OSError) as e:
+                raise DecodeError(f"column '{name}' row {i}: {v!r} is not a {dtype!r}: {e}") from None
+        values = out
+    try:
+        return pa.array(values, type=dtype.to_arrow())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError) as e:
+        row = _first_bad_row(values, dtype)
+        where = f"column '{name}'" + (f" row {row}: {values[row]!r}" if row is not None else "")
+        raise DecodeError(f"{where} is not a {dtype!r} ({e})") from None
+
+
+def _first_bad_row(values: list[Any], dtype: ValueType) -> int | None:
+    for i, v in enumerate(values):
+        try:
+            pa.array([v], type=dtype.to_arrow())
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError):
+            return i
+    return None

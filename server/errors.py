@@ -68,7 +68,7 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
 def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
     detail = []
     for e in exc.errors():
-        message = str(e.get("msg", "invalid value"))
+        message = str(e.get("msg", "invalid value")).removeprefix("Value error, ")
         if e.get("type") == "json_invalid":
             message = f"body is not valid JSON: {(e.get('ctx') or {}).get('error', 'decode error')}"
         detail.append({"field": _field(e.get("loc", ())), "message": message, "type": str(e.get("type", ""))})

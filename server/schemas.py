@@ -5,14 +5,49 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, WithJsonSchema
 
 # -- shared ---------------------------------------------------------------------------------------
 
-Int64 = Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)]
-# A JSON scalar as a join-key value (null matches nothing, as offline). Order matters for the schema only.
-KeyValue = (Annotated[bool, Field(strict=True)] | Int64 | Annotated[float, Field(strict=True)]
-            | Annotated[str, Field(strict=True)] | None)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_SCALAR_SCHEMA = [{"type": "string"}, {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
+                  {"type": "number"}, {"type": "boolean"}, {"type": "null"}]
+
+
+def _is_scalar(v: Any) -> bool:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return INT64_MIN <= v <= INT64_MAX
+    return v is None or isinstance(v, (str, float, bool))
+
+
+def _scalar(v: Any) -> Any:
+    if not _is_scalar(v):
+        raise ValueError("must be a string, a 64-bit integer, a number, a boolean or null")
+    return v
+
+
+def _scalar_or_list(v: Any) -> Any:
+    if _is_scalar(v) or (isinstance(v, list) and all(_is_scalar(x) for x in v)):
+        return v
+    raise ValueError("must be a string, a 64-bit integer, a number, a boolean, null, or a list of those")
+
+
+def _features(v: Any) -> Any:
+    if isinstance(v, str) and v:
+        return v
+    if isinstance(v, list) and v and all(isinstance(x, str) and x for x in v):
+        return v
+    raise ValueError("must be a non-empty list of feature references ('view:feature') or a feature service name")
+
+
+# One custom check per field (not a pydantic union) so that an error names the field once, plainly;
+# the JSON schema still documents every accepted form.
+KeyValue = Annotated[Any, AfterValidator(_scalar), WithJsonSchema({"anyOf": _SCALAR_SCHEMA})]
+PushValue = Annotated[Any, AfterValidator(_scalar_or_list), WithJsonSchema(
+    {"anyOf": [*_SCALAR_SCHEMA, {"type": "array", "items": {"anyOf": _SCALAR_SCHEMA}}]})]
+Features = Annotated[Any, AfterValidator(_features), WithJsonSchema({"anyOf": [
+    {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+    {"type": "string", "minLength": 1}]})]
 
 
 def _rows_or_columns(value: Any) -> str | None:
@@ -74,8 +109,7 @@ class OnlineFeaturesRequest(BaseModel):
         "include_status": True,
     }]})
 
-    features: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | Annotated[
-        str, Field(min_length=1)] = Field(
+    features: Features = Field(
         description="Feature references (`view:feature`), or the name of a feature service")
     entities: Entities = Field(
         description="Join-key values: rows (`[{\"driver_id\": 1}, ...]`) or columns (`{\"driver_id\": [1, ...]}`)")
@@ -98,8 +132,6 @@ class OnlineFeaturesResponse(BaseModel):
 
 # -- push -------------------------------------------------------------------------------------------
 
-Scalar = Annotated[bool, Field(strict=True)] | Int64 | float | str | None
-PushValue = Scalar | list[Scalar]
 PushRows = Annotated[list[dict[str, PushValue]], Tag("<rows>")]
 PushColumns = Annotated[dict[str, list[PushValue]], Tag("<columns>")]
 
@@ -202,3 +234,18 @@ class Ready(BaseModel):
     status: Literal["ready"]
     online_store: str = Field(description="Backend type: sqlite or redis")
     feature_views: int
+
+
+# -- admin ------------------------------------------------------------------------------------------
+
+
+class AuditEntry(BaseModel):
+    at: datetime
+    actor: str = Field(description="API key name (never the key), or the OS user for CLI actions")
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+
+class AuditList(BaseModel):
+    entries: list[AuditEntry]

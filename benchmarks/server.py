@@ -1,0 +1,305 @@
+"""The HTTP feature server against the in-process lookup it wraps, in one run, on one Redis server.
+
+    .venv/bin/python benchmarks/server.py [--entities 10000] [--seconds 3] [--json out.json]
+
+What it does:
+1. starts its own redis-server on a free port, builds a feature repo in a temp folder (one view of
+   10 features, 10,000 entities pushed online);
+2. in-process: `store.get_online_features` p50/p99 for 1 and 100 entities;
+3. starts the server in a subprocess (`fs serve`, or `server.run.serve` when the CLI is missing) and
+   measures the time from process start to the first answered lookup;
+4. over HTTP on loopback, with a minimal keep-alive HTTP/1.1 client (so the client's own cost is a
+   few microseconds, not httpx's hundreds): p50/p99 and requests/s for 1 and 100 entities with 1
+   client, then 16 concurrent clients, recording the server process's CPU use.
+
+Targets (issue 4): 1 client, 1 entity: p50 <= in-process p50 + 0.5 ms; 100 entities: p50 <= 1.3x
+in-process; 16 clients: the server's CPU is the limit (~100% of a core per worker); first answer
+within 2 s of starting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+from featurestore import FeatureStore  # noqa: E402
+from tests.redis_server import free_port, start_redis  # noqa: E402
+
+FEATURES = [f"driver_stats:f{i}" for i in range(10)]
+DEFINITIONS = """
+from datetime import timedelta
+from featurestore import Entity, FeatureView, Field, Float64, Int64, PushSource, String
+
+driver = Entity(name="driver", join_keys=["driver_id"])
+driver_push = PushSource(name="driver_push", timestamp_field="event_timestamp")
+driver_stats = FeatureView(
+    name="driver_stats", entities=[driver], ttl=timedelta(days=365), source=driver_push,
+    schema=[Field("driver_id", Int64)] + [Field(f"f{i}", Float64 if i < 6 else Int64 if i < 9 else String)
+                                          for i in range(10)],
+)
+"""
+
+
+def build_repo(root: Path, redis_url: str, entities: int) -> FeatureStore:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "featurestore.toml").write_text(textwrap.dedent(f"""
+        project = "bench"
+        [online]
+        type = "redis"
+        url = "{redis_url}"
+        key_prefix = "bench"
+    """))
+    (root / "features.py").write_text(DEFINITIONS)
+    store = FeatureStore(root)
+    store.apply()
+    rng = random.Random(1)
+    now = datetime.now(timezone.utc) - timedelta(minutes=1)
+    columns: dict[str, list] = {"driver_id": list(range(entities))}
+    for i in range(10):
+        columns[f"f{i}"] = ([rng.random() for _ in range(entities)] if i < 6 else
+                            [rng.randrange(1000) for _ in range(entities)] if i < 9 else
+                            [f"city-{rng.randrange(100)}" for _ in range(entities)])
+    columns["event_timestamp"] = [now] * entities
+    table = pa.table(columns)
+    for start in range(0, entities, 5000):
+        store.push("driver_push", table.slice(start, 5000), to="online")
+    return store
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    samples = sorted(samples)
+    n = len(samples)
+    return {"p50_ms": samples[n // 2] * 1e3, "p99_ms": samples[min(n - 1, int(n * 0.99))] * 1e3, "n": n}
+
+
+def in_process(store: FeatureStore, batch: int, entities: int, n: int) -> dict[str, float]:
+    rng = random.Random(2)
+    rows = [[{"driver_id": rng.randrange(entities)} for _ in range(batch)] for _ in range(200)]
+    for r in rows[:50]:
+        store.get_online_features(FEATURES, r).to_dict()  # warm up
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        store.get_online_features(FEATURES, rows[i % len(rows)]).to_dict()
+        times.append(time.perf_counter() - t)
+    return percentiles(times)
+
+
+def bodies(batch: int, entities: int, count: int = 200) -> list[bytes]:
+    rng = random.Random(3)
+    return [json.dumps({"features": FEATURES,
+                        "entities": {"driver_id": [rng.randrange(entities) for _ in range(batch)]}}).encode()
+            for _ in range(count)]
+
+
+def http_request(body: bytes) -> bytes:
+    return (b"POST /features/online HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)) + body
+
+
+class Connection:
+    """A blocking keep-alive HTTP/1.1 connection that reads Content-Length framed answers."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+    def call(self, request: bytes) -> tuple[int, bytes]:
+        self.sock.sendall(request)
+        while b"\r\n\r\n" not in self.buf:
+            self.buf += self._recv()
+        head, _, rest = self.buf.partition(b"\r\n\r\n")
+        status, length = _parse_head(head)
+        while len(rest) < length:
+            rest += self._recv()
+        self.buf = rest[length:]
+        return status, rest[:length]
+
+    def _recv(self) -> bytes:
+        data = self.sock.recv(1 << 20)
+        if not data:
+            raise ConnectionError("server closed the connection")
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _parse_head(head: bytes) -> tuple[int, int]:
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, length
+
+
+def one_client(port: int, batch: int, entities: int, n: int) -> dict[str, float]:
+    requests = [http_request(b) for b in bodies(batch, entities)]
+    conn = Connection(port)
+    for r in requests[:50]:
+        status, _ = conn.call(r)
+        assert status == 200, status
+    times = []
+    start = time.perf_counter()
+    for i in range(n):
+        t = time.perf_counter()
+        status, _ = conn.call(requests[i % len(requests)])
+        times.append(time.perf_counter() - t)
+        assert status == 200, status
+    wall = time.perf_counter() - start
+    conn.close()
+    return {**percentiles(times), "rps": n / wall}
+
+
+async def _async_client(port: int, requests: list[bytes], deadline: float, times: list[float]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    i = random.randrange(len(requests))
+    while time.perf_counter() < deadline:
+        t = time.perf_counter()
+        writer.write(requests[i % len(requests)])
+        head = await reader.readuntil(b"\r\n\r\n")
+        status, length = _parse_head(head[:-4])
+        await reader.readexactly(length)
+        times.append(time.perf_counter() - t)
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}")
+        i += 1
+    writer.close()
+
+
+def many_clients(port: int, server_pid: int, batch: int, entities: int, clients: int, seconds: float) -> dict:
+    requests = [http_request(b) for b in bodies(batch, entities)]
+    times: list[float] = []
+    proc = psutil.Process(server_pid)
+    procs = [proc, *proc.children(recursive=True)]
+
+    async def run() -> float:
+        deadline = time.perf_counter() + seconds
+        start = time.perf_counter()
+        await asyncio.gather(*(_async_client(port, requests, deadline, times) for _ in range(clients)))
+        return time.perf_counter() - start
+
+    cpu_before = sum(sum(p.cpu_times()[:2]) for p in procs)
+    try:
+        import uvloop
+
+        wall = uvloop.run(run())
+    except ImportError:
+        wall = asyncio.run(run())
+    cpu = sum(sum(p.cpu_times()[:2]) for p in procs) - cpu_before
+    return {**percentiles(times), "rps": len(times) / wall, "server_cpu_cores": cpu / wall}
+
+
+def start_server(repo: Path, port: int, workers: int) -> tuple[subprocess.Popen, float]:
+    """Start the server; returns the process and the seconds from start to the first answered lookup."""
+    fs = Path(sys.executable).parent / "fs"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if fs.exists() and subprocess.run([str(fs), "serve", "--help"], capture_output=True).returncode == 0:
+        cmd = [str(fs), "--repo", str(repo), "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", str(workers)]
+    else:
+        cmd = [sys.executable, "-c",
+               f"from server.run import serve; serve({str(repo)!r}, '127.0.0.1', {port}, {workers})"]
+    request = http_request(bodies(1, 10, 1)[0])
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            conn = Connection(port)
+            status, _ = conn.call(request)
+            conn.close()
+            if status == 200:
+                return proc, time.perf_counter() - start
+        except OSError:
+            time.sleep(0.005)
+        if time.perf_counter() - start > 30:
+            proc.kill()
+            raise RuntimeError("server did not answer within 30 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--entities", type=int, default=10_000)
+    parser.add_argument("--n", type=int, default=3000, help="requests per latency measurement")
+    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each concurrent run")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+
+    redis = start_redis()
+    if redis is None or not redis.owned:
+        sys.exit("benchmarks/server.py needs redis-server installed (it starts its own)")
+    workdir = Path(tempfile.mkdtemp(prefix="fs-bench-server-"))
+    results: dict = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    proc = None
+    try:
+        store = build_repo(workdir / "repo", redis.url, args.entities)
+        results["in_process"] = {b: in_process(store, b, args.entities, args.n) for b in (1, 100)}
+        port = free_port()
+        proc, first = start_server(workdir / "repo", port, 1)
+        results["first_answer_s"] = first
+        results["http_1_client"] = {b: one_client(port, b, args.entities, args.n) for b in (1, 100)}
+        results[f"http_{args.clients}_clients"] = {
+            b: many_clients(port, proc.pid, b, args.entities, args.clients, args.seconds) for b in (1, 100)}
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
+        redis.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    report(results, args.clients)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def report(r: dict, clients: int) -> None:
+    ip, h1, hn = r["in_process"], r["http_1_client"], r[f"http_{clients}_clients"]
+    print(f"\nfeature server benchmark ({r['cpus']} CPUs, Python {r['python']}, Redis backend, 1 worker)\n")
+    print(f"{'':34}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>10}{'server CPU':>12}")
+    for b in (1, 100):
+        print(f"in-process, {b:>3} entities{'':12}{ip[b]['p50_ms']:9.3f}{ip[b]['p99_ms']:9.3f}")
+        print(f"HTTP 1 client, {b:>3} entities{'':9}{h1[b]['p50_ms']:9.3f}{h1[b]['p99_ms']:9.3f}{h1[b]['rps']:10.0f}")
+        print(f"HTTP {clients} clients, {b:>3} entities{'':7}{hn[b]['p50_ms']:9.3f}{hn[b]['p99_ms']:9.3f}"
+              f"{hn[b]['rps']:10.0f}{hn[b]['server_cpu_cores']:11.2f}c")
+    print(f"\nfirst answered lookup {r['first_answer_s']:.2f} s after the server process started")
+    checks = [
+        ("1 entity: HTTP p50 <= in-process p50 + 0.5 ms", h1[1]["p50_ms"] <= ip[1]["p50_ms"] + 0.5,
+         f"{h1[1]['p50_ms']:.3f} vs {ip[1]['p50_ms'] + 0.5:.3f}"),
+        ("100 entities: HTTP p50 <= 1.3x in-process", h1[100]["p50_ms"] <= 1.3 * ip[100]["p50_ms"],
+         f"{h1[100]['p50_ms']:.3f} vs {1.3 * ip[100]['p50_ms']:.3f}"),
+        (f"{clients} clients: server CPU-bound (>= 0.9 core)", hn[1]["server_cpu_cores"] >= 0.9,
+         f"{hn[1]['server_cpu_cores']:.2f} cores"),
+        ("first answer within 2 s", r["first_answer_s"] <= 2.0, f"{r['first_answer_s']:.2f} s"),
+    ]
+    print()
+    for name, ok, detail in checks:
+        print(f"  [{'ok' if ok else 'MISS'}] {name}: {detail}")
+
+
+if __name__ == "__main__":
+    main()
