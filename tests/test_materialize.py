@@ -183,3 +183,43 @@ def test_partitions_are_by_utc_day_and_sorted(tmp_path):
     ts = first.column("__event_ts")
     assert pc.all(pc.greater_equal(ts.slice(1), ts.slice(0, len(ts) - 1))).as_py()
     shutil.rmtree(store.offline_storage.view_dir("stats"))
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def online_config(request, tmp_path):
+    """[online] settings for the two backends (Redis: our own server, a unique key prefix)."""
+    if request.param == "sqlite":
+        return '[online]\ntype = "sqlite"\npath = "data/online.db"\n'
+    url = request.getfixturevalue("redis_url")
+    return f'[online]\ntype = "redis"\nurl = "{url}"\nkey_prefix = "mat-{tmp_path.name}"\n'
+
+
+def test_online_holds_the_last_offline_row_per_entity_and_survives_reruns(tmp_path, online_config):
+    # Shuffled hours and a tie on event time broken by the created timestamp.
+    table = rows([5, 1, 9, 3, 7, 0, 2, 8, 4, 6])
+    tie = rows([9], drivers=(2,), created_delay=timedelta(minutes=30), value_offset=0.5)
+    defs = DEFS.format(online="True").replace("ttl=timedelta(days=2)", "ttl=None")  # January is long ago
+    path = make_repo(tmp_path / "repo", {"defs.py": defs},
+                     {"data/stats.parquet": pa.concat_tables([table, tie])}, config=online_config)
+    store = FeatureStore(path)
+    store.apply()
+    end = T0 + timedelta(hours=9)
+    result = store.materialize(T0, end)
+    assert result.online_rows == 3
+
+    def online():
+        resp = store.get_online_features(["stats:value", "stats:n", "stats:tag"],
+                                         [{"driver_id": d} for d in (1, 2, 3, 4)])
+        return resp.to_dict()
+
+    last = {}
+    for r in offline(store):  # sorted by event time; ties: created time ascending
+        last[r["driver_id"]] = r
+    got = online()
+    for i, d in enumerate((1, 2, 3)):
+        assert got["value"][i] == last[d]["value"] and got["n"][i] == last[d]["n"] and got["tag"][i] == last[d]["tag"]
+    assert got["value"][1] == 2009.5  # the later-created of the two rows at hour 9
+    assert got["value"][3] is None
+    # Re-materializing an older range cannot overwrite the newer online rows.
+    store.materialize(T0, T0 + timedelta(hours=2))
+    assert online() == got
