@@ -40,7 +40,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CONFIG_FILE = "featurestore.toml"
-ROLES = ("read", "write", "admin")
+ROLES = ("read", "write", "admin", "models")  # models: read, plus registering models and moving aliases
 ONLINE_TYPES = ("sqlite", "redis")
 
 

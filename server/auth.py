@@ -3,7 +3,8 @@
 Keys come from `config.server.api_keys` (featurestore.toml `[[server.api_keys]]` or `FS_API_KEYS`),
 each with a name and a role. A request carries its key as `Authorization: Bearer <key>` or
 `X-API-Key: <key>`. Roles are ranked: `read` (lookups, catalog, predictions, metrics) < `write`
-(push, and everything `read` may) < `admin` (everything).
+(push, and everything `read` may) < `admin` (everything). `models` may what `read` may, plus
+register models and move their aliases (server/routers/models.py).
 
 - No keys configured: the server is open, every request acts as `anonymous` with the `admin` role
   (a warning is logged at startup). Meant for local use and trusted networks only.
@@ -30,7 +31,8 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 
 from featurestore.config import ApiKey
 
-ROLE_RANK = {"read": 1, "write": 2, "admin": 3}
+# `models` ranks as `read`; the model endpoints also admit it to register models and move aliases.
+ROLE_RANK = {"read": 1, "models": 1, "write": 2, "admin": 3}
 
 # Declared for the OpenAPI document (the "Authorize" button of /docs); checking is done below.
 _bearer_scheme = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>`")

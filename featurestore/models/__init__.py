@@ -11,7 +11,7 @@ scikit-learn, skops and onnxruntime are imported only when a model needs them
 from .lineage import TrainingSet, TrainingSetComparison, TrainingSets
 from .prediction_log import PredictionLog
 from .registry import ModelInput, ModelRegistry, ModelVersion, parse_model_ref
-from .serving import LoadedModel, MissingFeatureError, ModelServer
+from .serving import LoadedModel, MissingFeatureError, ModelServer, ModelUnavailable
 
 __all__ = [
     "LoadedModel",
@@ -19,6 +19,7 @@ __all__ = [
     "ModelInput",
     "ModelRegistry",
     "ModelServer",
+    "ModelUnavailable",
     "ModelVersion",
     "PredictionLog",
     "TrainingSet",

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..errors import RetrievalError
+from ..errors import ModelRegistryError, RetrievalError
 from .prediction_log import PredictionLog
 from .registry import ModelVersion, parse_model_ref
 
@@ -49,6 +49,10 @@ _LOG_COLUMNS = frozenset({"request_id", "ts", "model", "model_version", "row", "
 
 class MissingFeatureError(RetrievalError):
     """A feature the model needs is NOT_FOUND or OUTSIDE_MAX_AGE and its policy is to fail (HTTP 422)."""
+
+
+class ModelUnavailable(ModelRegistryError):
+    """A registered version could not be loaded (artifact modified or gone, library missing): HTTP 503."""
 
 
 @dataclass
@@ -71,7 +75,6 @@ class Prepared:
 
     loaded: LoadedModel
     rows: list[dict[str, Any]]
-    key_rows: list[dict[str, Any]]
     request_id: str
 
 
@@ -123,7 +126,10 @@ class ModelServer:
             if loaded is not None:
                 return loaded
             mv = self.models.get(name, version)
-            model = self.models.load_version(mv)
+            try:
+                model = self.models.load_version(mv)
+            except ModelRegistryError as e:
+                raise ModelUnavailable(str(e)) from e
             requests = self.store.catalog.resolve(mv.feature_refs) if mv.feature_refs else []
             keys: list[str] = []
             for r in requests:
@@ -161,12 +167,9 @@ class ModelServer:
 
     def prepare(self, ref: str, entity_rows: Any, version: int | None = None, alias: str | None = None,
                 request_id: str | None = None) -> Prepared:
-        """Resolve the model and split entity rows into lookup keys (and request-time values)."""
+        """Resolve the model and read the entity rows (join keys, plus any request-time values)."""
         loaded = self.get(ref, version=version, alias=alias)
-        rows = _rows(entity_rows)
-        keys = loaded.join_keys
-        key_rows = [{k: row[k] for k in keys if k in row} for row in rows]
-        return Prepared(loaded, rows, key_rows, request_id or uuid.uuid4().hex)
+        return Prepared(loaded, _rows(entity_rows), request_id or uuid.uuid4().hex)
 
     def finish(self, prepared: Prepared, response: Any, return_features: bool = False,
                probabilities: bool = False) -> dict[str, Any]:
@@ -211,7 +214,7 @@ class ModelServer:
         mv = prepared.loaded.version
         if mv.feature_refs:
             response = await self.store.get_online_features_async(
-                mv.feature_refs, prepared.key_rows, full_feature_names=mv.full_feature_names)
+                mv.feature_refs, prepared.rows, full_feature_names=mv.full_feature_names)
         else:
             response = None
         if len(prepared.rows) > 256:
@@ -225,7 +228,7 @@ class ModelServer:
         mv = prepared.loaded.version
         if not mv.feature_refs:
             return None
-        return self.store.get_online_features(mv.feature_refs, prepared.key_rows,
+        return self.store.get_online_features(mv.feature_refs, prepared.rows,
                                               full_feature_names=mv.full_feature_names)
 
     @staticmethod
@@ -353,7 +356,7 @@ def _columns(response: Any) -> tuple[dict[str, list[Any]], dict[str, list[str]]]
     """The lookup response as (column -> values, feature -> statuses)."""
     if response is None:
         return {}, {}
-    values = response.to_dict()
+    values = getattr(response, "feature_columns", None) or response.to_dict()
     statuses = getattr(response, "statuses", None)
     if callable(statuses):
         statuses = statuses()
