@@ -190,8 +190,10 @@ def _materialize_view(store: FeatureStore, view: FeatureView, start: datetime, e
         online_rows = 0
         if view.online and rows:
             cols = ", ".join(quote_ident(c) for c in (*view.join_keys, *view.feature_names, EVENT_TS))
+            # The same choice as the point-in-time join: newest event, newest created, then feature values.
+            order = ", ".join([LATEST_FIRST, *(f"{quote_ident(f)} DESC NULLS LAST" for f in view.feature_names)])
             latest = arrow_batches(con, f"SELECT {cols} FROM {staged} QUALIFY row_number() OVER "
-                                        f"(PARTITION BY {keys} ORDER BY {LATEST_FIRST}) = 1")
+                                        f"(PARTITION BY {keys} ORDER BY {order}) = 1")
             online_rows = store.online_store.write(view, _counting(latest, bar))
         storage.commit(con, view, staging, predicate, days=days_between(start, end))
     store.registry.record_materialization(view.name, start, end, rows, online_rows, advance_watermark=True)
