@@ -1,23 +1,35 @@
 """The OnlineStore contract: what every online backend (SQLite, Redis) promises.
 
-A backend stores, per feature view and entity key, the latest feature row by event time.
+A backend stores, per feature view and entity key, the latest feature row by event time, as one
+opaque *row blob* under one *row key* (both built by `featurestore.online.encoding`, the same bytes
+for every backend). Backends move bytes; encoding, decoding and statuses live above them.
 
-- `write(view, batches)`: rows are Arrow record batches (or a table) whose columns are the view's
-  join keys, some or all of its features, and `__event_ts` (TIMESTAMPTZ UTC). For each entity key
-  the row with the newest `__event_ts` wins, compared with what is already stored: a write never
-  replaces a stored row whose event time is newer (equal times: the write wins). Rows whose join
-  keys contain a null are skipped. Returns the number of rows it accepted from the input.
-- `read(...)`: many views x many entity keys in ONE round trip (see the backend module).
+- `write(view, batches)`: rows are Arrow record batches (or a table, or a RecordBatchReader) whose
+  columns are the view's join keys, its features, and `__event_ts` (TIMESTAMPTZ UTC). For each
+  entity key the row with the newest `__event_ts` wins, compared with what is already stored,
+  atomically: a write never replaces a stored row whose event time is newer (equal times: the
+  write wins), so out-of-order, duplicate and concurrent writes are safe. A row is stored whole:
+  a feature column missing from the batch is stored as null. Rows whose join keys contain a null,
+  or whose event time is null, are skipped. Returns the number of rows accepted from the input.
+- `read(keys)`: the row blobs stored under `keys` (None where nothing is stored), in the order of
+  `keys`, fetched in ONE round trip whatever the number of views and entities.
+  `read_async(keys)` is the same for asyncio code.
+- `read_layouts(ids)`: the feature layouts (names and types) that rows were written with; needed
+  only to read rows written before a view's schema changed.
 - `delete_view(view_name)`: forget every row of that view (of this project only).
-- `close()`: release connections.
+- `close()` / `aclose()`: release connections. A store is safe to share between threads.
+
+Failures to reach the store raise `featurestore.errors.OnlineStoreUnavailable`, quickly, and the
+store recovers by itself once its server answers again.
 
 Backends are built by `open_online_store(config)`; nothing else in the package imports them.
 """
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import pyarrow as pa
 
@@ -25,13 +37,37 @@ from ..definitions import FeatureView
 
 
 class OnlineStore(ABC):
-    """Base class of online backends. See the module docstring for the contract."""
+    """Base class of online backends. See the module docstring for the contract.
+
+    `key_prefix` is this project's namespace (bytes every row key starts with), so several projects
+    can share one Redis server or one SQLite file.
+    """
+
+    key_prefix: bytes
 
     @abstractmethod
-    def write(self, view: FeatureView, batches: pa.Table | Iterable[pa.RecordBatch]) -> int: ...
+    def write(self, view: FeatureView, batches: pa.Table | Iterable[pa.RecordBatch]) -> int:
+        """Store the newest row per entity key; returns the number of rows accepted (see module doc)."""
 
     @abstractmethod
-    def delete_view(self, view_name: str) -> None: ...
+    def read(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """The row blobs under `keys`, in order (None = no row), in one round trip."""
+
+    async def read_async(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """`read` for asyncio code; the default runs `read` in a worker thread."""
+        return await asyncio.to_thread(self.read, keys)
+
+    @abstractmethod
+    def read_layouts(self, layout_ids: Iterable[int]) -> dict[int, bytes]:
+        """Layout id -> encoded layout, for the ids that were ever written (see encoding.py)."""
+
+    @abstractmethod
+    def delete_view(self, view_name: str) -> None:
+        """Forget every row of the view in this project's namespace."""
 
     def close(self) -> None:  # noqa: B027 - optional
-        pass
+        """Release connections; the store must not be used afterwards."""
+
+    async def aclose(self) -> None:
+        """`close` from asyncio code (also closes the connections of the running event loop)."""
+        self.close()

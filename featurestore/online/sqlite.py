@@ -1,0 +1,135 @@
+"""The embedded online store: one SQLite file (WAL), shared safely by threads and processes.
+
+    CREATE TABLE feature_rows (key BLOB PRIMARY KEY, ts INTEGER, value BLOB) WITHOUT ROWID
+
+`key` is the row key (`<prefix>:<view>:<entity>`, see encoding.py), so one file can hold several
+projects and a view's rows are one contiguous key range (deleted with one range DELETE). A lookup
+is one `SELECT ... WHERE key IN (...)`. Newest wins through the upsert's
+`WHERE excluded.ts >= feature_rows.ts`, which SQLite applies atomically per row.
+
+Each thread (and each process after a fork) gets its own connection; WAL lets readers run while
+one writer writes, and writers wait for each other (busy timeout) instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pyarrow as pa
+
+from ..definitions import FeatureView
+from .base import OnlineStore
+from .encoding import Layout, encode_rows, record_batches, view_prefix
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS feature_rows (key BLOB PRIMARY KEY, ts INTEGER NOT NULL, value BLOB NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS layouts (prefix BLOB NOT NULL, id INTEGER NOT NULL, layout BLOB NOT NULL,
+    PRIMARY KEY (prefix, id)) WITHOUT ROWID;
+"""
+_UPSERT = ("INSERT INTO feature_rows (key, ts, value) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+           "ts = excluded.ts, value = excluded.value WHERE excluded.ts >= feature_rows.ts")
+_MAX_PARAMS = 30_000  # below SQLite's default limit of 32,766 bound parameters
+
+
+class SqliteOnlineStore(OnlineStore):
+    """The OnlineStore contract over one SQLite file; see the module docstring."""
+
+    def __init__(self, path: str | os.PathLike[str], namespace: bytes, timeout: float = 30.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.key_prefix = namespace
+        self.timeout = timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._select_sql: dict[int, str] = {}
+        self._layouts_saved: set[int] = set()
+        self._con().executescript(_SCHEMA)
+
+    def _con(self) -> sqlite3.Connection:
+        local = self._local
+        con = getattr(local, "con", None)
+        if con is None or local.pid != os.getpid():
+            con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+            local.con, local.pid = con, os.getpid()
+            with self._connections_lock:
+                self._connections.append(con)
+        return con
+
+    def write(self, view: FeatureView, batches: pa.Table | Iterable[pa.RecordBatch]) -> int:
+        layout = Layout.of(view)
+        prefix = view_prefix(self.key_prefix, view.name)
+        con = self._con()
+        self._save_layout(con, layout)
+        accepted = 0
+        for batch in record_batches(batches):
+            keys, stamps, blobs = encode_rows(view, layout, prefix, batch)
+            if not keys:
+                continue
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.executemany(_UPSERT, zip(keys, stamps, blobs))
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+            accepted += len(keys)
+        return accepted
+
+    def _save_layout(self, con: sqlite3.Connection, layout: Layout) -> None:
+        if layout.id not in self._layouts_saved:
+            con.execute("INSERT OR IGNORE INTO layouts VALUES (?, ?, ?)", (self.key_prefix, layout.id, layout.encoded))
+            self._layouts_saved.add(layout.id)
+
+    def read(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        n = len(keys)
+        if n == 0:
+            return []
+        con = self._con()
+        if n <= _MAX_PARAMS:
+            found = dict(con.execute(self._select(n), keys).fetchall())
+        else:  # several statements, one read transaction: still one consistent snapshot
+            found = {}
+            con.execute("BEGIN")
+            try:
+                for i in range(0, n, _MAX_PARAMS):
+                    chunk = keys[i:i + _MAX_PARAMS]
+                    found.update(con.execute(self._select(len(chunk)), chunk).fetchall())
+            finally:
+                con.execute("COMMIT")
+        get = found.get
+        return [get(k) for k in keys]
+
+    def _select(self, n: int) -> str:
+        sql = self._select_sql.get(n)
+        if sql is None:
+            sql = f"SELECT key, value FROM feature_rows WHERE key IN ({','.join('?' * n)})"
+            if len(self._select_sql) < 512:
+                self._select_sql[n] = sql
+        return sql
+
+    def read_layouts(self, layout_ids: Iterable[int]) -> dict[int, bytes]:
+        ids = list(layout_ids)
+        rows = self._con().execute(
+            f"SELECT id, layout FROM layouts WHERE prefix = ? AND id IN ({','.join('?' * len(ids))})",
+            (self.key_prefix, *ids)).fetchall()
+        return dict(rows)
+
+    def delete_view(self, view_name: str) -> None:
+        low = view_prefix(self.key_prefix, view_name)
+        high = low[:-1] + bytes([low[-1] + 1])  # the first key after every "<prefix>:<view>:..." key
+        self._con().execute("DELETE FROM feature_rows WHERE key >= ? AND key < ?", (low, high))
+
+    def close(self) -> None:
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for con in connections:
+            con.close()
+        self._local = threading.local()

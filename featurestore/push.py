@@ -1,0 +1,158 @@
+"""Push: applications send fresh rows to a PushSource; they land in its feature views.
+
+    store.push("driver_stats_push", df, to="online")    # "online", "offline" or "both"
+
+Every row is checked against the schema of every view fed by the source BEFORE anything is
+written: a missing column, a value of the wrong type, a null join key or a bad timestamp refuses
+the whole batch with a PushError naming the column and the row. Then `to="offline"` appends the
+rows to offline storage, `"online"` writes them to the online store (newest event time wins), and
+`"both"` does offline first, then online.
+
+Timestamps: the source's `timestamp_field` is required (timestamps, dates or ISO 8601 strings;
+naive = UTC). Its `created_timestamp_field`, when the source has one, is optional: rows without it
+are stamped with the time of the push. Columns the views do not use are ignored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .definitions import FeatureView, PushSource, to_arrow_table
+from .errors import DefinitionError, PushError
+from .offline.features import CREATED_TS, EVENT_TS
+from .types import ValueType
+
+TARGETS = ("online", "offline", "both")
+_UTC_US = pa.timestamp("us", tz="UTC")
+
+
+def push(store: Any, source_name: str, df: Any, to: str = "online") -> int:
+    """Validate `df` against the views of PushSource `source_name` and write it; returns the rows pushed.
+
+    Raises PushError (nothing written) for a bad batch, UnknownNameError for an unknown source.
+    """
+    if to not in TARGETS:
+        raise PushError(f"push to={to!r} is not one of {list(TARGETS)}")
+    catalog = store.catalog
+    source = catalog.push_source(source_name)
+    views = catalog.views_of_source(source_name)
+    if not views:
+        raise PushError(f"push source '{source_name}' feeds no feature view: define a view with source={source_name}")
+    if to == "online" and not any(v.online for v in views):
+        raise PushError(f"no view of push source '{source_name}' is served online (online=False): push to='offline'")
+    try:
+        table = to_arrow_table(df, f"push to '{source_name}'")
+    except DefinitionError as e:
+        raise PushError(str(e)) from None
+    if table.num_rows == 0:
+        return 0
+    pushed_at = datetime.now(timezone.utc)
+    prepared = [(view, feature_rows(view, source, table, pushed_at)) for view in views]  # validate all first
+    if to in ("offline", "both"):
+        for view, rows in prepared:
+            store.offline_storage.append(view, rows)
+    if to in ("online", "both"):
+        for view, rows in prepared:
+            if view.online:
+                store.online_store.write(view, rows.drop_columns([CREATED_TS]))
+    return table.num_rows
+
+
+def feature_rows(view: FeatureView, source: PushSource, table: pa.Table, pushed_at: datetime) -> pa.Table:
+    """The pushed rows in the internal feature-row shape of `view`, or a PushError naming column and row."""
+    where = f"push to '{source.name}' (feature view '{view.name}')"
+    names = table.column_names
+
+    def column(name: str, what: str) -> pa.ChunkedArray:
+        if name not in names:
+            raise PushError(f"{where}: column '{name}' ({what}) is missing; the batch has {names}")
+        return table.column(name)
+
+    out: dict[str, pa.ChunkedArray] = {}
+    declared = view.key_fields
+    for key in view.join_keys:
+        col = column(key, "a join key")
+        if col.null_count:
+            raise PushError(f"{where}: join key '{key}' is null in row {_first_null(col)}; every row needs a key")
+        if key in declared:
+            col = _cast(col, declared[key], where, key)
+        elif pa.types.is_integer(col.type):
+            col = col.cast(pa.int64())
+        elif pa.types.is_large_string(col.type) or pa.types.is_dictionary(col.type):
+            col = col.cast(pa.string())
+        out[key] = col
+    for f in view.features:
+        out[f.name] = _cast(column(f.name, f"feature {f.dtype!r}"), f.dtype, where, f.name)
+    ts_name = source.timestamp_field
+    out[EVENT_TS] = _timestamps(column(ts_name, "the event timestamp"), where, ts_name, required=True)
+    created_name = source.created_timestamp_field
+    if created_name and created_name in names:
+        created = _timestamps(table.column(created_name), where, created_name, required=False)
+        created = pc.fill_null(created, pa.scalar(pushed_at, _UTC_US))
+    else:
+        created = pa.chunked_array([pa.array([pushed_at] * table.num_rows, _UTC_US)])
+    out[CREATED_TS] = created
+    return pa.table(out)
+
+
+def _first_null(col: pa.ChunkedArray) -> int:
+    return pc.index(pc.is_null(col), True).as_py()
+
+
+def _cast(col: pa.ChunkedArray, dtype: ValueType, where: str, name: str) -> pa.ChunkedArray:
+    target = dtype.to_arrow()
+    if col.type == target:
+        return col
+    if dtype.name == "UnixTimestamp" and not pa.types.is_integer(col.type):
+        return _timestamps(col, where, name, required=False)  # also ISO 8601 strings, e.g. from JSON
+    integer_from_float = dtype.name in ("Int32", "Int64") and pa.types.is_floating(col.type)  # pandas ints with NaN
+    if not (pa.types.is_null(col.type) or dtype.accepts(col.type) or integer_from_float):
+        raise PushError(f"{where}: column '{name}' has type {col.type}, but the view declares it {dtype!r}")
+    try:
+        return col.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        row = _first_bad_row(col, target)
+        raise PushError(f"{where}: column '{name}' row {row}: value {col[row].as_py()!r} is not a valid "
+                        f"{dtype!r} ({e})") from None
+
+
+def _first_bad_row(col: pa.ChunkedArray, target: pa.DataType) -> int:
+    for i, value in enumerate(col):
+        try:
+            pa.array([value.as_py()], type=col.type).cast(target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return i
+    return 0
+
+
+def _timestamps(col: pa.ChunkedArray, where: str, name: str, required: bool) -> pa.ChunkedArray:
+    """A timestamp column (timestamps, dates, or ISO 8601 strings; naive = UTC) as timestamp[us, UTC]."""
+    if required and col.null_count:
+        raise PushError(f"{where}: timestamp column '{name}' is null in row {_first_null(col)}")
+    t = col.type
+    if pa.types.is_timestamp(t):
+        if t.tz is None:
+            col = col.cast(pa.timestamp(t.unit, tz="UTC"))
+        return col.cast(_UTC_US, safe=False)
+    if pa.types.is_date(t):
+        return col.cast(pa.timestamp("us")).cast(_UTC_US)
+    if pa.types.is_null(t):
+        return col.cast(_UTC_US)
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        parsed = []
+        for i, text in enumerate(col.to_pylist()):
+            if text is None:
+                parsed.append(None)
+                continue
+            try:
+                dt = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+            except ValueError:
+                raise PushError(f"{where}: timestamp column '{name}' row {i}: {text!r} is not an ISO 8601 "
+                                "date-time (e.g. 2026-01-31T12:00:00+00:00)") from None
+            parsed.append(dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc))
+        return pa.chunked_array([pa.array(parsed, _UTC_US)])
+    raise PushError(f"{where}: timestamp column '{name}' has type {t}; use timestamps, dates or ISO 8601 strings")
