@@ -163,6 +163,12 @@ class FeatureStore:
 
         return get_online_features(self, features, entity_rows, full_feature_names=full_feature_names)
 
+    async def get_online_features_async(self, features: Any, entity_rows: Any, full_feature_names: bool = False) -> Any:
+        """`get_online_features` for asyncio code: the online store round trip does not block the loop."""
+        from .online.lookup import get_online_features_async
+
+        return await get_online_features_async(self, features, entity_rows, full_feature_names=full_feature_names)
+
     def push(self, source_name: str, df: Any, to: str = "online") -> int:
         """Validate rows against the views of a PushSource and write them to "online", "offline" or "both"."""
         from .push import push
