@@ -1,0 +1,203 @@
+"""Model serving against its parts, in one run, on one Redis server: what does the model server add?
+
+    .venv/bin/python benchmarks/predict.py [--n 3000] [--json out.json]
+
+What it does:
+1. starts its own redis-server, builds a feature repo in a temp folder (one view of 10 features,
+   10,000 entities pushed online), registers two scikit-learn Ridge models on a 9-feature service:
+   one fitted on a DataFrame (it checks column names, so serving hands it a DataFrame) and one
+   fitted on a numpy array;
+2. in process, 1 entity: the feature lookup alone; `model.predict` alone on the assembled input;
+   `ModelServer.predict` (lookup + assembly + policy + predict + prediction-log row);
+3. over HTTP on loopback (the server in its own process, one worker; a minimal keep-alive client,
+   the one of benchmarks/server.py), 1 entity: `POST /features/online` for the model's features,
+   then `POST /models/{name}/predict`.
+
+Target (issue 5): HTTP predict p50 <= HTTP lookup p50 + model p50 + 1 ms (the model server's own
+cost: resolution, assembly, encoding, logging), for each model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from benchmarks.server import Connection, build_repo, percentiles  # noqa: E402
+from featurestore import FeatureStore  # noqa: E402
+from featurestore.models import ModelServer  # noqa: E402
+from tests.redis_server import free_port, start_redis  # noqa: E402
+
+NUMERIC = [f"f{i}" for i in range(9)]
+SERVICE = """
+driver_model = FeatureService(name="driver_model", features=[driver_stats[{numeric}]])
+""".format(numeric=NUMERIC)
+MODELS = ("ridge_frame", "ridge_numpy")
+
+
+def setup(root: Path, redis_url: str, entities: int) -> FeatureStore:
+    from sklearn.linear_model import Ridge
+
+    store = build_repo(root, redis_url, entities)
+    defs = root / "features.py"
+    defs.write_text(defs.read_text().replace("PushSource, String", "PushSource, String, FeatureService") + SERVICE)
+    store.apply()
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({c: rng.random(500) for c in NUMERIC})
+    y = X.to_numpy() @ rng.random(len(NUMERIC))
+    store.models.register("ridge_frame", Ridge().fit(X, y), feature_service="driver_model")
+    store.models.register("ridge_numpy", Ridge().fit(X.to_numpy(), y), feature_service="driver_model")
+    for name in MODELS:
+        store.models.set_alias(name, "production", 1)
+    return store
+
+
+def timed(fn, args_list: list, n: int) -> dict[str, float]:
+    for a in args_list[:100]:
+        fn(a)  # warm up
+    times = []
+    for i in range(n):
+        a = args_list[i % len(args_list)]
+        t = time.perf_counter()
+        fn(a)
+        times.append(time.perf_counter() - t)
+    return percentiles(times)
+
+
+def in_process(store: FeatureStore, entities: int, n: int) -> dict:
+    rng = random.Random(2)
+    rows = [[{"driver_id": rng.randrange(entities)}] for _ in range(500)]
+    refs = [f"driver_stats:{c}" for c in NUMERIC]
+    out: dict = {"lookup": timed(lambda r: store.get_online_features(refs, r), rows, n)}
+    with ModelServer(store) as server:
+        for name in MODELS:
+            loaded = server.get(f"{name}@production")
+            sample = server.predict(f"{name}@production", rows[0], return_features=True)["features"]
+            if loaded.use_frame:
+                inputs = [pd.DataFrame({c: [v[0] + i * 1e-6] for c, v in sample.items()}) for i in range(50)]
+            else:
+                inputs = [np.array([[v[0] + i * 1e-6 for v in sample.values()]]) for i in range(50)]
+            out[f"model:{name}"] = timed(loaded.model.predict, inputs, n)
+            out[f"predict:{name}"] = timed(lambda r, name=name: server.predict(f"{name}@production", r), rows, n)
+    return out
+
+
+def request(path: str, body: dict) -> bytes:
+    data = json.dumps(body).encode()
+    return (b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+            % (path.encode(), len(data))) + data
+
+
+def over_http(port: int, entities: int, n: int) -> dict:
+    rng = random.Random(3)
+    ids = [rng.randrange(entities) for _ in range(500)]
+    refs = [f"driver_stats:{c}" for c in NUMERIC]
+    calls = {"lookup": [request("/features/online", {"features": refs, "entities": [{"driver_id": i}]}) for i in ids]}
+    for name in MODELS:
+        calls[f"predict:{name}"] = [request(f"/models/{name}@production/predict", {"entities": [{"driver_id": i}]})
+                                    for i in ids]
+    conn = Connection(port)
+    out = {}
+    try:
+        for what, reqs in calls.items():
+            def call(r: bytes) -> None:
+                status, body = conn.call(r)
+                if status != 200:
+                    raise RuntimeError(f"HTTP {status}: {body[:300]!r}")
+            out[what] = timed(call, reqs, n)
+    finally:
+        conn.close()
+    return out
+
+
+def start_server(repo: Path, port: int) -> subprocess.Popen:
+    code = ("import sys; from server.run import serve; serve(sys.argv[1], '127.0.0.1', int(sys.argv[2]), 1, "
+            "log_level='warning')")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(repo), str(port)], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    probe = request(f"/models/{MODELS[0]}@production/predict", {"entities": [{"driver_id": 1}]})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            conn = Connection(port)
+            status, body = conn.call(probe)
+            conn.close()
+            if status == 200:
+                return proc
+            raise RuntimeError(f"the predict endpoint answered {status}: {body[:300]!r} (is the models router mounted?)")
+        except OSError:
+            time.sleep(0.01)
+    proc.kill()
+    raise RuntimeError("server did not answer within 30 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--entities", type=int, default=10_000)
+    parser.add_argument("--n", type=int, default=3000, help="requests per measurement")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+
+    redis = start_redis()
+    if redis is None or not redis.owned:
+        sys.exit("benchmarks/predict.py needs redis-server installed (it starts its own)")
+    workdir = Path(tempfile.mkdtemp(prefix="fs-bench-predict-"))
+    results: dict = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    proc = None
+    try:
+        store = setup(workdir / "repo", redis.url, args.entities)
+        results["in_process"] = in_process(store, args.entities, args.n)
+        port = free_port()
+        proc = start_server(workdir / "repo", port)
+        results["http"] = over_http(port, args.entities, args.n)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
+        redis.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    report(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def report(r: dict) -> None:
+    ip, h = r["in_process"], r["http"]
+    print(f"\nmodel serving benchmark ({r['cpus']} CPUs, Python {r['python']}, Redis backend, 1 worker, 1 entity)\n")
+    print(f"{'':44}{'p50 ms':>9}{'p99 ms':>9}")
+    rows = [("in-process lookup (9 features)", ip["lookup"])]
+    for name in MODELS:
+        rows += [(f"model.predict alone, {name}", ip[f"model:{name}"]),
+                 (f"in-process ModelServer.predict, {name}", ip[f"predict:{name}"])]
+    rows.append(("HTTP lookup POST /features/online", h["lookup"]))
+    rows += [(f"HTTP predict, {name}", h[f"predict:{name}"]) for name in MODELS]
+    for label, m in rows:
+        print(f"{label:44}{m['p50_ms']:9.3f}{m['p99_ms']:9.3f}")
+    print()
+    for name in MODELS:
+        base = h["lookup"]["p50_ms"] + ip[f"model:{name}"]["p50_ms"]
+        added = h[f"predict:{name}"]["p50_ms"] - base
+        added_ip = ip[f"predict:{name}"]["p50_ms"] - ip["lookup"]["p50_ms"] - ip[f"model:{name}"]["p50_ms"]
+        ok = added < 1.0
+        print(f"  [{'ok' if ok else 'MISS'}] {name}: the model server adds {added:.3f} ms at p50 over HTTP lookup + "
+              f"model ({h[f'predict:{name}']['p50_ms']:.3f} vs {base:.3f}); in process it adds {added_ip:.3f} ms "
+              "(target < 1 ms)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""`fs models ...`: the model registry from a shell. Parsing and printing only; the work is ModelRegistry's.
+
+    fs models list
+    fs models show eta                 # every version;  fs models show eta@production  # one version
+    fs models register eta model.skops --feature-service driver_activity --training-set eta_train \\
+        --metric mae=1.9 --param alpha=0.5 --tag team=rides --alias staging
+    fs models alias eta production 3   # fs models alias eta staging --delete
+    fs models history eta
+
+`register` takes a model *file*: .skops (only types skops trusts by default), .onnx, or .joblib/.pkl
+(pickles run code when read: only register files you produced). The main `fs` group adds this group
+with `cli.add_command(models)`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from typing import Any
+
+import click
+
+from ..errors import FeatureStoreError
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _errors(fn: Any) -> Any:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FeatureStoreError as e:
+            _console(stderr=True).print(f"[bold red]error:[/] {e}", markup=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _store(ctx: click.Context) -> Any:
+    from ..store import FeatureStore
+
+    return FeatureStore((ctx.obj or {}).get("repo"))
+
+
+def _pairs(values: tuple[str, ...], what: str, numbers: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=what)
+        out[key] = _value(value) if numbers else value
+    return out
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@click.group()
+def models() -> None:
+    """The model registry: register models, move aliases, see versions and history."""
+
+
+@models.command(name="list")
+@click.pass_context
+@_errors
+def list_models(ctx: click.Context) -> None:
+    """Registered models, their latest version and aliases."""
+    from rich.table import Table
+
+    table = Table(title="Models")
+    for col in ("name", "latest", "versions", "aliases", "feature service", "registered by", "description"):
+        table.add_column(col)
+    for m in _store(ctx).models.list():
+        aliases = ", ".join(f"{a}={v}" for a, v in m["aliases"].items())
+        table.add_row(m["name"], str(m["latest_version"]), str(m["versions"]), aliases, m["feature_service"],
+                      m["registered_by"], m["description"])
+    _console().print(table)
+
+
+@models.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def show(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """A model's versions (REF = name), or one version in detail (REF = name@alias or name@3)."""
+    from rich.table import Table
+
+    registry = _store(ctx).models
+    if "@" not in ref:
+        versions = registry.versions(ref)
+        if as_json:
+            click.echo(json.dumps([v.to_dict() for v in versions], indent=2, default=str))
+            return
+        table = Table(title=f"Model {ref}")
+        for col in ("version", "aliases", "flavor", "feature service", "training set", "metrics", "registered"):
+            table.add_column(col)
+        for v in versions:
+            table.add_row(str(v.version), ", ".join(v.aliases), f"{v.flavor}/{v.format}", v.feature_service,
+                          v.training_set or "", json.dumps(v.metrics), f"{v.registered_at[:19]} by {v.registered_by}")
+        _console().print(table)
+        return
+    mv = registry.get(ref)
+    if as_json:
+        click.echo(json.dumps(mv.to_dict(), indent=2, default=str))
+        return
+    console = _console()
+    console.print(f"[bold]{mv.name}[/] version {mv.version}" + (f" ({', '.join(mv.aliases)})" if mv.aliases else ""))
+    rows = [("flavor", f"{mv.flavor} ({mv.format})"), ("artifact", f"{mv.artifact}  sha256 {mv.sha256}"),
+            ("feature service", mv.feature_service),
+            ("inputs", ", ".join(i.name + (f" <- {i.ref}" if i.ref else " (request)") for i in mv.inputs)),
+            ("missing policy", json.dumps(mv.missing_policy)),
+            ("training set", f"{mv.training_set} ({(mv.training_fingerprint or '')[:12]})" if mv.training_set else "-"),
+            ("metrics", json.dumps(mv.metrics)), ("params", json.dumps(mv.params)), ("tags", json.dumps(mv.tags)),
+            ("description", mv.description or "-"), ("registered", f"{mv.registered_at} by {mv.registered_by}")]
+    for key, value in rows:
+        console.print(f"  {key:16} {value}", markup=False)
+
+
+@models.command()
+@click.argument("name")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--feature-service", "-s", required=True, help="The feature service the model reads.")
+@click.option("--training-set", "-t", default=None, help="The saved training set it was trained on.")
+@click.option("--metric", "metrics", multiple=True, metavar="KEY=VALUE", help="A metric (repeatable).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A parameter (repeatable).")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag (repeatable).")
+@click.option("--description", "-d", default="")
+@click.option("--missing-policy", type=click.Choice(["fail", "null"]), default=None,
+              help="Missing or stale features: fail the request (default) or predict with nulls.")
+@click.option("--default", "defaults", multiple=True, metavar="FEATURE=VALUE",
+              help="A default for a missing feature (repeatable; the others fail).")
+@click.option("--request-feature", "request_features", multiple=True, metavar="NAME",
+              help="An input sent with each entity row instead of looked up (repeatable).")
+@click.option("--alias", "alias", default=None, help="Also point this alias at the new version.")
+@click.pass_context
+@_errors
+def register(ctx: click.Context, name: str, path: str, feature_service: str, training_set: str | None,
+             metrics: tuple[str, ...], params: tuple[str, ...], tags: tuple[str, ...], description: str,
+             missing_policy: str | None, defaults: tuple[str, ...], request_features: tuple[str, ...],
+             alias: str | None) -> None:
+    """Register the model file PATH (.skops, .onnx, .joblib/.pkl) as the next version of NAME."""
+    if missing_policy and defaults:
+        raise click.UsageError("pass --missing-policy or --default, not both")
+    policy: Any = _pairs(defaults, "--default", numbers=True) if defaults else (missing_policy or "fail")
+    registry = _store(ctx).models
+    mv = registry.register(name, path, feature_service=feature_service, training_set=training_set,
+                           metrics=_pairs(metrics, "--metric", numbers=True),
+                           params=_pairs(params, "--param", numbers=True), tags=_pairs(tags, "--tag"),
+                           description=description, missing_policy=policy, request_features=list(request_features))
+    _console().print(f"Registered {mv.name} version {mv.version} ({mv.flavor}/{mv.format}, sha256 {mv.sha256[:12]}); "
+                     f"inputs: {', '.join(mv.columns)}", markup=False)
+    if alias:
+        registry.set_alias(name, alias, mv.version)
+        _console().print(f"{name}@{alias} -> version {mv.version}", markup=False)
+
+
+@models.command()
+@click.argument("name")
+@click.argument("alias")
+@click.argument("version", type=int, required=False)
+@click.option("--delete", is_flag=True, help="Remove the alias instead.")
+@click.pass_context
+@_errors
+def alias(ctx: click.Context, name: str, alias: str, version: int | None, delete: bool) -> None:
+    """Point ALIAS of model NAME at VERSION (or remove it with --delete). Recorded in the audit trail."""
+    registry = _store(ctx).models
+    if delete:
+        if version is not None:
+            raise click.UsageError("--delete takes no VERSION")
+        registry.delete_alias(name, alias)
+        _console().print(f"Removed {name}@{alias}", markup=False)
+        return
+    if version is None:
+        raise click.UsageError("give the VERSION the alias should point at (or --delete)")
+    before = registry.aliases(name).get(alias)
+    registry.set_alias(name, alias, version)
+    moved = f" (was {before})" if before is not None else ""
+    _console().print(f"{name}@{alias} -> version {version}{moved}", markup=False)
+
+
+@models.command()
+@click.argument("name")
+@click.pass_context
+@_errors
+def history(ctx: click.Context, name: str) -> None:
+    """Registrations and alias moves of model NAME, oldest first, with who and when."""
+    from rich.table import Table
+
+    table = Table(title=f"History of {name}")
+    for col in ("when", "who", "what"):
+        table.add_column(col)
+    for e in _store(ctx).models.history(name):
+        if e["event"] == "register":
+            what = f"registered version {e['version']}"
+        elif e["event"] == "alias_set":
+            what = f"{e['alias']} -> {e['version']}" + (f" (was {e['from_version']})" if e["from_version"] else "")
+        else:
+            what = f"removed {e['alias']} (was {e['from_version']})"
+        table.add_row(e["at"][:19].replace("T", " "), e["actor"], what)
+    _console().print(table)

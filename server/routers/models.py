@@ -1,0 +1,286 @@
+"""Model endpoints (SPEC §9): predictions, the models catalog, alias moves and registration.
+
+    POST /models/eta@production/predict          (or /models/eta/predict?alias=production, ?version=3;
+    {"entities": [{"driver_id": 1001}],           plain /models/eta/predict = its production alias,
+     "return_features": true}                     else its latest version)
+    -> {"model": "eta", "version": 3, "request_id": "...", "predictions": [12.5],
+        "features": {"conv_rate": [0.42], ...}, "missing": [[]]}
+
+    GET    /catalog/models, /catalog/models/{name}          read
+    PUT    /models/{name}/aliases/{alias}  {"version": 3}   admin or models
+    DELETE /models/{name}/aliases/{alias}                   admin or models
+    POST   /models/{name}/versions?feature_service=...      admin or models; body: a .skops or .onnx file
+
+Predict needs `read`. The business logic lives in `featurestore.models.serving.ModelServer`
+(one per app, created on first use, closed with the app): this module parses, calls, encodes.
+Registration over HTTP takes only formats that run no code when read: skops files holding types skops
+trusts by default, and ONNX. Pickled models are registered from Python or `fs models register`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from featurestore.errors import ModelRegistryError
+from featurestore.models.serving import ModelServer, ModelUnavailable
+
+from .. import audit
+from ..auth import Principal, require
+from ..encoding import dumps, finite
+from ..errors import ERROR_STATUS, error_response
+from ..schemas import ERRORS, Entities
+from ..state import ServerState, State
+from .features import check_batch
+
+# Most specific first: a model that cannot be loaded is the server's trouble, not the client's.
+for _entry in ((ModelUnavailable, 503), (ModelRegistryError, 422)):
+    if _entry not in ERROR_STATUS:
+        ERROR_STATUS.insert(0, _entry)
+
+MODEL_ROLES = ("admin", "models")
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    server = getattr(app.state, "model_server", None)
+    if server is not None:
+        await run_in_threadpool(server.close)  # flushes the prediction log
+
+
+router = APIRouter(tags=["models"], lifespan=_lifespan)
+_create_lock = threading.Lock()
+
+
+def model_server(request: Request) -> ModelServer:
+    """The app's ModelServer, created on first use."""
+    server = getattr(request.app.state, "model_server", None)
+    if server is None:
+        with _create_lock:
+            server = getattr(request.app.state, "model_server", None)
+            if server is None:
+                state: ServerState = request.app.state.fs
+                server = request.app.state.model_server = ModelServer(state.store)
+    return server
+
+
+async def require_models(principal: Annotated[Principal, Depends(require("read"))]) -> Principal:
+    """Admit callers with the `admin` role or the `models` role (model management without other admin rights)."""
+    if principal.role not in MODEL_ROLES:
+        raise HTTPException(403, f"API key '{principal.name}' has role '{principal.role}'; "
+                                 "managing models needs 'admin' or 'models'")
+    return principal
+
+
+require_models.required_role = "admin"  # type: ignore[attr-defined] - for the OpenAPI document (or `models`)
+
+
+# -- predict ---------------------------------------------------------------------------------------
+
+
+class PredictRequest(BaseModel):
+    """Entity rows to predict for, with any request-time values the model takes."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"entities": [{"driver_id": 1001}, {"driver_id": 1002}]},
+        {"entities": {"driver_id": [1001], "distance": [12.5]}, "return_features": True},
+    ]})
+
+    entities: Entities = Field(description="Join keys (and request-time values): rows or columns")
+    return_features: bool = Field(False, description="Add the feature values the model was given")
+    probabilities: bool = Field(False, description="Add predict_proba (classifiers)")
+    request_id: str | None = Field(None, max_length=200, description="Your id for this request (logged); default: a new one")
+
+
+class PredictResponse(BaseModel):
+    model: str
+    version: int
+    request_id: str
+    predictions: list[Any]
+    probabilities: list[list[float]] | None = None
+    features: dict[str, list[Any]] | None = Field(None, description="Input column -> values, in the model's order")
+    missing: list[list[str]] | None = Field(None, description="Per row: inputs that were missing and got a default/null")
+
+
+async def _bounded(coro: Any, seconds: float) -> Any:
+    if hasattr(asyncio, "timeout"):
+        async with asyncio.timeout(seconds):
+            return await coro
+    return await asyncio.wait_for(coro, seconds)  # pragma: no cover - Python 3.10
+
+
+@router.post("/models/{ref}/predict", response_model=PredictResponse, summary="Predict with a model",
+             dependencies=[Depends(require("read"))], responses=ERRORS(401, 403, 404, 413, 422, 503))
+async def predict(
+    ref: Annotated[str, Path(max_length=300, description="`name`, `name@alias` or `name@3`")],
+    body: PredictRequest,
+    state: State,
+    server: Annotated[ModelServer, Depends(model_server)],
+    version: Annotated[int | None, Query(ge=1, description="A version number")] = None,
+    alias: Annotated[str | None, Query(max_length=100, description="An alias, e.g. production")] = None,
+) -> Response:
+    check_batch(body.entities, state.max_batch_rows, "entity")
+    try:
+        out = await _bounded(server.predict_async(ref, body.entities, version=version, alias=alias,
+                                                  return_features=body.return_features,
+                                                  probabilities=body.probabilities, request_id=body.request_id),
+                             state.lookup_timeout)
+    except (asyncio.TimeoutError, TimeoutError):
+        state.metrics.online_store_errors.labels("timeout").inc()
+        return error_response(503, f"the online store did not answer within {state.lookup_timeout:g}s; retry later")
+    out["predictions"] = finite(out["predictions"])
+    if "features" in out:
+        out["features"] = {k: finite(v) for k, v in out["features"].items()}
+    return Response(dumps(out), media_type="application/json")
+
+
+# -- catalog ---------------------------------------------------------------------------------------
+
+
+class ModelSummary(BaseModel):
+    name: str
+    latest_version: int
+    versions: int
+    feature_service: str
+    description: str
+    aliases: dict[str, int]
+    registered_by: str
+    registered_at: str
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class ModelInputInfo(BaseModel):
+    name: str
+    ref: str | None = Field(description="view:feature, or null for a request-time value")
+
+
+class ModelVersionInfo(BaseModel):
+    name: str
+    version: int
+    flavor: str
+    format: str
+    sha256: str
+    size: int
+    feature_service: str
+    inputs: list[ModelInputInfo]
+    full_feature_names: bool
+    training_set: str | None
+    training_fingerprint: str | None
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    tags: dict[str, str]
+    description: str
+    missing_policy: dict[str, Any]
+    registered_by: str
+    registered_at: str
+    aliases: list[str]
+
+
+class ModelDetail(BaseModel):
+    name: str
+    aliases: dict[str, int]
+    versions: list[ModelVersionInfo]
+
+
+def _info(mv: Any) -> ModelVersionInfo:
+    d = mv.to_dict()
+    d.pop("artifact")
+    return ModelVersionInfo(**d)
+
+
+@router.get("/catalog/models", response_model=ModelList, summary="Registered models", tags=["catalog"],
+            dependencies=[Depends(require("read"))], responses=ERRORS(401, 403))
+def list_models(state: State) -> ModelList:
+    return ModelList(models=[ModelSummary(**m) for m in state.store.models.list()])
+
+
+@router.get("/catalog/models/{name}", response_model=ModelDetail, summary="One model, its versions and aliases",
+            tags=["catalog"], dependencies=[Depends(require("read"))], responses=ERRORS(401, 403, 404))
+def get_model(name: Annotated[str, Path(max_length=200)], state: State) -> ModelDetail:
+    models = state.store.models
+    return ModelDetail(name=name, versions=[_info(v) for v in models.versions(name)], aliases=models.aliases(name))
+
+
+# -- managing models ---------------------------------------------------------------------------------
+
+
+class AliasRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=1, description="The version the alias points at from now on")
+
+
+@router.put("/models/{name}/aliases/{alias}", response_model=ModelVersionInfo, summary="Point an alias at a version",
+            dependencies=[Depends(require_models)], responses=ERRORS(401, 403, 404, 422))
+async def set_alias(name: Annotated[str, Path(max_length=200)], alias: Annotated[str, Path(max_length=100)],
+                    body: AliasRequest, state: State,
+                    principal: Annotated[Principal, Depends(require_models)]) -> ModelVersionInfo:
+    # the app's model server hears of the move and loads the new version before this returns
+    mv = await run_in_threadpool(state.store.models.set_alias, name, alias, body.version, principal.name)
+    return _info(mv)
+
+
+@router.delete("/models/{name}/aliases/{alias}", status_code=204, summary="Remove an alias",
+               dependencies=[Depends(require_models)], responses=ERRORS(401, 403, 404))
+async def delete_alias(name: Annotated[str, Path(max_length=200)], alias: Annotated[str, Path(max_length=100)],
+                       state: State, principal: Annotated[Principal, Depends(require_models)]) -> Response:
+    await run_in_threadpool(state.store.models.delete_alias, name, alias, principal.name)
+    return Response(status_code=204)
+
+
+@router.post("/models/{name}/versions", response_model=ModelVersionInfo, status_code=201,
+             summary="Register a new version from a .skops or .onnx file (request body)",
+             dependencies=[Depends(require_models)], responses=ERRORS(401, 403, 404, 413, 422))
+async def register(
+    name: Annotated[str, Path(max_length=200)],
+    request: Request,
+    state: State,
+    principal: Annotated[Principal, Depends(require_models)],
+    feature_service: Annotated[str, Query(max_length=200, description="The feature service the model reads")],
+    format: Annotated[Literal["skops", "onnx"], Query(description="The body's format")] = "skops",
+    training_set: Annotated[str | None, Query(max_length=200)] = None,
+    description: Annotated[str, Query(max_length=2000)] = "",
+    missing_policy: Annotated[Literal["fail", "null"], Query()] = "fail",
+    request_features: Annotated[list[str], Query(description="Inputs sent with each entity row")] = [],  # noqa: B006
+) -> ModelVersionInfo:
+    data = await request.body()
+    if not data:
+        raise HTTPException(422, f"the request body must be the model file ({format})")
+    mv = await run_in_threadpool(_register, state, name, data, format, feature_service, training_set, description,
+                                 missing_policy, request_features, principal.name)
+    await audit.record(request, "model_register_http", f"model:{name}", {"version": mv.version, "format": format})
+    return _info(mv)
+
+
+def _register(state: ServerState, name: str, data: bytes, fmt: str, feature_service: str, training_set: str | None,
+              description: str, missing_policy: str, request_features: list[str], actor: str) -> Any:
+    if fmt == "skops":
+        import skops.io as sio
+
+        try:
+            untrusted = sio.get_untrusted_types(data=data)
+            if untrusted:
+                raise ModelRegistryError(
+                    f"the skops file holds types skops does not trust by default {untrusted}: register it from "
+                    "Python (store.models.register) where you can decide to trust them")
+            model = sio.loads(data, trusted=[])
+        except ModelRegistryError:
+            raise
+        except Exception as e:
+            raise ModelRegistryError(f"the request body is not a readable skops file: {e}") from None
+    else:
+        model = data
+    return state.store.models.register(name, model, feature_service=feature_service, training_set=training_set,
+                                       description=description, missing_policy=missing_policy,
+                                       request_features=request_features, actor=actor)

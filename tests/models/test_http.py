@@ -1,0 +1,208 @@
+"""Predictions over real HTTP (uvicorn on a loopback port) against a real Redis online store: the answer is
+exactly `model.predict` of the features an in-process lookup returns; aliases hot-swap under load
+without a failed request; roles guard registration, alias moves and predictions."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from featurestore.models.serving import ModelServer
+from server import app as server_app
+from server import create_app
+from server.routers import models as models_router
+from tests.models.conftest import FEATURES, build_store, training_frame
+from tests.server.conftest import LiveServer
+
+pytestmark = pytest.mark.redis
+
+KEYS = {"reader": ("read", "read-key-0123456789"), "writer": ("write", "write-key-0123456789"),
+        "boss": ("admin", "admin-key-0123456789"), "ml": ("models", "models-key-0123456789")}
+
+
+def app_for(store, **options):
+    extra = () if models_router.router in server_app.ROUTERS else (models_router.router,)
+    return create_app(store, routers=extra, **options)
+
+
+@pytest.fixture(scope="module")
+def redis_store(tmp_path_factory, redis_server):
+    keys = "".join(f'[[server.api_keys]]\nname = "{n}"\nrole = "{r}"\nkey = "{k}"\n' for n, (r, k) in KEYS.items())
+    store = build_store(tmp_path_factory.mktemp("http-repo"), "redis", redis_url=redis_server.url,
+                        config="[server]\n" + keys)
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def live(redis_store):
+    server = LiveServer(app_for(redis_store)).start()
+    yield server
+    server.stop()
+
+
+def auth(name):
+    return {"Authorization": f"Bearer {KEYS[name][1]}"}
+
+
+def test_predict_over_http_is_the_model_on_the_online_features(redis_store, live):
+    from sklearn.linear_model import Ridge
+
+    df, y = training_frame()
+    model = Ridge().fit(df, y)
+    mv = redis_store.models.register("eta_http", model, feature_service="driver_activity")
+    redis_store.models.set_alias("eta_http", "production", mv.version)
+    drivers = [5, 2, 17, 5]
+    with live.client(headers=auth("reader")) as client:
+        r = client.post("/models/eta_http@production/predict",
+                        json={"entities": [{"driver_id": d} for d in drivers], "return_features": True})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        by_query = client.post("/models/eta_http/predict", params={"version": mv.version},
+                               json={"entities": {"driver_id": drivers}}).json()
+    online = redis_store.get_online_features([f"driver_stats:{c}" for c in FEATURES],
+                                             [{"driver_id": d} for d in drivers]).to_dict()
+    expected = model.predict(pd.DataFrame({c: online[c] for c in FEATURES}))
+    assert body["predictions"] == expected.tolist()  # exactly: same floats through JSON
+    assert by_query["predictions"] == body["predictions"]
+    assert (body["model"], body["version"]) == ("eta_http", mv.version)
+    assert body["features"] == {c: online[c] for c in FEATURES}
+
+
+def test_bad_predict_requests_get_4xx_not_500(redis_store, live):
+    from sklearn.linear_model import LinearRegression
+
+    df, y = training_frame()
+    redis_store.models.register("eta_bad", LinearRegression().fit(df, y), feature_service="driver_activity")
+    with live.client(headers=auth("reader")) as client:
+        cases = [
+            ("/models/nope/predict", {"entities": [{"driver_id": 1}]}, 404, "unknown model 'nope'"),
+            ("/models/eta_bad@nope/predict", {"entities": [{"driver_id": 1}]}, 404, "alias of model 'eta_bad'"),
+            ("/models/eta_bad/predict", {"entities": [{"driver_id": 999}]}, 422, "NOT_FOUND"),
+            ("/models/eta_bad/predict", {"entities": [{"rider": 1}]}, 422, "join key 'driver_id'"),
+            ("/models/eta_bad/predict", {"entities": "x"}, 422, "entities"),
+            ("/models/eta_bad/predict", {"entities": [{"driver_id": 1}], "probabilities": True}, 422, "predict_proba"),
+        ]
+        for path, body, status, message in cases:
+            r = client.post(path, json=body)
+            assert r.status_code == status, (path, body, r.text)
+            assert message in r.json()["error"], r.text
+
+
+def test_hot_swap_under_concurrent_requests(redis_store, live):
+    from sklearn.dummy import DummyRegressor
+
+    df, _ = training_frame()
+    versions = []
+    for value in (1.0, 2.0, 3.0):
+        model = DummyRegressor(strategy="constant", constant=value).fit(df, [0] * len(df))
+        versions.append(redis_store.models.register("swap", model, feature_service="driver_activity").version)
+    redis_store.models.set_alias("swap", "production", versions[0])
+    seen: list[tuple[int, float]] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def hammer():
+        with live.client(headers=auth("reader")) as client:
+            while not stop.is_set():
+                r = client.post("/models/swap@production/predict", json={"entities": [{"driver_id": 3}]})
+                if r.status_code != 200:
+                    errors.append(r.text)
+                    continue
+                body = r.json()
+                seen.append((body["version"], body["predictions"][0]))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        with live.client(headers=auth("ml")) as admin:
+            for v in (versions[1], versions[2], versions[0], versions[2]):
+                time.sleep(0.15)
+                r = admin.put("/models/swap/aliases/production", json={"version": v})
+                assert r.status_code == 200, r.text
+                # the server loaded the new version before answering: the next request gets it
+                with live.client(headers=auth("reader")) as client:
+                    body = client.post("/models/swap@production/predict", json={"entities": [{"driver_id": 3}]}).json()
+                assert body["version"] == v
+        time.sleep(0.15)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors
+    assert len(seen) > 20
+    value_of = dict(zip(versions, (1.0, 2.0, 3.0)))
+    assert all(value_of[v] == p for v, p in seen)  # a version never answers with another's model
+    assert {v for v, _ in seen} == set(versions)
+    history = [e for e in redis_store.models.history("swap") if e["event"] == "alias_set"]
+    assert [e["version"] for e in history] == [versions[0], versions[1], versions[2], versions[0], versions[2]]
+    assert {e["actor"] for e in history[1:]} == {"ml"}
+
+
+def test_roles_guard_model_endpoints(redis_store, live, tmp_path):
+    import skops.io as sio
+    from sklearn.linear_model import LinearRegression
+
+    df, y = training_frame()
+    model = LinearRegression().fit(df, y)
+    redis_store.models.register("eta_roles", model, feature_service="driver_activity")
+    data = sio.dumps(model)
+    calls = {
+        "register": ("POST", "/models/eta_roles/versions", {"params": {"feature_service": "driver_activity"},
+                                                            "content": data}),
+        "alias": ("PUT", "/models/eta_roles/aliases/production", {"json": {"version": 1}}),
+        "predict": ("POST", "/models/eta_roles/predict", {"json": {"entities": [{"driver_id": 1}]}}),
+        "list": ("GET", "/catalog/models", {}),
+    }
+    expected = {
+        None: {"register": 401, "alias": 401, "predict": 401, "list": 401},
+        "reader": {"register": 403, "alias": 403, "predict": 200, "list": 200},
+        "writer": {"register": 403, "alias": 403, "predict": 200, "list": 200},
+        "ml": {"register": 201, "alias": 200, "predict": 200, "list": 200},
+        "boss": {"register": 201, "alias": 200, "predict": 200, "list": 200},
+    }
+    with live.client() as client:
+        for who, statuses in expected.items():
+            for call, status in statuses.items():
+                method, path, kwargs = calls[call]
+                r = client.request(method, path, headers=auth(who) if who else {}, **kwargs)
+                assert r.status_code == status, (who, call, r.text)
+        detail = client.get("/catalog/models/eta_roles", headers=auth("reader")).json()
+        assert [v["version"] for v in detail["versions"]] == [1, 2, 3]
+        assert detail["versions"][1]["registered_by"] == "ml" and detail["aliases"] == {"production": 1}
+        assert client.delete("/models/eta_roles/aliases/production", headers=auth("reader")).status_code == 403
+        assert client.delete("/models/eta_roles/aliases/production", headers=auth("boss")).status_code == 204
+        # registration over HTTP reads no pickles and refuses a signature that does not match the service
+        r = client.post("/models/eta_roles/versions", params={"feature_service": "rates"}, content=data,
+                        headers=auth("boss"))
+        assert r.status_code == 422 and "do not match" in r.json()["error"]
+        buf = io.BytesIO()
+        import joblib
+
+        joblib.dump(model, buf)
+        r = client.post("/models/eta_roles/versions", params={"feature_service": "driver_activity"},
+                        content=buf.getvalue(), headers=auth("boss"))
+        assert r.status_code == 422 and "skops" in r.json()["error"]
+    audit = {(a["action"], a["actor"]) for a in redis_store.registry.audit_log()}
+    assert ("model_alias_set", "ml") in audit and ("model_alias_delete", "boss") in audit
+    assert ("model_register", "ml") in audit
+
+
+def test_prediction_log_of_the_server(redis_store, live):
+    from sklearn.linear_model import LinearRegression
+
+    df, y = training_frame()
+    redis_store.models.register("eta_log", LinearRegression().fit(df, y), feature_service="driver_activity")
+    with live.client(headers=auth("reader")) as client:
+        body = client.post("/models/eta_log/predict", json={"entities": [{"driver_id": 8}, {"driver_id": 9}],
+                                                            "request_id": "abc"}).json()
+    server: ModelServer = live.app.state.model_server
+    server.log.flush()
+    rows = server.log.read("eta_log").to_pylist()
+    assert [(r["request_id"], r["driver_id"], r["prediction"]) for r in rows] == [
+        ("abc", 8, body["predictions"][0]), ("abc", 9, body["predictions"][1])]
