@@ -30,13 +30,15 @@ from featurestore.config import ApiKey
 
 from .auth import Authenticator
 from .errors import UnexpectedErrorMiddleware, error_response, install_error_handlers
+from .fastlane import FastLane
 from .metrics import Metrics, MetricsMiddleware
-from .routers import admin, catalog, features, health, push
+from .routers import admin, catalog, features, health, models, push
 from .state import ServerState
 
 log = logging.getLogger("featurestore.server")
 
-ROUTERS: tuple[APIRouter, ...] = (features.router, push.router, catalog.router, admin.router, health.router)
+ROUTERS: tuple[APIRouter, ...] = (features.router, push.router, catalog.router, admin.router, models.router,
+                                  health.router)
 
 DESCRIPTION = """
 Online feature lookups, pushes and the catalog of a featurestore repo.
@@ -99,6 +101,7 @@ def create_app(
     for router in (*ROUTERS, *routers):
         app.include_router(router)
     # Outermost last: metrics see every answer, including the generic 500s.
+    app.add_middleware(FastLane, routers=[features.router])
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)

@@ -22,21 +22,17 @@ A router guards an endpoint with a dependency:
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
-from fastapi import Depends, HTTPException, Request
-from fastapi.security import APIKeyHeader, HTTPBearer
+from fastapi import HTTPException, Request
+from fastapi.security import APIKeyHeader
 
 from featurestore.config import ApiKey
 
 # `models` ranks as `read`; the model endpoints also admit it to register models and move aliases.
 ROLE_RANK = {"read": 1, "models": 1, "write": 2, "admin": 3}
-
-# Declared for the OpenAPI document (the "Authorize" button of /docs); checking is done below.
-_bearer_scheme = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>`")
-_header_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: <key>`")
 
 
 @dataclass(frozen=True)
@@ -88,27 +84,38 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-@cache
-def require(role: str) -> Callable[..., Principal]:
-    """A FastAPI dependency admitting callers whose role is at least `role`; returns their Principal.
+class RoleCheck(APIKeyHeader):
+    """The dependency `require(role)` returns: admits callers whose role is at least `role`.
 
-    The same callable per role, so FastAPI runs it once per request even when it is listed twice.
+    A FastAPI security scheme, so the OpenAPI document shows which operations need a key (the
+    "Authorize" button of /docs); the check itself reads `Authorization: Bearer` or `X-API-Key`.
     """
-    if role not in ROLE_RANK:
-        raise ValueError(f"unknown role {role!r}; roles are {list(ROLE_RANK)}")
 
-    def dependency(request: Request, _bearer: object = Depends(_bearer_scheme),
-                   _header: object = Depends(_header_scheme)) -> Principal:
+    def __init__(self, role: str):
+        super().__init__(name="X-API-Key", scheme_name="apiKey", auto_error=False,
+                         description="API key, as `X-API-Key: <key>` or `Authorization: Bearer <key>`")
+        self.role = role
+        self.__name__ = f"require_{role}"
+
+    async def __call__(self, request: Request) -> Principal:  # async: FastAPI runs a plain def in a thread
         authenticator: Authenticator = request.app.state.fs.auth
         principal = authenticator.identify(presented_key(request))
         if principal is None:
             raise HTTPException(401, "missing or unknown API key: send 'Authorization: Bearer <key>' or 'X-API-Key'",
                                 headers={"WWW-Authenticate": "Bearer"})
-        if not principal.may(role):
+        if not principal.may(self.role):
             raise HTTPException(403, f"API key '{principal.name}' has role '{principal.role}'; "
-                                     f"this endpoint needs '{role}'")
+                                     f"this endpoint needs '{self.role}'")
         request.state.principal = principal
         return principal
 
-    dependency.__name__ = f"require_{role}"
-    return dependency
+
+@cache
+def require(role: str) -> RoleCheck:
+    """A FastAPI dependency admitting callers whose role is at least `role`; returns their Principal.
+
+    The same object per role, so FastAPI runs it once per request even when it is listed twice.
+    """
+    if role not in ROLE_RANK:
+        raise ValueError(f"unknown role {role!r}; roles are {list(ROLE_RANK)}")
+    return RoleCheck(role)

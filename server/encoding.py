@@ -55,26 +55,45 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"cannot write a {type(obj).__name__} as JSON")
 
 
-def finite(values: list[Any]) -> list[Any]:
-    """`values` with NaN/±inf floats replaced by "NaN"/"Infinity"/"-Infinity" (the list itself when none)."""
-    try:  # fast path: numbers only, and their sum is finite, so none is NaN or infinite
+def _first(values: list[Any]) -> Any:
+    for v in values:
+        if v is not None:
+            return v
+    return None
+
+
+def _finite_floats(values: list[Any]) -> list[Any]:
+    try:  # numbers only and a finite sum: none is NaN or infinite (one C loop, the common case)
         if math.isfinite(sum(values)):
             return values
-    except TypeError:  # None, strings, lists, ...: look at each value
-        pass
-    out = None
-    for i, v in enumerate(values):
-        if v.__class__ is float and (v != v or v in _NONFINITE):
-            if out is None:
-                out = list(values)
-            out[i] = "NaN" if v != v else _NONFINITE[v]
-        elif v.__class__ is list:
-            fixed = finite(v)
-            if fixed is not v:
-                if out is None:
-                    out = list(values)
-                out[i] = fixed
-    return values if out is None else out
+    except TypeError:  # nulls among them
+        if math.isfinite(sum([v for v in values if v is not None])):
+            return values
+    return [("NaN" if v != v else _NONFINITE[v]) if v.__class__ is float and (v != v or v in _NONFINITE) else v
+            for v in values]
+
+
+def finite(values: list[Any]) -> list[Any]:
+    """A column with NaN/±inf floats as "NaN"/"Infinity"/"-Infinity" (the same list when it has none).
+
+    Looks only at columns (and lists) whose values are floats: strings, integers, bytes, timestamps
+    cannot hold a NaN. A column holds one type (a view declares it), so its first value tells.
+    """
+    first = _first(values)
+    if first.__class__ is float:
+        return _finite_floats(values)
+    if first.__class__ is list:
+        element = None
+        for v in values:
+            if v:
+                element = _first(v)
+                if element is not None:
+                    break
+        if element.__class__ is float:
+            fixed = [v if not v else _finite_floats(v) for v in values]
+            if any(a is not b for a, b in zip(fixed, values)):
+                return fixed
+    return values
 
 
 def dumps(content: Any) -> bytes:

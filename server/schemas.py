@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, WithJsonSchema
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    GetPydanticSchema,
+    Tag,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic_core import core_schema
 
 # -- shared ---------------------------------------------------------------------------------------
 
@@ -14,40 +26,30 @@ _SCALAR_SCHEMA = [{"type": "string"}, {"type": "integer", "minimum": INT64_MIN, 
                   {"type": "number"}, {"type": "boolean"}, {"type": "null"}]
 
 
-def _is_scalar(v: Any) -> bool:
-    if isinstance(v, int) and not isinstance(v, bool):
-        return INT64_MIN <= v <= INT64_MAX
-    return v is None or isinstance(v, (str, float, bool))
+_SCALARS = [core_schema.bool_schema(strict=True), core_schema.int_schema(strict=True, ge=INT64_MIN, le=INT64_MAX),
+            core_schema.float_schema(strict=True), core_schema.str_schema(strict=True), core_schema.none_schema()]
 
 
-def _scalar(v: Any) -> Any:
-    if not _is_scalar(v):
-        raise ValueError("must be a string, a 64-bit integer, a number, a boolean or null")
-    return v
+def _one_of(choices: list[core_schema.CoreSchema], message: str) -> GetPydanticSchema:
+    """A union validated in pydantic-core that fails with ONE plain message, not one error per member."""
+    return GetPydanticSchema(lambda _type, _handler: core_schema.union_schema(
+        choices, custom_error_type="invalid_value", custom_error_message=message))
 
 
-def _scalar_or_list(v: Any) -> Any:
-    if _is_scalar(v) or (isinstance(v, list) and all(_is_scalar(x) for x in v)):
-        return v
-    raise ValueError("must be a string, a 64-bit integer, a number, a boolean, null, or a list of those")
-
-
-def _features(v: Any) -> Any:
-    if isinstance(v, str) and v:
-        return v
-    if isinstance(v, list) and v and all(isinstance(x, str) and x for x in v):
-        return v
-    raise ValueError("must be a non-empty list of feature references ('view:feature') or a feature service name")
-
-
-# One custom check per field (not a pydantic union) so that an error names the field once, plainly;
-# the JSON schema still documents every accepted form.
-KeyValue = Annotated[Any, AfterValidator(_scalar), WithJsonSchema({"anyOf": _SCALAR_SCHEMA})]
-PushValue = Annotated[Any, AfterValidator(_scalar_or_list), WithJsonSchema(
-    {"anyOf": [*_SCALAR_SCHEMA, {"type": "array", "items": {"anyOf": _SCALAR_SCHEMA}}]})]
-Features = Annotated[Any, AfterValidator(_features), WithJsonSchema({"anyOf": [
-    {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
-    {"type": "string", "minLength": 1}]})]
+# One custom check per field, so an error names the field once, plainly; the JSON schema still
+# documents every accepted form.
+KeyValue = Annotated[Any, _one_of(_SCALARS, "must be a string, a 64-bit integer, a number, a boolean or null"),
+                     WithJsonSchema({"anyOf": _SCALAR_SCHEMA})]
+PushValue = Annotated[Any, _one_of(
+    [*_SCALARS, core_schema.list_schema(core_schema.union_schema(_SCALARS))],
+    "must be a string, a 64-bit integer, a number, a boolean, null, or a list of those"),
+    WithJsonSchema({"anyOf": [*_SCALAR_SCHEMA, {"type": "array", "items": {"anyOf": _SCALAR_SCHEMA}}]})]
+Features = Annotated[Any, _one_of(
+    [core_schema.list_schema(core_schema.str_schema(strict=True, min_length=1), min_length=1),
+     core_schema.str_schema(strict=True, min_length=1)],
+    "must be a non-empty list of feature references ('view:feature') or a feature service name"),
+    WithJsonSchema({"anyOf": [{"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+                              {"type": "string", "minLength": 1}]})]
 
 
 def _rows_or_columns(value: Any) -> str | None:
@@ -249,3 +251,31 @@ class AuditEntry(BaseModel):
 
 class AuditList(BaseModel):
     entries: list[AuditEntry]
+
+
+# -- reading bodies ---------------------------------------------------------------------------------
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def parse_body(request: Request, model: type[M]) -> M:
+    """The JSON body of `request` as `model`, parsed and validated in one pass by pydantic-core.
+
+    Faster than a FastAPI body parameter (no `json.loads` then validation of Python objects, no
+    dependency resolution); errors are the same RequestValidationError, with `body.` locations.
+    Declare the body for the OpenAPI document with `openapi_extra=request_body(model)`.
+    """
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as e:
+        raise RequestValidationError(
+            [{**err, "loc": ("body", *err["loc"])} for err in e.errors(include_url=False, include_input=False)]
+        ) from None
+
+
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The `openapi_extra` that documents `model` as a route's JSON request body."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    if "$defs" in schema:  # pragma: no cover - keep body models flat, or hoist $defs into components
+        raise TypeError(f"{model.__name__}: request bodies read with parse_body must not nest models")
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

@@ -30,7 +30,7 @@ class ServerState:
     lookup_timeout: float
 
 
-def get_state(request: Request) -> ServerState:
+async def get_state(request: Request) -> ServerState:
     """FastAPI dependency: the ServerState of the app serving this request."""
     return request.app.state.fs
 

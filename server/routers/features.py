@@ -17,7 +17,7 @@ import asyncio
 import sys
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.responses import Response
 
 from featurestore.online.lookup import get_online_features_async
@@ -25,8 +25,8 @@ from featurestore.online.lookup import get_online_features_async
 from ..auth import require
 from ..encoding import dumps, finite
 from ..errors import error_response
-from ..schemas import ERRORS, OnlineFeaturesRequest, OnlineFeaturesResponse
-from ..state import ServerState, State
+from ..schemas import ERRORS, OnlineFeaturesRequest, OnlineFeaturesResponse, parse_body, request_body
+from ..state import ServerState
 
 router = APIRouter(tags=["features"])
 
@@ -66,8 +66,12 @@ def check_batch(rows: list[Any] | dict[str, list[Any]], limit: int, what: str) -
 
 @router.post(
     "/features/online", response_model=OnlineFeaturesResponse, summary="Look up the latest feature values",
-    dependencies=[Depends(require("read"))], responses=ERRORS(401, 403, 404, 413, 422, 503))
-async def online_features(body: OnlineFeaturesRequest, state: State) -> Response:
+    dependencies=[Depends(require("read"))], responses=ERRORS(401, 403, 404, 413, 422, 503),
+    openapi_extra=request_body(OnlineFeaturesRequest))
+async def online_features(request: Request) -> Response:
+    # The hot path: the body is parsed by pydantic-core straight from bytes, state read off the app.
+    body = await parse_body(request, OnlineFeaturesRequest)
+    state: ServerState = request.app.state.fs
     check_batch(body.entities, state.max_batch_rows, "entity")
     try:
         async with _timeout(state.lookup_timeout):

@@ -123,12 +123,16 @@ async def _bounded(coro: Any, seconds: float) -> Any:
 async def predict(
     ref: Annotated[str, Path(max_length=300, description="`name`, `name@alias` or `name@3`")],
     body: PredictRequest,
-    state: State,
-    server: Annotated[ModelServer, Depends(model_server)],
+    request: Request,
     version: Annotated[int | None, Query(ge=1, description="A version number")] = None,
     alias: Annotated[str | None, Query(max_length=100, description="An alias, e.g. production")] = None,
 ) -> Response:
+    # state and server straight from the app, not as dependencies: each dependency costs FastAPI time per request
+    state: ServerState = request.app.state.fs
+    server = model_server(request)
     check_batch(body.entities, state.max_batch_rows, "entity")
+    if server.cached(ref, version, alias) is None:  # first use: load the model before the lookup's clock starts
+        await run_in_threadpool(server.get, ref, version, alias)
     try:
         out = await _bounded(server.predict_async(ref, body.entities, version=version, alias=alias,
                                                   return_features=body.return_features,
