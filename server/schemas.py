@@ -102,7 +102,7 @@ Entities = Annotated[
 class OnlineFeaturesRequest(BaseModel):
     """Which features, for which entities."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{
         "features": ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"],
         "entities": [{"driver_id": 1001}, {"driver_id": 1002}],
     }, {
@@ -141,7 +141,7 @@ PushColumns = Annotated[dict[str, list[PushValue]], Tag("<columns>")]
 class PushRequest(BaseModel):
     """Rows for the feature views of a push source."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{
         "rows": [{"driver_id": 1001, "conv_rate": 0.5, "event_timestamp": "2026-01-07T10:00:00Z"}],
         "to": "online",
     }]})
