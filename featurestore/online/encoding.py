@@ -29,7 +29,6 @@ from typing import Any
 
 import msgpack
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..definitions import FeatureView
 from ..errors import ConfigError, FeatureStoreError
@@ -38,6 +37,7 @@ from ..types import ValueType
 EVENT_TS = "__event_ts"
 HEADER = struct.Struct(">qI")  # event time (us since epoch, UTC), layout id
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_UTC_US = pa.timestamp("us", tz="UTC")
 KEY_SEPARATOR = "\x1f"  # between the parts of a composite key
 _ESCAPE = "\x1b"
 
@@ -111,7 +111,8 @@ def _key_texts(columns: list[pa.ChunkedArray | pa.Array]) -> list[str | None]:
     """entity_text for every row of some join-key columns (vectorized for int and string keys)."""
     if len(columns) == 1:
         col = columns[0]
-        if pa.types.is_integer(col.type) or pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        t = col.type
+        if pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
             return col.cast(pa.string()).to_pylist()  # same text as key_part, in C
         return [key_part(v) for v in col.to_pylist()]
     return [entity_text(vals) for vals in zip(*(c.to_pylist() for c in columns))]
@@ -148,16 +149,17 @@ class Layout:
 # -- row blobs ----------------------------------------------------------------------------------
 
 
-def _micros(value: int) -> datetime:
+def from_micros(value: int) -> datetime:
+    """A UTC datetime from microseconds since the epoch (exact, unlike a float timestamp)."""
     return EPOCH + timedelta(microseconds=value)
 
 
 def value_decoder(dtype: ValueType) -> Callable[[Any], Any] | None:
-    """What turns a stored value of `dtype` back into its Python value (None: it already is)."""
+    """What turns a stored, non-null value of `dtype` back into its Python value (None: it already is)."""
     if dtype.name == "UnixTimestamp":
-        return lambda v: None if v is None else _micros(v)
+        return from_micros
     if dtype.is_list and dtype.element is not None and dtype.element.name == "UnixTimestamp":
-        return lambda v: None if v is None else [None if x is None else _micros(x) for x in v]
+        return lambda v: [None if x is None else from_micros(x) for x in v]
     return None
 
 
@@ -171,9 +173,9 @@ def _timestamp_micros(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.A
     if pa.types.is_date(col.type):
         col = col.cast(pa.timestamp("us"))
     if pa.types.is_timestamp(col.type):
-        if col.type.tz is None:
+        if col.type.tz is None:  # naive = UTC
             col = col.cast(pa.timestamp(col.type.unit, tz="UTC"))
-        col = col.cast(pa.timestamp("us", tz="UTC"), safe=False)
+        col = col.cast(_UTC_US, safe=False)  # finer than us is truncated
     return col.cast(pa.int64())
 
 
@@ -183,10 +185,9 @@ def _python_values(col: Any, dtype: ValueType, view: str, name: str) -> list[Any
         if dtype.name == "UnixTimestamp":
             return _timestamp_micros(col).to_pylist()
         if dtype.is_list and dtype.element is not None and dtype.element.name == "UnixTimestamp":
-            flat = _timestamp_micros(pc.list_flatten(col))
-            offsets = col.combine_chunks().offsets if isinstance(col, pa.ChunkedArray) else col.offsets
-            arr = pa.ListArray.from_arrays(offsets, flat, mask=col.is_null())
-            return arr.to_pylist()
+            if pa.types.is_timestamp(col.type.value_type) and col.type.value_type.tz is None:
+                col = col.cast(pa.list_(pa.timestamp(col.type.value_type.unit, tz="UTC")))
+            return col.cast(pa.list_(_UTC_US), safe=False).cast(pa.list_(pa.int64())).to_pylist()
         target = dtype.to_arrow()
         if col.type != target:
             col = col.cast(target)

@@ -19,7 +19,6 @@ ttl at read time: the value is null). A PRESENT value may itself be null (the fe
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,7 +31,7 @@ from ..catalog import Catalog, output_names
 from ..errors import RetrievalError
 from ..types import ValueType
 from .base import OnlineStore
-from .encoding import HEADER, Layout, _micros, entity_text, value_decoder, view_prefix
+from .encoding import HEADER, Layout, entity_text, from_micros, value_decoder, view_prefix
 
 PRESENT = "PRESENT"
 NOT_FOUND = "NOT_FOUND"
@@ -49,6 +48,9 @@ _HEADER_SIZE = HEADER.size
 _unpack_header = HEADER.unpack_from
 _unpackb = msgpack.unpackb
 _layouts: dict[int, Layout] = {}  # layouts seen, by id (ids are content hashes, so valid for every store)
+# Per view of a response: (feature columns, status per row, event time per row in us, per-feature
+# statuses that differ from the row's, or None).
+_Block = tuple[tuple[str, ...], list[str], list[Any], "dict[str, list[str]] | None"]
 
 
 # -- the response -------------------------------------------------------------------------------
@@ -66,14 +68,14 @@ class OnlineResponse:
       (nullable Int64 in pandas).
     """
 
-    __slots__ = ("entity_columns", "feature_columns", "statuses", "_ts_us", "_event_timestamps", "_dtypes")
+    __slots__ = ("entity_columns", "feature_columns", "_blocks", "_statuses", "_event_timestamps", "_dtypes")
 
     def __init__(self, entity_columns: dict[str, list[Any]], feature_columns: dict[str, list[Any]],
-                 statuses: dict[str, list[str]], ts_us: dict[str, list[int | None]], dtypes: dict[str, ValueType]):
+                 blocks: list[_Block], dtypes: dict[str, ValueType]):
         self.entity_columns = entity_columns
         self.feature_columns = feature_columns
-        self.statuses = statuses
-        self._ts_us = ts_us
+        self._blocks = blocks  # statuses and event times per view, shared by its features
+        self._statuses: dict[str, list[str]] | None = None
         self._event_timestamps: dict[str, list[datetime | None]] | None = None
         self._dtypes = dtypes
 
@@ -95,16 +97,24 @@ class OnlineResponse:
         return {**self.entity_columns, **self.feature_columns}
 
     @property
+    def statuses(self) -> dict[str, list[str]]:
+        """{feature: PRESENT / NOT_FOUND / OUTSIDE_MAX_AGE per row}."""
+        if self._statuses is None:
+            out: dict[str, list[str]] = {}
+            for names, row_status, _, overrides in self._blocks:
+                for name in names:
+                    out[name] = overrides.get(name, row_status) if overrides else row_status
+            self._statuses = out
+        return self._statuses
+
+    @property
     def event_timestamps(self) -> dict[str, list[datetime | None]]:
         """{feature: event time of the stored row (UTC), or None when no row was found}."""
         if self._event_timestamps is None:
-            converted: dict[int, list[datetime | None]] = {}
-            out = {}
-            for name, stamps in self._ts_us.items():
-                done = converted.get(id(stamps))  # the features of one view share one list
-                if done is None:
-                    done = converted[id(stamps)] = [None if t is None else _micros(t) for t in stamps]
-                out[name] = done
+            out: dict[str, list[datetime | None]] = {}
+            for names, _, row_ts, _ in self._blocks:
+                converted = [None if t is None else from_micros(t) for t in row_ts]
+                out.update(dict.fromkeys(names, converted))
             self._event_timestamps = out
         return self._event_timestamps
 
@@ -113,11 +123,12 @@ class OnlineResponse:
         if not (include_status or include_event_timestamps):
             return {**self.entity_columns, **self.feature_columns}
         out = dict(self.entity_columns)
+        statuses = self.statuses
         stamps = self.event_timestamps if include_event_timestamps else {}
         for name, values in self.feature_columns.items():
             out[name] = values
             if include_status:
-                out[name + STATUS_SUFFIX] = self.statuses[name]
+                out[name + STATUS_SUFFIX] = statuses[name]
             if include_event_timestamps:
                 out[name + EVENT_TIMESTAMP_SUFFIX] = stamps[name]
         return out
@@ -146,7 +157,7 @@ class OnlineResponse:
 # -- the plan -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _ViewPlan:
     """How to read and decode the requested features of one view."""
 
@@ -159,6 +170,7 @@ class _ViewPlan:
     decoders: tuple[tuple[int, Callable[[Any], Any]], ...]  # (output index, decoder) where needed
     columns: tuple[str, ...]  # output names
     ttl_us: int | None
+    empty: tuple[None, ...]  # the values of a row that was not found
 
 
 @dataclass(frozen=True)
@@ -171,6 +183,7 @@ class LookupPlan:
     needed_by: dict[str, str]  # join key -> a view that needs it (for error messages)
     dtypes: dict[str, ValueType]  # output feature column -> type
     has_ttl: bool
+    prefixes: tuple[tuple[bytes, int], ...]  # (row key prefix, key group) per view
 
     @staticmethod
     def build(catalog: Catalog, features: Any, full_feature_names: bool, namespace: bytes) -> LookupPlan:
@@ -205,18 +218,20 @@ class LookupPlan:
             ttl_us = None if view.ttl is None else int(view.ttl.total_seconds() * 1_000_000)
             views.append(_ViewPlan(view.name, view_prefix(namespace, view.name), group, layout, positions,
                                    positions == tuple(range(len(layout.names))), tuple(decoders), tuple(columns),
-                                   ttl_us))
+                                   ttl_us, (None,) * len(layout.names)))
         clash = set(dtypes) & set(entity_columns)
         if clash:
             name = sorted(clash)[0]
             raise RetrievalError(f"feature '{name}' has the name of a join key: pass full_feature_names=True")
         return LookupPlan(tuple(views), tuple(groups), tuple(entity_columns), needed_by, dtypes,
-                          any(v.ttl_us is not None for v in views))
+                          any(v.ttl_us is not None for v in views), tuple((v.prefix, v.group) for v in views))
 
     # -- one request ---------------------------------------------------------------------------
 
     def entity_values(self, entity_rows: Any) -> dict[str, list[Any]]:
         """The join-key columns of the request: {join key: values}, all of one length."""
+        if type(entity_rows) is list:
+            return self._from_rows(entity_rows)
         if isinstance(entity_rows, Mapping):
             return self._from_mapping(entity_rows)
         if hasattr(entity_rows, "iloc"):  # a pandas DataFrame
@@ -228,6 +243,9 @@ class LookupPlan:
                 "entity_rows must be a list of dicts ([{'driver_id': 1001}, ...]) or a dict of columns "
                 f"({{'driver_id': [1001, 1002]}}), got {type(entity_rows).__name__}"
             )
+        return self._from_rows(entity_rows)
+
+    def _from_rows(self, entity_rows: list[Any] | tuple[Any, ...]) -> dict[str, list[Any]]:
         out = {}
         for key in self.entity_columns:
             try:
@@ -279,38 +297,31 @@ class LookupPlan:
         texts: list[list[bytes | None]] = []
         for group in self.key_groups:
             if len(group) == 1:
-                out = []
-                for v in entity[group[0]]:
-                    t = type(v)
-                    if t is int:
-                        out.append(str(v).encode())
-                    elif t is str:
-                        out.append(v.encode("utf-8", "surrogatepass"))
-                    else:
-                        s = entity_text((v,))
-                        out.append(None if s is None else s.encode("utf-8", "surrogatepass"))
+                texts.append([str(v).encode() if type(v) is int else _key_bytes((v,)) for v in entity[group[0]]])
             else:
-                out = []
-                for vals in zip(*(entity[k] for k in group)):
-                    s = entity_text(vals)
-                    out.append(None if s is None else s.encode("utf-8", "surrogatepass"))
-            texts.append(out)
+                texts.append([_key_bytes(vals) for vals in zip(*(entity[k] for k in group))])
         keys: list[bytes] = []
-        for vp in self.views:
-            prefix = vp.prefix
-            keys.extend([prefix + t for t in texts[vp.group] if t is not None])
+        for prefix, group in self.prefixes:
+            group_texts = texts[group]
+            if None in group_texts:
+                keys += [prefix + t for t in group_texts if t is not None]
+            else:
+                keys += [prefix + t for t in group_texts]
         return keys, texts
 
     def respond(self, store: OnlineStore, entity: dict[str, list[Any]], texts: list[list[bytes | None]],
                 blobs: list[bytes | None]) -> OnlineResponse:
-        """Decode the blobs `read` returned into an OnlineResponse."""
+        """Decode the blobs `read` returned into an OnlineResponse.
+
+        The hot loop of every lookup: one pass per view, no attribute lookups or calls it can avoid.
+        """
         now_us = time.time_ns() // 1000 if self.has_ttl else 0
         columns: dict[str, list[Any]] = {}
-        statuses: dict[str, list[str]] = {}
-        stamps: dict[str, list[int | None]] = {}
+        blocks: list[_Block] = []
         start = 0
         for vp in self.views:
-            group_texts = texts[vp.group]
+            group, layout, empty, ttl_us, names = vp.group, vp.layout, vp.empty, vp.ttl_us, vp.columns
+            group_texts = texts[group]
             n = len(group_texts)
             if None in group_texts:  # null keys were not read: put a "no row" back in their place
                 found = iter(blobs[start:])
@@ -319,60 +330,61 @@ class LookupPlan:
             else:
                 view_blobs = blobs[start:start + n]
                 start += n
-            self._decode_view(store, vp, view_blobs, now_us, columns, statuses, stamps)
-        return OnlineResponse({k: entity[k] for k in self.entity_columns}, columns, statuses, stamps, self.dtypes)
+            cutoff = None if ttl_us is None else now_us - ttl_us
+            layout_id = layout.id
+            rows: list[Any] = []
+            row_status: list[str] = []
+            row_ts: list[int | None] = []
+            add_row, add_status, add_ts = rows.append, row_status.append, row_ts.append
+            partial: list[tuple[int, list[int]]] | None = None  # rows written with another layout
+            for blob in view_blobs:
+                if blob is None:
+                    add_row(empty)
+                    add_status(NOT_FOUND)
+                    add_ts(None)
+                    continue
+                ts, blob_layout = _unpack_header(blob)
+                add_ts(ts)
+                if cutoff is not None and ts < cutoff:
+                    add_row(empty)
+                    add_status(OUTSIDE_MAX_AGE)
+                    continue
+                values = _unpackb(blob[_HEADER_SIZE:])
+                if blob_layout != layout_id:
+                    values, missing = _remap(store, blob_layout, layout, values)
+                    if missing:
+                        partial = partial or []
+                        partial.append((len(rows), missing))
+                add_row(values)
+                add_status(PRESENT)
+            if not rows:
+                cols: list[list[Any]] = [[] for _ in names]
+            elif vp.identity:
+                cols = list(map(list, zip(*rows)))
+            else:
+                transposed = list(zip(*rows))
+                cols = [list(transposed[p]) for p in vp.positions]
+            for i, dec in vp.decoders:
+                cols[i] = [None if v is None else dec(v) for v in cols[i]]
+            columns.update(zip(names, cols))
+            blocks.append((names, row_status, row_ts, partial and _feature_statuses(vp, row_status, partial)))
+        return OnlineResponse(entity, columns, blocks, self.dtypes)
 
-    def _decode_view(self, store: OnlineStore, vp: _ViewPlan, blobs: list[bytes | None], now_us: int,
-                     columns: dict[str, list[Any]], statuses: dict[str, list[str]],
-                     stamps: dict[str, list[int | None]]) -> None:
-        width = len(vp.layout.names)
-        empty = (None,) * width
-        cutoff = None if vp.ttl_us is None else now_us - vp.ttl_us
-        layout_id = vp.layout.id
-        rows: list[Any] = []
-        row_status: list[str] = []
-        row_ts: list[int | None] = []
-        partial: list[tuple[int, list[int]]] = []  # rows written with another layout: (row, missing positions)
-        for blob in blobs:
-            if blob is None:
-                rows.append(empty)
-                row_status.append(NOT_FOUND)
-                row_ts.append(None)
-                continue
-            ts, blob_layout = _unpack_header(blob)
-            row_ts.append(ts)
-            if cutoff is not None and ts < cutoff:
-                rows.append(empty)
-                row_status.append(OUTSIDE_MAX_AGE)
-                continue
-            values = _unpackb(blob[_HEADER_SIZE:])
-            if blob_layout != layout_id:
-                values, missing = _remap(store, blob_layout, vp.layout, values)
-                if missing:
-                    partial.append((len(rows), missing))
-            rows.append(values)
-            row_status.append(PRESENT)
-        if rows:
-            transposed = list(zip(*rows))
-        else:
-            transposed = [()] * width
-        if vp.identity:
-            cols = [list(c) for c in transposed]
-        else:
-            cols = [list(transposed[p]) for p in vp.positions]
-        for i, dec in vp.decoders:
-            cols[i] = [None if v is None else dec(v) for v in cols[i]]
-        for name, col in zip(vp.columns, cols):
-            columns[name] = col
-            statuses[name] = row_status
-            stamps[name] = row_ts
-        for row, missing in partial:
-            for i, p in enumerate(vp.positions):
-                if p in missing:
-                    name = vp.columns[i]
-                    if statuses[name] is row_status:
-                        statuses[name] = list(row_status)
-                    statuses[name][row] = NOT_FOUND
+
+def _feature_statuses(vp: _ViewPlan, row_status: list[str],
+                      partial: list[tuple[int, list[int]]]) -> dict[str, list[str]]:
+    """Statuses of the features that some rows (written under an older layout) do not have."""
+    out: dict[str, list[str]] = {}
+    for row, missing in partial:
+        for i, p in enumerate(vp.positions):
+            if p in missing:
+                out.setdefault(vp.columns[i], list(row_status))[row] = NOT_FOUND
+    return out
+
+
+def _key_bytes(values: tuple[Any, ...]) -> bytes | None:
+    text = entity_text(values)
+    return None if text is None else text.encode("utf-8", "surrogatepass")
 
 
 def _remap(store: OnlineStore, layout_id: int, current: Layout, values: list[Any]) -> tuple[list[Any], list[int]]:
@@ -397,15 +409,24 @@ def _remap(store: OnlineStore, layout_id: int, current: Layout, values: list[Any
 
 # -- plan cache and entry points ----------------------------------------------------------------
 
+# Definitions applied by another process are noticed within this many seconds; an apply() in this
+# process is noticed at once. Polling the registry on every lookup would cost more than the lookup.
+GENERATION_POLL_SECONDS = 1.0
+_MAX_PLANS = 1024
+
 
 class _PlanCache:
+    """Plans of one online store (they embed its key prefix), for one applied catalog.
+
+    `current` = (catalog, {request key: plan}) is replaced as a whole when the catalog changes, so a
+    plan is only ever filed under the catalog it was built from, whatever threads interleave.
+    """
+
+    __slots__ = ("current", "checked_at")
+
     def __init__(self) -> None:
-        self.catalog: Catalog | None = None
-        self.plans: dict[Any, LookupPlan] = {}
-
-
-_caches: weakref.WeakKeyDictionary[Any, _PlanCache] = weakref.WeakKeyDictionary()
-_MAX_PLANS = 1024
+        self.current: tuple[Catalog | None, dict[Any, LookupPlan]] = (None, {})
+        self.checked_at = 0.0
 
 
 def _features_key(features: Any) -> Any:
@@ -413,7 +434,9 @@ def _features_key(features: Any) -> Any:
         return features
     if isinstance(features, list):
         try:
-            return tuple(features)
+            key = tuple(features)
+            hash(key)
+            return key
         except TypeError:
             return None
     try:
@@ -425,20 +448,26 @@ def _features_key(features: Any) -> Any:
 
 def lookup_plan(store: Any, features: Any, full_feature_names: bool = False) -> LookupPlan:
     """The plan for `features` on `store`, built once per feature list and applied catalog."""
-    catalog = store.catalog  # re-read only when the registry generation changed
-    cache = _caches.get(store)
+    online = store.online_store
+    cache = getattr(online, "_lookup_plans", None)
     if cache is None:
-        cache = _caches[store] = _PlanCache()
-    if cache.catalog is not catalog:
-        cache.catalog, cache.plans = catalog, {}
-    key = _features_key(features)
-    plan = cache.plans.get((key, full_feature_names)) if key is not None else None
+        cache = online._lookup_plans = _PlanCache()
+    catalog, plans = cache.current
+    now = time.monotonic()
+    if (catalog is None or now - cache.checked_at > GENERATION_POLL_SECONDS
+            or getattr(store, "_catalog", None) is not catalog):  # the store re-read its definitions
+        fresh = store.catalog  # reads the registry generation
+        cache.checked_at = now
+        if fresh is not catalog:
+            catalog, plans = cache.current = (fresh, {})
+    key = (_features_key(features), full_feature_names)
+    plan = plans.get(key) if key[0] is not None else None
     if plan is None:
-        plan = LookupPlan.build(catalog, features, full_feature_names, store.online_store.key_prefix)
-        if key is not None:
-            if len(cache.plans) >= _MAX_PLANS:
-                cache.plans.clear()
-            cache.plans[(key, full_feature_names)] = plan
+        plan = LookupPlan.build(catalog, features, full_feature_names, online.key_prefix)
+        if key[0] is not None:
+            if len(plans) >= _MAX_PLANS:
+                plans.clear()
+            plans[key] = plan
     return plan
 
 
@@ -460,7 +489,11 @@ def get_online_features(store: Any, features: Any, entity_rows: Any,
 
 async def get_online_features_async(store: Any, features: Any, entity_rows: Any,
                                     full_feature_names: bool = False) -> OnlineResponse:
-    """`get_online_features` for asyncio code: the round trip to the store does not block the loop."""
+    """`get_online_features` for asyncio code: the round trip to the store does not block the loop.
+
+    (Reading the registry generation, at most once a second, and the first read of a row written
+    under an older schema, once per layout, are short blocking reads.)
+    """
     plan = lookup_plan(store, features, full_feature_names)
     online = store.online_store
     entity = plan.entity_values(entity_rows)

@@ -16,12 +16,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
 
 from ..definitions import FeatureView
+from ..errors import OnlineStoreUnavailable
 from .base import OnlineStore
 from .encoding import Layout, encode_rows, record_batches, view_prefix
 
@@ -47,40 +49,58 @@ class SqliteOnlineStore(OnlineStore):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
+        this = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (store := this()) and store._forget_connections())
         self._select_sql: dict[int, str] = {}
         self._layouts_saved: set[int] = set()
-        self._con().executescript(_SCHEMA)
+        try:
+            self._con().executescript(_SCHEMA)
+        except sqlite3.OperationalError as e:
+            raise self._unavailable(e) from e
 
     def _con(self) -> sqlite3.Connection:
-        local = self._local
-        con = getattr(local, "con", None)
-        if con is None or local.pid != os.getpid():
-            con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA synchronous=NORMAL")
-            local.con, local.pid = con, os.getpid()
-            with self._connections_lock:
-                self._connections.append(con)
+        try:
+            return self._local.con
+        except AttributeError:
+            pass
+        con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        self._local.con = con
+        with self._connections_lock:
+            self._connections.append(con)
         return con
+
+    def _forget_connections(self) -> None:
+        """In a forked child: never touch the parent's connections (SQLite forbids it); open new ones."""
+        self._local = threading.local()
+        self._connections = []
+        self._connections_lock = threading.Lock()
+
+    def _unavailable(self, e: sqlite3.Error) -> OnlineStoreUnavailable:
+        return OnlineStoreUnavailable(f"the SQLite online store {self.path} is unavailable: {e}")
 
     def write(self, view: FeatureView, batches: pa.Table | Iterable[pa.RecordBatch]) -> int:
         layout = Layout.of(view)
         prefix = view_prefix(self.key_prefix, view.name)
-        con = self._con()
-        self._save_layout(con, layout)
         accepted = 0
-        for batch in record_batches(batches):
-            keys, stamps, blobs = encode_rows(view, layout, prefix, batch)
-            if not keys:
-                continue
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                con.executemany(_UPSERT, zip(keys, stamps, blobs))
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
-            accepted += len(keys)
+        try:
+            con = self._con()
+            self._save_layout(con, layout)
+            for batch in record_batches(batches):
+                keys, stamps, blobs = encode_rows(view, layout, prefix, batch)
+                if not keys:
+                    continue
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    con.executemany(_UPSERT, zip(keys, stamps, blobs))
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+                accepted += len(keys)
+        except sqlite3.OperationalError as e:  # locked past the busy timeout, unreadable file, full disk
+            raise self._unavailable(e) from e
         return accepted
 
     def _save_layout(self, con: sqlite3.Connection, layout: Layout) -> None:
@@ -92,18 +112,21 @@ class SqliteOnlineStore(OnlineStore):
         n = len(keys)
         if n == 0:
             return []
-        con = self._con()
-        if n <= _MAX_PARAMS:
-            found = dict(con.execute(self._select(n), keys).fetchall())
-        else:  # several statements, one read transaction: still one consistent snapshot
-            found = {}
-            con.execute("BEGIN")
-            try:
-                for i in range(0, n, _MAX_PARAMS):
-                    chunk = keys[i:i + _MAX_PARAMS]
-                    found.update(con.execute(self._select(len(chunk)), chunk).fetchall())
-            finally:
-                con.execute("COMMIT")
+        try:
+            con = self._con()
+            if n <= _MAX_PARAMS:
+                found = dict(con.execute(self._select(n), keys).fetchall())
+            else:  # several statements, one read transaction: still one consistent snapshot
+                found = {}
+                con.execute("BEGIN")
+                try:
+                    for i in range(0, n, _MAX_PARAMS):
+                        chunk = keys[i:i + _MAX_PARAMS]
+                        found.update(con.execute(self._select(len(chunk)), chunk).fetchall())
+                finally:
+                    con.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            raise self._unavailable(e) from e
         get = found.get
         return [get(k) for k in keys]
 

@@ -360,6 +360,19 @@ def test_the_lookup_plan_is_built_once_and_rebuilt_after_apply(store, monkeypatc
     assert store.get_online_features(["driver_stats:rating"], [{"driver_id": 1}]).statuses["rating"] == [NOT_FOUND]
 
 
+def test_definitions_applied_by_another_process_are_picked_up_within_the_poll_interval(store, monkeypatch):
+    from featurestore.online import lookup
+
+    store.get_online_features(["driver_stats:trips"], [{"driver_id": 1}])
+    other = FeatureStore(store.repo_path)  # another process, as far as the registry can tell
+    other.apply(catalog(extra_driver_feature=True))
+    other.close()
+    with pytest.raises(UnknownNameError):  # within the poll interval: the definitions this store had
+        store.get_online_features(["driver_stats:rating"], [{"driver_id": 1}])
+    monkeypatch.setattr(lookup, "GENERATION_POLL_SECONDS", 0.0)  # as if a second had passed
+    assert store.get_online_features(["driver_stats:rating"], [{"driver_id": 1}]).statuses["rating"] == [NOT_FOUND]
+
+
 def test_async_lookup_matches_the_sync_one(store):
     v = view(store, "driver_stats")
     store.online_store.write(v, rows(v, {"driver_id": [1, 2], "trips": [1, 2], "conv_rate": [0.1, 0.2]}, NOW))
@@ -375,3 +388,24 @@ def test_async_lookup_matches_the_sync_one(store):
     assert first.statuses["trips"] == [PRESENT, NOT_FOUND]
     sync = store.get_online_features(["driver_stats:trips"], {"driver_id": [1, 3]})
     assert sync.to_dict(include_status=True) == first.to_dict(include_status=True)
+
+
+def test_write_takes_sliced_batches_readers_and_finer_or_naive_time_units(store):
+    v = view(store, "all_types")
+    ns = pa.timestamp("ns")  # naive, nanoseconds: read as UTC, truncated to microseconds
+    table = pa.table({
+        "driver_id": pa.array([1, 2, 3], pa.int32()),
+        "ts": pa.array([0, 1_500_000_001, None], ns),
+        "times": pa.array([[1_000], None, [None, 2_000_999]], pa.list_(ns)),
+        "s": pa.array(["a", "b", "c"], pa.large_string()),
+        "__event_ts": pa.array([NOW.replace(tzinfo=None)] * 3, pa.timestamp("ns")),
+    })
+    reader = pa.RecordBatchReader.from_batches(table.schema, table.slice(1).to_batches())
+    assert store.online_store.write(v, reader) == 2
+    d = store.get_online_features(["all_types:ts", "all_types:times", "all_types:s"], {"driver_id": [1, 2, 3]})
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    assert d.statuses["ts"] == [NOT_FOUND, PRESENT, PRESENT]
+    assert d.values["ts"] == [None, epoch + timedelta(microseconds=1_500_000), None]
+    assert d.values["times"] == [None, None, [None, epoch + timedelta(microseconds=2_000)]]
+    assert d.values["s"] == [None, "b", "c"]
+    assert d.event_timestamps["s"][1] == NOW

@@ -6,7 +6,9 @@ import multiprocessing
 import random
 from datetime import timedelta
 
-from featurestore import FeatureStore
+import pytest
+
+from featurestore import FeatureStore, OnlineStoreUnavailable
 from tests.online.conftest import NOW, open_store, rows
 
 
@@ -45,3 +47,12 @@ def test_the_file_lives_at_the_configured_path_and_is_in_wal_mode(tmp_path):
     mode = store.online_store._con().execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
     store.close()
+
+
+def test_an_unreadable_file_raises_online_store_unavailable(tmp_path):
+    store = open_store(tmp_path, "sqlite")
+    store.online_store.close()
+    store.online_store.path.unlink()
+    store.online_store.path.mkdir()  # a folder where the database file should be
+    with pytest.raises(OnlineStoreUnavailable, match="SQLite online store"):
+        store.get_online_features(["driver_stats:trips"], {"driver_id": [1]})
