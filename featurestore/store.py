@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from .catalog import Catalog
 from .config import RepoConfig, find_repo, load_config
-from .errors import NotAppliedError
+from .errors import FeatureStoreError, NotAppliedError
 from .plan import Plan, diff
 from .registry import Registry
 
@@ -124,10 +125,13 @@ class FeatureStore:
             self._live = catalog
             self._live_generation = generation
             self._catalog = None
-        removed_views = [c.name for c in plan.pending if c.kind == "feature_view" and c.action == "remove"]
-        if removed_views and self.config.online.type == "sqlite":
-            for name in removed_views:
+        # A removed view's online rows go with it (its offline Parquet history stays on disk).
+        for name in [c.name for c in plan.pending if c.kind == "feature_view" and c.action == "remove"]:
+            try:
                 self.online_store.delete_view(name)
+            except FeatureStoreError as e:
+                warnings.warn(f"view '{name}' was removed but its online rows could not be deleted: {e}",
+                              stacklevel=2)
         return plan
 
     # -- materialization -------------------------------------------------------------------------
