@@ -46,6 +46,20 @@ def test_a_stopped_server_fails_fast_and_the_store_recovers_after_restart(tmp_pa
         assert store.get_online_features(REFS, {"driver_id": [1]}).statuses["trips"] == [NOT_FOUND]
         write_one(store, 9)
         assert store.get_online_features(REFS, {"driver_id": [1]}).values["trips"] == [9]
+
+        async def an_async_server_lives_through_an_outage():  # one event loop, as in `fs serve`
+            lookup = store.get_online_features_async
+            assert (await lookup(REFS, {"driver_id": [1]})).values["trips"] == [9]
+            server.stop()
+            began = time.monotonic()
+            with pytest.raises(OnlineStoreUnavailable):
+                await lookup(REFS, {"driver_id": [1]})
+            assert time.monotonic() - began < 0.5
+            server.restart()
+            assert (await lookup(REFS, {"driver_id": [1]})).statuses["trips"] == [NOT_FOUND]
+            await store.online_store.aclose()
+
+        asyncio.run(an_async_server_lives_through_an_outage())
         store.close()
     finally:
         server.stop()
