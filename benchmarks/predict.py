@@ -4,9 +4,10 @@
 
 What it does:
 1. starts its own redis-server, builds a feature repo in a temp folder (one view of 10 features,
-   10,000 entities pushed online), registers two scikit-learn Ridge models on a 9-feature service:
-   one fitted on a DataFrame (it checks column names, so serving hands it a DataFrame) and one
-   fitted on a numpy array;
+   10,000 entities pushed online), registers three models on a 9-feature service: `sum` (a numpy
+   one-liner: its time is ~0, so what is left is the model server's own cost), and two
+   scikit-learn Ridge models, one fitted on a numpy array, one on a DataFrame (it checks column
+   names, so serving hands it a DataFrame);
 2. in process, 1 entity: the feature lookup alone; `model.predict` alone on the assembled input;
    `ModelServer.predict` (lookup + assembly + policy + predict + prediction-log row);
 3. over HTTP on loopback (the server in its own process, one worker; a minimal keep-alive client,
@@ -42,10 +43,20 @@ from featurestore.models import ModelServer  # noqa: E402
 from tests.redis_server import free_port, start_redis  # noqa: E402
 
 NUMERIC = [f"f{i}" for i in range(9)]
-SERVICE = """
-driver_model = FeatureService(name="driver_model", features=[driver_stats[{numeric}]])
-""".format(numeric=NUMERIC)
-MODELS = ("ridge_frame", "ridge_numpy")
+SERVICE = f"""
+driver_model = FeatureService(name="driver_model", features=[driver_stats[{NUMERIC}]])
+"""
+MODELS = ("sum", "ridge_numpy", "ridge_frame")
+ROUNDS = 5  # measurements are interleaved in rounds, so a noisy neighbour hits every column alike
+
+
+class SumModel:
+    """A model whose own time is next to nothing: the sum of the features."""
+
+    n_features_in_ = len(NUMERIC)
+
+    def predict(self, X):
+        return np.asarray(X, dtype=np.float64).sum(axis=1)
 
 
 def setup(root: Path, redis_url: str, entities: int) -> FeatureStore:
@@ -58,41 +69,51 @@ def setup(root: Path, redis_url: str, entities: int) -> FeatureStore:
     rng = np.random.default_rng(0)
     X = pd.DataFrame({c: rng.random(500) for c in NUMERIC})
     y = X.to_numpy() @ rng.random(len(NUMERIC))
-    store.models.register("ridge_frame", Ridge().fit(X, y), feature_service="driver_model")
+    import benchmarks.predict as me  # pickled by module path, so the server process can import the class
+
+    store.models.register("sum", me.SumModel(), feature_service="driver_model")
     store.models.register("ridge_numpy", Ridge().fit(X.to_numpy(), y), feature_service="driver_model")
+    store.models.register("ridge_frame", Ridge().fit(X, y), feature_service="driver_model")
     for name in MODELS:
         store.models.set_alias(name, "production", 1)
     return store
 
 
-def timed(fn, args_list: list, n: int) -> dict[str, float]:
-    for a in args_list[:100]:
-        fn(a)  # warm up
-    times = []
-    for i in range(n):
-        a = args_list[i % len(args_list)]
-        t = time.perf_counter()
-        fn(a)
-        times.append(time.perf_counter() - t)
-    return percentiles(times)
+def measure(calls: dict, n: int) -> dict[str, dict[str, float]]:
+    """p50/p99 of each named call over n runs, interleaved in ROUNDS rounds; `calls` name -> (fn, args list)."""
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for fn, args_list in calls.values():
+        for a in args_list[:100]:
+            fn(a)  # warm up
+    per_round = max(1, n // ROUNDS)
+    for _ in range(ROUNDS):
+        for name, (fn, args_list) in calls.items():
+            times = samples[name]
+            for i in range(per_round):
+                a = args_list[i % len(args_list)]
+                t = time.perf_counter()
+                fn(a)
+                times.append(time.perf_counter() - t)
+    return {name: percentiles(times) for name, times in samples.items()}
 
 
 def in_process(store: FeatureStore, entities: int, n: int) -> dict:
     rng = random.Random(2)
     rows = [[{"driver_id": rng.randrange(entities)}] for _ in range(500)]
     refs = [f"driver_stats:{c}" for c in NUMERIC]
-    out: dict = {"lookup": timed(lambda r: store.get_online_features(refs, r), rows, n)}
+    calls: dict = {"lookup": (lambda r: store.get_online_features(refs, r), rows)}
     with ModelServer(store) as server:
         for name in MODELS:
             loaded = server.get(f"{name}@production")
-            sample = server.predict(f"{name}@production", rows[0], return_features=True)["features"]
-            if loaded.use_frame:
-                inputs = [pd.DataFrame({c: [v[0] + i * 1e-6] for c, v in sample.items()}) for i in range(50)]
-            else:
-                inputs = [np.array([[v[0] + i * 1e-6 for v in sample.values()]]) for i in range(50)]
-            out[f"model:{name}"] = timed(loaded.model.predict, inputs, n)
-            out[f"predict:{name}"] = timed(lambda r, name=name: server.predict(f"{name}@production", r), rows, n)
-    return out
+            inputs = []
+            for r in rows[:100]:  # the very inputs serving builds
+                sample = server.predict(f"{name}@production", r, return_features=True)["features"]
+                frame = pd.DataFrame(np.array([sample[c] for c in loaded.version.columns], np.float64).T,
+                                     columns=loaded.version.columns)
+                inputs.append(frame if loaded.use_frame else frame.to_numpy())
+            calls[f"model:{name}"] = (loaded.model.predict, inputs)
+            calls[f"predict:{name}"] = (lambda r, name=name: server.predict(f"{name}@production", r), rows)
+        return measure(calls, n)
 
 
 def request(path: str, body: dict) -> bytes:
@@ -105,22 +126,22 @@ def over_http(port: int, entities: int, n: int) -> dict:
     rng = random.Random(3)
     ids = [rng.randrange(entities) for _ in range(500)]
     refs = [f"driver_stats:{c}" for c in NUMERIC]
-    calls = {"lookup": [request("/features/online", {"features": refs, "entities": [{"driver_id": i}]}) for i in ids]}
-    for name in MODELS:
-        calls[f"predict:{name}"] = [request(f"/models/{name}@production/predict", {"entities": [{"driver_id": i}]})
-                                    for i in ids]
     conn = Connection(port)
-    out = {}
+
+    def call(r: bytes) -> None:
+        status, body = conn.call(r)
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {body[:300]!r}")
+
+    calls = {"lookup": (call, [request("/features/online", {"features": refs, "entities": [{"driver_id": i}]})
+                               for i in ids])}
+    for name in MODELS:
+        calls[f"predict:{name}"] = (call, [request(f"/models/{name}@production/predict",
+                                                   {"entities": [{"driver_id": i}]}) for i in ids])
     try:
-        for what, reqs in calls.items():
-            def call(r: bytes) -> None:
-                status, body = conn.call(r)
-                if status != 200:
-                    raise RuntimeError(f"HTTP {status}: {body[:300]!r}")
-            out[what] = timed(call, reqs, n)
+        return measure(calls, n)
     finally:
         conn.close()
-    return out
 
 
 def start_server(repo: Path, port: int) -> subprocess.Popen:
@@ -139,6 +160,7 @@ def start_server(repo: Path, port: int) -> subprocess.Popen:
             conn.close()
             if status == 200:
                 return proc
+            proc.kill()
             raise RuntimeError(f"the predict endpoint answered {status}: {body[:300]!r} (is the models router mounted?)")
         except OSError:
             time.sleep(0.01)

@@ -63,6 +63,7 @@ class LoadedModel:
     model: Any
     join_keys: tuple[str, ...]
     use_frame: bool  # fitted on a DataFrame: pass one, so scikit-learn checks column names
+    frame_columns: Any = None  # the pandas Index of those columns, built once (a quarter of a frame's cost)
 
     @property
     def name(self) -> str:
@@ -120,6 +121,15 @@ class ModelServer:
             loaded = self._load(name, version)
         return loaded
 
+    def cached(self, ref: str, version: int | None = None, alias: str | None = None) -> LoadedModel | None:
+        """The loaded model a reference points at, if it is loaded already (no I/O: safe on an event loop)."""
+        name, version, alias = parse_model_ref(ref, version, alias)
+        if version is None:
+            version = self._targets.get((name, alias))
+            if version is None:
+                return None
+        return self._loaded.get((name, version))
+
     def _load(self, name: str, version: int) -> LoadedModel:
         with self._load_lock:
             loaded = self._loaded.get((name, version))
@@ -134,7 +144,13 @@ class ModelServer:
             keys: list[str] = []
             for r in requests:
                 keys += [k for k in r.view.join_keys if k not in keys]
-            loaded = LoadedModel(mv, model, tuple(keys), getattr(model, "feature_names_in_", None) is not None)
+            use_frame = getattr(model, "feature_names_in_", None) is not None
+            columns = None
+            if use_frame:
+                import pandas as pd
+
+                columns = pd.Index(mv.columns)
+            loaded = LoadedModel(mv, model, tuple(keys), use_frame, columns)
             self._loaded[(name, version)] = loaded
             return loaded
 
@@ -178,7 +194,7 @@ class ModelServer:
         mv = loaded.version
         values, statuses = _columns(response)
         columns, missing = self._assemble(loaded, rows, values, statuses)
-        X = _matrix(columns, mv.columns, len(rows), loaded.use_frame)
+        X = _matrix(columns, mv.columns, len(rows), loaded.frame_columns if loaded.use_frame else None)
         predictions = _plain(loaded.model.predict(X))
         out: dict[str, Any] = {"model": mv.name, "version": mv.version, "request_id": prepared.request_id,
                                "predictions": predictions}
@@ -210,6 +226,10 @@ class ModelServer:
                             return_features: bool = False, probabilities: bool = False,
                             request_id: str | None = None) -> dict[str, Any]:
         """`predict` for an event loop: the lookup is awaited; large batches predict in a worker thread."""
+        if self.cached(ref, version, alias) is None:  # first use: resolve and load off the event loop
+            import anyio.to_thread
+
+            await anyio.to_thread.run_sync(lambda: self.get(ref, version=version, alias=alias))
         prepared = self.prepare(ref, entity_rows, version=version, alias=alias, request_id=request_id)
         mv = prepared.loaded.version
         if mv.feature_refs:
@@ -363,18 +383,24 @@ def _columns(response: Any) -> tuple[dict[str, list[Any]], dict[str, list[str]]]
     return values, dict(statuses or {})
 
 
-def _matrix(columns: dict[str, list[Any]], order: list[str], n: int, use_frame: bool) -> Any:
+def _matrix(columns: dict[str, list[Any]], order: list[str], n: int, frame_columns: Any) -> Any:
+    """The model's input: rows x columns in its order. Numeric inputs become float64 (None -> NaN);
+    other values keep their Python types. Models fitted on a DataFrame get one with the same column
+    names (built from one float matrix when it can: several times faster than column by column)."""
     import numpy as np
 
-    if use_frame:
-        import pandas as pd
-
-        return pd.DataFrame({c: columns[c] for c in order}, columns=order)
     data = [columns[c] for c in order]
     try:
-        return np.array(data, dtype=np.float64).T.reshape(n, len(order))
+        X = np.array(data, dtype=np.float64).T.reshape(n, len(order))
     except (TypeError, ValueError):
-        return np.array(data, dtype=object).T.reshape(n, len(order))
+        X = None
+    if frame_columns is not None:
+        import pandas as pd
+
+        if X is not None:
+            return pd.DataFrame(X, columns=frame_columns)
+        return pd.DataFrame(dict(zip(order, data)), columns=frame_columns)
+    return X if X is not None else np.array(data, dtype=object).T.reshape(n, len(order))
 
 
 def _plain(out: Any) -> list[Any]:

@@ -37,7 +37,7 @@ from .. import audit
 from ..auth import Principal, require
 from ..encoding import dumps, finite
 from ..errors import ERROR_STATUS, error_response
-from ..schemas import ERRORS, Entities
+from ..schemas import ERRORS, Entities, parse_body, request_body
 from ..state import ServerState, State
 from .features import check_batch
 
@@ -118,16 +118,38 @@ async def _bounded(coro: Any, seconds: float) -> Any:
     return await asyncio.wait_for(coro, seconds)  # pragma: no cover - Python 3.10
 
 
+_PREDICT_PARAMETERS = [
+    {"name": "ref", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 300},
+     "description": "`name`, `name@alias` or `name@3` (plain `name`: its production alias, else its latest version)"},
+    {"name": "version", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1},
+     "description": "A version number"},
+    {"name": "alias", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 100},
+     "description": "An alias, e.g. production"},
+]
+
+
+def _selector(request: Request) -> tuple[str, int | None, str | None]:
+    """The model reference of a predict request: path `ref`, query `version` / `alias` (422 when malformed)."""
+    ref = request.path_params["ref"]
+    query = request.query_params
+    version, alias = query.get("version"), query.get("alias")
+    if len(ref) > 300 or (alias is not None and not 0 < len(alias) <= 100):
+        raise HTTPException(422, "model reference too long (name@alias: at most 300 characters, alias 100)")
+    if version is not None:
+        if not version.isdigit() or int(version) < 1:
+            raise HTTPException(422, f"query parameter version must be a whole number >= 1, got {version!r}")
+        return ref, int(version), alias
+    return ref, None, alias
+
+
 @router.post("/models/{ref}/predict", response_model=PredictResponse, summary="Predict with a model",
-             dependencies=[Depends(require("read"))], responses=ERRORS(401, 403, 404, 413, 422, 503))
-async def predict(
-    ref: Annotated[str, Path(max_length=300, description="`name`, `name@alias` or `name@3`")],
-    body: PredictRequest,
-    request: Request,
-    version: Annotated[int | None, Query(ge=1, description="A version number")] = None,
-    alias: Annotated[str | None, Query(max_length=100, description="An alias, e.g. production")] = None,
-) -> Response:
-    # state and server straight from the app, not as dependencies: each dependency costs FastAPI time per request
+             dependencies=[Depends(require("read"))], responses=ERRORS(401, 403, 404, 413, 422, 503),
+             openapi_extra={**request_body(PredictRequest), "parameters": _PREDICT_PARAMETERS})
+async def predict(request: Request) -> Response:
+    # The hot path, written like POST /features/online: the endpoint takes only the request (FastAPI's
+    # per-parameter work costs more than the model server itself), the body is parsed from bytes.
+    ref, version, alias = _selector(request)
+    body = await parse_body(request, PredictRequest)
     state: ServerState = request.app.state.fs
     server = model_server(request)
     check_batch(body.entities, state.max_batch_rows, "entity")
