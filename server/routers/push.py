@@ -27,7 +27,7 @@ from featurestore.types import UnixTimestamp, ValueType
 from .. import audit
 from ..auth import require
 from ..encoding import DecodeError, decode_column
-from ..schemas import ERRORS, PushRequest, PushResponse
+from ..schemas import ERRORS, PushRequest, PushResponse, parse_body, request_body
 from ..state import State
 from .features import check_batch
 
@@ -75,9 +75,10 @@ def _push(store: FeatureStore, source: str, rows: Any, to: str) -> int:
 
 
 @router.post("/push/{source}", response_model=PushResponse, summary="Push rows to a push source's feature views",
-             dependencies=[Depends(require("write"))], responses=ERRORS(401, 403, 404, 413, 422, 503))
-async def push(source: Annotated[str, Path(max_length=200)], body: PushRequest, request: Request,
-               state: State) -> PushResponse:
+             dependencies=[Depends(require("write"))], responses=ERRORS(401, 403, 404, 413, 422, 503),
+             openapi_extra=request_body(PushRequest))
+async def push(source: Annotated[str, Path(max_length=200)], request: Request, state: State) -> PushResponse:
+    body = await parse_body(request, PushRequest)  # one pass in pydantic-core; bad UTF-8 or JSON is a 422
     n = check_batch(body.rows, state.max_batch_rows, "pushed")
     try:
         rows = await run_in_threadpool(_push, state.store, source, body.rows, body.to)

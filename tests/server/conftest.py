@@ -126,7 +126,7 @@ class LiveServer:
         self.thread.join(10)
 
     def client(self, **kwargs) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10, **kwargs)
+        return httpx.Client(base_url=self.url, **{"timeout": 10, **kwargs})
 
 
 @contextmanager
