@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .catalog import Catalog
 from .config import RepoConfig, find_repo, load_config
 from .errors import FeatureStoreError, NotAppliedError
+from .online import lookup as online_lookup  # imported once: the per-request path stays short
 from .plan import Plan, diff
 from .registry import Registry
 
@@ -163,15 +164,12 @@ class FeatureStore:
 
     def get_online_features(self, features: Any, entity_rows: Any, full_feature_names: bool = False) -> Any:
         """The latest feature values for entity rows, with a status per value (SPEC §7)."""
-        from .online.lookup import get_online_features
-
-        return get_online_features(self, features, entity_rows, full_feature_names=full_feature_names)
+        return online_lookup.get_online_features(self, features, entity_rows, full_feature_names=full_feature_names)
 
     async def get_online_features_async(self, features: Any, entity_rows: Any, full_feature_names: bool = False) -> Any:
         """`get_online_features` for asyncio code: the online store round trip does not block the loop."""
-        from .online.lookup import get_online_features_async
-
-        return await get_online_features_async(self, features, entity_rows, full_feature_names=full_feature_names)
+        return await online_lookup.get_online_features_async(self, features, entity_rows,
+                                                             full_feature_names=full_feature_names)
 
     def push(self, source_name: str, df: Any, to: str = "online") -> int:
         """Validate rows against the views of a PushSource and write them to "online", "offline" or "both"."""
