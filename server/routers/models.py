@@ -81,8 +81,6 @@ async def require_models(principal: Annotated[Principal, Depends(require("read")
     return principal
 
 
-require_models.required_role = "admin"  # type: ignore[attr-defined] - for the OpenAPI document (or `models`)
-
 
 # -- predict ---------------------------------------------------------------------------------------
 
@@ -233,7 +231,7 @@ def list_models(state: State) -> ModelList:
 
 
 @router.get("/catalog/models/{name}", response_model=ModelDetail, summary="One model, its versions and aliases",
-            tags=["catalog"], dependencies=[Depends(require("read"))], responses=ERRORS(401, 403, 404))
+            tags=["catalog"], dependencies=[Depends(require("read"))], responses=ERRORS(401, 403, 404, 422))
 def get_model(name: Annotated[str, Path(max_length=200)], state: State) -> ModelDetail:
     models = state.store.models
     return ModelDetail(name=name, versions=[_info(v) for v in models.versions(name)], aliases=models.aliases(name))
@@ -248,17 +246,19 @@ class AliasRequest(BaseModel):
 
 
 @router.put("/models/{name}/aliases/{alias}", response_model=ModelVersionInfo, summary="Point an alias at a version",
-            dependencies=[Depends(require_models)], responses=ERRORS(401, 403, 404, 422))
+            dependencies=[Depends(require_models)], responses=ERRORS(401, 403, 404, 422),
+            openapi_extra=request_body(AliasRequest))
 async def set_alias(name: Annotated[str, Path(max_length=200)], alias: Annotated[str, Path(max_length=100)],
-                    body: AliasRequest, state: State,
+                    request: Request, state: State,
                     principal: Annotated[Principal, Depends(require_models)]) -> ModelVersionInfo:
+    body = await parse_body(request, AliasRequest)  # bad JSON is a 422 like every other body
     # the app's model server hears of the move and loads the new version before this returns
     mv = await run_in_threadpool(state.store.models.set_alias, name, alias, body.version, principal.name)
     return _info(mv)
 
 
 @router.delete("/models/{name}/aliases/{alias}", status_code=204, summary="Remove an alias",
-               dependencies=[Depends(require_models)], responses=ERRORS(401, 403, 404))
+               dependencies=[Depends(require_models)], responses=ERRORS(401, 403, 404, 422))
 async def delete_alias(name: Annotated[str, Path(max_length=200)], alias: Annotated[str, Path(max_length=100)],
                        state: State, principal: Annotated[Principal, Depends(require_models)]) -> Response:
     await run_in_threadpool(state.store.models.delete_alias, name, alias, principal.name)
