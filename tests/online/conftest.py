@@ -13,6 +13,7 @@ from featurestore import (
     Bool,
     Bytes,
     Entity,
+    FeatureService,
     FeatureStore,
     FeatureView,
     Field,
@@ -65,9 +66,10 @@ def catalog(extra_driver_feature: bool = False) -> Catalog:
         FeatureView(name="offline_only", entities=[driver], schema=[Field("x", Int64)], source=customer_src,
                     online=False),
     ]
+    service = FeatureService(name="ranking", features=[views[1][["trips"]], views[2]])
     return Catalog(entities={e.name: e for e in (driver, customer, route)},
                    sources={s.name: s for s in (driver_src, customer_src, route_src, types_src)},
-                   views={v.name: v for v in views})
+                   views={v.name: v for v in views}, services={service.name: service})
 
 
 def open_store(root: Path, backend: str, redis_url: str | None = None, key_prefix: str | None = None,

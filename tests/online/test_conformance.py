@@ -280,6 +280,12 @@ def test_full_feature_names_and_services(store):
     assert d == {"driver_id": [1], "driver_stats__trips": [4]}
     d = store.get_online_features(v, [{"driver_id": 1}]).to_dict()  # a whole view
     assert d == {"driver_id": [1], "conv_rate": [0.5], "trips": [4]}
+    expected = {"driver_id": [1], "customer_id": [9], "trips": [4], "age": [None], "city": [None]}
+    assert store.get_online_features("ranking", {"driver_id": [1], "customer_id": [9]}).to_dict() == expected
+    service = store.catalog.service("ranking")
+    assert store.get_online_features(service, {"driver_id": [1], "customer_id": [9]}).to_dict() == expected
+    with pytest.raises(UnknownNameError, match="did you mean 'ranking'"):
+        store.get_online_features("rankin", {"driver_id": [1]})
 
 
 def test_clear_errors_for_bad_requests(store):
