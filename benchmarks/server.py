@@ -96,11 +96,12 @@ def in_process(store: FeatureStore, batch: int, entities: int, n: int) -> dict[s
     for r in rows[:50]:
         store.get_online_features(FEATURES, r).to_dict()  # warm up
     times = []
+    cpu = time.process_time()
     for i in range(n):
         t = time.perf_counter()
         store.get_online_features(FEATURES, rows[i % len(rows)]).to_dict()
         times.append(time.perf_counter() - t)
-    return percentiles(times)
+    return {**percentiles(times), "cpu_us": (time.process_time() - cpu) / n * 1e6}
 
 
 def bodies(batch: int, entities: int, count: int = 200) -> list[bytes]:
@@ -155,13 +156,20 @@ def _parse_head(head: bytes) -> tuple[int, int]:
     return status, length
 
 
-def one_client(port: int, batch: int, entities: int, n: int) -> dict[str, float]:
+def _cpu(procs: list[psutil.Process]) -> float:
+    return sum(sum(p.cpu_times()[:2]) for p in procs)
+
+
+def one_client(port: int, server_pid: int, batch: int, entities: int, n: int) -> dict[str, float]:
     requests = [http_request(b) for b in bodies(batch, entities)]
+    proc = psutil.Process(server_pid)
+    procs = [proc, *proc.children(recursive=True)]
     conn = Connection(port)
     for r in requests[:50]:
         status, _ = conn.call(r)
         assert status == 200, status
     times = []
+    cpu = _cpu(procs)
     start = time.perf_counter()
     for i in range(n):
         t = time.perf_counter()
@@ -169,8 +177,9 @@ def one_client(port: int, batch: int, entities: int, n: int) -> dict[str, float]
         times.append(time.perf_counter() - t)
         assert status == 200, status
     wall = time.perf_counter() - start
+    server_cpu = _cpu(procs) - cpu
     conn.close()
-    return {**percentiles(times), "rps": n / wall}
+    return {**percentiles(times), "rps": n / wall, "cpu_us": server_cpu / n * 1e6}
 
 
 async def _async_client(port: int, requests: list[bytes], deadline: float, times: list[float]) -> None:
@@ -202,14 +211,14 @@ def many_clients(port: int, server_pid: int, batch: int, entities: int, clients:
         await asyncio.gather(*(_async_client(port, requests, deadline, times) for _ in range(clients)))
         return time.perf_counter() - start
 
-    cpu_before = sum(sum(p.cpu_times()[:2]) for p in procs)
+    cpu_before = _cpu(procs)
     try:
         import uvloop
 
         wall = uvloop.run(run())
     except ImportError:
         wall = asyncio.run(run())
-    cpu = sum(sum(p.cpu_times()[:2]) for p in procs) - cpu_before
+    cpu = _cpu(procs) - cpu_before
     return {**percentiles(times), "rps": len(times) / wall, "server_cpu_cores": cpu / wall}
 
 
@@ -255,7 +264,7 @@ def main() -> None:
     if redis is None or not redis.owned:
         sys.exit("benchmarks/server.py needs redis-server installed (it starts its own)")
     workdir = Path(tempfile.mkdtemp(prefix="fs-bench-server-"))
-    results: dict = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    results: dict = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "load_before": os.getloadavg()[0]}
     proc = None
     try:
         store = build_repo(workdir / "repo", redis.url, args.entities)
@@ -263,7 +272,7 @@ def main() -> None:
         port = free_port()
         proc, first = start_server(workdir / "repo", port, 1)
         results["first_answer_s"] = first
-        results["http_1_client"] = {b: one_client(port, b, args.entities, args.n) for b in (1, 100)}
+        results["http_1_client"] = {b: one_client(port, proc.pid, b, args.entities, args.n) for b in (1, 100)}
         results[f"http_{args.clients}_clients"] = {
             b: many_clients(port, proc.pid, b, args.entities, args.clients, args.seconds) for b in (1, 100)}
     finally:
@@ -272,6 +281,7 @@ def main() -> None:
             proc.wait(10)
         redis.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+    results["load_after"] = os.getloadavg()[0]
     report(results, args.clients)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
@@ -280,13 +290,17 @@ def main() -> None:
 def report(r: dict, clients: int) -> None:
     ip, h1, hn = r["in_process"], r["http_1_client"], r[f"http_{clients}_clients"]
     print(f"\nfeature server benchmark ({r['cpus']} CPUs, Python {r['python']}, Redis backend, 1 worker)\n")
-    print(f"{'':34}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>10}{'server CPU':>12}")
+    print(f"{'':34}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>10}{'server CPU':>12}{'CPU us/req':>12}")
     for b in (1, 100):
-        print(f"in-process, {b:>3} entities{'':12}{ip[b]['p50_ms']:9.3f}{ip[b]['p99_ms']:9.3f}")
-        print(f"HTTP 1 client, {b:>3} entities{'':9}{h1[b]['p50_ms']:9.3f}{h1[b]['p99_ms']:9.3f}{h1[b]['rps']:10.0f}")
+        print(f"in-process, {b:>3} entities{'':12}{ip[b]['p50_ms']:9.3f}{ip[b]['p99_ms']:9.3f}{'':22}"
+              f"{ip[b]['cpu_us']:12.0f}")
+        print(f"HTTP 1 client, {b:>3} entities{'':9}{h1[b]['p50_ms']:9.3f}{h1[b]['p99_ms']:9.3f}{h1[b]['rps']:10.0f}"
+              f"{'':12}{h1[b]['cpu_us']:12.0f}")
         print(f"HTTP {clients} clients, {b:>3} entities{'':7}{hn[b]['p50_ms']:9.3f}{hn[b]['p99_ms']:9.3f}"
               f"{hn[b]['rps']:10.0f}{hn[b]['server_cpu_cores']:11.2f}c")
     print(f"\nfirst answered lookup {r['first_answer_s']:.2f} s after the server process started")
+    print(f"machine load average: {r['load_before']:.1f} before, {r['load_after']:.1f} after "
+          f"(on {r['cpus']} CPUs: above ~0.5 the figures include waiting for a CPU)")
     checks = [
         ("1 entity: HTTP p50 <= in-process p50 + 0.5 ms", h1[1]["p50_ms"] <= ip[1]["p50_ms"] + 0.5,
          f"{h1[1]['p50_ms']:.3f} vs {ip[1]['p50_ms'] + 0.5:.3f}"),
