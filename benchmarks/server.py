@@ -222,16 +222,18 @@ def many_clients(port: int, server_pid: int, batch: int, entities: int, clients:
     return {**percentiles(times), "rps": len(times) / wall, "server_cpu_cores": cpu / wall}
 
 
-def start_server(repo: Path, port: int, workers: int) -> tuple[subprocess.Popen, float]:
-    """Start the server; returns the process and the seconds from start to the first answered lookup."""
+def start_server(repo: Path, port: int, workers: int) -> tuple[subprocess.Popen, float, str]:
+    """Start the server; returns the process, the seconds from start to the first answered lookup, and how."""
     fs = Path(sys.executable).parent / "fs"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if fs.exists() and subprocess.run([str(fs), "serve", "--help"], capture_output=True).returncode == 0:
         cmd = [str(fs), "--repo", str(repo), "serve", "--host", "127.0.0.1", "--port", str(port),
                "--workers", str(workers)]
+        how = "fs serve"
     else:
         cmd = [sys.executable, "-c",
                f"from server.run import serve; serve({str(repo)!r}, '127.0.0.1', {port}, {workers})"]
+        how = "server.run.serve"
     request = http_request(bodies(1, 10, 1)[0])
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -243,7 +245,7 @@ def start_server(repo: Path, port: int, workers: int) -> tuple[subprocess.Popen,
             status, _ = conn.call(request)
             conn.close()
             if status == 200:
-                return proc, time.perf_counter() - start
+                return proc, time.perf_counter() - start, how
         except OSError:
             time.sleep(0.005)
         if time.perf_counter() - start > 30:
@@ -270,8 +272,8 @@ def main() -> None:
         store = build_repo(workdir / "repo", redis.url, args.entities)
         results["in_process"] = {b: in_process(store, b, args.entities, args.n) for b in (1, 100)}
         port = free_port()
-        proc, first = start_server(workdir / "repo", port, 1)
-        results["first_answer_s"] = first
+        proc, first, how = start_server(workdir / "repo", port, 1)
+        results["first_answer_s"], results["launcher"] = first, how
         results["http_1_client"] = {b: one_client(port, proc.pid, b, args.entities, args.n) for b in (1, 100)}
         results[f"http_{args.clients}_clients"] = {
             b: many_clients(port, proc.pid, b, args.entities, args.clients, args.seconds) for b in (1, 100)}
@@ -298,7 +300,7 @@ def report(r: dict, clients: int) -> None:
               f"{'':12}{h1[b]['cpu_us']:12.0f}")
         print(f"HTTP {clients} clients, {b:>3} entities{'':7}{hn[b]['p50_ms']:9.3f}{hn[b]['p99_ms']:9.3f}"
               f"{hn[b]['rps']:10.0f}{hn[b]['server_cpu_cores']:11.2f}c")
-    print(f"\nfirst answered lookup {r['first_answer_s']:.2f} s after the server process started")
+    print(f"\nfirst answered lookup {r['first_answer_s']:.2f} s after `{r['launcher']}` started")
     print(f"machine load average: {r['load_before']:.1f} before, {r['load_after']:.1f} after "
           f"(on {r['cpus']} CPUs: above ~0.5 the figures include waiting for a CPU)")
     checks = [

@@ -5,7 +5,7 @@
      "include_status": true}
     -> {"values": {"driver_id": [1001], "conv_rate": [0.42]}, "statuses": {"conv_rate": ["PRESENT"]}}
 
-The handler calls the async lookup (`featurestore.online.lookup`): the round trip to the online
+The handler calls the async lookup (`FeatureStore.get_online_features_async`): the round trip to the online
 store never blocks the event loop. A lookup that takes longer than the app's `lookup_timeout`
 answers 503, so a hung store cannot hold requests. The answer is encoded straight to JSON bytes
 with orjson (see `server.encoding` for NaN, timestamps and bytes).
@@ -19,8 +19,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.responses import Response
-
-from featurestore.online.lookup import get_online_features_async
 
 from ..auth import require
 from ..encoding import dumps, finite
@@ -75,8 +73,8 @@ async def online_features(request: Request) -> Response:
     check_batch(body.entities, state.max_batch_rows, "entity")
     try:
         async with _timeout(state.lookup_timeout):
-            response = await get_online_features_async(state.store, body.features, body.entities,
-                                                       full_feature_names=body.full_feature_names)
+            response = await state.store.get_online_features_async(body.features, body.entities,
+                                                                   full_feature_names=body.full_feature_names)
     except asyncio.TimeoutError:
         return _too_slow(state)
     values = {k: finite(v) for k, v in response.entity_columns.items()}
