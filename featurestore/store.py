@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import warnings
 from datetime import datetime
 from functools import cached_property
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from .online.base import OnlineStore
 
 
+CATALOG_POLL_SECONDS = 1.0
+
+
 class FeatureStore:
     """A feature repo opened for use: its config, registry, offline storage and online store.
 
@@ -43,6 +47,7 @@ class FeatureStore:
         self._catalog_generation = -1
         self._live: Catalog | None = None  # what this process applied (keeps in-memory DataFrameSources)
         self._live_generation = -1
+        self._checked_at = 0.0
 
     # -- parts, built on first use -------------------------------------------------------------
 
@@ -90,16 +95,23 @@ class FeatureStore:
 
     @property
     def catalog(self) -> Catalog:
-        """The applied definitions, re-read only when the registry's generation changes."""
-        generation = self.registry.generation()
+        """The applied definitions.
+
+        Re-read only when the registry's generation changes, and the generation itself is polled at
+        most every CATALOG_POLL_SECONDS, so the online read path costs no registry access: an apply
+        in this process shows at once, one from another process within a second."""
+        now = time.monotonic()
         with self._lock:
-            if self._catalog is None or generation != self._catalog_generation:
-                if self._live is not None and self._live_generation == generation:
-                    self._catalog = self._live
-                else:
-                    self._catalog = Catalog.from_specs(self.registry.specs())
-                self._catalog_generation = generation
             catalog = self._catalog
+            if catalog is None or now - self._checked_at > CATALOG_POLL_SECONDS:
+                generation = self.registry.generation()
+                self._checked_at = now
+                if catalog is None or generation != self._catalog_generation:
+                    if self._live is not None and self._live_generation == generation:
+                        catalog = self._live
+                    else:
+                        catalog = Catalog.from_specs(self.registry.specs())
+                    self._catalog, self._catalog_generation = catalog, generation
         if catalog.is_empty:
             raise NotAppliedError(
                 f"nothing has been applied to the registry of '{self.config.project}' ({self.config.registry_path}): "

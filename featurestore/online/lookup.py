@@ -11,6 +11,7 @@ only builds row keys, makes ONE `OnlineStore.read`, and decodes the row blobs in
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -293,22 +294,23 @@ def _remap(store: OnlineStore, layout_id: int, current: Layout, values: list[Any
 
 # Definitions applied by another process are noticed within this many seconds; an apply() in this
 # process is noticed at once. Polling the registry on every lookup would cost more than the lookup.
-GENERATION_POLL_SECONDS = 1.0
 _MAX_PLANS = 1024
 
 
 class _PlanCache:
-    """Plans of one online store (they embed its key prefix), for one applied catalog.
+    """Plans of one FeatureStore, for one applied catalog.
 
     `current` = (catalog, {request key: plan}) is replaced as a whole when the catalog changes, so a
     plan is only ever filed under the catalog it was built from, whatever threads interleave.
     """
 
-    __slots__ = ("current", "checked_at")
+    __slots__ = ("current", "__weakref__")
 
     def __init__(self) -> None:
         self.current: tuple[Catalog | None, dict[Any, LookupPlan]] = (None, {})
-        self.checked_at = 0.0
+
+
+_plan_caches: weakref.WeakKeyDictionary[Any, _PlanCache] = weakref.WeakKeyDictionary()
 
 
 def _features_key(features: Any) -> Any:
@@ -331,17 +333,13 @@ def _features_key(features: Any) -> Any:
 def lookup_plan(store: Any, features: Any, full_feature_names: bool = False) -> LookupPlan:
     """The plan for `features` on `store`, built once per feature list and applied catalog."""
     online = store.online_store
-    cache = getattr(online, "_lookup_plans", None)
+    cache = _plan_caches.get(store)
     if cache is None:
-        cache = online._lookup_plans = _PlanCache()
+        cache = _plan_caches.setdefault(store, _PlanCache())
+    fresh = store.catalog  # cached by the store; it polls the registry generation at most once a second
     catalog, plans = cache.current
-    now = time.monotonic()
-    if (catalog is None or now - cache.checked_at > GENERATION_POLL_SECONDS
-            or getattr(store, "_catalog", None) is not catalog):  # the store re-read its definitions
-        fresh = store.catalog  # reads the registry generation
-        cache.checked_at = now
-        if fresh is not catalog:
-            catalog, plans = cache.current = (fresh, {})
+    if fresh is not catalog:
+        catalog, plans = cache.current = (fresh, {})
     key = (_features_key(features), full_feature_names)
     plan = plans.get(key) if key[0] is not None else None
     if plan is None:

@@ -367,7 +367,7 @@ def test_the_lookup_plan_is_built_once_and_rebuilt_after_apply(store, monkeypatc
 
 
 def test_definitions_applied_by_another_process_are_picked_up_within_the_poll_interval(store, monkeypatch):
-    from featurestore.online import lookup
+    from featurestore import store as store_module
 
     store.get_online_features(["driver_stats:trips"], [{"driver_id": 1}])
     other = FeatureStore(store.repo_path)  # another process, as far as the registry can tell
@@ -375,7 +375,7 @@ def test_definitions_applied_by_another_process_are_picked_up_within_the_poll_in
     other.close()
     with pytest.raises(UnknownNameError):  # within the poll interval: the definitions this store had
         store.get_online_features(["driver_stats:rating"], [{"driver_id": 1}])
-    monkeypatch.setattr(lookup, "GENERATION_POLL_SECONDS", 0.0)  # as if a second had passed
+    monkeypatch.setattr(store_module, "CATALOG_POLL_SECONDS", 0.0)  # as if a second had passed
     assert store.get_online_features(["driver_stats:rating"], [{"driver_id": 1}]).statuses["rating"] == [NOT_FOUND]
 
 
