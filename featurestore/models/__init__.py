@@ -11,7 +11,7 @@ scikit-learn, skops and onnxruntime are imported only when a model needs them
 from .lineage import TrainingSet, TrainingSetComparison, TrainingSets
 from .prediction_log import PredictionLog
 from .registry import ModelInput, ModelRegistry, ModelVersion, parse_model_ref
-from .serving import LoadedModel, MissingFeatureError, ModelServer, ModelUnavailable
+from .serving import LoadedModel, MissingFeatureError, ModelServer, ModelUnavailable, PredictionFailed
 
 __all__ = [
     "LoadedModel",
@@ -21,6 +21,7 @@ __all__ = [
     "ModelServer",
     "ModelUnavailable",
     "ModelVersion",
+    "PredictionFailed",
     "PredictionLog",
     "TrainingSet",
     "TrainingSetComparison",

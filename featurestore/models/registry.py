@@ -224,6 +224,7 @@ class ModelRegistry:
         if isinstance(model, (str, Path)) and not str(model).endswith(".onnx"):
             model = read_model_file(model)
         chosen = flavor_for(model, flavor)
+        _check_fitted(model, name)
         service_name = getattr(feature_service, "name", feature_service)
         if not isinstance(service_name, str):
             raise ModelRegistryError(f"feature_service must be a FeatureService or its name, got {feature_service!r}")
@@ -451,6 +452,23 @@ class ModelRegistry:
     def load(self, ref: str, version: int | None = None, alias: str | None = None) -> Any:
         """The model object: `load("eta@production")`, `load("eta", version=3)`, `load("eta")` (default)."""
         return self.load_version(self.get(ref, version=version, alias=alias))
+
+
+def _check_fitted(model: Any, name: str) -> None:
+    """Refuse an unfitted scikit-learn estimator now, rather than failing every prediction later."""
+    from .flavors import _is_sklearn
+
+    if not _is_sklearn(model):
+        return
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(model)
+    except NotFittedError:
+        raise ModelRegistryError(f"model '{name}': {type(model).__name__} is not fitted: call fit() first") from None
+    except TypeError:  # not an estimator after all (a helper object from sklearn): let it through
+        pass
 
 
 def _onnx_probe(model: Any) -> Any:

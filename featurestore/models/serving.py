@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ModelRegistryError, RetrievalError
+from ..errors import ModelRegistryError, RetrievalError, UnknownNameError
 from .prediction_log import PredictionLog
 from .registry import ModelVersion, parse_model_ref
 
@@ -49,6 +49,10 @@ _LOG_COLUMNS = frozenset({"request_id", "ts", "model", "model_version", "row", "
 
 class MissingFeatureError(RetrievalError):
     """A feature the model needs is NOT_FOUND or OUTSIDE_MAX_AGE and its policy is to fail (HTTP 422)."""
+
+
+class PredictionFailed(ModelRegistryError):
+    """The model raised on the features it was given (e.g. a null it cannot take): HTTP 422."""
 
 
 class ModelUnavailable(ModelRegistryError):
@@ -93,6 +97,7 @@ class ModelServer:
             self.log = (prediction_log or PredictionLog(root, flush_interval=refresh_interval)).start()
         self._loaded: dict[tuple[str, int], LoadedModel] = {}
         self._targets: dict[tuple[str, str | None], int] = {}  # (name, alias or None=default) -> version
+        self._pinned: set[tuple[str, int]] = set()  # versions asked for by number: kept loaded
         self._load_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._generation = self.models.generation()
@@ -110,7 +115,9 @@ class ModelServer:
     def get(self, ref: str, version: int | None = None, alias: str | None = None) -> LoadedModel:
         """The loaded model a reference points at now (loads it on first use)."""
         name, version, alias = parse_model_ref(ref, version, alias)
-        if version is None:
+        if version is not None:
+            self._pinned.add((name, version))
+        else:
             target = self._targets.get((name, alias))
             if target is None:
                 target = self.models.resolve(name, alias=alias)[1]
@@ -155,25 +162,39 @@ class ModelServer:
             return loaded
 
     def refresh(self) -> None:
-        """Re-resolve every alias in use; load new targets first, then switch (requests never wait)."""
+        """Re-resolve every alias in use; load new targets first, then switch (requests never wait).
+
+        A deleted alias is dropped (its next request gets the usual unknown-alias error); a target that
+        fails to load keeps the version it had. Versions nothing points at any more are unloaded,
+        except those asked for by number.
+        """
         with self._refresh_lock:
             self._generation = self.models.generation()
             targets = dict(self._targets)
             fresh: dict[tuple[str, str | None], int] = {}
+            gone = []
             for (name, alias), old in targets.items():
                 try:
                     version = self.models.resolve(name, alias=alias)[1]
                     if version != old:
                         self._load(name, version)
-                except Exception as e:  # an alias deleted, a broken artifact: keep serving what we have
+                except UnknownNameError:
+                    gone.append((name, alias))
+                    continue
+                except Exception as e:  # a broken artifact, the registry busy: keep serving what we have
                     log.warning("model %s@%s: keeping version %s: %s", name, alias or "default", old, e)
                     version = old
                 fresh[(name, alias)] = version
             self._targets.update(fresh)  # one dict update: a request sees the old or the new version
+            for key in gone:
+                self._targets.pop(key, None)
             for key, version in fresh.items():
                 if version != targets[key]:
                     log.info("model %s@%s now serves version %s (was %s)", key[0], key[1] or "default", version,
                              targets[key])
+            in_use = {(name, v) for (name, _), v in self._targets.items()} | self._pinned
+            for key in [k for k in self._loaded if k not in in_use]:
+                self._loaded.pop(key, None)  # requests holding it finish with it
 
     def _check_generation(self) -> None:
         if self.models.generation() != self._generation:
@@ -195,14 +216,20 @@ class ModelServer:
         values, statuses = _columns(response)
         columns, missing = self._assemble(loaded, rows, values, statuses)
         X = _matrix(columns, mv.columns, len(rows), loaded.frame_columns if loaded.use_frame else None)
-        predictions = _plain(loaded.model.predict(X))
+        try:
+            predictions = _plain(loaded.model.predict(X))
+        except Exception as e:
+            raise PredictionFailed(f"model {mv.ref} failed on this input: {type(e).__name__}: {e}") from e
         out: dict[str, Any] = {"model": mv.name, "version": mv.version, "request_id": prepared.request_id,
                                "predictions": predictions}
         if probabilities:
             proba = getattr(loaded.model, "predict_proba", None)
             if proba is None:
                 raise RetrievalError(f"model {mv.ref} has no predict_proba: it gives no probabilities")
-            out["probabilities"] = _plain(proba(X))
+            try:
+                out["probabilities"] = _plain(proba(X))
+            except Exception as e:
+                raise PredictionFailed(f"model {mv.ref} failed on this input: {type(e).__name__}: {e}") from e
         if return_features:
             out["features"] = columns
             out["missing"] = missing

@@ -42,7 +42,7 @@ from ..state import ServerState, State
 from .features import check_batch
 
 # Most specific first: a model that cannot be loaded is the server's trouble, not the client's.
-for _entry in ((ModelUnavailable, 503), (ModelRegistryError, 422)):
+for _entry in ((ModelRegistryError, 422), (ModelUnavailable, 503)):  # inserted in front: ends up in this order reversed
     if _entry not in ERROR_STATUS:
         ERROR_STATUS.insert(0, _entry)
 

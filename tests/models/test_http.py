@@ -87,6 +87,12 @@ def test_bad_predict_requests_get_4xx_not_500(redis_store, live):
             ("/models/eta_bad/predict", {"entities": "x"}, 422, "entities"),
             ("/models/eta_bad/predict", {"entities": [{"driver_id": 1}], "probabilities": True}, 422, "predict_proba"),
         ]
+        # a version whose artifact was changed on disk cannot be served: the server's trouble, 503
+        mv = redis_store.models.register("eta_broken", LinearRegression().fit(df, y), feature_service="driver_activity")
+        path = redis_store.models.artifact_path(mv)
+        path.write_bytes(path.read_bytes() + b"!")
+        cases.append((f"/models/eta_broken@{mv.version}/predict", {"entities": [{"driver_id": 1}]}, 503,
+                      "modified after registration"))
         for path, body, status, message in cases:
             r = client.post(path, json=body)
             assert r.status_code == status, (path, body, r.text)

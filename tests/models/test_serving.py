@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from featurestore import RetrievalError, UnknownNameError
-from featurestore.models import MissingFeatureError, ModelServer, PredictionLog
+from featurestore import ModelRegistryError, RetrievalError, UnknownNameError
+from featurestore.models import MissingFeatureError, ModelServer, PredictionFailed, PredictionLog
 from tests.models.conftest import FEATURES, STALE_DRIVER, training_frame
 
 
@@ -114,6 +114,7 @@ def test_alias_moves_swap_the_served_version(store, server):
     store.models.set_alias("const", "production", 2)  # in process: swapped before set_alias returns
     assert server.predict("const@production", [{"driver_id": 1}])["predictions"] == [2.0]
     assert server.predict("const", [{"driver_id": 1}])["version"] == 2
+    assert set(server._loaded) == {("const", 2)}  # version 1 is no longer served: unloaded
 
     # a move made by another process (another FeatureStore on the same repo) is seen by the watcher
     from featurestore import FeatureStore
@@ -126,6 +127,24 @@ def test_alias_moves_swap_the_served_version(store, server):
     while server.predict("const@production", [{"driver_id": 1}])["version"] != 1:
         assert time.monotonic() < deadline, "the alias move of another process was not picked up"
         time.sleep(0.05)
+
+    store.models.delete_alias("const", "production")  # a deleted alias is not served any more
+    with pytest.raises(UnknownNameError, match="alias of model 'const'"):
+        server.predict("const@production", [{"driver_id": 1}])
+    assert server.predict("const", [{"driver_id": 1}])["version"] == 2  # the default is now the latest
+
+
+def test_a_model_that_fails_on_its_input_is_a_clear_error(store, server):
+    from sklearn.linear_model import LinearRegression
+
+    df, y = training_frame()
+    store.models.register("eta", LinearRegression().fit(df, y), feature_service="driver_activity",
+                          missing_policy="null")  # LinearRegression cannot take the NaN this lets through
+    assert len(server.predict("eta", [{"driver_id": 1}])["predictions"]) == 1
+    with pytest.raises(PredictionFailed, match="model eta@1 failed on this input: ValueError.*NaN"):
+        server.predict("eta", [{"driver_id": 999}])
+    with pytest.raises(ModelRegistryError, match="not fitted"):
+        store.models.register("eta", LinearRegression(), feature_service="driver_activity")
 
 
 def test_every_prediction_is_logged(store, tmp_path):
