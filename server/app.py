@@ -38,7 +38,7 @@ from .state import ServerState
 log = logging.getLogger("featurestore.server")
 
 # Order matters for speed: FastAPI tries routes in order (about 10 us each), so probes and the
-# per-request endpoints come first. POST /features/online takes the fast lane (server/fastlane.py).
+# per-request endpoints come first. POST /features/online and /models/{ref}/predict take the fast lane (server/fastlane.py).
 ROUTERS: tuple[APIRouter, ...] = (health.router, features.router, models.router, push.router, catalog.router,
                                   admin.router)
 
@@ -103,7 +103,7 @@ def create_app(
     for router in (*ROUTERS, *routers):
         app.include_router(router)
     # Outermost last: metrics see every answer, including the generic 500s.
-    app.add_middleware(FastLane, routers=[features.router])
+    app.add_middleware(FastLane, routers=[features.router, models.router])
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
