@@ -125,3 +125,23 @@ def test_malformed_json_is_a_422_naming_the_body(sqlite_server_live):
             r = client.post("/features/online", content=raw, headers={"content-type": "application/json"})
             assert r.status_code == 422, (raw, r.text)
             assert r.json()["error"].startswith("invalid request: body")
+
+
+def test_concurrent_lookups_all_answer_with_the_right_rows(redis_server_live):
+    """16 clients at once over one event loop and one Redis connection pool: every answer is right."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def client_run(seed: int) -> list[bool]:
+        ok = []
+        with redis_server_live.client() as client:
+            for i in range(15):
+                ids = [(seed + i + k) % 25 + 1 for k in range(5)]  # 21..25 do not exist
+                r = client.post("/features/online", json={"features": ["driver_stats:trips"],
+                                                          "entities": {"driver_id": ids}})
+                ok.append(r.status_code == 200 and
+                          r.json()["values"]["trips"] == [d * 10 if d <= 20 else None for d in ids])
+        return ok
+
+    with ThreadPoolExecutor(16) as pool:
+        results = [ok for run in pool.map(client_run, range(16)) for ok in run]
+    assert len(results) == 240 and all(results)
