@@ -114,18 +114,18 @@ class ModelServer:
 
     def get(self, ref: str, version: int | None = None, alias: str | None = None) -> LoadedModel:
         """The loaded model a reference points at now (loads it on first use)."""
-        name, version, alias = parse_model_ref(ref, version, alias)
-        if version is not None:
-            self._pinned.add((name, version))
-        else:
-            target = self._targets.get((name, alias))
-            if target is None:
-                target = self.models.resolve(name, alias=alias)[1]
-                self._targets[(name, alias)] = target
-            version = target
+        name, pinned, alias = parse_model_ref(ref, version, alias)
+        version = pinned
+        if version is None:
+            version = self._targets.get((name, alias))
+            if version is None:
+                version = self.models.resolve(name, alias=alias)[1]
+                self._targets[(name, alias)] = version
         loaded = self._loaded.get((name, version))
         if loaded is None:
             loaded = self._load(name, version)
+            if pinned is not None:
+                self._pinned.add((name, version))  # only versions that exist: a bad request pins nothing
         return loaded
 
     def cached(self, ref: str, version: int | None = None, alias: str | None = None) -> LoadedModel | None:
