@@ -4,6 +4,7 @@ a training set from the trips, online lookups, then a model trained, registered,
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +33,37 @@ def main() -> None:
                      {"driver_id": 9999, "customer_id": 5003}],
     )
     print(response.to_pandas().to_string(index=False))
+
+    print("\n== 3. Train, register, promote and serve a model ==")
+    serve_a_model(store, job, trips, training)
+
+
+def serve_a_model(store: FeatureStore, job, trips: pd.DataFrame, training: pd.DataFrame) -> None:
+    """Train on the training set, register the model with its lineage, alias it and predict over HTTP."""
+    warnings.filterwarnings("ignore", message=".*httpx.*")  # starlette's TestClient nags about httpx2
+    from fastapi.testclient import TestClient
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from server import create_app
+
+    job.save("trip_completion_train", overwrite=True)  # fingerprinted: definitions, entity rows, result
+    X = training.drop(columns=trips.columns).astype("float64")
+    y = training["trip_completed"]
+    model = HistGradientBoostingClassifier(max_iter=50, random_state=0).fit(X, y)
+    version = store.models.register(
+        "trip_completion", model, feature_service="driver_activity", training_set="trip_completion_train",
+        metrics={"train_accuracy": round(float(model.score(X, y)), 4)}, params={"max_iter": 50},
+        missing_policy="null", description="Will the trip be completed?",
+    )
+    store.models.set_alias("trip_completion", "production", version.version)
+    print(f"registered trip_completion v{version.version} (sha256 {version.sha256[:12]}...), alias production")
+    with TestClient(create_app(store)) as client:
+        answer = client.post("/models/trip_completion@production/predict",
+                             json={"entities": [{"driver_id": 1001, "customer_id": 5001},
+                                                {"driver_id": 1002, "customer_id": 5002}],
+                                   "probabilities": True})
+        print(f"POST /models/trip_completion@production/predict -> {answer.status_code}")
+        print(answer.json())
 
 
 if __name__ == "__main__":

@@ -64,8 +64,9 @@ class MaterializeResult:
             if r.skipped:
                 lines.append(f"{r.view}: skipped ({r.skipped})")
             else:
+                since = "the beginning" if r.start == EPOCH else r.start.isoformat(timespec="seconds")
                 lines.append(f"{r.view}: {r.rows:,} rows offline, {r.online_rows:,} entity rows online "
-                             f"[{r.start.isoformat()} .. {r.end.isoformat()}] in {r.seconds:.2f}s")
+                             f"(event times from {since} to {r.end.isoformat(timespec='seconds')}) in {r.seconds:.2f}s")
         return "\n".join(lines)
 
 
@@ -234,7 +235,7 @@ class _Progress:
         self.rows: Any = None
 
     def start_view(self, name: str) -> None:
-        self.rows = self.progress.add_task(f"  {name} (entity rows online)", total=None)
+        self.rows = self.progress.add_task(f"  {name}", total=None)
 
     def set_total(self, rows: int) -> None:
         self.progress.update(self.rows, total=rows)
@@ -244,8 +245,7 @@ class _Progress:
 
     def finish_view(self, run: ViewRun) -> None:
         done = run.online_rows or 1
-        self.progress.update(self.rows, total=done, completed=done,
-                             description=f"  {run.view}: {run.rows:,} rows offline, {run.online_rows:,} online")
+        self.progress.update(self.rows, total=done, completed=done)
         self.progress.advance(self.views, 1)
 
     def close(self) -> None:
