@@ -1,0 +1,374 @@
+"""Training sets: `store.get_historical_features(entity_df, features)` -> a `RetrievalJob`.
+
+    job = store.get_historical_features(entity_df, features=["driver_hourly_stats:conv_rate"])
+    job.to_pandas(); job.to_arrow(); job.to_parquet("train.parquet")
+
+The point-in-time rules (SPEC §6) and the SQL live in `featurestore.offline.pit`; this module
+checks and normalizes the inputs, picks where each view's feature rows come from, and assembles
+the answer.
+
+- `entity_df` is a pandas DataFrame, an Arrow table (or anything with `__arrow_c_stream__`), or a
+  SQL string run in DuckDB, where the repo's sources can be read by name
+  (`SELECT driver_id, ts AS event_timestamp FROM trips`) and relative paths are read from the repo
+  folder. It needs an `event_timestamp` column: timestamps (naive ones are UTC; aware ones are
+  converted), dates (midnight UTC) or ISO 8601 strings, without nulls.
+- The result holds the entity_df's columns exactly as given (values, types, order, duplicate rows),
+  then the features, named `feature` or `view__feature` (`full_feature_names=True`), with their
+  declared types (to_pandas: integers and booleans as nullable pandas dtypes, so nulls stay nulls).
+  The pandas index of the entity_df is not kept; rows come back in the same order.
+- Each view's rows come from offline storage when the view has been materialized, else from its
+  source directly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from ..catalog import Catalog, ViewRequest, output_names
+from ..definitions import FeatureView
+from ..errors import DefinitionError, RetrievalError, did_you_mean
+from .features import CREATED_TS, EVENT_TS, source_rows_sql
+from .pit import ENTITY_TS, ROW_ID, STRATEGIES, PitView, pit_join_sql
+from .sources import SourceReader, arrow_table, duckdb_connection, quote_ident, quote_literal
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..store import FeatureStore
+
+TIMESTAMP_COLUMN = "event_timestamp"
+_ENTITY = "__entity"
+
+
+def get_historical_features(store: FeatureStore, entity_df: Any, features: Any, full_feature_names: bool = False,
+                            bitemporal: bool = False, strategy: str = "auto") -> RetrievalJob:
+    """A point-in-time-correct training set for `entity_df` (see the module docstring and SPEC §6).
+
+    The inputs are checked now (unknown features, missing columns, name collisions raise here);
+    the join runs on the first `to_arrow()` / `to_pandas()` / `to_parquet()`. `strategy` forces one
+    join strategy of `featurestore.offline.pit` (tests and benchmarks; the answer is the same).
+    """
+    if strategy not in STRATEGIES:
+        raise RetrievalError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
+    if strategy == "asof" and bitemporal:
+        raise RetrievalError("bitemporal retrieval needs the 'range' strategy (ASOF cannot check created times)")
+    catalog = store.catalog
+    requests = catalog.resolve(features)
+    names = output_names(requests, full_feature_names)
+    table = entity_table(entity_df, store, catalog)
+    _check_columns(table, requests, names)
+    return RetrievalJob(store, catalog, table, requests, names, features=features,
+                        full_feature_names=full_feature_names, bitemporal=bitemporal, strategy=strategy)
+
+
+class RetrievalJob:
+    """A training set, computed once on first use and then kept.
+
+    Attributes for lineage: `entity_df` (the entity rows as an Arrow table), `features` (as they
+    were passed: refs, a service or its name), `feature_refs` ("view:feature" each),
+    `full_feature_names`, `bitemporal`, `columns` (of the result).
+    """
+
+    def __init__(self, store: FeatureStore, catalog: Catalog, entity_df: pa.Table, requests: Sequence[ViewRequest],
+                 names: Sequence[Sequence[str]], features: Any, full_feature_names: bool, bitemporal: bool,
+                 strategy: str = "auto"):
+        self.store = store
+        self.entity_df = entity_df
+        self.features = features
+        self.full_feature_names = full_feature_names
+        self.bitemporal = bitemporal
+        self.feature_refs = [f"{r.view.name}:{f}" for r in requests for f in r.features]
+        self.columns = [*entity_df.column_names, *(n for cols in names for n in cols)]
+        self._catalog = catalog
+        self._requests = list(requests)
+        self._names = [list(cols) for cols in names]
+        self._strategy = strategy
+        self._result: pa.Table | None = None
+
+    def __repr__(self) -> str:
+        return (f"RetrievalJob({self.entity_df.num_rows} entity rows, features={self.feature_refs}, "
+                f"bitemporal={self.bitemporal})")
+
+    def to_arrow(self) -> pa.Table:
+        """The training set as an Arrow table (entity_df columns, then features)."""
+        if self._result is None:
+            self._result = self._run()
+        return self._result
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The training set as a pandas DataFrame; integer and boolean features use nullable dtypes."""
+        import pandas as pd
+
+        table = self.to_arrow()
+        n_entity = self.entity_df.num_columns
+        entity = table.select(range(n_entity)).to_pandas()
+        feats = table.select(range(n_entity, table.num_columns))
+        feats = feats.replace_schema_metadata(None).to_pandas(types_mapper=_nullable_pandas_dtype)
+        return pd.concat([entity, feats], axis=1)
+
+    def to_parquet(self, path: str | os.PathLike[str]) -> Path:
+        """Write the training set to a Parquet file; returns its path."""
+        import pyarrow.parquet as pq
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(self.to_arrow(), path)
+        return path
+
+    def save(self, name: str, description: str = "", overwrite: bool = False) -> Any:
+        """Record this training set and its fingerprint under `name` (see featurestore.models.lineage)."""
+        return self.store.save_training_set(name, self, description=description, overwrite=overwrite)
+
+    # -- the join ------------------------------------------------------------------------------
+
+    def _run(self) -> pa.Table:
+        entity = self.entity_df
+        n = entity.num_rows
+        times = event_times(entity.column(TIMESTAMP_COLUMN))
+        keys = list(dict.fromkeys(k for r in self._requests for k in r.view.join_keys))
+        slim = pa.table({ROW_ID: pa.array(np.arange(n, dtype=np.int64)), ENTITY_TS: times,
+                         **{k: _key_column(entity.column(k)) for k in keys}})
+        con = _connection()
+        try:
+            con.register(_ENTITY, slim)
+            reader = SourceReader(con, self.store.repo_path, self._catalog.sources)
+            ts_range = _min_max(times)
+            result = entity
+            for request, outs in zip(self._requests, self._names):
+                view = request.view
+                rows_sql, stored = feature_rows_sql(self.store, reader, view)
+                _check_key_types(con, slim, view, rows_sql, stored)
+                pit = PitView(name=view.name, rows_sql=rows_sql, join_keys=view.join_keys, features=request.features,
+                              output_names=tuple(outs), tie_break=view.feature_names, ttl=view.ttl)
+                sql = pit_join_sql(_ENTITY, pit, bitemporal=self.bitemporal, strategy=self._strategy,
+                                   ts_range=ts_range)
+                try:
+                    joined = arrow_table(con, sql)
+                except duckdb.Error as e:
+                    raise RetrievalError(f"feature view '{view.name}': the point-in-time join failed: "
+                                         f"{_first_line(e)}") from None
+                if joined.num_rows != n:  # the SQL guarantees one row per entity row
+                    raise AssertionError(f"point-in-time join of '{view.name}' gave {joined.num_rows} rows for {n}")
+                dtypes = {f.name: f.dtype.to_arrow() for f in view.features}
+                for feature, out in zip(request.features, outs):
+                    result = result.append_column(pa.field(out, dtypes[feature]),
+                                                  joined.column(out).cast(dtypes[feature]))
+            return result
+        finally:
+            con.close()
+
+
+# -- inputs ------------------------------------------------------------------------------------
+
+
+def entity_table(entity_df: Any, store: FeatureStore | None = None, catalog: Catalog | None = None) -> pa.Table:
+    """The entity rows as an Arrow table: pandas and Arrow are converted, SQL strings are run."""
+    if isinstance(entity_df, str):
+        if store is None or catalog is None:
+            raise RetrievalError("an entity_df given as SQL needs a feature store to run in")
+        return _run_entity_sql(entity_df, store, catalog)
+    if isinstance(entity_df, pa.Table):
+        return entity_df
+    if isinstance(entity_df, pa.RecordBatch):
+        return pa.Table.from_batches([entity_df])
+    if isinstance(entity_df, pa.RecordBatchReader):
+        return entity_df.read_all()
+    if type(entity_df).__module__.startswith("pandas") and hasattr(entity_df, "columns"):
+        try:
+            return pa.Table.from_pandas(entity_df, preserve_index=False)
+        except (pa.ArrowException, TypeError, ValueError) as e:
+            raise RetrievalError(f"entity_df cannot be converted to Arrow: {e} "
+                                 "(give each column one type, e.g. with df[col].astype(...))") from None
+    if hasattr(entity_df, "__arrow_c_stream__"):  # polars, DuckDB relations, ...
+        return pa.table(entity_df)
+    raise RetrievalError(f"entity_df must be a pandas DataFrame, an Arrow table or a SQL string, "
+                         f"got {type(entity_df).__name__}")
+
+
+def _run_entity_sql(sql: str, store: FeatureStore, catalog: Catalog) -> pa.Table:
+    con = duckdb_connection()
+    try:
+        # Relative paths in the query are read from the repo folder (then the current one).
+        con.execute(f"SET file_search_path = {quote_literal(str(store.repo_path) + ',' + os.getcwd())}")
+        reader = SourceReader(con, store.repo_path, catalog.sources)
+        for name, source in catalog.sources.items():
+            if re.search(rf"\b{re.escape(name)}\b", sql):
+                try:
+                    relation = reader.relation(source)
+                except DefinitionError:
+                    continue  # only a problem if the query really reads it; DuckDB will say so
+                con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS SELECT * FROM {relation}")
+        try:
+            return arrow_table(con, sql)
+        except duckdb.Error as e:
+            raise RetrievalError(f"the entity_df SQL failed: {_first_line(e)} (sources readable by name: "
+                                 f"{', '.join(sorted(catalog.sources)) or 'none'})") from None
+    finally:
+        con.close()
+
+
+def _check_columns(table: pa.Table, requests: Sequence[ViewRequest], names: Sequence[Sequence[str]]) -> None:
+    columns = table.column_names
+    shown = ", ".join(f"'{c}'" for c in columns) or "none"
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise RetrievalError(f"entity_df has more than one column named {', '.join(map(repr, repeated))}")
+    if TIMESTAMP_COLUMN not in columns:
+        times = [f.name for f in table.schema if pa.types.is_timestamp(f.type) or pa.types.is_date(f.type)]
+        hint = (f"; rename '{times[0]}' to '{TIMESTAMP_COLUMN}'" if len(times) == 1 else
+                f"; add the time each row is observed at as '{TIMESTAMP_COLUMN}'")
+        raise RetrievalError(f"entity_df has no '{TIMESTAMP_COLUMN}' column (its columns: {shown}){hint}")
+    event_times(table.column(TIMESTAMP_COLUMN))  # raises when they are not timestamps
+    for request, outs in zip(requests, names):
+        view = request.view
+        for key in view.join_keys:
+            if key not in columns:
+                raise RetrievalError(
+                    f"feature view '{view.name}' joins on '{key}', which entity_df lacks (its columns: {shown})"
+                    f"{_suggest(key, columns)}"
+                )
+        for feature, out in zip(request.features, outs):
+            if out in columns:
+                raise RetrievalError(
+                    f"feature '{view.name}:{feature}' would be returned as '{out}', which is already a column "
+                    "of entity_df: rename that column, or pass full_feature_names=True"
+                )
+
+
+def _suggest(name: str, candidates: Sequence[str]) -> str:
+    hint = did_you_mean(name, candidates)
+    return hint if "did you mean" in hint else ""
+
+
+def event_times(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """entity_df's event_timestamp as timestamp[us, UTC]; naive = UTC, aware converted, ISO strings parsed."""
+    t = column.type
+    if pa.types.is_dictionary(t):
+        column = column.cast(t.value_type)
+        t = column.type
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        times = column.cast(pa.timestamp("us", "UTC"), safe=False)  # keeps the instant; ns are truncated
+    elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        times = _parse_times(column)
+    else:
+        raise RetrievalError(
+            f"entity_df column '{TIMESTAMP_COLUMN}' has type {t}; it must hold timestamps (naive ones are read "
+            "as UTC), dates or ISO 8601 strings"
+        )
+    if times.null_count:
+        first = times.is_null().to_numpy(zero_copy_only=False).argmax()
+        raise RetrievalError(f"entity_df column '{TIMESTAMP_COLUMN}' has {times.null_count} null value(s) "
+                             f"(the first in row {first}): every row needs a time")
+    return times
+
+
+def _parse_times(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    con = duckdb_connection()
+    try:
+        con.register("__times", pa.table({"t": column}))
+        parsed = arrow_table(con, "SELECT TRY_CAST(t AS TIMESTAMPTZ) AS t FROM __times").column("t")
+    finally:
+        con.close()
+    bad = np.flatnonzero(parsed.is_null().to_numpy(zero_copy_only=False)
+                         & column.is_valid().to_numpy(zero_copy_only=False))
+    if len(bad):
+        raise RetrievalError(f"entity_df column '{TIMESTAMP_COLUMN}': {column[int(bad[0])].as_py()!r} "
+                             f"(row {bad[0]}) is not a timestamp; use ISO 8601, e.g. '2026-01-31 12:00:00'")
+    return parsed
+
+
+def feature_rows_sql(store: FeatureStore, reader: SourceReader, view: FeatureView) -> tuple[str, bool]:
+    """SELECT of the view's feature rows, and whether they come from offline storage (once the view is
+    materialized) rather than from its source."""
+    storage = store.offline_storage
+    if not storage.has_data(view.name):
+        return source_rows_sql(reader, view), False
+    declared = view.key_fields
+    cols = [f"CAST({quote_ident(k)} AS {declared[k].to_duckdb()}) AS {quote_ident(k)}" if k in declared
+            else quote_ident(k) for k in view.join_keys]
+    cols += [f"CAST({quote_ident(f.name)} AS {f.dtype.to_duckdb()}) AS {quote_ident(f.name)}" for f in view.features]
+    cols += [f"CAST({c} AS TIMESTAMPTZ) AS {c}" for c in (EVENT_TS, CREATED_TS)]
+    return f"SELECT {', '.join(cols)} FROM {storage.relation(view.name)}", True
+
+
+def _check_key_types(con: duckdb.DuckDBPyConnection, slim: pa.Table, view: FeatureView, rows_sql: str,
+                     stored: bool) -> None:
+    try:
+        schema = arrow_table(con, f"SELECT * FROM ({rows_sql}) LIMIT 0").schema
+    except duckdb.Error as e:
+        if stored:
+            raise RetrievalError(f"feature view '{view.name}': its offline storage cannot be read: {_first_line(e)} "
+                                 "(if the view changed since it was materialized, materialize it again)") from None
+        raise RetrievalError(f"feature view '{view.name}': its source '{view.source.name}' cannot be read: "
+                             f"{_first_line(e)}") from None
+    for key in view.join_keys:
+        ours, theirs = slim.schema.field(key).type, schema.field(key).type
+        if _key_kind(ours) != _key_kind(theirs) and not pa.types.is_null(ours):
+            raise RetrievalError(
+                f"join key '{key}' is {_key_kind(ours)} ({ours}) in entity_df but {_key_kind(theirs)} ({theirs}) "
+                f"in feature view '{view.name}': "
+                f"convert the entity_df column (e.g. df['{key}'].astype(...))"
+            )
+
+
+def _key_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    # A column with no value at all (pandas makes those float or object) matches nothing, whatever its type.
+    if column.null_count == len(column):
+        return pa.chunked_array([pa.nulls(len(column))])
+    return column
+
+
+def _key_kind(t: pa.DataType) -> str:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "number"  # pandas turns an integer column with missing values into floats
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "string"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return "binary"
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return "time"
+    return str(t)
+
+
+def _min_max(times: pa.ChunkedArray) -> tuple[Any, Any] | None:
+    if len(times) == 0:
+        return None
+    import pyarrow.compute as pc
+
+    mm = pc.min_max(times)
+    return mm["min"].as_py(), mm["max"].as_py()
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    con = duckdb_connection()
+    # Spill to the system's temp folder (DuckDB's default is ./.tmp) when a join outgrows memory.
+    spill = Path(tempfile.gettempdir()) / f"featurestore-duckdb-{os.getpid()}"
+    con.execute(f"SET temp_directory = {quote_literal(str(spill))}")
+    limit = os.environ.get("FS_DUCKDB_MEMORY_LIMIT")
+    if limit:
+        con.execute(f"SET memory_limit = {quote_literal(limit)}")
+    return con
+
+
+def _nullable_pandas_dtype(t: pa.DataType) -> Any:
+    import pandas as pd
+
+    mapping = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+               pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+    return mapping.get(t)
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
