@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..catalog import Catalog, ViewRequest, output_names
-from ..definitions import FeatureView
+from ..definitions import DuckDBSource, FeatureView
 from ..errors import DefinitionError, RetrievalError, did_you_mean
 from .features import CREATED_TS, EVENT_TS, source_rows_sql
 from .pit import ENTITY_TS, ROW_ID, STRATEGIES, PitView, pit_join_sql
@@ -65,9 +66,10 @@ def get_historical_features(store: FeatureStore, entity_df: Any, features: Any, 
     requests = catalog.resolve(features)
     names = output_names(requests, full_feature_names)
     table = entity_table(entity_df, store, catalog)
-    _check_columns(table, requests, names)
+    times = _check_columns(table, requests, names)
     return RetrievalJob(store, catalog, table, requests, names, features=features,
-                        full_feature_names=full_feature_names, bitemporal=bitemporal, strategy=strategy)
+                        full_feature_names=full_feature_names, bitemporal=bitemporal, strategy=strategy,
+                        event_times=times)
 
 
 class RetrievalJob:
@@ -80,7 +82,7 @@ class RetrievalJob:
 
     def __init__(self, store: FeatureStore, catalog: Catalog, entity_df: pa.Table, requests: Sequence[ViewRequest],
                  names: Sequence[Sequence[str]], features: Any, full_feature_names: bool, bitemporal: bool,
-                 strategy: str = "auto"):
+                 strategy: str = "auto", event_times: pa.ChunkedArray | None = None):
         self.store = store
         self.entity_df = entity_df
         self.features = features
@@ -92,6 +94,7 @@ class RetrievalJob:
         self._requests = list(requests)
         self._names = [list(cols) for cols in names]
         self._strategy = strategy
+        self._times = event_times  # entity_df's event_timestamp as timestamp[us, UTC], when already known
         self._result: pa.Table | None = None
 
     def __repr__(self) -> str:
@@ -113,6 +116,7 @@ class RetrievalJob:
         entity = table.select(range(n_entity)).to_pandas()
         feats = table.select(range(n_entity, table.num_columns))
         feats = feats.replace_schema_metadata(None).to_pandas(types_mapper=_nullable_pandas_dtype)
+        feats.index = entity.index  # rows align by position (an Arrow entity_df may carry a pandas index)
         return pd.concat([entity, feats], axis=1)
 
     def to_parquet(self, path: str | os.PathLike[str]) -> Path:
@@ -133,32 +137,35 @@ class RetrievalJob:
     def _run(self) -> pa.Table:
         entity = self.entity_df
         n = entity.num_rows
-        times = event_times(entity.column(TIMESTAMP_COLUMN))
+        times = self._times if self._times is not None else event_times(entity.column(TIMESTAMP_COLUMN))
         keys = list(dict.fromkeys(k for r in self._requests for k in r.view.join_keys))
         slim = pa.table({ROW_ID: pa.array(np.arange(n, dtype=np.int64)), ENTITY_TS: times,
                          **{k: _key_column(entity.column(k)) for k in keys}})
-        con = _connection()
+        attaches = any(isinstance(s, DuckDBSource) and s.database for s in self._catalog.sources.values())
+        con = _connection(private=attaches)
         try:
             con.register(_ENTITY, slim)
             reader = SourceReader(con, self.store.repo_path, self._catalog.sources)
-            ts_range = _min_max(times)
-            result = entity
+            views = []
             for request, outs in zip(self._requests, self._names):
                 view = request.view
                 rows_sql, stored = feature_rows_sql(self.store, reader, view)
                 _check_key_types(con, slim, view, rows_sql, stored)
-                pit = PitView(name=view.name, rows_sql=rows_sql, join_keys=view.join_keys, features=request.features,
-                              output_names=tuple(outs), tie_break=view.feature_names, ttl=view.ttl)
-                sql = pit_join_sql(_ENTITY, pit, bitemporal=self.bitemporal, strategy=self._strategy,
-                                   ts_range=ts_range)
-                try:
-                    joined = arrow_table(con, sql)
-                except duckdb.Error as e:
-                    raise RetrievalError(f"feature view '{view.name}': the point-in-time join failed: "
-                                         f"{_first_line(e)}") from None
-                if joined.num_rows != n:  # the SQL guarantees one row per entity row
-                    raise AssertionError(f"point-in-time join of '{view.name}' gave {joined.num_rows} rows for {n}")
-                dtypes = {f.name: f.dtype.to_arrow() for f in view.features}
+                views.append(PitView(name=view.name, rows_sql=rows_sql, join_keys=view.join_keys,
+                                     features=request.features, output_names=tuple(outs),
+                                     tie_break=view.feature_names, ttl=view.ttl))
+            sql = pit_join_sql(_ENTITY, views, bitemporal=self.bitemporal, strategy=self._strategy,
+                               ts_range=_min_max(times))
+            try:
+                joined = arrow_table(con, sql)
+            except duckdb.Error as e:
+                raise RetrievalError(f"the point-in-time join of {', '.join(repr(v.name) for v in views)} failed: "
+                                     f"{_first_line(e)}") from None
+            if joined.num_rows != n:  # the SQL guarantees one row per entity row
+                raise AssertionError(f"the point-in-time join gave {joined.num_rows} rows for {n} entity rows")
+            result = entity
+            for request, outs in zip(self._requests, self._names):
+                dtypes = {f.name: f.dtype.to_arrow() for f in request.view.features}
                 for feature, out in zip(request.features, outs):
                     result = result.append_column(pa.field(out, dtypes[feature]),
                                                   joined.column(out).cast(dtypes[feature]))
@@ -216,7 +223,9 @@ def _run_entity_sql(sql: str, store: FeatureStore, catalog: Catalog) -> pa.Table
         con.close()
 
 
-def _check_columns(table: pa.Table, requests: Sequence[ViewRequest], names: Sequence[Sequence[str]]) -> None:
+def _check_columns(table: pa.Table, requests: Sequence[ViewRequest], names: Sequence[Sequence[str]]
+                   ) -> pa.ChunkedArray:
+    """Refuse malformed entity_dfs and name collisions; returns the event times (see event_times)."""
     columns = table.column_names
     shown = ", ".join(f"'{c}'" for c in columns) or "none"
     repeated = sorted({c for c in columns if columns.count(c) > 1})
@@ -227,7 +236,7 @@ def _check_columns(table: pa.Table, requests: Sequence[ViewRequest], names: Sequ
         hint = (f"; rename '{times[0]}' to '{TIMESTAMP_COLUMN}'" if len(times) == 1 else
                 f"; add the time each row is observed at as '{TIMESTAMP_COLUMN}'")
         raise RetrievalError(f"entity_df has no '{TIMESTAMP_COLUMN}' column (its columns: {shown}){hint}")
-    event_times(table.column(TIMESTAMP_COLUMN))  # raises when they are not timestamps
+    times = event_times(table.column(TIMESTAMP_COLUMN))  # raises when they are not timestamps
     for request, outs in zip(requests, names):
         view = request.view
         for key in view.join_keys:
@@ -242,6 +251,7 @@ def _check_columns(table: pa.Table, requests: Sequence[ViewRequest], names: Sequ
                     f"feature '{view.name}:{feature}' would be returned as '{out}', which is already a column "
                     "of entity_df: rename that column, or pass full_feature_names=True"
                 )
+    return times
 
 
 def _suggest(name: str, candidates: Sequence[str]) -> str:
@@ -272,7 +282,7 @@ def event_times(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def _parse_times(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    con = duckdb_connection()
+    con = _connection()
     try:
         con.register("__times", pa.table({"t": column}))
         parsed = arrow_table(con, "SELECT TRY_CAST(t AS TIMESTAMPTZ) AS t FROM __times").column("t")
@@ -303,7 +313,8 @@ def feature_rows_sql(store: FeatureStore, reader: SourceReader, view: FeatureVie
 def _check_key_types(con: duckdb.DuckDBPyConnection, slim: pa.Table, view: FeatureView, rows_sql: str,
                      stored: bool) -> None:
     try:
-        schema = arrow_table(con, f"SELECT * FROM ({rows_sql}) LIMIT 0").schema
+        rel = con.sql(f"SELECT * FROM ({rows_sql})")  # binds the query (reads Parquet footers), runs nothing
+        types = dict(zip(rel.columns, (str(t) for t in rel.types)))
     except duckdb.Error as e:
         if stored:
             raise RetrievalError(f"feature view '{view.name}': its offline storage cannot be read: {_first_line(e)} "
@@ -311,12 +322,12 @@ def _check_key_types(con: duckdb.DuckDBPyConnection, slim: pa.Table, view: Featu
         raise RetrievalError(f"feature view '{view.name}': its source '{view.source.name}' cannot be read: "
                              f"{_first_line(e)}") from None
     for key in view.join_keys:
-        ours, theirs = slim.schema.field(key).type, schema.field(key).type
-        if _key_kind(ours) != _key_kind(theirs) and not pa.types.is_null(ours):
+        ours, theirs = slim.schema.field(key).type, types[key]
+        if not pa.types.is_null(ours) and _key_kind(ours) != _duckdb_kind(theirs):
             raise RetrievalError(
-                f"join key '{key}' is {_key_kind(ours)} ({ours}) in entity_df but {_key_kind(theirs)} ({theirs}) "
-                f"in feature view '{view.name}': "
-                f"convert the entity_df column (e.g. df['{key}'].astype(...))"
+                f"join key '{key}' is {_key_kind(ours)} ({ours}) in entity_df but {_duckdb_kind(theirs)} "
+                f"({theirs.lower()}) in feature view '{view.name}': convert the entity_df column "
+                f"(e.g. df['{key}'].astype(...))"
             )
 
 
@@ -341,6 +352,21 @@ def _key_kind(t: pa.DataType) -> str:
     return str(t)
 
 
+def _duckdb_kind(type_name: str) -> str:
+    """_key_kind for a DuckDB type name."""
+    name = type_name.upper()
+    if name in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE") or name.startswith("DECIMAL"):
+        return "number"
+    if name == "VARCHAR" or name.startswith("ENUM"):
+        return "string"
+    if name == "BLOB":
+        return "binary"
+    if name.startswith(("TIMESTAMP", "DATE")):
+        return "time"
+    return name.lower()
+
+
 def _min_max(times: pa.ChunkedArray) -> tuple[Any, Any] | None:
     if len(times) == 0:
         return None
@@ -350,8 +376,27 @@ def _min_max(times: pa.ChunkedArray) -> tuple[Any, Any] | None:
     return mm["min"].as_py(), mm["max"].as_py()
 
 
-def _connection() -> duckdb.DuckDBPyConnection:
-    con = duckdb_connection()
+_database: duckdb.DuckDBPyConnection | None = None
+_database_pid = 0
+_database_lock = threading.Lock()
+
+
+def _connection(private: bool = False) -> duckdb.DuckDBPyConnection:
+    """A connection for one job: a cursor on one in-memory database per process, since opening a
+    database costs ~20 ms. `private=True` opens a database of its own (for sources that ATTACH files,
+    which would be visible to every cursor)."""
+    global _database, _database_pid
+    if private:
+        return _configure(duckdb_connection())
+    with _database_lock:
+        if _database is None or _database_pid != os.getpid():  # never reuse a database across fork()
+            _database, _database_pid = _configure(duckdb_connection()), os.getpid()
+        con = _database.cursor()
+    con.execute("SET TimeZone = 'UTC'")  # a cursor starts with the default settings
+    return con
+
+
+def _configure(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     # Spill to the system's temp folder (DuckDB's default is ./.tmp) when a join outgrows memory.
     spill = Path(tempfile.gettempdir()) / f"featurestore-duckdb-{os.getpid()}"
     con.execute(f"SET temp_directory = {quote_literal(str(spill))}")

@@ -80,6 +80,12 @@ def test_every_entity_row_comes_back_once_in_order_with_its_columns(store):
     assert out["u_str"].isna().tolist() == [False, True, False, False, True]
 
 
+def test_to_pandas_keeps_the_index_an_arrow_entity_df_carries(store):
+    sliced = entities((1, 6, 0), (2, 2, 1), (1, 1, 0)).iloc[1:]  # index 1, 2
+    out = store.get_historical_features(pa.Table.from_pandas(sliced), ["user_none:u_int"]).to_pandas()
+    assert out.index.tolist() == [1, 2] and out["u_int"].tolist() == [20, 10]
+
+
 def test_ttl_bounds_are_inclusive_and_older_rows_are_ignored(store):
     # user_2m: ttl 2 minutes. User 1 has rows at minutes 0 and 5.
     df = entities((1, 7, "edge"), (1, 7.01, "just past"), (1, 5, "same time"), (1, 4.9, "before"))
@@ -276,7 +282,7 @@ def test_join_keys_of_another_type_are_refused_when_the_join_runs(store):
     df = entities((1, 6, 0)).astype({"user_id": str})
     job = store.get_historical_features(df, ["user_none:u_int"])
     with pytest.raises(RetrievalError, match=r"join key 'user_id' is string \((large_)?string\) in entity_df but "
-                                             r"number \(int64\) in feature view 'user_none'"):
+                                             r"number \(bigint\) in feature view 'user_none'"):
         job.to_arrow()
     # A key column without any value (pandas makes it float or object) simply matches nothing.
     empty = entities((1, 6, 0)).assign(user_id=[None])
