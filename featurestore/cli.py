@@ -12,40 +12,14 @@
 
 from __future__ import annotations
 
-import functools
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .errors import FeatureStoreError
-
-
-def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
-
-
-def handle_errors(fn: Any) -> Any:
-    """Print FeatureStoreErrors as one clear message and exit 1, without a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except FeatureStoreError as e:
-            _console(stderr=True).print(f"[bold red]error:[/] {e}", markup=True)
-            sys.exit(1)
-
-    return wrapper
-
-
-def _store(ctx: click.Context) -> Any:
-    from .store import FeatureStore
-
-    return FeatureStore(ctx.obj["repo"])
+from .console import console as _console
+from .console import handle_errors
+from .console import open_store as _store
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

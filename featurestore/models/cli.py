@@ -14,38 +14,14 @@ with `cli.add_command(models)`.
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
 from typing import Any
 
 import click
 
-from ..errors import FeatureStoreError
-
-
-def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
-
-
-def _errors(fn: Any) -> Any:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except FeatureStoreError as e:
-            _console(stderr=True).print(f"[bold red]error:[/] {e}", markup=True)
-            sys.exit(1)
-
-    return wrapper
-
-
-def _store(ctx: click.Context) -> Any:
-    from ..store import FeatureStore
-
-    return FeatureStore((ctx.obj or {}).get("repo"))
+from ..console import console as _console
+from ..console import handle_errors as _errors
+from ..console import open_store as _store
 
 
 def _pairs(values: tuple[str, ...], what: str, numbers: bool = False) -> dict[str, Any]:
