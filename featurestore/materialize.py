@@ -173,6 +173,7 @@ def _materialize_view(store: FeatureStore, view: FeatureView, start: datetime, e
     # Bounded: materializing any range needs no more than this, DuckDB spills the rest to disk.
     con = duckdb_connection(memory_limit=MEMORY_LIMIT)
     con.execute("SET preserve_insertion_order = false")
+    con.execute("SET partitioned_write_flush_threshold = 100000")  # per-day buffers flush early
     reader = SourceReader(con, store.repo_path, store.catalog.sources)
     storage = store.offline_storage
     rows_sql = source_rows_sql(reader, view, where=predicate)

@@ -65,6 +65,14 @@ def _glob_escape(data: bytes) -> bytes:
     return bytes(out)
 
 
+def _pack(args: list[bytes]) -> bytes:
+    """One command in RESP (an array of bulk strings)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for a in args:
+        parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(parts)
+
+
 class RedisOnlineStore(OnlineStore):
     """The OnlineStore contract over a Redis server; see the module docstring."""
 
@@ -113,25 +121,58 @@ class RedisOnlineStore(OnlineStore):
             return
         for attempt in (1, 2):
             if self._script_sha is None:
-                self._script_sha = self.client.script_load(_WRITE_SCRIPT)
-            pipe = self.client.pipeline(transaction=False)
+                sha = self.client.script_load(_WRITE_SCRIPT)
+                self._script_sha = sha.encode() if isinstance(sha, str) else sha
+            commands = []
             if layout.id not in self._layouts_saved:
-                pipe.hsetnx(self._layouts_key, layout.id, layout.encoded)
+                commands.append([b"HSETNX", self._layouts_key, b"%d" % layout.id, layout.encoded])
             for i in range(0, len(keys), _ROWS_PER_SCRIPT_CALL):
                 ks = keys[i:i + _ROWS_PER_SCRIPT_CALL]
-                pipe.evalsha(self._script_sha, len(ks), *ks, *blobs[i:i + _ROWS_PER_SCRIPT_CALL])
-            try:
-                pipe.execute()
-            except redis.exceptions.NoScriptError:
+                commands.append([b"EVALSHA", self._script_sha, b"%d" % len(ks), *ks,
+                                 *blobs[i:i + _ROWS_PER_SCRIPT_CALL]])
+            errors = self._send(commands)
+            if any(isinstance(e, redis.exceptions.NoScriptError) for e in errors):
                 # The server lost its script cache (restart, SCRIPT FLUSH): load it again and redo
-                # the whole pipeline, which is safe because newest-wins writes are idempotent.
+                # the whole batch, which is safe because newest-wins writes are idempotent.
                 self._script_sha = None
                 self._layouts_saved.discard(layout.id)
                 if attempt == 2:
-                    raise
+                    raise errors[0]
                 continue
+            if errors:
+                raise errors[0]
             self._layouts_saved.add(layout.id)
             return
+
+    def _send(self, commands: list[list[bytes]]) -> list[Exception]:
+        """Send commands in one round trip and read every reply; returns the error replies.
+
+        We pack the RESP ourselves: for the ~2,000 arguments of each EVALSHA, redis-py's generic
+        packing costs more than the Lua script does on the server. A broken connection is retried
+        once on a fresh one (the writes are idempotent)."""
+        payload = b"".join(_pack(c) for c in commands)
+        pool = self.client.connection_pool
+        for attempt in (1, 2):
+            conn = pool.get_connection()
+            try:
+                conn.send_packed_command([payload], check_health=False)
+                errors = []
+                for _ in commands:
+                    try:
+                        conn.read_response()
+                    except redis.exceptions.ResponseError as e:
+                        errors.append(e)
+                return errors
+            except redis.exceptions.ConnectionError:
+                conn.disconnect()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                conn.disconnect()  # replies may be left unread: never reuse this connection
+                raise
+            finally:
+                pool.release(conn)
+        raise AssertionError("unreachable")
 
     # -- reads ----------------------------------------------------------------------------------
 
