@@ -141,36 +141,63 @@ import os, signal, sys
 from featurestore import FeatureStore
 from featurestore.offline import storage
 
-calls = {"n": 0}
-original = os.replace
-def replace_then_die(src, dst):
-    original(src, dst)
-    calls["n"] += 1
-    if calls["n"] == int(sys.argv[2]):
+repo, where = sys.argv[1], sys.argv[2]
+store = FeatureStore(repo)
+if where == "online":  # die in the middle of the online write, before any day is replaced
+    online = store.online_store
+    write = online.write
+    def write_then_die(view, batches):
+        write(view, [next(iter(batches)).slice(0, 1)])
         os.kill(os.getpid(), signal.SIGKILL)
-storage.os.replace = replace_then_die
-FeatureStore(sys.argv[1]).materialize("2026-01-01", "2026-01-04T23:00:00")
+    online.write = write_then_die
+else:  # die after the Nth day file was replaced
+    calls = {"n": 0}
+    original = os.replace
+    def replace_then_die(src, dst):
+        original(src, dst)
+        calls["n"] += 1
+        if calls["n"] == int(where):
+            os.kill(os.getpid(), signal.SIGKILL)
+    storage.os.replace = replace_then_die
+store.materialize("2026-01-01", "2026-01-04T23:00:00")
 """
 
 
-def test_a_run_killed_half_way_then_rerun_ends_like_a_clean_run(tmp_path):
+def online_rows(store):
+    resp = store.get_online_features(["stats:value", "stats:n", "stats:tag"], [{"driver_id": d} for d in (1, 2, 3)])
+    return resp.to_dict(include_event_timestamps=True)
+
+
+@pytest.mark.parametrize("where", ["online", "2"])
+def test_a_run_killed_half_way_then_rerun_ends_like_a_clean_run(tmp_path, where):
     table = rows(range(0, 120))
-    clean = new_store(tmp_path, table, name="clean")
+    online_defs = DEFS.format(online="True").replace("ttl=timedelta(days=2)", "ttl=None")
+
+    def store_for(name, data):
+        path = make_repo(tmp_path / name, {"defs.py": online_defs}, {"data/stats.parquet": data})
+        store = FeatureStore(path)
+        store.apply()
+        return store
+
+    clean = store_for("clean", table)
     clean.materialize("2026-01-01", "2026-01-04T23:00:00")
 
-    victim = new_store(tmp_path, rows(range(0, 120), value_offset=0.25), name="victim")
-    victim.materialize("2026-01-01", "2026-01-04T23:00:00")  # old contents to be replaced
+    victim = store_for("victim", rows(range(0, 120), value_offset=0.25))
+    victim.materialize("2026-01-01", "2026-01-04T23:00:00")  # old contents, to be replaced
+    runs_before = len(victim.registry.read("SELECT * FROM materializations"))
     write_table(victim.repo_path / "data/stats.parquet", table)
     script = tmp_path / "killer.py"
     script.write_text(textwrap.dedent(KILLER))
-    proc = subprocess.run([sys.executable, str(script), str(victim.repo_path), "2"], capture_output=True,
+    proc = subprocess.run([sys.executable, str(script), str(victim.repo_path), where], capture_output=True,
                           env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert proc.returncode == -9, proc.stderr.decode()
-    half = offline(victim)
-    assert half != offline(clean)  # it really died half-way: some days new, some old
+    assert offline(victim) != offline(clean) or online_rows(victim) != online_rows(clean)  # it died half-way
     assert any(".staging-" in p.name for p in victim.offline_storage.view_dir("stats").iterdir())
+    assert len(victim.registry.read("SELECT * FROM materializations")) == runs_before  # nothing recorded
+
     victim.materialize("2026-01-01", "2026-01-04T23:00:00")
     assert offline(victim) == offline(clean)
+    assert online_rows(victim) == online_rows(clean)
     assert not any(p.name.startswith((".staging-", ".tmp-")) for p in victim.offline_storage.view_dir("stats").rglob("*"))
 
 
