@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FS := $(VENV)/bin/fs
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test test-pandas2 bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The same suite against pandas 2 (the default install takes the current pandas 3).
+test-pandas2:
+	test -x .venv-pandas2/bin/python || $(PYTHON) -m venv .venv-pandas2
+	.venv-pandas2/bin/python -m pip install --quiet --upgrade pip
+	.venv-pandas2/bin/python -m pip install --quiet -e ".[dev]" "pandas>=2,<3"
+	.venv-pandas2/bin/python -m pytest -q
+
 bench: $(STAMP)
 	$(PY) benchmarks/pit_join.py
 	$(PY) benchmarks/online.py
@@ -33,4 +40,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check featurestore server tests benchmarks definitions
 
 clean:
-	rm -rf $(VENV) definitions/data .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-pandas2 definitions/data .pytest_cache .hypothesis .bench

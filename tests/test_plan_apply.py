@@ -20,7 +20,7 @@ def test_first_plan_adds_everything_and_apply_records_it(tmp_path, monkeypatch):
     path = repo(tmp_path, view())
     store = FeatureStore(path)
     with pytest.raises(NotAppliedError, match="fs apply"):
-        store.catalog
+        _ = store.catalog
     plan = store.plan()
     assert plan.counts() == {"add": 3, "change": 0, "remove": 0, "unchanged": 0}
     assert "+ feature view stats_view" in plan.render()
