@@ -17,15 +17,24 @@ concurrent writers cannot interleave between the compare and the set.
 
 Failures (connection refused, timeouts after `timeout_seconds`) raise OnlineStoreUnavailable; the
 connection pool reconnects on the next call, so the store recovers when the server is back.
+
+Async reads (the HTTP server's path) do not use redis.asyncio: for an MGET of 200 keys it took
+~240 us on this machine against ~137 us for sync redis-py, nearly all of it its per-command Python
+machinery (connection-pool locks, health checks, generic packing and parsing). `read_async` speaks
+the one command it needs itself: a few raw asyncio stream connections per event loop, the MGET packed
+by hand and the reply parsed by hiredis (~105 us). `redis://` and `unix://` URLs (with AUTH and
+SELECT) take that path; anything else (e.g. `rediss://` TLS) falls back to redis.asyncio.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import hiredis
 import pyarrow as pa
 import redis
 import redis.asyncio
@@ -36,6 +45,11 @@ from ..definitions import FeatureView
 from ..errors import OnlineStoreUnavailable
 from .base import OnlineStore
 from .encoding import Layout, encode_rows, record_batches, view_prefix
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _timeout
+else:  # a redis-py dependency before Python 3.11.3
+    from async_timeout import timeout as _timeout
 
 # KEYS: row keys; ARGV: row blobs, each starting with its event time as a big-endian int64.
 _WRITE_SCRIPT = b"""
@@ -54,6 +68,7 @@ _ROWS_PER_SCRIPT_CALL = 1_000
 _CALLS_PER_ROUND_TRIP = 50
 _KEYS_PER_MGET = 10_000
 _UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+_MAX_IDLE_ASYNC = 16  # idle raw connections kept per event loop; more concurrent reads open more
 
 
 def _glob_escape(data: bytes) -> bytes:
@@ -73,6 +88,55 @@ def _pack(args: list[bytes]) -> bytes:
     return b"".join(parts)
 
 
+class _ErrorReply(Exception):
+    """Redis answered a raw request with an error (e.g. NOAUTH, LOADING): reported as unavailable."""
+
+
+class _RawConnection:
+    """One asyncio stream connection to Redis with its hiredis parser; one request at a time."""
+
+    __slots__ = ("reader", "writer", "parser")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer, self.parser = reader, writer, hiredis.Reader()
+
+    async def replies(self, n: int) -> list[Any]:
+        """Read the next n replies; an error reply raises _ErrorReply (the caller closes us)."""
+        out: list[Any] = []
+        while len(out) < n:
+            reply = self.parser.gets()
+            if reply is False:
+                data = await self.reader.read(1 << 20)
+                if not data:
+                    raise ConnectionError("connection closed by the server")
+                self.parser.feed(data)
+            elif isinstance(reply, hiredis.ReplyError):
+                raise _ErrorReply(f"Redis replied: {reply}")
+            else:
+                out.append(reply)
+        return out
+
+    def stale(self) -> bool:
+        """The server closed this idle connection (e.g. it restarted)."""
+        return self.reader.at_eof() or self.writer.is_closing()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _raw_target(url: str) -> dict[str, Any] | None:
+    """Where and how read_async connects by itself, or None to use redis.asyncio (e.g. TLS)."""
+    if not url.startswith(("redis://", "unix://")):
+        return None
+    kw = redis.connection.parse_url(url)
+    login: list[bytes] = []
+    if kw.get("password") is not None:
+        login = [b"AUTH"] + ([kw["username"].encode()] if kw.get("username") else []) + [kw["password"].encode()]
+    db = int(kw.get("db") or 0)
+    return dict(path=kw.get("path"), host=kw.get("host") or "localhost", port=int(kw.get("port") or 6379),
+                hello=[c for c in (login, [b"SELECT", b"%d" % db] if db else []) if c])
+
+
 class RedisOnlineStore(OnlineStore):
     """The OnlineStore contract over a Redis server; see the module docstring."""
 
@@ -88,6 +152,10 @@ class RedisOnlineStore(OnlineStore):
         self.client = redis.Redis.from_url(
             url, retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)), **self._options)
         self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
+            weakref.WeakKeyDictionary())
+        # read_async's own connections: idle ones per event loop (asyncio transports belong to one loop)
+        self._raw = _raw_target(url)
+        self._raw_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_RawConnection]] = (
             weakref.WeakKeyDictionary())
         self._script_sha: bytes | None = None
         self._layouts_saved: set[int] = set()
@@ -203,6 +271,66 @@ class RedisOnlineStore(OnlineStore):
     async def read_async(self, keys: Sequence[bytes]) -> list[bytes | None]:
         if not keys:
             return []
+        if self._raw is None:
+            return await self._read_async_redis_py(keys)
+        payload = b"".join(_pack([b"MGET", *keys[i:i + _KEYS_PER_MGET]])
+                           for i in range(0, len(keys), _KEYS_PER_MGET))
+        n = (len(keys) + _KEYS_PER_MGET - 1) // _KEYS_PER_MGET
+        loop = asyncio.get_running_loop()
+        pool = self._raw_pools.get(loop)
+        if pool is None:
+            pool = self._raw_pools[loop] = []
+        for attempt in (1, 2):
+            conn = None
+            while pool and conn is None:
+                conn = pool.pop()
+                if conn.stale():
+                    conn.close()
+                    conn = None
+            reused = conn is not None
+            try:
+                if conn is None:
+                    conn = await self._raw_connect()
+                async with _timeout(self.timeout):
+                    conn.writer.write(payload)
+                    replies = await conn.replies(n)
+            except BaseException as e:
+                if conn is not None:
+                    conn.close()  # failed, timed out or cancelled: replies may be left unread, never reuse
+                if not isinstance(e, (OSError, asyncio.TimeoutError, hiredis.ProtocolError, _ErrorReply)):
+                    raise
+                if reused and attempt == 1 and isinstance(e, ConnectionError):
+                    # An idle connection went stale (e.g. the server restarted since it was opened):
+                    # drop the idle ones, which are likely stale too, and retry once on a new one.
+                    while pool:
+                        pool.pop().close()
+                    continue
+                raise self._unavailable(e) from e
+            if len(pool) < _MAX_IDLE_ASYNC and self._raw_pools.get(loop) is pool:
+                pool.append(conn)
+            else:
+                conn.close()
+            return replies[0] if n == 1 else [blob for part in replies for blob in part]
+        raise AssertionError("unreachable")
+
+    async def _raw_connect(self) -> _RawConnection:
+        target = self._raw
+        assert target is not None
+        async with _timeout(self.timeout):
+            if target["path"] is not None:
+                conn = _RawConnection(*await asyncio.open_unix_connection(target["path"]))
+            else:
+                conn = _RawConnection(*await asyncio.open_connection(target["host"], target["port"]))
+            try:
+                if target["hello"]:
+                    conn.writer.write(b"".join(_pack(c) for c in target["hello"]))
+                    await conn.replies(len(target["hello"]))
+            except BaseException:
+                conn.close()
+                raise
+        return conn
+
+    async def _read_async_redis_py(self, keys: Sequence[bytes]) -> list[bytes | None]:
         client = self._async_client()
         try:
             if len(keys) <= _KEYS_PER_MGET:
@@ -243,8 +371,11 @@ class RedisOnlineStore(OnlineStore):
     def close(self) -> None:
         self.client.close()
         self._async_clients.clear()  # their connections belong to their event loops; see aclose()
+        self._raw_pools.clear()
 
     async def aclose(self) -> None:
+        for conn in self._raw_pools.pop(asyncio.get_running_loop(), []):
+            conn.close()
         client = self._async_clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.aclose()
