@@ -32,6 +32,7 @@ import asyncio
 import sys
 import weakref
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import hiredis
@@ -65,7 +66,7 @@ end
 return written
 """
 _ROWS_PER_SCRIPT_CALL = 1_000
-_CALLS_PER_ROUND_TRIP = 50
+_ROWS_PER_CHUNK = 10_000  # rows sent per round trip; the next chunk is encoded while Redis runs this one
 _KEYS_PER_MGET = 10_000
 _UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 _MAX_IDLE_ASYNC = 16  # idle raw connections kept per event loop; more concurrent reads open more
@@ -78,6 +79,17 @@ def _glob_escape(data: bytes) -> bytes:
             out += b"\\"
         out.append(b)
     return bytes(out)
+
+
+@dataclass
+class _InFlight:
+    """A chunk of writes sent to Redis whose replies are not read yet."""
+
+    conn: Any
+    replies: int
+    layout: Layout
+    keys: list[bytes]
+    blobs: list[bytes]
 
 
 def _pack(args: list[bytes]) -> bytes:
@@ -170,38 +182,91 @@ class RedisOnlineStore(OnlineStore):
     # -- writes ---------------------------------------------------------------------------------
 
     def write(self, view: FeatureView, batches: pa.Table | Iterable[pa.RecordBatch]) -> int:
+        # Chunks are pipelined: chunk k is sent, chunk k+1 is encoded while Redis runs the script on
+        # chunk k, and only then are k's replies read. Encoding (Python) and the newest-wins script
+        # (Redis) thus overlap instead of taking turns.
         layout = Layout.of(view)
         prefix = view_prefix(self.key_prefix, view.name)
         accepted = 0
+        inflight: _InFlight | None = None
         try:
             for batch in record_batches(batches):
-                keys, _, blobs = encode_rows(view, layout, prefix, batch)
-                step = _ROWS_PER_SCRIPT_CALL * _CALLS_PER_ROUND_TRIP
-                for i in range(0, len(keys), step):
-                    self._write_rows(layout, keys[i:i + step], blobs[i:i + step])
-                accepted += len(keys)
+                for start in range(0, batch.num_rows, _ROWS_PER_CHUNK):
+                    keys, _, blobs = encode_rows(view, layout, prefix, batch.slice(start, _ROWS_PER_CHUNK))
+                    if inflight is not None:
+                        self._complete(inflight)
+                        inflight = None
+                    if keys:
+                        inflight = self._start(layout, keys, blobs)
+                    accepted += len(keys)
+            if inflight is not None:
+                self._complete(inflight)
         except _UNAVAILABLE as e:
+            if inflight is not None:
+                inflight.conn.disconnect()
+                self.client.connection_pool.release(inflight.conn)
             raise self._unavailable(e) from e
         return accepted
 
+    def _commands(self, layout: Layout, keys: list[bytes], blobs: list[bytes]) -> list[list[bytes]]:
+        if self._script_sha is None:
+            sha = self.client.script_load(_WRITE_SCRIPT)
+            self._script_sha = sha.encode() if isinstance(sha, str) else sha
+        commands = []
+        if layout.id not in self._layouts_saved:
+            commands.append([b"HSETNX", self._layouts_key, b"%d" % layout.id, layout.encoded])
+        for i in range(0, len(keys), _ROWS_PER_SCRIPT_CALL):
+            ks = keys[i:i + _ROWS_PER_SCRIPT_CALL]
+            commands.append([b"EVALSHA", self._script_sha, b"%d" % len(ks), *ks, *blobs[i:i + _ROWS_PER_SCRIPT_CALL]])
+        return commands
+
+    def _start(self, layout: Layout, keys: list[bytes], blobs: list[bytes]) -> _InFlight:
+        """Send one chunk's commands without waiting for the replies."""
+        commands = self._commands(layout, keys, blobs)
+        conn = self.client.connection_pool.get_connection()
+        try:
+            conn.send_packed_command([b"".join(_pack(c) for c in commands)], check_health=False)
+        except BaseException:
+            conn.disconnect()
+            self.client.connection_pool.release(conn)
+            raise
+        return _InFlight(conn, len(commands), layout, keys, blobs)
+
+    def _complete(self, inflight: _InFlight) -> None:
+        """Read a sent chunk's replies; on a lost script cache or a broken connection, redo it in full
+        (newest-wins writes are idempotent)."""
+        conn = inflight.conn
+        errors = []
+        try:
+            for _ in range(inflight.replies):
+                try:
+                    conn.read_response()
+                except redis.exceptions.ResponseError as e:
+                    errors.append(e)
+        except redis.exceptions.ConnectionError:
+            conn.disconnect()
+            errors.append(redis.exceptions.NoScriptError("connection lost: resend"))
+        except BaseException:
+            conn.disconnect()  # replies may be left unread: never reuse this connection
+            raise
+        finally:
+            self.client.connection_pool.release(conn)
+        if any(isinstance(e, redis.exceptions.NoScriptError) for e in errors):
+            self._script_sha = None
+            self._layouts_saved.discard(inflight.layout.id)
+            self._write_rows(inflight.layout, inflight.keys, inflight.blobs)
+        elif errors:
+            raise errors[0]
+        else:
+            self._layouts_saved.add(inflight.layout.id)
+
     def _write_rows(self, layout: Layout, keys: list[bytes], blobs: list[bytes]) -> None:
-        if not keys:
-            return
+        """Write one chunk and wait for it (the slow, careful path after a failure)."""
         for attempt in (1, 2):
-            if self._script_sha is None:
-                sha = self.client.script_load(_WRITE_SCRIPT)
-                self._script_sha = sha.encode() if isinstance(sha, str) else sha
-            commands = []
-            if layout.id not in self._layouts_saved:
-                commands.append([b"HSETNX", self._layouts_key, b"%d" % layout.id, layout.encoded])
-            for i in range(0, len(keys), _ROWS_PER_SCRIPT_CALL):
-                ks = keys[i:i + _ROWS_PER_SCRIPT_CALL]
-                commands.append([b"EVALSHA", self._script_sha, b"%d" % len(ks), *ks,
-                                 *blobs[i:i + _ROWS_PER_SCRIPT_CALL]])
-            errors = self._send(commands)
+            errors = self._send(self._commands(layout, keys, blobs))
             if any(isinstance(e, redis.exceptions.NoScriptError) for e in errors):
                 # The server lost its script cache (restart, SCRIPT FLUSH): load it again and redo
-                # the whole batch, which is safe because newest-wins writes are idempotent.
+                # the whole chunk, which is safe because newest-wins writes are idempotent.
                 self._script_sha = None
                 self._layouts_saved.discard(layout.id)
                 if attempt == 2:
