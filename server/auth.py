@@ -76,12 +76,18 @@ class Authenticator:
 
 def presented_key(request: Request) -> str | None:
     """The key a request carries: `Authorization: Bearer <key>`, else `X-API-Key`."""
-    auth = request.headers.get("authorization")
+    auth = api_key = None
+    for name, value in request.scope["headers"]:  # one pass over the raw headers, first of each wins
+        if name == b"authorization":
+            if auth is None:
+                auth = value.decode("latin-1")
+        elif name == b"x-api-key" and api_key is None:
+            api_key = value.decode("latin-1")
     if auth:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    return request.headers.get("x-api-key") or None
+    return api_key or None
 
 
 class RoleCheck(APIKeyHeader):
@@ -99,7 +105,7 @@ class RoleCheck(APIKeyHeader):
 
     async def __call__(self, request: Request) -> Principal:  # async: FastAPI runs a plain def in a thread
         authenticator: Authenticator = request.app.state.fs.auth
-        principal = authenticator.identify(presented_key(request))
+        principal = ANONYMOUS if authenticator.open else authenticator.identify(presented_key(request))
         if principal is None:
             raise HTTPException(401, "missing or unknown API key: send 'Authorization: Bearer <key>' or 'X-API-Key'",
                                 headers={"WWW-Authenticate": "Bearer"})

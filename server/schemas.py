@@ -18,6 +18,7 @@ from pydantic import (
     WithJsonSchema,
 )
 from pydantic_core import core_schema
+from starlette.requests import ClientDisconnect
 
 # -- shared ---------------------------------------------------------------------------------------
 
@@ -37,8 +38,10 @@ def _one_of(choices: list[core_schema.CoreSchema], message: str) -> GetPydanticS
 
 
 # One custom check per field, so an error names the field once, plainly; the JSON schema still
-# documents every accepted form.
-KeyValue = Annotated[Any, _one_of(_SCALARS, "must be a string, a 64-bit integer, a number, a boolean or null"),
+# documents every accepted form. Join keys try the usual key types first: the members are strict, so
+# no value matches two of them and the order changes only the speed (halves it for 100 integer keys).
+_KEY_SCALARS = [_SCALARS[1], _SCALARS[3], _SCALARS[2], _SCALARS[0], _SCALARS[4]]  # int, str, float, bool, null
+KeyValue = Annotated[Any, _one_of(_KEY_SCALARS, "must be a string, a 64-bit integer, a number, a boolean or null"),
                      WithJsonSchema({"anyOf": _SCALAR_SCHEMA})]
 PushValue = Annotated[Any, _one_of(
     [*_SCALARS, core_schema.list_schema(core_schema.union_schema(_SCALARS))],
@@ -266,11 +269,33 @@ async def parse_body(request: Request, model: type[M]) -> M:
     Declare the body for the OpenAPI document with `openapi_extra=request_body(model)`.
     """
     try:
-        return model.model_validate_json(await request.body())
+        return model.model_validate_json(await read_body(request))
     except ValidationError as e:
         raise RequestValidationError(
             [{**err, "loc": ("body", *err["loc"])} for err in e.errors(include_url=False, include_input=False)]
         ) from None
+
+
+async def read_body(request: Request) -> bytes:
+    """`await request.body()` without its async generator: the same bytes, cached on the request."""
+    body = getattr(request, "_body", None)
+    if body is None:
+        if request._stream_consumed:
+            raise RuntimeError("Stream consumed")
+        receive = request.receive
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+            elif message["type"] == "http.disconnect":
+                request._is_disconnected = True
+                raise ClientDisconnect()
+        request._stream_consumed = True
+        body = request._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return body
 
 
 def request_body(model: type[BaseModel]) -> dict[str, Any]:
