@@ -159,6 +159,18 @@ class Registry:
                                 "watermark = excluded.watermark, updated_at = excluded.updated_at",
                                 (view, _iso(end), now))
 
+    def materialized_intervals(self, view: str) -> list[tuple[datetime, datetime]]:
+        """The event-time ranges materialization has covered for a view, merged, oldest first."""
+        rows = self.read('SELECT start, "end" FROM materializations WHERE view = ?', (view,))
+        spans = sorted((datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in rows)
+        merged: list[tuple[datetime, datetime]] = []
+        for start, end in spans:
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((start, end))
+        return merged
+
     def last_materialization(self, view: str) -> dict[str, Any] | None:
         row = self.read('SELECT start, "end", rows, online_rows, finished_at FROM materializations '
                         "WHERE view = ? ORDER BY finished_at DESC LIMIT 1", (view,))

@@ -250,3 +250,58 @@ def test_online_holds_the_last_offline_row_per_entity_and_survives_reruns(tmp_pa
     # Re-materializing an older range cannot overwrite the newer online rows.
     store.materialize(T0, T0 + timedelta(hours=2))
     assert online() == got
+
+
+PUSH_DEFS = DEFS.format(online="True").replace(
+    'src = ParquetSource(name="stats", path="data/stats.parquet", created_timestamp_field="created")',
+    'batch = ParquetSource(name="stats", path="data/stats.parquet", created_timestamp_field="created")\n'
+    'src = PushSource(name="stats_push", batch_source=batch)').replace("ttl=timedelta(days=2)", "ttl=None")
+
+
+def training(store, driver_ids, hour):
+    import pandas as pd
+
+    entity_df = pd.DataFrame({"driver_id": driver_ids, "event_timestamp": [T0 + timedelta(hours=hour)] * len(driver_ids)})
+    return store.get_historical_features(entity_df, ["stats:value"]).to_pandas()["value"].tolist()
+
+
+def test_rows_pushed_to_offline_survive_materialization_and_source_rows_stay_visible(tmp_path):
+    path = make_repo(tmp_path / "repo", {"defs.py": PUSH_DEFS}, {"data/stats.parquet": rows(range(0, 24), drivers=(1,))})
+    store = FeatureStore(path)
+    store.apply()
+    pushed = rows([11], drivers=(2,)).drop_columns(["created"])
+    store.push("stats_push", pushed, to="offline")
+    # A push to offline storage does not hide the source's rows of a view never materialized ...
+    assert training(store, [1, 2], 12) == [1012.0, 2011.0]
+    # ... and materialization, which replaces its range in storage, keeps what was pushed.
+    store.materialize(T0, T0 + timedelta(hours=23))
+    assert training(store, [1, 2], 12) == [1012.0, 2011.0]
+    store.materialize(T0, T0 + timedelta(hours=23))
+    assert training(store, [1, 2], 12) == [1012.0, 2011.0]
+
+
+def test_storage_answers_for_materialized_ranges_and_the_source_for_the_rest(tmp_path):
+    store = new_store(tmp_path, rows(range(0, 48)))
+    store.materialize(T0 + timedelta(hours=24), T0 + timedelta(hours=47))  # the second day only
+    write_table(store.repo_path / "data/stats.parquet", rows(range(0, 48), value_offset=0.5))
+    # Day one comes from the (changed) source, day two from storage as materialized.
+    assert training(store, [1], 5) == [1005.5]
+    assert training(store, [1], 30) == [1030.0]
+
+
+def test_a_feature_added_after_materialization_reads_null_until_rematerialized(tmp_path):
+    store = new_store(tmp_path, rows(range(0, 24)))
+    store.materialize(T0, T0 + timedelta(hours=23))
+    table = rows(range(0, 24))
+    write_table(store.repo_path / "data/stats.parquet", table.append_column("extra", pa.array([7] * len(table), pa.int64())))
+    defs = store.repo_path / "defs.py"
+    defs.write_text(defs.read_text().replace('Field("tag", String)]', 'Field("tag", String), Field("extra", Int64)]'))
+    store.apply()
+    import pandas as pd
+
+    entity_df = pd.DataFrame({"driver_id": [1], "event_timestamp": [T0 + timedelta(hours=5)]})
+    got = store.get_historical_features(entity_df, ["stats:value", "stats:extra"]).to_pandas()
+    assert got["value"].tolist() == [1005.0] and got["extra"].isna().all()
+    store.materialize(T0, T0 + timedelta(hours=23))
+    got = store.get_historical_features(entity_df, ["stats:value", "stats:extra"]).to_pandas()
+    assert got["extra"].tolist() == [7]

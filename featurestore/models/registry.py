@@ -137,6 +137,9 @@ def _json(value: Any) -> str:
     return json.dumps(value if value is not None else {}, sort_keys=True, default=default)
 
 
+MAX_VERSION = 2**63 - 1  # versions are SQLite integers
+
+
 def parse_model_ref(ref: str, version: int | str | None = None, alias: str | None = None) -> tuple[str, int | None, str | None]:
     """"name@alias" / "name@3" / "name" (+ explicit version= or alias=) -> (name, version, alias)."""
     if not isinstance(ref, str) or not ref:
@@ -156,6 +159,8 @@ def parse_model_ref(ref: str, version: int | str | None = None, alias: str | Non
             version = int(version)
         except (TypeError, ValueError):
             raise ModelRegistryError(f"model version must be a whole number, got {version!r}") from None
+        if not 1 <= version <= MAX_VERSION:
+            raise ModelRegistryError(f"model version must be between 1 and {MAX_VERSION}, got {version}")
     return name, version, alias
 
 

@@ -37,9 +37,10 @@ import pyarrow as pa
 from ..catalog import Catalog, ViewRequest, output_names
 from ..definitions import DuckDBSource, FeatureView
 from ..errors import DefinitionError, RetrievalError, did_you_mean
-from .features import CREATED_TS, EVENT_TS, source_rows_sql
+from .features import EVENT_TS, source_rows_sql, ts_literal
 from .pit import ENTITY_TS, ROW_ID, STRATEGIES, PitView, pit_join_sql
 from .sources import SourceReader, arrow_table, duckdb_connection, quote_ident, quote_literal
+from .storage import PUSHED
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -297,17 +298,34 @@ def _parse_times(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def feature_rows_sql(store: FeatureStore, reader: SourceReader, view: FeatureView) -> tuple[str, bool]:
-    """SELECT of the view's feature rows, and whether they come from offline storage (once the view is
-    materialized) rather than from its source."""
+    """SELECT of the view's feature rows, and whether any come from offline storage.
+
+    Offline storage answers for the event-time ranges materialization has covered; the source for
+    every other time (a view never materialized, or materialized for the last week only); rows
+    pushed to offline storage are added to both."""
     storage = store.offline_storage
-    if not storage.has_data(view.name):
-        return source_rows_sql(reader, view), False
-    declared = view.key_fields
-    cols = [f"CAST({quote_ident(k)} AS {declared[k].to_duckdb()}) AS {quote_ident(k)}" if k in declared
-            else quote_ident(k) for k in view.join_keys]
-    cols += [f"CAST({quote_ident(f.name)} AS {f.dtype.to_duckdb()}) AS {quote_ident(f.name)}" for f in view.features]
-    cols += [f"CAST({c} AS TIMESTAMPTZ) AS {c}" for c in (EVENT_TS, CREATED_TS)]
-    return f"SELECT {', '.join(cols)} FROM {storage.relation(view.name)}", True
+    stored = storage.rows_sql(view)
+    pushed = storage.rows_sql(view, PUSHED)
+    covered = store.registry.materialized_intervals(view.name) if stored else []
+    in_storage = " OR ".join(f"({EVENT_TS} BETWEEN {ts_literal(a)} AND {ts_literal(b)})" for a, b in covered)
+    parts = []
+    try:
+        source = source_rows_sql(reader, view)
+    except DefinitionError:
+        if not (stored or pushed):
+            raise
+        source = None  # a push source without a batch source, or a DataFrameSource of another process
+    if stored and covered:
+        parts.append(f"SELECT * FROM ({stored}) WHERE {in_storage}")
+        if source is not None:
+            parts.append(f"SELECT * FROM ({source}) WHERE NOT ({in_storage})")
+    elif source is not None:
+        parts.append(source)
+    if pushed:
+        parts.append(pushed)
+    if not parts:  # only materialized files without a record of their range (should not happen)
+        parts.append(stored)
+    return " UNION ALL ".join(f"({p})" for p in parts), bool(stored or pushed)
 
 
 def _check_key_types(con: duckdb.DuckDBPyConnection, slim: pa.Table, view: FeatureView, rows_sql: str,

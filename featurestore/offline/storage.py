@@ -24,12 +24,17 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..definitions import FeatureView
 from .features import CREATED_TS, EVENT_TS, feature_columns
 from .sources import arrow_table, quote_ident, quote_literal
 
 DATA_FILE = "data.parquet"
+# Materialization replaces rows of the MATERIALIZED area only; pushed rows live apart, in PUSHED
+# (<view>/pushed/date=.../), so re-materializing a range never deletes what applications pushed.
+MATERIALIZED = ""
+PUSHED = "pushed"
 
 
 class OfflineStorage:
@@ -38,22 +43,29 @@ class OfflineStorage:
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def view_dir(self, view_name: str) -> Path:
-        return self.root / view_name
+    def view_dir(self, view_name: str, area: str = MATERIALIZED) -> Path:
+        return self.root / view_name / area if area else self.root / view_name
 
-    def files(self, view_name: str) -> list[Path]:
-        return sorted(self.view_dir(view_name).glob(f"date=*/{DATA_FILE}"))
+    def files(self, view_name: str, area: str | None = None) -> list[Path]:
+        """Stored day files of a view: of one area, or (None) of both."""
+        areas = (MATERIALIZED, PUSHED) if area is None else (area,)
+        return sorted(f for a in areas for f in self.view_dir(view_name, a).glob(f"date=*/{DATA_FILE}"))
 
     def has_data(self, view_name: str) -> bool:
         return bool(self.files(view_name))
 
-    def days(self, view_name: str) -> list[date]:
-        return [date.fromisoformat(p.parent.name[5:]) for p in self.files(view_name)]
+    def days(self, view_name: str, area: str = MATERIALIZED) -> list[date]:
+        return [date.fromisoformat(p.parent.name[5:]) for p in self.files(view_name, area)]
 
-    def relation(self, view_name: str) -> str:
-        """A SQL expression (usable after FROM) over all stored feature rows of the view."""
-        pattern = str(self.view_dir(view_name) / "date=*" / DATA_FILE)
-        return f"read_parquet({quote_literal(pattern)}, hive_partitioning = false)"
+    def rows_sql(self, view: FeatureView, area: str = MATERIALIZED) -> str | None:
+        """SELECT of the stored feature rows of one area, in the view's current shape (None: none stored).
+
+        Files written before a feature was added lack its column: it reads as NULL there (materialize
+        the range again to fill it); columns are cast to the declared types."""
+        files = self.files(view.name, area)
+        if not files:
+            return None
+        return _projected(view, files)
 
     @contextmanager
     def locked(self, view_name: str) -> Iterator[None]:
@@ -91,20 +103,19 @@ class OfflineStorage:
         return {date.fromisoformat(p.name[5:]) for p in staging.glob("date=*") if any(p.glob("*.parquet"))}
 
     def commit(self, con: duckdb.DuckDBPyConnection, view: FeatureView, staging: Path, predicate: str,
-               days: Iterable[date] = (), cleanup: bool = True) -> int:
+               days: Iterable[date] = (), cleanup: bool = True, area: str = MATERIALIZED) -> int:
         """Merge staged rows into storage: in each staged day and each day of `days`, stored rows matching
         `predicate` are replaced by the staged ones. Returns the number of rows now stored in those days.
         With cleanup=False the staging folder is left for the caller to read and remove."""
-        touched = sorted(self.staged_days(staging) | (set(days) & set(self.days(view.name))))
+        touched = sorted(self.staged_days(staging) | (set(days) & set(self.days(view.name, area))))
         order = ", ".join([EVENT_TS, *(quote_ident(k) for k in view.join_keys), f"{CREATED_TS} NULLS FIRST"])
         cols = ", ".join(quote_ident(c) for c in feature_columns(view))
         stored_rows = 0
         for day in touched:
-            target_dir = self.view_dir(view.name) / f"date={day.isoformat()}"
+            target_dir = self.view_dir(view.name, area) / f"date={day.isoformat()}"
             target = target_dir / DATA_FILE
             new_dir = staging / f"date={day.isoformat()}"
-            kept = (f"SELECT {cols} FROM read_parquet({quote_literal(str(target))}) WHERE NOT ({predicate})"
-                    if target.exists() else None)
+            kept = f"SELECT * FROM ({_projected(view, [target])}) WHERE NOT ({predicate})" if target.exists() else None
             added = (f"SELECT {cols} FROM read_parquet({quote_literal(str(new_dir / '*.parquet'))})"
                      if new_dir.exists() else None)
             if kept is None and added is None:
@@ -137,11 +148,27 @@ class OfflineStorage:
         con.register("__append_rows", rows)
         with self.locked(view.name):
             staging = self.stage(con, view, "SELECT * FROM __append_rows")
-            self.commit(con, view, staging, predicate="FALSE")
+            self.commit(con, view, staging, predicate="FALSE", area=PUSHED)
         return rows.num_rows
 
     def delete_view(self, view_name: str) -> None:
         shutil.rmtree(self.view_dir(view_name), ignore_errors=True)
+
+
+def _projected(view: FeatureView, files: list[Path]) -> str:
+    """SELECT over Parquet files yielding exactly the view's feature-row columns, cast to their types;
+    a column missing from every file (a feature added since) is NULL."""
+    present: set[str] = set()
+    for f in files:
+        present.update(pq.read_schema(f).names)
+    declared = {**view.key_fields, **{f.name: f.dtype for f in view.features}}
+    cols = []
+    for c in feature_columns(view):
+        kind = "TIMESTAMPTZ" if c in (EVENT_TS, CREATED_TS) else (declared[c].to_duckdb() if c in declared else None)
+        expr = quote_ident(c) if c in present else "NULL"
+        cols.append(f"CAST({expr} AS {kind}) AS {quote_ident(c)}" if kind else f"{expr} AS {quote_ident(c)}")
+    paths = ", ".join(quote_literal(str(f)) for f in files)
+    return f"SELECT {', '.join(cols)} FROM read_parquet([{paths}], union_by_name = true)"
 
 
 def days_between(start: datetime, end: datetime) -> list[date]:

@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from featurestore.errors import ModelRegistryError
+from featurestore.models.registry import MAX_VERSION
 from featurestore.models.serving import ModelServer, ModelUnavailable
 
 from .. import audit
@@ -134,8 +135,9 @@ def _selector(request: Request) -> tuple[str, int | None, str | None]:
     if len(ref) > 300 or (alias is not None and not 0 < len(alias) <= 100):
         raise HTTPException(422, "model reference too long (name@alias: at most 300 characters, alias 100)")
     if version is not None:
-        if not version.isdigit() or int(version) < 1:
-            raise HTTPException(422, f"query parameter version must be a whole number >= 1, got {version!r}")
+        if not version.isdigit() or not 1 <= int(version) <= MAX_VERSION:
+            raise HTTPException(422, f"query parameter version must be a whole number from 1 to {MAX_VERSION}, "
+                                     f"got {version!r}")
         return ref, int(version), alias
     return ref, None, alias
 
@@ -242,7 +244,7 @@ def get_model(name: Annotated[str, Path(max_length=200)], state: State) -> Model
 
 class AliasRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(ge=1, description="The version the alias points at from now on")
+    version: int = Field(ge=1, le=MAX_VERSION, description="The version the alias points at from now on")
 
 
 @router.put("/models/{name}/aliases/{alias}", response_model=ModelVersionInfo, summary="Point an alias at a version",

@@ -86,6 +86,10 @@ def test_bad_predict_requests_get_4xx_not_500(redis_store, live):
             ("/models/eta_bad/predict", {"entities": [{"rider": 1}]}, 422, "join key 'driver_id'"),
             ("/models/eta_bad/predict", {"entities": "x"}, 422, "entities"),
             ("/models/eta_bad/predict", {"entities": [{"driver_id": 1}], "probabilities": True}, 422, "predict_proba"),
+            # versions past SQLite's integers are a client's mistake, not a 500
+            ("/models/eta_bad@99999999999999999999999/predict", {"entities": [{"driver_id": 1}]}, 422, "version"),
+            ("/models/eta_bad/predict?version=99999999999999999999999", {"entities": [{"driver_id": 1}]}, 422,
+             "version"),
         ]
         # a version whose artifact was changed on disk cannot be served: the server's trouble, 503
         mv = redis_store.models.register("eta_broken", LinearRegression().fit(df, y), feature_service="driver_activity")
