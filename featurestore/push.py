@@ -48,10 +48,10 @@ def push(store: Any, source_name: str, df: Any, to: str = "online") -> int:
         table = to_arrow_table(df, f"push to '{source_name}'")
     except DefinitionError as e:
         raise PushError(str(e)) from None
-    if table.num_rows == 0:
-        return 0
     pushed_at = datetime.now(timezone.utc)
     prepared = [(view, feature_rows(view, source, table, pushed_at)) for view in views]  # validate all first
+    if table.num_rows == 0:  # checked after the columns: an empty batch of the wrong shape is still refused
+        return 0
     if to in ("offline", "both"):
         for view, rows in prepared:
             store.offline_storage.append(view, rows)

@@ -147,3 +147,9 @@ def test_push_refuses_unknown_targets_sources_and_non_push_sources(store):
     with pytest.raises(PushError, match="expected a pandas DataFrame or an Arrow table"):
         store.push("driver_push", [{"driver_id": 1}])
     assert store.push("driver_push", frame().iloc[:0]) == 0
+
+
+def test_an_empty_batch_is_checked_too(store):
+    assert store.push("driver_push", frame().iloc[0:0], to="both") == 0
+    with pytest.raises(PushError, match="driver_id"):
+        store.push("driver_push", pd.DataFrame([{}, {}]), to="online")
