@@ -12,6 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from featurestore import FeatureStore, MaterializationError
 from tests.repo_builder import make_repo, write_table
@@ -305,3 +307,31 @@ def test_a_feature_added_after_materialization_reads_null_until_rematerialized(t
     store.materialize(T0, T0 + timedelta(hours=23))
     got = store.get_historical_features(entity_df, ["stats:value", "stats:extra"]).to_pandas()
     assert got["extra"].tolist() == [7]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([1, 2, None]), st.sampled_from(["a", "b"]), st.integers(0, 3),
+                          st.one_of(st.none(), st.integers(0, 2)), st.one_of(st.none(), st.integers(0, 3))),
+                min_size=1, max_size=40))
+def test_the_newest_row_per_entity_is_the_point_in_time_choice(data):
+    """latest_rows_sql (aggregate, then a window over ties only) picks what one window over all rows picks."""
+    from featurestore import Entity, FeatureView, Field, Int64, ParquetSource
+    from featurestore.materialize import latest_rows_sql
+    from featurestore.offline.sources import arrow_table, duckdb_connection
+
+    view = FeatureView(name="v", entities=[Entity(name="e", join_keys=["k1", "k2"])], source=ParquetSource(name="s", path="x"),
+                       schema=[Field("f", Int64)])
+    table = pa.table({
+        "k1": pa.array([r[0] for r in data], pa.int64()), "k2": [r[1] for r in data],
+        "__event_ts": pa.array([T0 + timedelta(hours=r[2]) for r in data], pa.timestamp("us", tz="UTC")),
+        "__created_ts": pa.array([None if r[3] is None else T0 + timedelta(hours=r[3]) for r in data],
+                                 pa.timestamp("us", tz="UTC")),
+        "f": pa.array([r[4] for r in data], pa.int64()),
+    })
+    con = duckdb_connection()
+    con.register("rows_", table)
+    got = arrow_table(con, latest_rows_sql(view, "rows_")).sort_by([("k1", "ascending"), ("k2", "ascending")])
+    want = arrow_table(con, "SELECT k1, k2, f, __event_ts FROM rows_ WHERE k1 IS NOT NULL QUALIFY row_number() OVER "
+                            "(PARTITION BY k1, k2 ORDER BY __event_ts DESC, __created_ts DESC NULLS LAST, "
+                            "f DESC NULLS LAST) = 1").sort_by([("k1", "ascending"), ("k2", "ascending")])
+    assert got.select(["k1", "k2", "f", "__event_ts"]).to_pylist() == want.to_pylist()
