@@ -21,17 +21,17 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI, HTTPException
+from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from featurestore import FeatureStore
 from featurestore.config import ApiKey
 
 from .auth import Authenticator
-from .errors import UnexpectedErrorMiddleware, error_response, install_error_handlers
+from .errors import install_error_handlers
 from .fastlane import FastLane
-from .metrics import Metrics, MetricsMiddleware
+from .metrics import Metrics
+from .middleware import ServerMiddleware
 from .routers import admin, catalog, features, health, models, push
 from .state import ServerState
 
@@ -102,11 +102,9 @@ def create_app(
     install_error_handlers(app)
     for router in (*ROUTERS, *routers):
         app.include_router(router)
-    # Outermost last: metrics see every answer, including the generic 500s.
-    app.add_middleware(FastLane, routers=[features.router, models.router])
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
-    app.add_middleware(UnexpectedErrorMiddleware)
-    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    # One layer for metrics, the 500 catch-all, the body limit and the fast lane (server/middleware.py).
+    app.add_middleware(ServerMiddleware, metrics=state.metrics, max_body_bytes=max_body_bytes,
+                       fast_lane=FastLane([features.router, models.router]))
     return app
 
 
@@ -124,36 +122,3 @@ def _warm_up(store: FeatureStore) -> None:
         store.online_store  # noqa: B018 - connects lazily; building it is what we want here
     except Exception as e:  # noqa: BLE001
         log.warning("warm-up: %s", e)
-
-
-class BodyLimitMiddleware:
-    """413 for request bodies over `max_bytes`: by Content-Length before reading, or while reading."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                if value.isdigit() and int(value) > self.max_bytes:
-                    await error_response(413, self._message())(scope, receive, send)
-                    return
-                break
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise HTTPException(413, self._message())
-            return message
-
-        await self.app(scope, limited_receive, send)
-
-    def _message(self) -> str:
-        return f"request body over {self.max_bytes} bytes: send smaller batches"

@@ -199,3 +199,16 @@ def _first_bad_row(values: list[Any], dtype: ValueType) -> int | None:
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError):
             return i
     return None
+
+
+class JSONBytesResponse(Response):
+    """A 200 of JSON already encoded (by `dumps`): the same headers as `Response(body, media_type=
+    "application/json")`, written directly (the hot path answers one per request)."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = body
+        self.raw_headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]

@@ -22,7 +22,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from featurestore.errors import (
     DefinitionError,
@@ -104,38 +103,8 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers above on `app` (unexpected errors: see `UnexpectedErrorMiddleware`)."""
+    """Register the handlers above on `app` (unexpected errors: see `server.middleware`)."""
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(FeatureStoreError, _on_store_error)
 
-
-class UnexpectedErrorMiddleware:
-    """Any exception no handler took: log it with its traceback, answer a generic 500.
-
-    A middleware rather than an `Exception` handler, which Starlette re-raises to the server after
-    answering (and uvicorn would log the traceback a second time).
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def note_start(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, note_start)
-        except Exception as exc:
-            log.error("unexpected error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
-            if started:  # too late for an error answer: let the server drop the connection
-                raise
-            await error_response(500, "internal server error: the server logged the details")(scope, receive, send)

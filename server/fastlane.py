@@ -2,10 +2,11 @@
 
 A request to `POST /features/online` crosses about a dozen ASGI layers and FastAPI's dependency
 solver before the handler runs: about 100 us of CPU per request, as much as the lookup itself.
-`FastLane` sits just inside the app's own middleware (metrics, error catch-all, body limit) and
-calls the eligible routes of the routers it is given directly: their `require(...)` checks, then
-their endpoint, then the app's exception handlers on failure. Nothing else is skipped: the same handler code runs, with the same
-auth, limits, error bodies and metrics labels, and the route stays in the OpenAPI document.
+The app's one middleware (`server.middleware.ServerMiddleware`: metrics, error catch-all, body
+limit) asks `FastLane` for each request and calls the eligible routes of the routers it was given
+directly: their `require(...)` checks, then their endpoint, then the app's exception handlers on
+failure. Nothing else is skipped: the same handler code runs, with the same auth, limits, error
+bodies and metrics labels, and the route stays in the OpenAPI document.
 
 A route is eligible when its endpoint takes only the `Request` (it parses its own body with
 `server.schemas.parse_body`) and its only dependencies are `require(role)` checks. Other routes
@@ -23,7 +24,8 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import Receive, Scope
 
 from .auth import RoleCheck
 
@@ -39,61 +41,71 @@ def eligible(route: APIRoute) -> bool:
 
 
 class FastLane:
-    """ASGI middleware answering the eligible routes of `routers` directly; see the module docstring.
+    """The eligible routes of `routers`, answered directly; see the module docstring. Not a middleware
+    of its own: `server.middleware.ServerMiddleware` asks `match` for each request and calls `answer`.
 
     The routers must be mounted on the app without a prefix or router-level dependencies (their
     routes' own paths and dependencies are what the fast lane reads).
     """
 
-    def __init__(self, app: ASGIApp, routers: Sequence[APIRouter]) -> None:
-        self.app = app
-        self.routes: dict[tuple[str, str], APIRoute] = {}
-        self.param_routes: list[tuple[str, APIRoute]] = []  # (method, route) of paths with {parameters}
+    def __init__(self, routers: Sequence[APIRouter]) -> None:
+        self.routes: dict[tuple[str, str], Lane] = {}
+        self.param_routes: list[tuple[str, Lane]] = []  # (method, lane) of paths with {parameters}
         for router in routers:
             if router.prefix or router.dependencies:
                 raise ValueError("FastLane needs routers without prefix or router-level dependencies")
             for route in router.routes:
                 if isinstance(route, APIRoute) and eligible(route):
+                    lane = Lane(route)
                     if "{" in route.path:
-                        self.param_routes.append((next(iter(route.methods)), route))
+                        self.param_routes.append((next(iter(route.methods)), lane))
                     else:
-                        self.routes[(next(iter(route.methods)), route.path)] = route
+                        self.routes[(next(iter(route.methods)), route.path)] = lane
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            route = self.routes.get((scope["method"], scope["path"]))
-            if route is None and self.param_routes:
-                route = self._match_params(scope)
-            if route is not None:
-                scope["route"] = route  # what the router would set (metrics label requests by route)
-                request = Request(scope, receive)
-                try:
-                    for dep in route.dependant.dependencies:
-                        await dep.call(request)
-                    response = await route.endpoint(request)
-                except Exception as exc:
-                    response = await self._handle(request, exc)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+    def match(self, scope: Scope) -> Lane | None:
+        """The lane of this HTTP request (setting its `path_params`), or None: the ordinary road."""
+        lane = self.routes.get((scope["method"], scope["path"]))
+        if lane is None and self.param_routes:
+            for method, candidate in self.param_routes:
+                if method == scope["method"]:
+                    route = candidate.route
+                    found = route.path_regex.match(scope["path"])
+                    if found is not None:
+                        scope["path_params"] = {k: route.param_convertors[k].convert(v)
+                                                for k, v in found.groupdict().items()}
+                        return candidate
+        return lane
 
-    def _match_params(self, scope: Scope) -> APIRoute | None:
-        for method, route in self.param_routes:
-            if method == scope["method"]:
-                match = route.path_regex.match(scope["path"])
-                if match is not None:
-                    scope["path_params"] = {k: route.param_convertors[k].convert(v) for k, v in match.groupdict().items()}
-                    return route
-        return None
 
-    @staticmethod
-    async def _handle(request: Request, exc: Exception) -> Any:
-        """The app's own exception handler for `exc` (unexpected errors go on to the catch-all)."""
-        handlers = request.app.exception_handlers
-        for cls in type(exc).__mro__:
-            if cls is Exception:
-                break
-            handler = handlers.get(cls)
-            if handler is not None:
-                return await handler(request, exc)
-        raise exc
+class Lane:
+    """One eligible route: its `require(...)` checks and endpoint, read once."""
+
+    __slots__ = ("checks", "endpoint", "route")
+
+    def __init__(self, route: APIRoute) -> None:
+        self.route = route
+        self.checks = tuple(dep.call for dep in route.dependant.dependencies)
+        self.endpoint = route.endpoint
+
+    async def answer(self, scope: Scope, receive: Receive) -> Response:
+        """The response of the route: its checks, then its endpoint, else the app's exception handlers."""
+        scope["route"] = self.route  # what the router would set (metrics label requests by route)
+        request = Request(scope, receive)
+        try:
+            for check in self.checks:
+                await check(request)
+            return await self.endpoint(request)
+        except Exception as exc:
+            return await _handle(request, exc)
+
+
+async def _handle(request: Request, exc: Exception) -> Any:
+    """The app's own exception handler for `exc` (unexpected errors go on to the catch-all)."""
+    handlers = request.app.exception_handlers
+    for cls in type(exc).__mro__:
+        if cls is Exception:
+            break
+        handler = handlers.get(cls)
+        if handler is not None:
+            return await handler(request, exc)
+    raise exc

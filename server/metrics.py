@@ -10,19 +10,16 @@ Exposed at `GET /metrics` in the Prometheus text format:
   unreachable (`unavailable`) or too slow (`timeout`).
 - `fs_pushed_rows_total{source, to}`: rows accepted by `POST /push/{source}`.
 
-With `fs serve --workers N`, each worker process counts its own requests (a scrape reaches one worker).
+`server.middleware.ServerMiddleware` times and counts the requests. With `fs serve --workers N`, each worker process counts its own requests (a scrape reaches one worker).
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
 class Metrics:
@@ -55,31 +52,3 @@ class Metrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-
-class MetricsMiddleware:
-    """Pure ASGI middleware timing every HTTP request (no per-request task or body copy)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500  # what the client gets if the app fails before starting a response
-
-        async def send_and_note_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note_status)
-        finally:
-            route = scope.get("route")  # set by the router once a route matched
-            endpoint = getattr(route, "path", None) or "<unmatched>"
-            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            self.metrics.observe(method, endpoint, status, time.perf_counter() - start)

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.responses import Response
 
 from ..auth import require
-from ..encoding import dumps, finite
+from ..encoding import JSONBytesResponse, dumps, finite
 from ..errors import error_response
 from ..schemas import ERRORS, OnlineFeaturesRequest, OnlineFeaturesResponse, parse_body, request_body
 from ..state import ServerState
@@ -84,7 +84,7 @@ async def online_features(request: Request) -> Response:
         content["statuses"] = response.statuses
     if body.include_event_timestamps:
         content["event_timestamps"] = response.event_timestamps
-    return Response(dumps(content), media_type="application/json")
+    return JSONBytesResponse(dumps(content))
 
 
 def _too_slow(state: ServerState) -> Response:

@@ -36,7 +36,7 @@ from featurestore.models.serving import ModelServer, ModelUnavailable
 
 from .. import audit
 from ..auth import Principal, require
-from ..encoding import dumps, finite
+from ..encoding import JSONBytesResponse, dumps, finite
 from ..errors import ERROR_STATUS, error_response
 from ..schemas import ERRORS, Entities, parse_body, request_body
 from ..state import ServerState, State
@@ -166,7 +166,7 @@ async def predict(request: Request) -> Response:
     out["predictions"] = finite(out["predictions"])
     if "features" in out:
         out["features"] = {k: finite(v) for k, v in out["features"].items()}
-    return Response(dumps(out), media_type="application/json")
+    return JSONBytesResponse(dumps(out))
 
 
 # -- catalog ---------------------------------------------------------------------------------------
