@@ -87,12 +87,12 @@ if mode == "ours":
     entity_rows = result.online_rows
 else:
     import redis
-    from featurestore.offline.features import source_rows_sql, LATEST_FIRST
+    from featurestore.offline.features import source_rows_sql
     from featurestore.offline.sources import SourceReader, arrow_batches, duckdb_connection
     view = store.catalog.view("user_stats")
     con = duckdb_connection()
     sql = source_rows_sql(SourceReader(con, store.repo_path, store.catalog.sources), view)
-    latest = f"SELECT * FROM ({{sql}}) QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY {{LATEST_FIRST}}) = 1"
+    latest = f"SELECT * FROM ({{sql}}) QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY __event_ts DESC, __created_ts DESC NULLS LAST) = 1"
     client = redis.Redis.from_url(url)
     entity_rows = 0
     for batch in arrow_batches(con, latest, 10_000):

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks.server import Connection, build_repo, percentiles  # noqa: E402
+from benchmarks.server import Connection, build_repo, percentiles, wait_until_ok  # noqa: E402
 from featurestore import FeatureStore  # noqa: E402
 from featurestore.models import ModelServer  # noqa: E402
 from tests.redis_server import free_port, start_redis  # noqa: E402
@@ -159,23 +159,9 @@ def start_server(repo: Path, port: int) -> subprocess.Popen:
             "log_level='warning')")
     proc = subprocess.Popen([sys.executable, "-c", code, str(repo), str(port)], env={**os.environ, "PYTHONPATH": str(ROOT)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    probe = request(f"/models/{MODELS[0]}@production/predict", {"entities": [{"driver_id": 1}]})
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            conn = Connection(port)
-            status, body = conn.call(probe)
-            conn.close()
-            if status == 200:
-                return proc
-            proc.kill()
-            raise RuntimeError(f"the predict endpoint answered {status}: {body[:300]!r} (is the models router mounted?)")
-        except OSError:
-            time.sleep(0.01)
-    proc.kill()
-    raise RuntimeError("server did not answer within 30 s")
+    # The predict route answering 200 also shows the models router is mounted.
+    wait_until_ok(proc, port, request(f"/models/{MODELS[0]}@production/predict", {"entities": [{"driver_id": 1}]}))
+    return proc
 
 
 def main() -> None:

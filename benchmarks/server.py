@@ -237,20 +237,29 @@ def start_server(repo: Path, port: int, workers: int) -> tuple[subprocess.Popen,
     request = http_request(bodies(1, 10, 1)[0])
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    while True:
+    wait_until_ok(proc, port, request)
+    return proc, time.perf_counter() - start, how
+
+
+def wait_until_ok(proc: subprocess.Popen, port: int, request: bytes, timeout: float = 30.0) -> None:
+    """Poll `request` on `port` until it answers 200; raise if the server exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
         try:
             conn = Connection(port)
-            status, _ = conn.call(request)
+            status, body = conn.call(request)
             conn.close()
             if status == 200:
-                return proc, time.perf_counter() - start, how
+                return
+            last = f"{status}: {body[:300]!r}"
         except OSError:
-            time.sleep(0.005)
-        if time.perf_counter() - start > 30:
-            proc.kill()
-            raise RuntimeError("server did not answer within 30 s")
+            pass
+        time.sleep(0.005)
+    proc.kill()
+    raise RuntimeError(f"server did not answer 200 within {timeout:.0f} s (last: {last})")
 
 
 def main() -> None:

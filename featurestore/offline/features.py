@@ -15,8 +15,6 @@ from .sources import SourceReader, quote_ident, quote_literal
 
 EVENT_TS = "__event_ts"
 CREATED_TS = "__created_ts"
-# Which of several rows of one entity is "the latest": newest event time, then newest created time.
-LATEST_FIRST = f"{EVENT_TS} DESC, {CREATED_TS} DESC NULLS LAST"
 
 
 def feature_columns(view: FeatureView) -> list[str]:

@@ -39,7 +39,7 @@ from ..definitions import DuckDBSource, FeatureView
 from ..errors import DefinitionError, RetrievalError, did_you_mean
 from .features import EVENT_TS, source_rows_sql, ts_literal
 from .pit import ENTITY_TS, ROW_ID, STRATEGIES, PitView, pit_join_sql
-from .sources import SourceReader, arrow_table, duckdb_connection, quote_ident, quote_literal
+from .sources import SourceReader, arrow_table, duckdb_connection, first_line, quote_ident, quote_literal
 from .storage import PUSHED
 
 if TYPE_CHECKING:
@@ -161,7 +161,7 @@ class RetrievalJob:
                 joined = arrow_table(con, sql)
             except duckdb.Error as e:
                 raise RetrievalError(f"the point-in-time join of {', '.join(repr(v.name) for v in views)} failed: "
-                                     f"{_first_line(e)}") from None
+                                     f"{first_line(e)}") from None
             if joined.num_rows != n:  # the SQL guarantees one row per entity row
                 raise AssertionError(f"the point-in-time join gave {joined.num_rows} rows for {n} entity rows")
             result = entity
@@ -218,7 +218,7 @@ def _run_entity_sql(sql: str, store: FeatureStore, catalog: Catalog) -> pa.Table
         try:
             return arrow_table(con, sql)
         except duckdb.Error as e:
-            raise RetrievalError(f"the entity_df SQL failed: {_first_line(e)} (sources readable by name: "
+            raise RetrievalError(f"the entity_df SQL failed: {first_line(e)} (sources readable by name: "
                                  f"{', '.join(sorted(catalog.sources)) or 'none'})") from None
     finally:
         con.close()
@@ -335,10 +335,10 @@ def _check_key_types(con: duckdb.DuckDBPyConnection, slim: pa.Table, view: Featu
         types = dict(zip(rel.columns, (str(t) for t in rel.types)))
     except duckdb.Error as e:
         if stored:
-            raise RetrievalError(f"feature view '{view.name}': its offline storage cannot be read: {_first_line(e)} "
+            raise RetrievalError(f"feature view '{view.name}': its offline storage cannot be read: {first_line(e)} "
                                  "(if the view changed since it was materialized, materialize it again)") from None
         raise RetrievalError(f"feature view '{view.name}': its source '{view.source.name}' cannot be read: "
-                             f"{_first_line(e)}") from None
+                             f"{first_line(e)}") from None
     for key in view.join_keys:
         ours, theirs = slim.schema.field(key).type, types[key]
         if not pa.types.is_null(ours) and _key_kind(ours) != _duckdb_kind(theirs):
@@ -432,6 +432,3 @@ def _nullable_pandas_dtype(t: pa.DataType) -> Any:
     return mapping.get(t)
 
 
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

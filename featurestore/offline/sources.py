@@ -104,7 +104,7 @@ class SourceReader:
         try:
             return arrow_table(self.con, f"SELECT * FROM {self.relation(source)} LIMIT 0").schema
         except duckdb.Error as e:
-            raise DefinitionError(f"source '{source.name}': cannot be read: {_first_line(e)}") from None
+            raise DefinitionError(f"source '{source.name}': cannot be read: {first_line(e)}") from None
 
     def _files(self, source: ParquetSource | CsvSource) -> str:
         pattern = Path(source.path)
@@ -145,5 +145,7 @@ class SourceReader:
         return self._attached[str(db)]
 
 
-def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+def first_line(e: Exception) -> str:
+    """The first line of an exception's message (DuckDB's carry long hints), or its type's name."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
