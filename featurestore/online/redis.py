@@ -21,9 +21,10 @@ connection pool reconnects on the next call, so the store recovers when the serv
 Async reads (the HTTP server's path) do not use redis.asyncio: for an MGET of 200 keys it took
 ~240 us on this machine against ~137 us for sync redis-py, nearly all of it its per-command Python
 machinery (connection-pool locks, health checks, generic packing and parsing). `read_async` speaks
-the one command it needs itself: a few raw asyncio stream connections per event loop, the MGET packed
-by hand and the reply parsed by hiredis (~105 us). `redis://` and `unix://` URLs (with AUTH and
-SELECT) take that path; anything else (e.g. `rediss://` TLS) falls back to redis.asyncio.
+the one command it needs itself: a few raw connections per event loop, each an asyncio protocol that
+feeds hiredis's parser as data arrives (no stream reader between), the MGET packed by hiredis.
+`redis://` and `unix://` URLs (with AUTH and SELECT) take that path; anything else (e.g. `rediss://`
+TLS) falls back to redis.asyncio.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class _InFlight:
     blobs: list[bytes]
 
 
-def _pack(args: list[bytes]) -> bytes:
+def _pack_py(args: Sequence[bytes]) -> bytes:
     """One command in RESP (an array of bulk strings)."""
     parts = [b"*%d\r\n" % len(args)]
     for a in args:
@@ -100,40 +101,76 @@ def _pack(args: list[bytes]) -> bytes:
     return b"".join(parts)
 
 
+_pack_c = getattr(hiredis, "pack_command", None)  # hiredis >= 2.1: the same in C, takes a tuple
+
+
+def _pack(args: Sequence[bytes]) -> bytes:
+    """One command in RESP: by hiredis where it can (1.3x faster for an MGET of 100 keys)."""
+    if _pack_c is None:
+        return _pack_py(args)
+    return _pack_c(args if type(args) is tuple else tuple(args))
+
+
 class _ErrorReply(Exception):
     """Redis answered a raw request with an error (e.g. NOAUTH, LOADING): reported as unavailable."""
 
 
-class _RawConnection:
-    """One asyncio stream connection to Redis with its hiredis parser; one request at a time."""
+class _RawConnection(asyncio.Protocol):
+    """One connection to Redis for read_async: an asyncio protocol that feeds a hiredis parser as data
+    arrives and wakes the one waiting request once its replies are complete (no stream reader between)."""
 
-    __slots__ = ("reader", "writer", "parser")
+    def __init__(self) -> None:
+        self.parser = hiredis.Reader()
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[list[Any]] | None = None
+        self.wanted = 0
+        self.replies: list[Any] = []
+        self.lost = False
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.reader, self.writer, self.parser = reader, writer, hiredis.Reader()
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
 
-    async def replies(self, n: int) -> list[Any]:
-        """Read the next n replies; an error reply raises _ErrorReply (the caller closes us)."""
-        out: list[Any] = []
-        while len(out) < n:
-            reply = self.parser.gets()
-            if reply is False:
-                data = await self.reader.read(1 << 20)
-                if not data:
-                    raise ConnectionError("connection closed by the server")
-                self.parser.feed(data)
-            elif isinstance(reply, hiredis.ReplyError):
-                raise _ErrorReply(f"Redis replied: {reply}")
-            else:
-                out.append(reply)
-        return out
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed(data)
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return  # nobody asked (cancelled): the connection is closed by the caller
+        replies = self.replies
+        try:
+            while len(replies) < self.wanted:
+                reply = self.parser.gets()
+                if reply is False:
+                    return
+                if isinstance(reply, hiredis.ReplyError):
+                    raise _ErrorReply(f"Redis replied: {reply}")
+                replies.append(reply)
+        except (hiredis.ProtocolError, _ErrorReply) as e:
+            waiter.set_exception(e)
+            return
+        waiter.set_result(replies)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionError("connection closed by the server"))
+
+    async def request(self, payload: bytes, n: int) -> list[Any]:
+        """Send `payload` and return its n replies; an error reply raises _ErrorReply (the caller closes us)."""
+        if self.lost:
+            raise ConnectionError("connection closed by the server")
+        self.replies, self.wanted = [], n
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(payload)  # type: ignore[union-attr]
+        return await self.waiter
 
     def stale(self) -> bool:
         """The server closed this idle connection (e.g. it restarted)."""
-        return self.reader.at_eof() or self.writer.is_closing()
+        return self.lost or self.transport is None or self.transport.is_closing()
 
     def close(self) -> None:
-        self.writer.close()
+        if self.transport is not None:
+            self.transport.close()
 
 
 def _raw_target(url: str) -> dict[str, Any] | None:
@@ -338,7 +375,7 @@ class RedisOnlineStore(OnlineStore):
             return []
         if self._raw is None:
             return await self._read_async_redis_py(keys)
-        payload = b"".join(_pack([b"MGET", *keys[i:i + _KEYS_PER_MGET]])
+        payload = b"".join(_pack((b"MGET", *keys[i:i + _KEYS_PER_MGET]))
                            for i in range(0, len(keys), _KEYS_PER_MGET))
         n = (len(keys) + _KEYS_PER_MGET - 1) // _KEYS_PER_MGET
         loop = asyncio.get_running_loop()
@@ -357,8 +394,7 @@ class RedisOnlineStore(OnlineStore):
                 if conn is None:
                     conn = await self._raw_connect()
                 async with _timeout(self.timeout):
-                    conn.writer.write(payload)
-                    replies = await conn.replies(n)
+                    replies = await conn.request(payload, n)
             except BaseException as e:
                 if conn is not None:
                     conn.close()  # failed, timed out or cancelled: replies may be left unread, never reuse
@@ -381,15 +417,15 @@ class RedisOnlineStore(OnlineStore):
     async def _raw_connect(self) -> _RawConnection:
         target = self._raw
         assert target is not None
+        loop = asyncio.get_running_loop()
         async with _timeout(self.timeout):
             if target["path"] is not None:
-                conn = _RawConnection(*await asyncio.open_unix_connection(target["path"]))
+                _, conn = await loop.create_unix_connection(_RawConnection, target["path"])
             else:
-                conn = _RawConnection(*await asyncio.open_connection(target["host"], target["port"]))
+                _, conn = await loop.create_connection(_RawConnection, target["host"], target["port"])
             try:
                 if target["hello"]:
-                    conn.writer.write(b"".join(_pack(c) for c in target["hello"]))
-                    await conn.replies(len(target["hello"]))
+                    await conn.request(b"".join(_pack(c) for c in target["hello"]), len(target["hello"]))
             except BaseException:
                 conn.close()
                 raise

@@ -94,3 +94,11 @@ def test_key_layout_is_one_string_per_view_and_entity_under_the_project_prefix(t
     keys = sorted(client.scan_iter(match=f"{key_prefix}:*"))
     assert keys == [f"{key_prefix}:__layouts".encode(), f"{key_prefix}:driver_stats:1".encode()]
     store.close()
+
+
+def test_commands_pack_the_same_in_c_and_in_python():
+    from featurestore.online.redis import _pack, _pack_py
+
+    commands = [[b"MGET", *(b"p:v:%d" % i for i in range(300))], (b"GET", b""), [b"SET", bytes(range(256)) * 40, b"\r\n$"]]
+    for command in commands:
+        assert _pack(command) == _pack_py(command)
