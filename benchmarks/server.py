@@ -119,8 +119,8 @@ def http_request(body: bytes) -> bytes:
 class Connection:
     """A blocking keep-alive HTTP/1.1 connection that reads Content-Length framed answers."""
 
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port))
+    def __init__(self, port: int, timeout: float | None = None):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
 
@@ -249,7 +249,7 @@ def wait_until_ok(proc: subprocess.Popen, port: int, request: bytes, timeout: fl
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
         try:
-            conn = Connection(port)
+            conn = Connection(port, timeout=5.0)  # a server stuck on startup must not hang the poll
             status, body = conn.call(request)
             conn.close()
             if status == 200:

@@ -2,10 +2,10 @@
 
 A request to `POST /features/online` crosses about a dozen ASGI layers and FastAPI's dependency
 solver before the handler runs: about 100 us of CPU per request, as much as the lookup itself.
-The app's one middleware (`server.middleware.ServerMiddleware`: metrics, error catch-all, body
-limit) asks `FastLane` for each request and calls the eligible routes of the routers it was given
-directly: their `require(...)` checks, then their endpoint, then the app's exception handlers on
-failure. Nothing else is skipped: the same handler code runs, with the same auth, limits, error
+The app's one layer (`server.middleware.ServerMiddleware`: metrics, error catch-all, body limit)
+calls the eligible routes of the routers it was given directly: their `require(...)` checks, then
+their endpoint, then the app's exception handlers on failure. It is asked before FastAPI's own
+layers, by the app (`server.app.FeatureServerApp`) or by `fs serve`'s protocol (`server.protocol`). Nothing else is skipped: the same handler code runs, with the same auth, limits, error
 bodies and metrics labels, and the route stays in the OpenAPI document.
 
 A route is eligible when its endpoint takes only the `Request` (it parses its own body with
@@ -42,7 +42,7 @@ def eligible(route: APIRoute) -> bool:
 
 class FastLane:
     """The eligible routes of `routers`, answered directly; see the module docstring. Not a middleware
-    of its own: `server.middleware.ServerMiddleware` asks `match` for each request and calls `answer`.
+    of its own: `match` finds a request's lane, `server.middleware.ServerMiddleware` calls its `answer`.
 
     The routers must be mounted on the app without a prefix or router-level dependencies (their
     routes' own paths and dependencies are what the fast lane reads).

@@ -3,7 +3,9 @@
     from server.run import serve
     serve("definitions", "127.0.0.1", 6566, workers=1)
 
-uvloop and httptools are used when installed (the `server` extra brings them via uvicorn[standard]).
+uvloop and httptools are used when installed (the `server` extra brings them via uvicorn[standard]);
+with httptools, the protocol is `server.protocol.FastLaneProtocol` (uvicorn's, answering the fast
+lane from the protocol).
 With several workers, each process builds its own app from `$FS_REPO` through the factory
 `server.run:app_from_env`. Access logs are off by default: `/metrics` counts every request.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -29,6 +32,17 @@ def _fastest(preferred: str, fallback: str) -> str:
     return preferred if importlib.util.find_spec(preferred) is not None else fallback
 
 
+def uvicorn_options(**overrides: Any) -> dict[str, Any]:
+    """The uvicorn settings `fs serve` runs with (the tests' live servers use them too)."""
+    if importlib.util.find_spec("httptools") is not None:
+        from .protocol import FastLaneProtocol
+
+        http: Any = FastLaneProtocol
+    else:
+        http = "h11"
+    return {"loop": _fastest("uvloop", "asyncio"), "http": http, "server_header": False, **overrides}
+
+
 def app_from_env() -> FastAPI:
     """App factory for uvicorn workers: the repo at `$FS_REPO` (else the current folder's)."""
     return create_app(FeatureStore(os.environ.get(REPO_ENV) or None))
@@ -39,8 +53,7 @@ def serve(repo_path: str | None, host: str = "127.0.0.1", port: int = 6566, work
     """Serve the repo at `repo_path` (None: the current folder's) until interrupted."""
     import uvicorn
 
-    options = dict(host=host, port=port, loop=_fastest("uvloop", "asyncio"), http=_fastest("httptools", "h11"),
-                   log_level=log_level, access_log=access_log, server_header=False)
+    options = uvicorn_options(host=host, port=port, log_level=log_level, access_log=access_log)
     if workers > 1:
         # Each worker is a fresh process: pass the repo by environment and let it build its own app.
         os.environ[REPO_ENV] = str(find_repo(repo_path))

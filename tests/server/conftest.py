@@ -17,6 +17,7 @@ import uvicorn
 
 from featurestore import FeatureStore
 from server import create_app
+from server.run import uvicorn_options
 from tests.redis_server import free_port
 from tests.repo_builder import make_repo
 
@@ -107,8 +108,9 @@ class LiveServer:
         self.app = app
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
-                                access_log=False)
+        # The settings of `fs serve` (its HTTP protocol answers the fast lane itself).
+        config = uvicorn.Config(app, **uvicorn_options(host="127.0.0.1", port=self.port, log_level="warning",
+                                                       lifespan="on", access_log=False))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

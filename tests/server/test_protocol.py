@@ -1,0 +1,135 @@
+"""`fs serve`'s HTTP protocol (server/protocol.py): the fast lane answered from the protocol, with
+everything HTTP/1.1 asks of a connection still right (raw sockets, so nothing is smoothed over)."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from server.protocol import FastLaneProtocol
+
+LOOKUP = json.dumps({"features": ["driver_stats:trips"], "entities": {"driver_id": [1, 2]}}).encode()
+
+
+def post(body: bytes, extra: bytes = b"") -> bytes:
+    return (b"POST /features/online HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n%s\r\n" % (len(body), extra)) + body
+
+
+GET_HEALTH = b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+def read_answers(sock: socket.socket, n: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """n Content-Length framed answers, in the order they came."""
+    buf, out = b"", []
+    while len(out) < n:
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed after {len(out)} answers"
+            buf += chunk
+        head, _, buf = buf.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        length = int(headers["content-length"])
+        while len(buf) < length:
+            buf += sock.recv(65536)
+        out.append((int(lines[0].split()[1]), headers, buf[:length]))
+        buf = buf[length:]
+    return out
+
+
+@pytest.fixture
+def answered_here(monkeypatch) -> list[str]:
+    """Paths the protocol answered itself (not through uvicorn's ASGI call)."""
+    seen: list[str] = []
+    original = FastLaneProtocol._answer
+
+    async def spy(self, cycle, fs_app, lane):
+        seen.append(cycle.scope["path"])
+        await original(self, cycle, fs_app, lane)
+
+    monkeypatch.setattr(FastLaneProtocol, "_answer", spy)
+    return seen
+
+
+def connect(server) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def test_lookups_are_answered_by_the_protocol_with_the_apps_answer(sqlite_server_live, answered_here):
+    with connect(sqlite_server_live) as sock:
+        sock.sendall(post(LOOKUP))
+        [(status, headers, body)] = read_answers(sock, 1)
+    assert answered_here == ["/features/online"]
+    assert status == 200 and headers["content-type"] == "application/json"
+    with sqlite_server_live.client() as client:  # the same answer as through httpx
+        assert json.loads(body) == client.post("/features/online", content=LOOKUP).json()
+
+
+def test_pipelined_fast_and_ordinary_requests_are_answered_in_order(sqlite_server_live, answered_here):
+    bad = json.dumps({"features": ["driver_stats:nope"], "entities": {"driver_id": [1]}}).encode()
+    with connect(sqlite_server_live) as sock:
+        sock.sendall(post(LOOKUP) + GET_HEALTH + post(bad) + GET_HEALTH + post(LOOKUP))
+        answers = read_answers(sock, 5)
+    assert [a[0] for a in answers] == [200, 200, 404, 200, 200]
+    assert json.loads(answers[1][2]) == {"status": "ok"} and json.loads(answers[3][2]) == {"status": "ok"}
+    assert "nope" in json.loads(answers[2][2])["error"]
+    assert json.loads(answers[0][2]) == json.loads(answers[4][2])
+    assert answered_here == ["/features/online"] * 3
+
+
+def test_connection_close_expect_continue_and_chunked_bodies(sqlite_server_live, answered_here):
+    with connect(sqlite_server_live) as sock:  # Expect: 100-continue: the body is sent after the 100
+        sock.sendall(post(b"", b"Expect: 100-continue\r\n").replace(b"Content-Length: 0", b"Content-Length: %d"
+                                                                     % len(LOOKUP)))
+        assert sock.recv(100).startswith(b"HTTP/1.1 100")
+        sock.sendall(LOOKUP)
+        [(status, _, _)] = read_answers(sock, 1)
+        assert status == 200
+    with connect(sqlite_server_live) as sock:  # a chunked body, then Connection: close
+        half = len(LOOKUP) // 2
+        sock.sendall(b"POST /features/online HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                     b"Connection: close\r\n\r\n%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n"
+                     % (half, LOOKUP[:half], len(LOOKUP) - half, LOOKUP[half:]))
+        [(status, headers, _)] = read_answers(sock, 1)
+        assert status == 200 and headers.get("connection") == "close"
+        assert sock.recv(100) == b""  # the server closed the connection
+    assert answered_here == ["/features/online"] * 2
+
+
+def test_a_client_that_goes_away_mid_body_does_not_break_the_server(sqlite_server_live):
+    with connect(sqlite_server_live) as sock:
+        sock.sendall(post(LOOKUP)[:-10])
+    with connect(sqlite_server_live) as sock:
+        sock.sendall(post(LOOKUP))
+        assert read_answers(sock, 1)[0][0] == 200
+
+
+@pytest.mark.parametrize("telemetry", [False, True])
+def test_the_fast_lane_keeps_out_of_fastapis_way_only_without_its_telemetry(sqlite_store, monkeypatch, telemetry):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from server import create_app
+
+    app = create_app(sqlite_store)
+    if not hasattr(app, "_native_telemetry"):
+        pytest.skip("this FastAPI has no native telemetry")
+    monkeypatch.setattr(app._native_telemetry, "enabled", lambda: telemetry)
+    through_fastapi: list[str] = []
+    fastapi_call = FastAPI.__call__
+
+    async def spy(self, scope, receive, send):
+        through_fastapi.append(scope.get("path", scope["type"]))
+        await fastapi_call(self, scope, receive, send)
+
+    monkeypatch.setattr(FastAPI, "__call__", spy)
+    with TestClient(app) as client:
+        assert client.post("/features/online", content=LOOKUP).status_code == 200
+        assert client.get("/health").status_code == 200
+    assert ("/features/online" in through_fastapi) is telemetry
+    assert "/health" in through_fastapi
