@@ -31,6 +31,11 @@ from .app import FeatureServerApp
 log = logging.getLogger("featurestore.server")
 
 
+def hooks_uvicorn() -> bool:
+    """Whether this uvicorn has the method FastLaneProtocol hooks (else `fs serve` runs uvicorn's own)."""
+    return callable(getattr(HttpToolsProtocol, "_start_asgi_task", None))
+
+
 def _feature_server_app(app: Any) -> FeatureServerApp | None:
     """The FeatureServerApp inside uvicorn's wrapping middlewares (each keeps the next as `.app`)."""
     for _ in range(8):

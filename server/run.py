@@ -34,12 +34,12 @@ def _fastest(preferred: str, fallback: str) -> str:
 
 def uvicorn_options(**overrides: Any) -> dict[str, Any]:
     """The uvicorn settings `fs serve` runs with (the tests' live servers use them too)."""
-    if importlib.util.find_spec("httptools") is not None:
-        from .protocol import FastLaneProtocol
+    http: Any = _fastest("httptools", "h11")
+    if http == "httptools":
+        from .protocol import FastLaneProtocol, hooks_uvicorn
 
-        http: Any = FastLaneProtocol
-    else:
-        http = "h11"
+        if hooks_uvicorn():
+            http = FastLaneProtocol
     return {"loop": _fastest("uvloop", "asyncio"), "http": http, "server_header": False, **overrides}
 
 
