@@ -22,7 +22,7 @@ Async reads (the HTTP server's path) do not use redis.asyncio: for an MGET of 20
 ~240 us on this machine against ~137 us for sync redis-py, nearly all of it its per-command Python
 machinery (connection-pool locks, health checks, generic packing and parsing). `read_async` speaks
 the one command it needs itself: a few raw connections per event loop, each an asyncio protocol that
-feeds hiredis's parser as data arrives (no stream reader between), the MGET packed by hiredis.
+feeds hiredis's parser as data arrives (no stream reader between), the MGET packed in one join (`_pack`).
 `redis://` and `unix://` URLs (with AUTH and SELECT) take that path; anything else (e.g. `rediss://`
 TLS) falls back to redis.asyncio.
 """
@@ -93,22 +93,21 @@ class _InFlight:
     blobs: list[bytes]
 
 
-def _pack_py(args: Sequence[bytes]) -> bytes:
-    """One command in RESP (an array of bulk strings)."""
-    parts = [b"*%d\r\n" % len(args)]
-    for a in args:
-        parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(parts)
-
-
-_pack_c = getattr(hiredis, "pack_command", None)  # hiredis >= 2.1: the same in C, takes a tuple
+_BULK_HEADS = [b"$%d\r\n" % n for n in range(1024)]  # "$<length>\r\n" of short bulk strings, made once
 
 
 def _pack(args: Sequence[bytes]) -> bytes:
-    """One command in RESP: by hiredis where it can (1.3x faster for an MGET of 100 keys)."""
-    if _pack_c is None:
-        return _pack_py(args)
-    return _pack_c(args if type(args) is tuple else tuple(args))
+    """One command in RESP (an array of bulk strings), in one join: ~0.1 us per argument, 2.5x faster
+    than formatting each argument (or hiredis.pack_command, which does about the same)."""
+    n = len(args)
+    parts = [b"\r\n"] * (3 * n + 1)
+    parts[0] = b"*%d\r\n" % n
+    try:
+        parts[1::3] = [_BULK_HEADS[len(a)] for a in args]
+    except IndexError:  # an argument of 1 KiB or more
+        parts[1::3] = [b"$%d\r\n" % len(a) for a in args]
+    parts[2::3] = args
+    return b"".join(parts)
 
 
 class _ErrorReply(Exception):

@@ -96,9 +96,15 @@ def test_key_layout_is_one_string_per_view_and_entity_under_the_project_prefix(t
     store.close()
 
 
-def test_commands_pack_the_same_in_c_and_in_python():
-    from featurestore.online.redis import _pack, _pack_py
+def test_commands_are_packed_as_resp_arrays_of_bulk_strings():
+    from featurestore.online.redis import _pack
 
-    commands = [[b"MGET", *(b"p:v:%d" % i for i in range(300))], (b"GET", b""), [b"SET", bytes(range(256)) * 40, b"\r\n$"]]
+    def plain(args):  # the RESP spelling, one argument at a time
+        return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+    commands = [[b"MGET", *(b"p:v:%d" % i for i in range(300))], (b"GET", b""), [b"SET", b"k", bytes(range(256)) * 40],
+                [b"SET", b"\r\n$", b"x" * 1023], (b"PING",)]
     for command in commands:
-        assert _pack(command) == _pack_py(command)
+        assert _pack(command) == plain(command)
+    import hiredis
+    assert _pack(commands[0]) == hiredis.pack_command(tuple(commands[0]))
