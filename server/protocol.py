@@ -1,30 +1,42 @@
 """uvicorn's HTTP protocol, with the fast lane answered from the protocol: what `fs serve` runs.
 
-uvicorn hands every request to the ASGI app through its own layers: the proxy-headers middleware,
-an exception wrapper per request (`run_asgi`), then the app's `__call__`. For the requests of the
-fast lane (`server.fastlane`: the online lookup and predictions), `FastLaneProtocol` calls the
-app's one layer (`ServerMiddleware.serve`: metrics, catch-all, body limit, the lane) directly with
-uvicorn's own `receive` and `send` for the request. Everything else is uvicorn's, unchanged:
-parsing, keep-alive, pipelining, flow control, `Expect: 100-continue`, graceful shutdown, and
-every other request, which takes the ordinary road.
+uvicorn hands every request to the ASGI app through its own machinery: a request cycle with an
+event for the body, the proxy-headers middleware, an exception wrapper per request (`run_asgi`),
+then the app's `__call__`, and writes the answer's head and body separately. For the requests of
+the fast lane (`server.fastlane`: the online lookup and predictions), `FastLaneProtocol` calls the
+app's one layer (`ServerMiddleware.serve`: metrics, catch-all, body limit, auth, the handler)
+directly, on one of two roads:
+
+- whole: the common case, a `POST` with a `Content-Length` (within the body limit) on a connection
+  with nothing else in flight and no `Expect: 100-continue`. The protocol reads the body itself,
+  hands it to the layer whole, and writes the answer in one write, then does what uvicorn does when
+  a response is complete (keep-alive timer, next pipelined request, `Connection: close`).
+- hook: anything else (chunked bodies, pipelined requests queued behind others, `Expect`): uvicorn's
+  request cycle as usual, and at the point where uvicorn starts the app (`_start_asgi_task`) the
+  layer is called instead, with the cycle's own `receive` and `send`.
+
+Every other request is uvicorn's, unchanged, as are parsing, flow control and graceful shutdown
+(a request read whole stands in for uvicorn's cycle as `protocol.cycle`, with the attributes
+uvicorn's connection and shutdown handling read).
 
 What the fast lane does not get from the skipped layers: `X-Forwarded-For`/`X-Forwarded-Proto`
 rewriting of the client address and scheme (no fast-lane route reads them) and uvicorn's
-"Exception in ASGI application" log (the middleware's catch-all logs unexpected errors itself).
+"Exception in ASGI application" log (the layer's catch-all logs unexpected errors itself).
 
-It hooks one method of uvicorn's `HttpToolsProtocol` (`_start_asgi_task`, where uvicorn starts the
-task of a request whose headers are in, queued behind earlier pipelined requests if any), so it is
-tested against the uvicorn versions the project allows (see pyproject.toml). Without httptools,
-`fs serve` runs uvicorn's own protocol and the app's `__call__` still takes the fast lane, one
-layer later.
+It overrides uvicorn's parser callbacks and `_start_asgi_task`, so it is tested against the uvicorn
+the project installs (tests/server/test_protocol.py, raw sockets). Without httptools, or on a
+uvicorn without that method, `fs serve` runs uvicorn's own protocol, and the app's `__call__` still
+takes the fast lane, a few layers later.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 from .app import FeatureServerApp
 
@@ -45,6 +57,35 @@ def _feature_server_app(app: Any) -> FeatureServerApp | None:
     return None
 
 
+class _Signal:
+    """What uvicorn's `connection_lost` sets on the current request (`cycle.message_event`)."""
+
+    __slots__ = ("waiter",)
+
+    def __init__(self) -> None:
+        self.waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+class _Whole:
+    """A fast-lane request whose whole body the protocol reads before answering it in one write;
+    it stands in for uvicorn's RequestResponseCycle as `protocol.cycle` (same attributes uvicorn reads)."""
+
+    __slots__ = ("scope", "lane", "keep_alive", "chunks", "complete", "response_complete", "disconnected",
+                 "message_event")
+
+    def __init__(self, scope: dict[str, Any], lane: Any, keep_alive: bool) -> None:
+        self.scope, self.lane, self.keep_alive = scope, lane, keep_alive
+        self.chunks: list[bytes] = []
+        self.complete = False  # the body is all in
+        self.response_complete = False
+        self.disconnected = False
+        self.message_event = _Signal()
+
+
 class FastLaneProtocol(HttpToolsProtocol):
     """`HttpToolsProtocol` that answers fast-lane requests with the app's layer directly (see the module
     docstring). Pass the class as uvicorn's `http` setting."""
@@ -57,6 +98,127 @@ class FastLaneProtocol(HttpToolsProtocol):
         if found is False:
             found = config.__dict__["_fs_app"] = _feature_server_app(self.app)
         self.fs_app: FeatureServerApp | None = found
+
+    # -- the common case, answered whole: a plain POST with a Content-Length on an idle connection --
+
+    def on_headers_complete(self) -> None:
+        whole = self._whole()
+        if whole is None:
+            super().on_headers_complete()
+        else:
+            self.cycle = whole  # type: ignore[assignment]  # what uvicorn's other methods look at
+
+    def _whole(self) -> _Whole | None:
+        """The request as a _Whole when it is the common case (else uvicorn's own road, below)."""
+        fs_app, parser = self.fs_app, self.parser
+        if fs_app is None or self.pipeline or self.expect_100_continue or self.limit_concurrency is not None:
+            return None
+        if self.cycle is not None and not self.cycle.response_complete:
+            return None  # an earlier request is still being answered: uvicorn queues this one
+        if parser.get_method() != b"POST" or parser.get_http_version() != "1.1" or parser.should_upgrade():
+            return None
+        length = None
+        for name, value in self.headers:
+            if name == b"content-length":
+                length = int(value) if value.isdigit() else -1
+            elif name == b"transfer-encoding":
+                return None
+        if length is None or not 0 <= length <= fs_app.layer.max_bytes:
+            return None  # the layer answers oversized bodies, uvicorn reads chunked ones
+        url = httptools.parse_url(self.url)
+        if b"%" in url.path:
+            return None
+        scope = self.scope
+        path = url.path.decode("ascii")
+        scope["method"] = "POST"
+        scope["path"] = self.root_path + path
+        scope["raw_path"] = self.root_path.encode("ascii") + url.path
+        scope["query_string"] = url.query or b""
+        lane = fs_app.fast_lane_of(scope)
+        return None if lane is None else _Whole(scope, lane, parser.should_keep_alive())
+
+    def on_body(self, body: bytes) -> None:
+        whole = self.cycle
+        if type(whole) is _Whole:
+            whole.chunks.append(body)
+        else:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        whole = self.cycle
+        if type(whole) is _Whole and not whole.complete:
+            whole.complete = True
+            task = self.loop.create_task(self._answer_whole(whole))
+            task.add_done_callback(self.tasks.discard)
+            self.tasks.add(task)
+        else:
+            super().on_message_complete()
+
+    async def _answer_whole(self, whole: _Whole) -> None:
+        body = whole.chunks[0] if len(whole.chunks) == 1 else b"".join(whole.chunks)
+        whole.chunks = []
+        given = False
+        start: dict[str, Any] | None = None
+
+        async def receive() -> dict[str, Any]:
+            nonlocal given
+            if not given:
+                given = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            if not whole.disconnected and not whole.response_complete:  # as uvicorn: wait for the end
+                whole.message_event.waiter = self.loop.create_future()
+                await whole.message_event.waiter
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start" and start is None:
+                start = message
+            elif message["type"] == "http.response.body" and start is not None and not whole.response_complete:
+                if message.get("more_body", False):
+                    raise RuntimeError("the fast lane answers whole bodies only")
+                await self._write(whole, start, message.get("body", b""))
+            else:
+                raise RuntimeError(f"unexpected ASGI message {message['type']!r}")
+
+        try:
+            await self.fs_app.layer.serve(whole.scope, receive, send, whole.lane)  # type: ignore[union-attr]
+        except BaseException as exc:  # the answer broke midway (the layer logged errors), or cancelled
+            if not isinstance(exc, Exception):
+                log.error("request cancelled: %s %s", whole.scope["method"], whole.scope["path"])
+            self.transport.close()
+            return
+        if not whole.response_complete and not whole.disconnected:
+            log.error("no complete answer to %s %s", whole.scope["method"], whole.scope["path"])
+            self.transport.close()
+
+    async def _write(self, whole: _Whole, start: dict[str, Any], body: bytes) -> None:
+        """The answer in one write, then what uvicorn does once a response is complete."""
+        if self.flow.write_paused and not whole.disconnected:
+            await self.flow.drain()
+        whole.response_complete = True
+        whole.message_event.set()
+        if whole.disconnected:
+            return
+        parts = [STATUS_LINE[start["status"]]]
+        for name, value in self.server_state.default_headers:
+            parts += (name, b": ", value, b"\r\n")
+        has_length = False
+        for name, value in start.get("headers", ()):
+            if name == b"content-length":
+                has_length = True
+            parts += (name, b": ", value, b"\r\n")
+        if not has_length:
+            parts += (b"content-length: ", b"%d" % len(body), b"\r\n")
+        if not whole.keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts += (b"\r\n", body)
+        self.transport.write(b"".join(parts))
+        if not whole.keep_alive:
+            self.transport.close()
+        self.on_response_complete()
+
+    # -- everything else: uvicorn's road, with the fast lane still answered by the layer directly --
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         fs_app = self.fs_app

@@ -9,6 +9,7 @@ import socket
 import pytest
 
 from server.protocol import FastLaneProtocol
+from tests.server.conftest import serve
 
 LOOKUP = json.dumps({"features": ["driver_stats:trips"], "entities": {"driver_id": [1, 2]}}).encode()
 
@@ -41,16 +42,22 @@ def read_answers(sock: socket.socket, n: int) -> list[tuple[int, dict[str, str],
 
 
 @pytest.fixture
-def answered_here(monkeypatch) -> list[str]:
-    """Paths the protocol answered itself (not through uvicorn's ASGI call)."""
-    seen: list[str] = []
-    original = FastLaneProtocol._answer
+def answered_here(monkeypatch) -> list[tuple[str, str]]:
+    """(road, path) of the requests the protocol answered itself: "whole" (read whole, one write) or
+    "hook" (uvicorn's request cycle, then the app's layer directly)."""
+    seen: list[tuple[str, str]] = []
+    whole, hook = FastLaneProtocol._answer_whole, FastLaneProtocol._answer
 
-    async def spy(self, cycle, fs_app, lane):
-        seen.append(cycle.scope["path"])
-        await original(self, cycle, fs_app, lane)
+    async def spy_whole(self, request):
+        seen.append(("whole", request.scope["path"]))
+        await whole(self, request)
 
-    monkeypatch.setattr(FastLaneProtocol, "_answer", spy)
+    async def spy_hook(self, cycle, fs_app, lane):
+        seen.append(("hook", cycle.scope["path"]))
+        await hook(self, cycle, fs_app, lane)
+
+    monkeypatch.setattr(FastLaneProtocol, "_answer_whole", spy_whole)
+    monkeypatch.setattr(FastLaneProtocol, "_answer", spy_hook)
     return seen
 
 
@@ -64,7 +71,7 @@ def test_lookups_are_answered_by_the_protocol_with_the_apps_answer(sqlite_server
     with connect(sqlite_server_live) as sock:
         sock.sendall(post(LOOKUP))
         [(status, headers, body)] = read_answers(sock, 1)
-    assert answered_here == ["/features/online"]
+    assert answered_here == [("whole", "/features/online")]
     assert status == 200 and headers["content-type"] == "application/json"
     with sqlite_server_live.client() as client:  # the same answer as through httpx
         assert json.loads(body) == client.post("/features/online", content=LOOKUP).json()
@@ -79,7 +86,8 @@ def test_pipelined_fast_and_ordinary_requests_are_answered_in_order(sqlite_serve
     assert json.loads(answers[1][2]) == {"status": "ok"} and json.loads(answers[3][2]) == {"status": "ok"}
     assert "nope" in json.loads(answers[2][2])["error"]
     assert json.loads(answers[0][2]) == json.loads(answers[4][2])
-    assert answered_here == ["/features/online"] * 3
+    # The first lookup is read whole; the later ones, pipelined behind other requests, queue in uvicorn.
+    assert answered_here == [("whole", "/features/online"), ("hook", "/features/online"), ("hook", "/features/online")]
 
 
 def test_connection_close_expect_continue_and_chunked_bodies(sqlite_server_live, answered_here):
@@ -98,7 +106,7 @@ def test_connection_close_expect_continue_and_chunked_bodies(sqlite_server_live,
         [(status, headers, _)] = read_answers(sock, 1)
         assert status == 200 and headers.get("connection") == "close"
         assert sock.recv(100) == b""  # the server closed the connection
-    assert answered_here == ["/features/online"] * 2
+    assert answered_here == [("hook", "/features/online")] * 2  # uvicorn's road for both
 
 
 def test_a_client_that_goes_away_mid_body_does_not_break_the_server(sqlite_server_live):
@@ -133,3 +141,58 @@ def test_the_fast_lane_keeps_out_of_fastapis_way_only_without_its_telemetry(sqli
         assert client.get("/health").status_code == 200
     assert ("/features/online" in through_fastapi) is telemetry
     assert "/health" in through_fastapi
+
+
+@pytest.fixture
+def slow_lookups(monkeypatch):
+    """Lookups that take 0.3 s (the store awaits before answering)."""
+    import asyncio
+
+    from featurestore import FeatureStore
+
+    original = FeatureStore.get_online_features_async
+
+    async def slow(self, *args, **kwargs):
+        await asyncio.sleep(0.3)
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FeatureStore, "get_online_features_async", slow)
+
+
+def test_keep_alive_requests_are_each_read_whole(sqlite_server_live, answered_here):
+    with connect(sqlite_server_live) as sock:
+        for _ in range(3):
+            sock.sendall(post(LOOKUP))
+            assert read_answers(sock, 1)[0][0] == 200
+    assert answered_here == [("whole", "/features/online")] * 3
+
+
+def test_a_client_gone_while_its_lookup_runs_leaves_the_server_serving(sqlite_store, slow_lookups, caplog):
+    with serve(sqlite_store) as server:
+        sock = connect(server)
+        sock.sendall(post(LOOKUP))
+        sock.close()  # gone before the answer
+        with connect(server) as other:
+            other.sendall(post(LOOKUP))
+            assert read_answers(other, 1)[0][0] == 200
+    assert "no complete answer" not in caplog.text and "Traceback" not in caplog.text
+
+
+def test_shutdown_finishes_the_lookup_in_flight_then_closes(sqlite_store, slow_lookups):
+    import threading
+    import time
+
+    from server import create_app
+    from tests.server.conftest import LiveServer
+
+    server = LiveServer(create_app(sqlite_store)).start()
+    with connect(server) as sock:
+        sock.sendall(post(LOOKUP))
+        stopping = threading.Thread(target=server.stop)
+        time.sleep(0.1)  # the lookup is under way
+        stopping.start()
+        [(status, headers, _)] = read_answers(sock, 1)
+        assert status == 200 and headers.get("connection") == "close"
+        assert sock.recv(100) == b""
+        stopping.join(10)
+    assert not server.thread.is_alive()
