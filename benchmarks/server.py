@@ -5,12 +5,13 @@
 What it does:
 1. starts its own redis-server on a free port, builds a feature repo in a temp folder (one view of
    10 features, 10,000 entities pushed online);
-2. in-process: `store.get_online_features` p50/p99 for 1 and 100 entities;
-3. starts the server in a subprocess (`fs serve`, or `server.run.serve` when the CLI is missing) and
+2. starts the server in a subprocess (`fs serve`, or `server.run.serve` when the CLI is missing) and
    measures the time from process start to the first answered lookup;
-4. over HTTP on loopback, with a minimal keep-alive HTTP/1.1 client (so the client's own cost is a
-   few microseconds, not httpx's hundreds): p50/p99 and requests/s for 1 and 100 entities with 1
-   client, then 16 concurrent clients, recording the server process's CPU use.
+3. for 1 and 100 entities: `store.get_online_features` in-process and the same lookup over HTTP on
+   loopback with one client, interleaved in rounds so both meet the same machine (p50/p99, CPU per
+   request on each side). The client is a minimal keep-alive HTTP/1.1 one, whose own cost is a few
+   microseconds, not httpx's hundreds;
+4. 16 concurrent clients: requests/s and the server process's CPU use.
 
 Targets (issue 4): 1 client, 1 entity: p50 <= in-process p50 + 0.5 ms; 100 entities: p50 <= 1.3x
 in-process; 16 clients: the server's CPU is the limit (~100% of a core per worker); first answer
@@ -90,20 +91,6 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     return {"p50_ms": samples[n // 2] * 1e3, "p99_ms": samples[min(n - 1, int(n * 0.99))] * 1e3, "n": n}
 
 
-def in_process(store: FeatureStore, batch: int, entities: int, n: int) -> dict[str, float]:
-    rng = random.Random(2)
-    rows = [[{"driver_id": rng.randrange(entities)} for _ in range(batch)] for _ in range(200)]
-    for r in rows[:50]:
-        store.get_online_features(FEATURES, r).to_dict()  # warm up
-    times = []
-    cpu = time.process_time()
-    for i in range(n):
-        t = time.perf_counter()
-        store.get_online_features(FEATURES, rows[i % len(rows)]).to_dict()
-        times.append(time.perf_counter() - t)
-    return {**percentiles(times), "cpu_us": (time.process_time() - cpu) / n * 1e6}
-
-
 def bodies(batch: int, entities: int, count: int = 200) -> list[bytes]:
     rng = random.Random(3)
     return [json.dumps({"features": FEATURES,
@@ -160,26 +147,43 @@ def _cpu(procs: list[psutil.Process]) -> float:
     return sum(sum(p.cpu_times()[:2]) for p in procs)
 
 
-def one_client(port: int, server_pid: int, batch: int, entities: int, n: int) -> dict[str, float]:
+def paired(store: FeatureStore, port: int, server_pid: int, batch: int, entities: int, n: int,
+           rounds: int = 30) -> tuple[dict[str, float], dict[str, float]]:
+    """The in-process lookup and the same lookup over HTTP (one keep-alive client), `n` of each,
+    interleaved in `rounds`: on a shared machine whose speed drifts by tens of percent from one
+    second to the next, the two sides of the ratio are measured under the same conditions."""
+    rng = random.Random(2)
+    rows = [[{"driver_id": rng.randrange(entities)} for _ in range(batch)] for _ in range(200)]
     requests = [http_request(b) for b in bodies(batch, entities)]
     proc = psutil.Process(server_pid)
     procs = [proc, *proc.children(recursive=True)]
     conn = Connection(port)
-    for r in requests[:50]:
-        status, _ = conn.call(r)
+    for i in range(50):  # warm up both
+        store.get_online_features(FEATURES, rows[i]).to_dict()
+        status, _ = conn.call(requests[i])
         assert status == 200, status
-    times = []
-    cpu = _cpu(procs)
-    start = time.perf_counter()
-    for i in range(n):
-        t = time.perf_counter()
-        status, _ = conn.call(requests[i % len(requests)])
-        times.append(time.perf_counter() - t)
-        assert status == 200, status
-    wall = time.perf_counter() - start
-    server_cpu = _cpu(procs) - cpu
+    local: list[float] = []
+    remote: list[float] = []
+    local_cpu = remote_cpu = remote_wall = 0.0
+    per_round = max(1, n // rounds)
+    for r in range(rounds):
+        cpu = time.process_time()
+        for i in range(r * per_round, (r + 1) * per_round):
+            t = time.perf_counter()
+            store.get_online_features(FEATURES, rows[i % len(rows)]).to_dict()
+            local.append(time.perf_counter() - t)
+        local_cpu += time.process_time() - cpu
+        cpu, start = _cpu(procs), time.perf_counter()
+        for i in range(r * per_round, (r + 1) * per_round):
+            t = time.perf_counter()
+            status, _ = conn.call(requests[i % len(requests)])
+            remote.append(time.perf_counter() - t)
+            assert status == 200, status
+        remote_wall += time.perf_counter() - start
+        remote_cpu += _cpu(procs) - cpu
     conn.close()
-    return {**percentiles(times), "rps": n / wall, "cpu_us": server_cpu / n * 1e6}
+    return ({**percentiles(local), "cpu_us": local_cpu / len(local) * 1e6},
+            {**percentiles(remote), "rps": len(remote) / remote_wall, "cpu_us": remote_cpu / len(remote) * 1e6})
 
 
 async def _async_client(port: int, requests: list[bytes], deadline: float, times: list[float]) -> None:
@@ -279,11 +283,13 @@ def main() -> None:
     proc = None
     try:
         store = build_repo(workdir / "repo", redis.url, args.entities)
-        results["in_process"] = {b: in_process(store, b, args.entities, args.n) for b in (1, 100)}
         port = free_port()
         proc, first, how = start_server(workdir / "repo", port, 1)
         results["first_answer_s"], results["launcher"] = first, how
-        results["http_1_client"] = {b: one_client(port, proc.pid, b, args.entities, args.n) for b in (1, 100)}
+        results["in_process"], results["http_1_client"] = {}, {}
+        for b in (1, 100):
+            results["in_process"][b], results["http_1_client"][b] = paired(store, port, proc.pid, b, args.entities,
+                                                                           args.n)
         results[f"http_{args.clients}_clients"] = {
             b: many_clients(port, proc.pid, b, args.entities, args.clients, args.seconds) for b in (1, 100)}
     finally:
