@@ -13,9 +13,9 @@ Exposed at `GET /metrics` in the Prometheus text format:
 `server.middleware.ServerMiddleware` times and counts the requests. With `fs serve --workers N`, each worker process counts its own requests (a scrape reaches one worker).
 
 The request counts and latencies are plain Python numbers, turned into Prometheus families when
-`/metrics` is scraped (`_RequestCollector`): `observe` runs once per request, where prometheus_client's
-Counter and Histogram cost about 5 us together (a lock each, label lookups). It is called from the
-event loop's thread only (the middleware), so the numbers need no lock.
+`/metrics` is scraped (`_RequestCollector`): `observe` runs once per request, 0.3-0.6 us here against
+1.8-2.8 us through prometheus_client's Counter and Histogram (a lock each, label lookups). It is
+called from the event loop's thread only (the middleware), so the numbers need no lock.
 """
 
 from __future__ import annotations
