@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import pickle
 import random
 import shutil
 import socket
@@ -147,23 +148,26 @@ def _cpu(procs: list[psutil.Process]) -> float:
     return sum(sum(p.cpu_times()[:2]) for p in procs)
 
 
-def paired(store: FeatureStore, port: int, server_pid: int, batch: int, entities: int, n: int,
-           rounds: int = 30) -> tuple[dict[str, float], dict[str, float]]:
-    """The in-process lookup and the same lookup over HTTP (one keep-alive client), `n` of each,
-    interleaved in `rounds`: on a shared machine whose speed drifts by tens of percent from one
-    second to the next, the two sides of the ratio are measured under the same conditions."""
+def paired(store: FeatureStore, port: int, server_pid: int, floor_port: int, batch: int, entities: int, n: int,
+           rounds: int = 30) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """The in-process lookup, the same lookup over HTTP (one keep-alive client), and the HTTP floor
+    (the same requests to a server answering canned bytes), `n` of each, interleaved in `rounds`: on
+    a shared machine whose speed drifts by tens of percent from one second to the next, the sides of
+    the ratio are measured under the same conditions."""
     rng = random.Random(2)
     rows = [[{"driver_id": rng.randrange(entities)} for _ in range(batch)] for _ in range(200)]
     requests = [http_request(b) for b in bodies(batch, entities)]
     proc = psutil.Process(server_pid)
     procs = [proc, *proc.children(recursive=True)]
-    conn = Connection(port)
-    for i in range(50):  # warm up both
+    conn, floor_conn = Connection(port), Connection(floor_port)
+    for i in range(50):  # warm up all three
         store.get_online_features(FEATURES, rows[i]).to_dict()
         status, _ = conn.call(requests[i])
         assert status == 200, status
+        floor_conn.call(requests[i])
     local: list[float] = []
     remote: list[float] = []
+    floor: list[float] = []
     local_cpu = remote_cpu = remote_wall = 0.0
     per_round = max(1, n // rounds)
     for r in range(rounds):
@@ -181,9 +185,56 @@ def paired(store: FeatureStore, port: int, server_pid: int, batch: int, entities
             assert status == 200, status
         remote_wall += time.perf_counter() - start
         remote_cpu += _cpu(procs) - cpu
+        for i in range(r * per_round, (r + 1) * per_round):
+            t = time.perf_counter()
+            status, _ = floor_conn.call(requests[i % len(requests)])
+            floor.append(time.perf_counter() - t)
     conn.close()
+    floor_conn.close()
     return ({**percentiles(local), "cpu_us": local_cpu / len(local) * 1e6},
-            {**percentiles(remote), "rps": len(remote) / remote_wall, "cpu_us": remote_cpu / len(remote) * 1e6})
+            {**percentiles(remote), "rps": len(remote) / remote_wall, "cpu_us": remote_cpu / len(remote) * 1e6},
+            percentiles(floor))
+
+
+# The HTTP floor: uvicorn with fs serve's settings, answering each request with the bytes the feature
+# server answered it (recorded beforehand), and doing nothing else.
+CANNED_SERVER = """
+import pickle, sys
+import uvicorn
+from server.run import uvicorn_options
+answers = pickle.loads(open(sys.argv[1], "rb").read())
+async def app(scope, receive, send):
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    answer = answers.get(body, b"{}")
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(answer))]})
+    await send({"type": "http.response.body", "body": answer})
+uvicorn.run(app, **uvicorn_options(host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", lifespan="off"))
+"""
+
+
+def start_floor(port: int, entities: int, workdir: Path) -> tuple[subprocess.Popen, int]:
+    """The canned-answer server, answering the benchmark's requests with the feature server's answers."""
+    answers = {}
+    conn = Connection(port)
+    for batch in (1, 100):
+        for body in bodies(batch, entities):
+            status, answer = conn.call(http_request(body))
+            assert status == 200, status
+            answers[body] = answer
+    conn.close()
+    (workdir / "answers.pickle").write_bytes(pickle.dumps(answers))
+    floor_port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", CANNED_SERVER, str(workdir / "answers.pickle"), str(floor_port)],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    wait_until_ok(proc, floor_port, http_request(bodies(1, entities)[0]))
+    return proc, floor_port
 
 
 async def _async_client(port: int, requests: list[bytes], deadline: float, times: list[float]) -> None:
@@ -280,22 +331,24 @@ def main() -> None:
         sys.exit("benchmarks/server.py needs redis-server installed (it starts its own)")
     workdir = Path(tempfile.mkdtemp(prefix="fs-bench-server-"))
     results: dict = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "load_before": os.getloadavg()[0]}
-    proc = None
+    proc = floor_proc = None
     try:
         store = build_repo(workdir / "repo", redis.url, args.entities)
         port = free_port()
         proc, first, how = start_server(workdir / "repo", port, 1)
         results["first_answer_s"], results["launcher"] = first, how
-        results["in_process"], results["http_1_client"] = {}, {}
+        floor_proc, floor_port = start_floor(port, args.entities, workdir)
+        results["in_process"], results["http_1_client"], results["http_floor"] = {}, {}, {}
         for b in (1, 100):
-            results["in_process"][b], results["http_1_client"][b] = paired(store, port, proc.pid, b, args.entities,
-                                                                           args.n)
+            (results["in_process"][b], results["http_1_client"][b],
+             results["http_floor"][b]) = paired(store, port, proc.pid, floor_port, b, args.entities, args.n)
         results[f"http_{args.clients}_clients"] = {
             b: many_clients(port, proc.pid, b, args.entities, args.clients, args.seconds) for b in (1, 100)}
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(10)
+        for p in (proc, floor_proc):
+            if p is not None:
+                p.terminate()
+                p.wait(10)
         redis.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     results["load_after"] = os.getloadavg()[0]
@@ -305,7 +358,7 @@ def main() -> None:
 
 
 def report(r: dict, clients: int) -> None:
-    ip, h1, hn = r["in_process"], r["http_1_client"], r[f"http_{clients}_clients"]
+    ip, h1, hn, fl = r["in_process"], r["http_1_client"], r[f"http_{clients}_clients"], r["http_floor"]
     print(f"\nfeature server benchmark ({r['cpus']} CPUs, Python {r['python']}, Redis backend, 1 worker)\n")
     print(f"{'':34}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>10}{'server CPU':>12}{'CPU us/req':>12}")
     for b in (1, 100):
@@ -313,8 +366,12 @@ def report(r: dict, clients: int) -> None:
               f"{ip[b]['cpu_us']:12.0f}")
         print(f"HTTP 1 client, {b:>3} entities{'':9}{h1[b]['p50_ms']:9.3f}{h1[b]['p99_ms']:9.3f}{h1[b]['rps']:10.0f}"
               f"{'':12}{h1[b]['cpu_us']:12.0f}")
+        print(f"HTTP floor (canned), {b:>3} entities{'':3}{fl[b]['p50_ms']:9.3f}{fl[b]['p99_ms']:9.3f}")
         print(f"HTTP {clients} clients, {b:>3} entities{'':7}{hn[b]['p50_ms']:9.3f}{hn[b]['p99_ms']:9.3f}"
               f"{hn[b]['rps']:10.0f}{hn[b]['server_cpu_cores']:11.2f}c")
+    print(f"\nHTTP floor: uvicorn with fs serve's settings answering the same requests with canned bytes of the "
+          f"same size; in-process + floor = {ip[100]['p50_ms'] + fl[100]['p50_ms']:.3f} ms for 100 entities "
+          f"({(ip[100]['p50_ms'] + fl[100]['p50_ms']) / ip[100]['p50_ms']:.2f}x in-process)")
     print(f"\nfirst answered lookup {r['first_answer_s']:.2f} s after `{r['launcher']}` started")
     print(f"machine load average: {r['load_before']:.1f} before, {r['load_after']:.1f} after "
           f"(on {r['cpus']} CPUs: above ~0.5 the figures include waiting for a CPU)")
