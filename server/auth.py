@@ -28,6 +28,7 @@ from functools import cache
 
 from fastapi import HTTPException, Request
 from fastapi.security import APIKeyHeader
+from starlette.types import Scope
 
 from featurestore.config import ApiKey
 
@@ -76,8 +77,13 @@ class Authenticator:
 
 def presented_key(request: Request) -> str | None:
     """The key a request carries: `Authorization: Bearer <key>`, else `X-API-Key`."""
+    return key_in(request.scope["headers"])
+
+
+def key_in(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The key in an ASGI scope's raw headers: `Authorization: Bearer <key>`, else `X-API-Key`."""
     auth = api_key = None
-    for name, value in request.scope["headers"]:  # one pass over the raw headers, first of each wins
+    for name, value in headers:  # one pass over the raw headers, first of each wins
         if name == b"authorization":
             if auth is None:
                 auth = value.decode("latin-1")
@@ -104,15 +110,19 @@ class RoleCheck(APIKeyHeader):
         self.__name__ = f"require_{role}"
 
     async def __call__(self, request: Request) -> Principal:  # async: FastAPI runs a plain def in a thread
-        authenticator: Authenticator = request.app.state.fs.auth
-        principal = ANONYMOUS if authenticator.open else authenticator.identify(presented_key(request))
+        return self.admit(request.app.state.fs.auth, request.scope)
+
+    def admit(self, authenticator: Authenticator, scope: Scope) -> Principal:
+        """The caller of the request of `scope`, if its role is at least this check's; else 401 or 403.
+        The Principal is also left in the request's state (`request.state.principal`)."""
+        principal = ANONYMOUS if authenticator.open else authenticator.identify(key_in(scope["headers"]))
         if principal is None:
             raise HTTPException(401, "missing or unknown API key: send 'Authorization: Bearer <key>' or 'X-API-Key'",
                                 headers={"WWW-Authenticate": "Bearer"})
         if not principal.may(self.role):
             raise HTTPException(403, f"API key '{principal.name}' has role '{principal.role}'; "
                                      f"this endpoint needs '{self.role}'")
-        request.state.principal = principal
+        scope.setdefault("state", {})["principal"] = principal  # what request.state.principal reads
         return principal
 
 

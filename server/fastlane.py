@@ -18,8 +18,8 @@ not overlap another route of the app.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
@@ -28,6 +28,12 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope
 
 from .auth import RoleCheck
+
+if TYPE_CHECKING:
+    from .state import ServerState
+
+E = TypeVar("E", bound=Callable[..., Any])
+JSON_HEADERS = [(b"content-type", b"application/json")]  # of a 200 bytes answer (the writer adds its length)
 
 
 def eligible(route: APIRoute) -> bool:
@@ -77,15 +83,43 @@ class FastLane:
         return lane
 
 
+def answers_bytes(answer: Callable[[ServerState, bytes], Awaitable[bytes]]) -> Callable[[E], E]:
+    """Marks a fast-lane endpoint whose 200 answer is `await answer(state, body)`: JSON bytes for the
+    request's JSON body bytes (errors raised as for the endpoint). `fs serve`'s protocol then answers the
+    route with it directly, without Request and Response objects (`Lane.answer_bytes`); the endpoint
+    itself must answer the same, for every other road (its usual form: JSONBytesResponse(await answer(...)))."""
+
+    def mark(endpoint: E) -> E:
+        endpoint.answer_bytes = answer  # type: ignore[attr-defined]
+        return endpoint
+
+    return mark
+
+
 class Lane:
     """One eligible route: its `require(...)` checks and endpoint, read once."""
 
-    __slots__ = ("checks", "endpoint", "route")
+    __slots__ = ("bytes_answer", "checks", "endpoint", "route")
 
     def __init__(self, route: APIRoute) -> None:
         self.route = route
         self.checks = tuple(dep.call for dep in route.dependant.dependencies)
         self.endpoint = route.endpoint
+        self.bytes_answer = getattr(route.endpoint, "answer_bytes", None)  # see answers_bytes
+
+    async def answer_bytes(self, scope: Scope, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """For a route marked with `answers_bytes`: (status, headers, body) of the answer to the request
+        of `scope` with this `body`, read whole. The same checks, answer and error answers as `answer`;
+        a Request is built only for an error's handler."""
+        scope["route"] = self.route
+        state = scope["app"].state.fs
+        try:
+            for check in self.checks:
+                check.admit(state.auth, scope)
+            return 200, JSON_HEADERS, await self.bytes_answer(state, body)  # type: ignore[misc]
+        except Exception as exc:
+            response = await _handle(Request(scope), exc)
+            return response.status_code, response.raw_headers, response.body
 
     async def answer(self, scope: Scope, receive: Receive) -> Response:
         """The response of the route: its checks, then its endpoint, else the app's exception handlers."""

@@ -15,6 +15,8 @@ coroutine, often a `send` wrapper, per request). In order, for an HTTP request:
 The app (`server.app.FeatureServerApp`) also calls `serve` itself, before FastAPI's own layers, for
 the requests of the fast lane: the same four steps, without the three layers FastAPI and Starlette
 put around every middleware (error page, telemetry, body limit), which a fast-lane request never needs.
+`fs serve`'s protocol calls `serve_bytes` for a fast-lane request it read whole: the same steps
+with the body in hand and the answer as bytes (`server.protocol`).
 """
 
 from __future__ import annotations
@@ -100,6 +102,27 @@ class ServerMiddleware:
             method = scope["method"]
             self.metrics.observe(method if method in _METHODS else "OTHER", getattr(route, "path", None) or "<unmatched>",
                                  status or 500, time.perf_counter() - start)
+
+    async def serve_bytes(self, scope: Scope, body: bytes, lane: Lane) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Steps 1-3 for a request read whole, answered by a lane with a bytes answer (`Lane.answer_bytes`,
+        for `fs serve`'s protocol): (status, headers, body) of the answer."""
+        start = time.perf_counter()
+        status = 500
+        try:
+            if len(body) > self.max_bytes:
+                response = error_response(413, self._too_large())
+                status, headers, answer = 413, response.raw_headers, response.body
+            else:
+                status, headers, answer = await lane.answer_bytes(scope, body)
+            return status, headers, answer
+        except Exception as exc:
+            log.error("unexpected error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
+            response = error_response(500, "internal server error: the server logged the details")
+            return 500, response.raw_headers, response.body
+        finally:
+            route = scope.get("route")
+            self.metrics.observe(scope["method"], getattr(route, "path", None) or "<unmatched>", status,
+                                 time.perf_counter() - start)
 
     def _too_large(self) -> str:
         return f"request body over {self.max_bytes} bytes: send smaller batches"

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import httptools
@@ -157,6 +158,11 @@ class FastLaneProtocol(HttpToolsProtocol):
     async def _answer_whole(self, whole: _Whole) -> None:
         body = whole.chunks[0] if len(whole.chunks) == 1 else b"".join(whole.chunks)
         whole.chunks = []
+        layer = self.fs_app.layer  # type: ignore[union-attr]
+        if whole.lane.bytes_answer is not None:  # the lookup: bytes in, bytes out, no ASGI on the way
+            status, headers, answer = await layer.serve_bytes(whole.scope, body, whole.lane)
+            await self._write(whole, status, headers, answer)
+            return
         given = False
         start: dict[str, Any] | None = None
 
@@ -177,12 +183,12 @@ class FastLaneProtocol(HttpToolsProtocol):
             elif message["type"] == "http.response.body" and start is not None and not whole.response_complete:
                 if message.get("more_body", False):
                     raise RuntimeError("the fast lane answers whole bodies only")
-                await self._write(whole, start, message.get("body", b""))
+                await self._write(whole, start["status"], start.get("headers", ()), message.get("body", b""))
             else:
                 raise RuntimeError(f"unexpected ASGI message {message['type']!r}")
 
         try:
-            await self.fs_app.layer.serve(whole.scope, receive, send, whole.lane)  # type: ignore[union-attr]
+            await layer.serve(whole.scope, receive, send, whole.lane)
         except BaseException as exc:  # the answer broke midway (the layer logged errors), or cancelled
             if not isinstance(exc, Exception):
                 log.error("request cancelled: %s %s", whole.scope["method"], whole.scope["path"])
@@ -192,7 +198,7 @@ class FastLaneProtocol(HttpToolsProtocol):
             log.error("no complete answer to %s %s", whole.scope["method"], whole.scope["path"])
             self.transport.close()
 
-    async def _write(self, whole: _Whole, start: dict[str, Any], body: bytes) -> None:
+    async def _write(self, whole: _Whole, status: int, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> None:
         """The answer in one write, then what uvicorn does once a response is complete."""
         if self.flow.write_paused and not whole.disconnected:
             await self.flow.drain()
@@ -200,11 +206,11 @@ class FastLaneProtocol(HttpToolsProtocol):
         whole.message_event.set()
         if whole.disconnected:
             return
-        parts = [STATUS_LINE[start["status"]]]
+        parts = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:
             parts += (name, b": ", value, b"\r\n")
         has_length = False
-        for name, value in start.get("headers", ()):
+        for name, value in headers:
             if name == b"content-length":
                 has_length = True
             parts += (name, b": ", value, b"\r\n")

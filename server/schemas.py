@@ -268,8 +268,13 @@ async def parse_body(request: Request, model: type[M]) -> M:
     dependency resolution); errors are the same RequestValidationError, with `body.` locations.
     Declare the body for the OpenAPI document with `openapi_extra=request_body(model)`.
     """
+    return parse_json(await read_body(request), model)
+
+
+def parse_json(body: bytes, model: type[M]) -> M:
+    """JSON `body` as `model` (pydantic-core, one pass); a RequestValidationError with `body.` locations."""
     try:
-        return model.model_validate_json(await read_body(request))
+        return model.model_validate_json(body)
     except ValidationError as e:
         raise RequestValidationError(
             [{**err, "loc": ("body", *err["loc"])} for err in e.errors(include_url=False, include_input=False)]

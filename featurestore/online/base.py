@@ -44,6 +44,9 @@ class OnlineStore(ABC):
     """
 
     key_prefix: bytes
+    # True when read_async gives up by itself, raising OnlineStoreUnavailable, within about twice the
+    # store's timeout (a retry included): callers then need no timer of their own around it.
+    bounds_async_reads: bool = False
 
     @abstractmethod
     def write(self, view: FeatureView, batches: pa.Table | Iterable[pa.RecordBatch]) -> int:

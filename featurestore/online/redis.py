@@ -188,6 +188,8 @@ def _raw_target(url: str) -> dict[str, Any] | None:
 class RedisOnlineStore(OnlineStore):
     """The OnlineStore contract over a Redis server; see the module docstring."""
 
+    bounds_async_reads = True  # every connect and request under `timeout`, one retry on a stale connection
+
     def __init__(self, url: str, namespace: bytes, timeout: float = 1.0):
         self.url = url
         self.key_prefix = namespace

@@ -6,8 +6,9 @@
     -> {"values": {"driver_id": [1001], "conv_rate": [0.42]}, "statuses": {"conv_rate": ["PRESENT"]}}
 
 The handler calls the async lookup (`FeatureStore.get_online_features_async`): the round trip to the online
-store never blocks the event loop. A lookup that takes longer than the app's `lookup_timeout`
-answers 503, so a hung store cannot hold requests. The answer is encoded straight to JSON bytes
+store never blocks the event loop. A hung store cannot hold requests: a store whose async reads give
+up by themselves (`OnlineStore.bounds_async_reads`: Redis, after its `timeout_seconds`) answers 503
+through OnlineStoreUnavailable; around any other, the app's `lookup_timeout` answers 503. The answer is encoded straight to JSON bytes
 with orjson (see `server.encoding` for NaN, timestamps and bytes).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -22,8 +24,15 @@ from starlette.responses import Response
 
 from ..auth import require
 from ..encoding import JSONBytesResponse, dumps, finite
-from ..errors import error_response
-from ..schemas import ERRORS, OnlineFeaturesRequest, OnlineFeaturesResponse, parse_body, request_body
+from ..fastlane import answers_bytes
+from ..schemas import (
+    ERRORS,
+    OnlineFeaturesRequest,
+    OnlineFeaturesResponse,
+    parse_json,
+    read_body,
+    request_body,
+)
 from ..state import ServerState
 
 router = APIRouter(tags=["features"])
@@ -62,31 +71,45 @@ def check_batch(rows: list[Any] | dict[str, list[Any]], limit: int, what: str) -
     return n
 
 
+async def lookup_answer(state: ServerState, body: bytes) -> bytes:
+    """The JSON answer to the JSON `body` of a lookup request. Raises what the app's error handlers
+    answer: RequestValidationError (422), HTTPException (413, 503), featurestore errors (404, 422, 503)."""
+    request = parse_json(body, OnlineFeaturesRequest)
+    check_batch(request.entities, state.max_batch_rows, "entity")
+    bounded = state.store.online_store.bounds_async_reads  # it answers (or raises a 503) in time by itself
+    lookup = state.store.get_online_features_async(request.features, request.entities,
+                                                   full_feature_names=request.full_feature_names)
+    if bounded:
+        response = await lookup
+    else:
+        response = await _within(state, lookup)
+    values = {k: finite(v) for k, v in response.entity_columns.items()}
+    values.update({k: finite(v) for k, v in response.feature_columns.items()})
+    content: dict[str, Any] = {"values": values}
+    if request.include_status:
+        content["statuses"] = response.statuses
+    if request.include_event_timestamps:
+        content["event_timestamps"] = response.event_timestamps
+    return dumps(content)
+
+
+async def _within(state: ServerState, lookup: Awaitable[Any]) -> Any:
+    """`await lookup`, or a 503 after the app's lookup_timeout (for stores whose reads have no bound)."""
+    try:
+        async with _timeout(state.lookup_timeout):
+            return await lookup
+    except asyncio.TimeoutError:
+        state.metrics.online_store_errors.labels("timeout").inc()
+        raise HTTPException(503, f"the online store did not answer within {state.lookup_timeout:g}s; retry later"
+                            ) from None
+
+
 @router.post(
     "/features/online", response_model=OnlineFeaturesResponse, summary="Look up the latest feature values",
     dependencies=[Depends(require("read"))], responses=ERRORS(401, 403, 404, 413, 422, 503),
     openapi_extra=request_body(OnlineFeaturesRequest))
+@answers_bytes(lookup_answer)
 async def online_features(request: Request) -> Response:
     # The hot path: the body is parsed by pydantic-core straight from bytes, state read off the app.
-    body = await parse_body(request, OnlineFeaturesRequest)
-    state: ServerState = request.app.state.fs
-    check_batch(body.entities, state.max_batch_rows, "entity")
-    try:
-        async with _timeout(state.lookup_timeout):
-            response = await state.store.get_online_features_async(body.features, body.entities,
-                                                                   full_feature_names=body.full_feature_names)
-    except asyncio.TimeoutError:
-        return _too_slow(state)
-    values = {k: finite(v) for k, v in response.entity_columns.items()}
-    values.update({k: finite(v) for k, v in response.feature_columns.items()})
-    content: dict[str, Any] = {"values": values}
-    if body.include_status:
-        content["statuses"] = response.statuses
-    if body.include_event_timestamps:
-        content["event_timestamps"] = response.event_timestamps
-    return JSONBytesResponse(dumps(content))
-
-
-def _too_slow(state: ServerState) -> Response:
-    state.metrics.online_store_errors.labels("timeout").inc()
-    return error_response(503, f"the online store did not answer within {state.lookup_timeout:g}s; retry later")
+    # Under `fs serve`, the protocol calls lookup_answer itself (server/protocol.py).
+    return JSONBytesResponse(await lookup_answer(request.app.state.fs, await read_body(request)))

@@ -84,3 +84,25 @@ def test_a_hung_store_answers_503_within_the_lookup_timeout(tmp_path, own_redis)
             assert time.monotonic() < deadline, "no recovery after SIGCONT"
             time.sleep(0.05)
     store.close()
+
+
+def test_a_store_without_bounded_reads_is_cut_off_at_the_lookup_timeout(sqlite_store, monkeypatch):
+    """SQLite's async reads run in a thread and have no bound of their own: the app's lookup_timeout is."""
+    from featurestore.online.sqlite import SqliteOnlineStore
+
+    assert not SqliteOnlineStore.bounds_async_reads
+    original = SqliteOnlineStore.read
+
+    def hung(self, keys):
+        time.sleep(1.5)
+        return original(self, keys)
+
+    monkeypatch.setattr(SqliteOnlineStore, "read", hung)
+    with serve(sqlite_store, lookup_timeout=0.3) as server, server.client(timeout=10) as client:
+        start = time.monotonic()
+        r = client.post("/features/online", json={"features": ["driver_stats:trips"], "entities": [{"driver_id": 1}]})
+        elapsed = time.monotonic() - start
+        assert r.status_code == 503 and "did not answer within 0.3s" in r.json()["error"], r.text
+        assert r.headers["retry-after"] == "1"
+        assert elapsed < 1.2, f"503 took {elapsed:.2f}s"
+        assert 'fs_online_store_errors_total{reason="timeout"} 1.0' in client.get("/metrics").text

@@ -67,11 +67,21 @@ def connect(server) -> socket.socket:
     return sock
 
 
-def test_lookups_are_answered_by_the_protocol_with_the_apps_answer(sqlite_server_live, answered_here):
+def test_lookups_are_answered_by_the_protocol_with_the_apps_answer(sqlite_server_live, answered_here, monkeypatch):
+    from server.middleware import ServerMiddleware
+
+    as_bytes = []
+    serve_bytes = ServerMiddleware.serve_bytes
+
+    async def spy(self, scope, body, lane):
+        as_bytes.append(scope["path"])
+        return await serve_bytes(self, scope, body, lane)
+
+    monkeypatch.setattr(ServerMiddleware, "serve_bytes", spy)
     with connect(sqlite_server_live) as sock:
         sock.sendall(post(LOOKUP))
         [(status, headers, body)] = read_answers(sock, 1)
-    assert answered_here == [("whole", "/features/online")]
+    assert answered_here == [("whole", "/features/online")] and as_bytes == ["/features/online"]
     assert status == 200 and headers["content-type"] == "application/json"
     with sqlite_server_live.client() as client:  # the same answer as through httpx
         assert json.loads(body) == client.post("/features/online", content=LOOKUP).json()
@@ -196,3 +206,38 @@ def test_shutdown_finishes_the_lookup_in_flight_then_closes(sqlite_store, slow_l
         assert sock.recv(100) == b""
         stopping.join(10)
     assert not server.thread.is_alive()
+
+
+def test_the_bytes_road_answers_errors_exactly_as_the_asgi_road(tmp_path):
+    """fs serve's protocol answers lookups without Request/Response objects (Lane.answer_bytes); every
+    error must still be the app's own answer: compared with the same app behind TestClient."""
+    from fastapi.testclient import TestClient
+
+    from server import create_app
+    from tests.server.conftest import KEYS, build_repo
+
+    store = build_repo(tmp_path, "sqlite", api_keys=True, max_batch_rows=5)
+    reader, writer = KEYS["reader"][1], KEYS["writer"][1]
+    good = {"features": ["driver_stats:trips"], "entities": {"driver_id": [1, 2]}}
+    cases = [
+        (reader, json.dumps(good).encode()),
+        (None, json.dumps(good).encode()),                                          # 401
+        ("not-a-key-0123456789", json.dumps(good).encode()),                       # 401
+        (reader, b'{"features": ["driver_stats:trips"], "entities": '),            # 422 bad JSON
+        (reader, json.dumps({**good, "features": ["driver_stats:trip"]}).encode()),  # 404 with a suggestion
+        (reader, json.dumps({**good, "entities": {"driver_id": list(range(6))}}).encode()),  # 413 batch
+        (reader, json.dumps({**good, "entities": {"driver_id": [1], "x": [1, 2]}}).encode()),  # 422 ragged
+        (writer, json.dumps({**good, "include_status": "yes"}).encode()),         # 422 field
+    ]
+    kept = ("content-type", "retry-after", "www-authenticate")
+    with serve(store) as server, TestClient(create_app(store)) as asgi, connect(server) as sock:
+        for key, body in cases:
+            extra = b"X-API-Key: %s\r\n" % key.encode() if key else b""
+            sock.sendall(post(body, extra))
+            [(status, headers, answer)] = read_answers(sock, 1)
+            expected = asgi.post("/features/online", content=body,
+                                 headers={"X-API-Key": key} if key else {})
+            assert status == expected.status_code, (key, body)
+            assert json.loads(answer) == expected.json()
+            assert {k: headers.get(k) for k in kept} == {k: expected.headers.get(k) for k in kept}
+    store.close()
