@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
@@ -106,6 +106,16 @@ class Lane:
         self.checks = tuple(dep.call for dep in route.dependant.dependencies)
         self.endpoint = route.endpoint
         self.bytes_answer = getattr(route.endpoint, "answer_bytes", None)  # see answers_bytes
+
+    def admits(self, scope: Scope) -> bool:
+        """Whether the caller of `scope` passes the route's `require(...)` checks (from its headers alone)."""
+        auth = scope["app"].state.fs.auth
+        try:
+            for check in self.checks:
+                check.admit(auth, scope)
+        except HTTPException:
+            return False
+        return True
 
     async def answer_bytes(self, scope: Scope, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """For a route marked with `answers_bytes`: (status, headers, body) of the answer to the request

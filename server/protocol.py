@@ -38,10 +38,16 @@ from typing import Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 from .app import FeatureServerApp
+from .errors import error_response
 
 log = logging.getLogger("featurestore.server")
+
+# Bodies up to this size are read whole by the protocol; larger ones go through uvicorn's cycle and
+# its flow control (lookup bodies are a few KB: 1,000 entity keys are ~10 KB of JSON).
+WHOLE_BODY_LIMIT = 1 << 20
 
 
 def hooks_uvicorn() -> bool:
@@ -98,6 +104,8 @@ class FastLaneProtocol(HttpToolsProtocol):
         found = config.__dict__.get("_fs_app", False)
         if found is False:
             found = config.__dict__["_fs_app"] = _feature_server_app(self.app)
+        if getattr(config, "reset_contextvars", False):
+            found = None  # uvicorn's opt-in fresh context per request: its own road does that
         self.fs_app: FeatureServerApp | None = found
 
     # -- the common case, answered whole: a plain POST with a Content-Length on an idle connection --
@@ -124,8 +132,8 @@ class FastLaneProtocol(HttpToolsProtocol):
                 length = int(value) if value.isdigit() else -1
             elif name == b"transfer-encoding":
                 return None
-        if length is None or not 0 <= length <= fs_app.layer.max_bytes:
-            return None  # the layer answers oversized bodies, uvicorn reads chunked ones
+        if length is None or not 0 <= length <= WHOLE_BODY_LIMIT:
+            return None  # uvicorn reads chunked and large bodies, with its flow control
         url = httptools.parse_url(self.url)
         if b"%" in url.path:
             return None
@@ -136,7 +144,9 @@ class FastLaneProtocol(HttpToolsProtocol):
         scope["raw_path"] = self.root_path.encode("ascii") + url.path
         scope["query_string"] = url.query or b""
         lane = fs_app.fast_lane_of(scope)
-        return None if lane is None else _Whole(scope, lane, parser.should_keep_alive())
+        if lane is None or not lane.admits(scope):
+            return None  # refused callers are answered by the hook road, before their body is read
+        return _Whole(scope, lane, parser.should_keep_alive())
 
     def on_body(self, body: bytes) -> None:
         whole = self.cycle
@@ -159,10 +169,21 @@ class FastLaneProtocol(HttpToolsProtocol):
         body = whole.chunks[0] if len(whole.chunks) == 1 else b"".join(whole.chunks)
         whole.chunks = []
         layer = self.fs_app.layer  # type: ignore[union-attr]
-        if whole.lane.bytes_answer is not None:  # the lookup: bytes in, bytes out, no ASGI on the way
-            status, headers, answer = await layer.serve_bytes(whole.scope, body, whole.lane)
-            await self._write(whole, status, headers, answer)
+        try:
+            if whole.lane.bytes_answer is not None:  # the lookup: bytes in, bytes out, no ASGI on the way
+                status, headers, answer = await layer.serve_bytes(whole.scope, body, whole.lane)
+                await self._write(whole, status, headers, answer)
+            else:
+                await self._serve_asgi(whole, body)
+        except BaseException as exc:  # cancelled (shutdown ran out of time), or the answer broke midway
+            await self._give_up(whole, exc)
             return
+        if not whole.response_complete and not whole.disconnected:
+            log.error("no complete answer to %s %s", whole.scope["method"], whole.scope["path"])
+            self.transport.close()
+
+    async def _serve_asgi(self, whole: _Whole, body: bytes) -> None:
+        """The layer's ASGI `serve` for a lane without a bytes answer, its body in hand, its answer in one write."""
         given = False
         start: dict[str, Any] | None = None
 
@@ -187,16 +208,20 @@ class FastLaneProtocol(HttpToolsProtocol):
             else:
                 raise RuntimeError(f"unexpected ASGI message {message['type']!r}")
 
-        try:
-            await layer.serve(whole.scope, receive, send, whole.lane)
-        except BaseException as exc:  # the answer broke midway (the layer logged errors), or cancelled
-            if not isinstance(exc, Exception):
-                log.error("request cancelled: %s %s", whole.scope["method"], whole.scope["path"])
-            self.transport.close()
-            return
+        await self.fs_app.layer.serve(whole.scope, receive, send, whole.lane)  # type: ignore[union-attr]
+
+    async def _give_up(self, whole: _Whole, exc: BaseException) -> None:
+        """What uvicorn's run_asgi does when the app raises: log it, answer 500 if nothing was sent, close."""
+        if not isinstance(exc, Exception):  # the layer logs the errors it catches; not cancellations
+            log.error("request cancelled: %s %s", whole.scope["method"], whole.scope["path"])
         if not whole.response_complete and not whole.disconnected:
-            log.error("no complete answer to %s %s", whole.scope["method"], whole.scope["path"])
-            self.transport.close()
+            whole.keep_alive = False
+            response = error_response(500, "internal server error: the server logged the details")
+            try:
+                await self._write(whole, 500, response.raw_headers, response.body)
+            except BaseException:  # noqa: BLE001 - cancelled again: just close
+                pass
+        self.transport.close()
 
     async def _write(self, whole: _Whole, status: int, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> None:
         """The answer in one write, then what uvicorn does once a response is complete."""
@@ -213,6 +238,9 @@ class FastLaneProtocol(HttpToolsProtocol):
         for name, value in headers:
             if name == b"content-length":
                 has_length = True
+            elif name == b"connection" and b"close" in value.lower():
+                whole.keep_alive = False
+                continue  # written once, below
             parts += (name, b": ", value, b"\r\n")
         if not has_length:
             parts += (b"content-length: ", b"%d" % len(body), b"\r\n")
@@ -220,6 +248,10 @@ class FastLaneProtocol(HttpToolsProtocol):
             parts.append(b"connection: close\r\n")
         parts += (b"\r\n", body)
         self.transport.write(b"".join(parts))
+        if self.access_log:
+            scope = whole.scope
+            self.access_logger.info('%s - "%s %s HTTP/%s" %d', get_client_addr(scope), scope["method"],
+                                    get_path_with_query_string(scope), scope["http_version"], status)
         if not whole.keep_alive:
             self.transport.close()
         self.on_response_complete()
@@ -245,6 +277,11 @@ class FastLaneProtocol(HttpToolsProtocol):
         except BaseException as exc:  # the answer broke midway (the layer logged errors), or cancelled
             if not isinstance(exc, Exception):
                 log.error("request cancelled: %s %s", cycle.scope["method"], cycle.scope["path"])
+            if not cycle.response_started:
+                try:
+                    await cycle.send_500_response()
+                except BaseException:  # noqa: BLE001 - cancelled again: just close
+                    pass
             cycle.transport.close()
         else:
             if not cycle.response_complete and not cycle.disconnected:

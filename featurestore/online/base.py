@@ -44,9 +44,12 @@ class OnlineStore(ABC):
     """
 
     key_prefix: bytes
-    # True when read_async gives up by itself, raising OnlineStoreUnavailable, within about twice the
-    # store's timeout (a retry included): callers then need no timer of their own around it.
-    bounds_async_reads: bool = False
+
+    @property
+    def async_read_bound(self) -> float | None:
+        """Seconds within which `read_async` gives up by itself (raising OnlineStoreUnavailable), or None
+        when it has no bound of its own. A caller with a deadline at least this long needs no timer."""
+        return None
 
     @abstractmethod
     def write(self, view: FeatureView, batches: pa.Table | Iterable[pa.RecordBatch]) -> int:

@@ -188,8 +188,6 @@ def _raw_target(url: str) -> dict[str, Any] | None:
 class RedisOnlineStore(OnlineStore):
     """The OnlineStore contract over a Redis server; see the module docstring."""
 
-    bounds_async_reads = True  # every connect and request under `timeout`, one retry on a stale connection
-
     def __init__(self, url: str, namespace: bytes, timeout: float = 1.0):
         self.url = url
         self.key_prefix = namespace
@@ -210,6 +208,12 @@ class RedisOnlineStore(OnlineStore):
         self._script_sha: bytes | None = None
         self._layouts_saved: set[int] = set()
         self._layouts_key = namespace + b"__layouts"
+
+    @property
+    def async_read_bound(self) -> float:
+        # Raw reads: a connect and a request, each under `timeout` (a stale pooled connection fails at
+        # once and is retried on a new one). redis.asyncio (TLS): connect and read timeouts, one retry.
+        return (2 if self._raw is not None else 4) * self.timeout
 
     def _unavailable(self, e: Exception) -> OnlineStoreUnavailable:
         return OnlineStoreUnavailable(

@@ -6,9 +6,9 @@
     -> {"values": {"driver_id": [1001], "conv_rate": [0.42]}, "statuses": {"conv_rate": ["PRESENT"]}}
 
 The handler calls the async lookup (`FeatureStore.get_online_features_async`): the round trip to the online
-store never blocks the event loop. A hung store cannot hold requests: a store whose async reads give
-up by themselves (`OnlineStore.bounds_async_reads`: Redis, after its `timeout_seconds`) answers 503
-through OnlineStoreUnavailable; around any other, the app's `lookup_timeout` answers 503. The answer is encoded straight to JSON bytes
+store never blocks the event loop. A hung store cannot hold requests: the app's `lookup_timeout`
+answers 503, by its own timer, or by the store's when the store's async reads give up by themselves
+within it (`OnlineStore.async_read_bound`: Redis, after about twice its `timeout_seconds`). The answer is encoded straight to JSON bytes
 with orjson (see `server.encoding` for NaN, timestamps and bytes).
 """
 
@@ -76,10 +76,10 @@ async def lookup_answer(state: ServerState, body: bytes) -> bytes:
     answer: RequestValidationError (422), HTTPException (413, 503), featurestore errors (404, 422, 503)."""
     request = parse_json(body, OnlineFeaturesRequest)
     check_batch(request.entities, state.max_batch_rows, "entity")
-    bounded = state.store.online_store.bounds_async_reads  # it answers (or raises a 503) in time by itself
+    bound = state.store.online_store.async_read_bound
     lookup = state.store.get_online_features_async(request.features, request.entities,
                                                    full_feature_names=request.full_feature_names)
-    if bounded:
+    if bound is not None and bound <= state.lookup_timeout:  # it answers (or raises a 503) in time by itself
         response = await lookup
     else:
         response = await _within(state, lookup)

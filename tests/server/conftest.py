@@ -104,13 +104,13 @@ def build_repo(root: Path, online: str, *, redis_url: str | None = None, key_pre
 class LiveServer:
     """An app served by uvicorn on a free loopback port, in a daemon thread."""
 
-    def __init__(self, app, port: int | None = None):
+    def __init__(self, app, port: int | None = None, **options):
         self.app = app
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        # The settings of `fs serve` (its HTTP protocol answers the fast lane itself).
-        config = uvicorn.Config(app, **uvicorn_options(host="127.0.0.1", port=self.port, log_level="warning",
-                                                       lifespan="on", access_log=False))
+        # The settings of `fs serve` (its HTTP protocol answers the fast lane itself), and any others given.
+        settings = {"log_level": "warning", "lifespan": "on", "access_log": False, **options}
+        config = uvicorn.Config(app, **uvicorn_options(host="127.0.0.1", port=self.port, **settings))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

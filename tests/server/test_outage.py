@@ -61,14 +61,16 @@ def test_503_fast_while_redis_is_down_then_recovery_without_restart(tmp_path, ow
     store.close()
 
 
-def test_a_hung_store_answers_503_within_the_lookup_timeout(tmp_path, own_redis):
+@pytest.mark.parametrize("store_timeout, lookup_timeout", [(0.3, 0.8), (1.5, 0.3)],
+                         ids=["the store's timer", "the app's timer, set below the store's"])
+def test_a_hung_store_answers_503_within_the_lookup_timeout(tmp_path, own_redis, store_timeout, lookup_timeout):
     """SIGSTOP the Redis process: connections stay open but nothing answers."""
     import os
     import signal
 
     store = build_repo(tmp_path, "redis", redis_url=own_redis.url, key_prefix=f"fstest-{uuid.uuid4().hex[:8]}",
-                       timeout=0.3)
-    with serve(store, lookup_timeout=0.8) as server, server.client(timeout=10) as client:
+                       timeout=store_timeout)
+    with serve(store, lookup_timeout=lookup_timeout) as server, server.client(timeout=10) as client:
         assert client.post("/features/online", json=LOOKUP).status_code == 200
         os.kill(own_redis.process.pid, signal.SIGSTOP)
         try:
@@ -76,7 +78,7 @@ def test_a_hung_store_answers_503_within_the_lookup_timeout(tmp_path, own_redis)
             r = client.post("/features/online", json=LOOKUP)
             elapsed = time.monotonic() - start
             assert r.status_code == 503, r.text
-            assert elapsed < 1.5, f"503 took {elapsed:.2f}s"
+            assert elapsed < lookup_timeout + 0.5, f"503 took {elapsed:.2f}s"
         finally:
             os.kill(own_redis.process.pid, signal.SIGCONT)
         deadline = time.monotonic() + 5
@@ -90,7 +92,7 @@ def test_a_store_without_bounded_reads_is_cut_off_at_the_lookup_timeout(sqlite_s
     """SQLite's async reads run in a thread and have no bound of their own: the app's lookup_timeout is."""
     from featurestore.online.sqlite import SqliteOnlineStore
 
-    assert not SqliteOnlineStore.bounds_async_reads
+    assert sqlite_store.online_store.async_read_bound is None
     original = SqliteOnlineStore.read
 
     def hung(self, keys):

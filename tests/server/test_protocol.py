@@ -241,3 +241,89 @@ def test_the_bytes_road_answers_errors_exactly_as_the_asgi_road(tmp_path):
             assert json.loads(answer) == expected.json()
             assert {k: headers.get(k) for k in kept} == {k: expected.headers.get(k) for k in kept}
     store.close()
+
+
+def test_a_refused_caller_is_answered_before_its_body_is_read(tmp_path, answered_here):
+    """No key, a big declared body: the 401 comes at once, not after the body (which never comes)."""
+    from tests.server.conftest import build_repo
+
+    store = build_repo(tmp_path, "sqlite", api_keys=True)
+    with serve(store) as server, connect(server) as sock:
+        sock.sendall(b"POST /features/online HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 50000\r\n\r\n" + LOOKUP)
+        [(status, headers, body)] = read_answers(sock, 1)
+        assert status == 401 and headers["www-authenticate"] == "Bearer"
+    assert answered_here == [("hook", "/features/online")]
+    store.close()
+
+
+def test_large_bodies_take_uvicorns_road(sqlite_server_live, answered_here):
+    from server.protocol import WHOLE_BODY_LIMIT
+
+    ids = list(range(1, 21)) * (WHOLE_BODY_LIMIT // 60)  # over the limit, under max_batch_rows? no: 413
+    big = json.dumps({"features": ["driver_stats:trips"], "entities": {"driver_id": ids}}).encode()
+    assert len(big) > WHOLE_BODY_LIMIT
+    with connect(sqlite_server_live) as sock:
+        sock.sendall(post(big))
+        [(status, _, body)] = read_answers(sock, 1)
+    assert status == 413 and "max_batch_rows" in json.loads(body)["error"]
+    assert answered_here == [("hook", "/features/online")]
+
+
+def test_the_access_log_has_the_requests_answered_whole(sqlite_store):
+    import logging
+
+    from server import create_app
+    from tests.server.conftest import LiveServer
+
+    class Lines(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.lines: list[str] = []
+
+        def emit(self, record):
+            self.lines.append(record.getMessage())
+
+    server = LiveServer(create_app(sqlite_store), access_log=True, log_level="info")  # configures uvicorn's loggers
+    lines = Lines()
+    access = logging.getLogger("uvicorn.access")
+    access.addHandler(lines)
+    try:
+        server.start()
+        with connect(server) as sock:
+            sock.sendall(post(LOOKUP) + GET_HEALTH)
+            assert [a[0] for a in read_answers(sock, 2)] == [200, 200]
+    finally:
+        server.stop()
+        access.removeHandler(lines)
+    lines = lines.lines
+    assert any('"POST /features/online HTTP/1.1" 200' in line for line in lines), lines
+    assert any('"GET /health HTTP/1.1" 200' in line for line in lines), lines
+
+
+def test_a_lookup_cut_short_by_shutdown_gets_a_500_and_a_close(sqlite_store, monkeypatch):
+    """uvicorn cancels what is still running after timeout_graceful_shutdown: the client learns it."""
+    import asyncio
+    import threading
+
+    from featurestore import FeatureStore
+    from server import create_app
+    from tests.server.conftest import LiveServer
+
+    original = FeatureStore.get_online_features_async
+
+    async def stuck(self, *args, **kwargs):
+        await asyncio.sleep(5)
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FeatureStore, "get_online_features_async", stuck)
+    server = LiveServer(create_app(sqlite_store), timeout_graceful_shutdown=0.3).start()
+    with connect(server) as sock:
+        sock.sendall(post(LOOKUP))
+        stopping = threading.Thread(target=server.stop)
+        stopping.start()
+        [(status, headers, body)] = read_answers(sock, 1)
+        assert status == 500 and headers.get("connection") == "close"
+        assert json.loads(body) == {"error": "internal server error: the server logged the details"}
+        assert sock.recv(100) == b""
+        stopping.join(10)
