@@ -97,9 +97,14 @@ async def _on_store_error(request: Request, exc: FeatureStoreError) -> JSONRespo
     return await _on_unexpected(request, exc)
 
 
+def internal_error() -> JSONResponse:
+    """The generic 500 of an unexpected error (its details go to the log, never to the client)."""
+    return error_response(500, "internal server error: the server logged the details")
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal server error: the server logged the details")
+    return internal_error()
 
 
 def install_error_handlers(app: FastAPI) -> None:

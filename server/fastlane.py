@@ -5,8 +5,9 @@ solver before the handler runs: about 100 us of CPU per request, as much as the 
 The app's one layer (`server.middleware.ServerMiddleware`: metrics, error catch-all, body limit)
 calls the eligible routes of the routers it was given directly: their `require(...)` checks, then
 their endpoint, then the app's exception handlers on failure. It is asked before FastAPI's own
-layers, by the app (`server.app.FeatureServerApp`) or by `fs serve`'s protocol (`server.protocol`). Nothing else is skipped: the same handler code runs, with the same auth, limits, error
-bodies and metrics labels, and the route stays in the OpenAPI document.
+layers, by the app (`server.app.FeatureServerApp`) or by `fs serve`'s protocol (`server.protocol`).
+Nothing else is skipped: the same handler code runs, with the same auth, limits, error bodies and
+metrics labels, and the route stays in the OpenAPI document.
 
 A route is eligible when its endpoint takes only the `Request` (it parses its own body with
 `server.schemas.parse_body`) and its only dependencies are `require(role)` checks. Other routes
@@ -27,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
-from .auth import RoleCheck
+from .auth import Authenticator, RoleCheck
 
 if TYPE_CHECKING:
     from .state import ServerState
@@ -109,13 +110,16 @@ class Lane:
 
     def admits(self, scope: Scope) -> bool:
         """Whether the caller of `scope` passes the route's `require(...)` checks (from its headers alone)."""
-        auth = scope["app"].state.fs.auth
         try:
-            for check in self.checks:
-                check.admit(auth, scope)
+            self._admit(scope["app"].state.fs.auth, scope)
         except HTTPException:
             return False
         return True
+
+    def _admit(self, auth: Authenticator, scope: Scope) -> None:
+        """The route's `require(...)` checks on the caller of `scope`: 401 or 403 raised."""
+        for check in self.checks:
+            check.admit(auth, scope)
 
     async def answer_bytes(self, scope: Scope, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """For a route marked with `answers_bytes`: (status, headers, body) of the answer to the request
@@ -124,8 +128,7 @@ class Lane:
         scope["route"] = self.route
         state = scope["app"].state.fs
         try:
-            for check in self.checks:
-                check.admit(state.auth, scope)
+            self._admit(state.auth, scope)
             return 200, JSON_HEADERS, await self.bytes_answer(state, body)  # type: ignore[misc]
         except Exception as exc:
             response = await _handle(Request(scope), exc)

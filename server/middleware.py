@@ -27,7 +27,7 @@ import time
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import error_response
+from .errors import error_response, internal_error
 from .fastlane import FastLane, Lane
 from .metrics import Metrics
 
@@ -95,13 +95,9 @@ class ServerMiddleware:
             log.error("unexpected error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
             if status:  # too late for an error answer: let the server drop the connection
                 raise
-            await error_response(500, "internal server error: the server logged the details")(
-                scope, receive, send_and_note_status)
+            await internal_error()(scope, receive, send_and_note_status)
         finally:
-            route = scope.get("route")  # set by the router (or the fast lane) once a route matched
-            method = scope["method"]
-            self.metrics.observe(method if method in _METHODS else "OTHER", getattr(route, "path", None) or "<unmatched>",
-                                 status or 500, time.perf_counter() - start)
+            self._observe(scope, status or 500, start)
 
     async def serve_bytes(self, scope: Scope, body: bytes, lane: Lane) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """Steps 1-3 for a request read whole, answered by a lane with a bytes answer (`Lane.answer_bytes`,
@@ -117,12 +113,17 @@ class ServerMiddleware:
             return status, headers, answer
         except Exception as exc:
             log.error("unexpected error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
-            response = error_response(500, "internal server error: the server logged the details")
+            response = internal_error()
             return 500, response.raw_headers, response.body
         finally:
-            route = scope.get("route")
-            self.metrics.observe(scope["method"], getattr(route, "path", None) or "<unmatched>", status,
-                                 time.perf_counter() - start)
+            self._observe(scope, status, start)
+
+    def _observe(self, scope: Scope, status: int, start: float) -> None:
+        """Step 1's count and latency of an answered request, labelled by its route template."""
+        route = scope.get("route")  # set by the router (or the fast lane) once a route matched
+        method = scope["method"]
+        self.metrics.observe(method if method in _METHODS else "OTHER", getattr(route, "path", None) or "<unmatched>",
+                             status, time.perf_counter() - start)
 
     def _too_large(self) -> str:
         return f"request body over {self.max_bytes} bytes: send smaller batches"

@@ -7,13 +7,15 @@ the fast lane (`server.fastlane`: the online lookup and predictions), `FastLaneP
 app's one layer (`ServerMiddleware.serve`: metrics, catch-all, body limit, auth, the handler)
 directly, on one of two roads:
 
-- whole: the common case, a `POST` with a `Content-Length` (within the body limit) on a connection
-  with nothing else in flight and no `Expect: 100-continue`. The protocol reads the body itself,
-  hands it to the layer whole, and writes the answer in one write, then does what uvicorn does when
-  a response is complete (keep-alive timer, next pipelined request, `Connection: close`).
-- hook: anything else (chunked bodies, pipelined requests queued behind others, `Expect`): uvicorn's
-  request cycle as usual, and at the point where uvicorn starts the app (`_start_asgi_task`) the
-  layer is called instead, with the cycle's own `receive` and `send`.
+- whole: the common case, a `POST` with a `Content-Length` of at most `WHOLE_BODY_LIMIT` (1 MiB), from
+  a caller the route admits (checked from the headers, so a refused caller is answered before its body
+  is read), on a connection with nothing else in flight and no `Expect: 100-continue`. The protocol
+  reads the body itself, hands it to the layer whole, and writes the answer in one write, then does
+  what uvicorn does when a response is complete (keep-alive timer, next pipelined request,
+  `Connection: close`).
+- hook: anything else (chunked or large bodies, pipelined requests queued behind others, `Expect`,
+  refused callers): uvicorn's request cycle as usual, and at the point where uvicorn starts the app
+  (`_start_asgi_task`) the layer is called instead, with the cycle's own `receive` and `send`.
 
 Every other request is uvicorn's, unchanged, as are parsing, flow control and graceful shutdown
 (a request read whole stands in for uvicorn's cycle as `protocol.cycle`, with the attributes
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 import httptools
@@ -41,7 +43,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 from .app import FeatureServerApp
-from .errors import error_response
+from .errors import internal_error
 
 log = logging.getLogger("featurestore.server")
 
@@ -159,9 +161,7 @@ class FastLaneProtocol(HttpToolsProtocol):
         whole = self.cycle
         if type(whole) is _Whole and not whole.complete:
             whole.complete = True
-            task = self.loop.create_task(self._answer_whole(whole))
-            task.add_done_callback(self.tasks.discard)
-            self.tasks.add(task)
+            self._start(self._answer_whole(whole))
         else:
             super().on_message_complete()
 
@@ -216,7 +216,7 @@ class FastLaneProtocol(HttpToolsProtocol):
             log.error("request cancelled: %s %s", whole.scope["method"], whole.scope["path"])
         if not whole.response_complete and not whole.disconnected:
             whole.keep_alive = False
-            response = error_response(500, "internal server error: the server logged the details")
+            response = internal_error()
             try:
                 await self._write(whole, 500, response.raw_headers, response.body)
             except BaseException:  # noqa: BLE001 - cancelled again: just close
@@ -264,11 +264,15 @@ class FastLaneProtocol(HttpToolsProtocol):
         if fs_app is not None and app is self.app:
             lane = fs_app.fast_lane_of(cycle.scope)
             if lane is not None:
-                task = self.loop.create_task(self._answer(cycle, fs_app, lane))
-                task.add_done_callback(self.tasks.discard)
-                self.tasks.add(task)
+                self._start(self._answer(cycle, fs_app, lane))
                 return
         super()._start_asgi_task(cycle, app)
+
+    def _start(self, answer: Coroutine[Any, Any, None]) -> None:
+        """Run a request's answer as a task the server tracks (it waits for them at shutdown), as uvicorn does."""
+        task = self.loop.create_task(answer)
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
 
     async def _answer(self, cycle: RequestResponseCycle, fs_app: FeatureServerApp, lane: Any) -> None:
         # What uvicorn's `run_asgi` does around an app, for the layer (which answers every error it can).

@@ -8,8 +8,9 @@
 The handler calls the async lookup (`FeatureStore.get_online_features_async`): the round trip to the online
 store never blocks the event loop. A hung store cannot hold requests: the app's `lookup_timeout`
 answers 503, by its own timer, or by the store's when the store's async reads give up by themselves
-within it (`OnlineStore.async_read_bound`: Redis, after about twice its `timeout_seconds`). The answer is encoded straight to JSON bytes
-with orjson (see `server.encoding` for NaN, timestamps and bytes).
+within it (`OnlineStore.async_read_bound`: Redis, after about twice its `timeout_seconds`). The
+answer is encoded straight to JSON bytes with orjson (see `server.encoding` for NaN, timestamps and
+bytes).
 """
 
 from __future__ import annotations
