@@ -37,10 +37,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks.server import Connection, build_repo, percentiles, wait_until_ok  # noqa: E402
+from benchmarks.server import Connection, build_repo, own_redis, percentiles, wait_until_ok  # noqa: E402
 from featurestore import FeatureStore  # noqa: E402
 from featurestore.models import ModelServer  # noqa: E402
-from tests.redis_server import free_port, start_redis  # noqa: E402
+from tests.redis_server import free_port  # noqa: E402
 
 NUMERIC = [f"f{i}" for i in range(9)]
 SERVICE = f"""
@@ -171,9 +171,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
 
-    redis = start_redis()
-    if redis is None or not redis.owned:
-        sys.exit("benchmarks/predict.py needs redis-server installed (it starts its own)")
+    redis = own_redis("benchmarks/predict.py")
     workdir = Path(tempfile.mkdtemp(prefix="fs-bench-predict-"))
     results: dict = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     proc = None

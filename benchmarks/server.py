@@ -43,7 +43,7 @@ import psutil  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 from featurestore import FeatureStore  # noqa: E402
-from tests.redis_server import free_port, start_redis  # noqa: E402
+from tests.redis_server import RedisServer, free_port, start_redis  # noqa: E402
 
 FEATURES = [f"driver_stats:f{i}" for i in range(10)]
 DEFINITIONS = """
@@ -317,6 +317,14 @@ def wait_until_ok(proc: subprocess.Popen, port: int, request: bytes, timeout: fl
     raise RuntimeError(f"server did not answer 200 within {timeout:.0f} s (last: {last})")
 
 
+def own_redis(script: str) -> RedisServer:
+    """A redis-server of this benchmark's own (started on a free port), or exit saying why there is none."""
+    redis = start_redis()
+    if redis is None or not redis.owned:
+        sys.exit(f"{script} needs redis-server installed (it starts its own)")
+    return redis
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--entities", type=int, default=10_000)
@@ -326,9 +334,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
 
-    redis = start_redis()
-    if redis is None or not redis.owned:
-        sys.exit("benchmarks/server.py needs redis-server installed (it starts its own)")
+    redis = own_redis("benchmarks/server.py")
     workdir = Path(tempfile.mkdtemp(prefix="fs-bench-server-"))
     results: dict = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "load_before": os.getloadavg()[0]}
     proc = floor_proc = None
