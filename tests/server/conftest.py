@@ -147,12 +147,28 @@ def sqlite_store(tmp_path_factory) -> Iterator[FeatureStore]:
     store.close()
 
 
-@pytest.fixture(scope="module")
-def redis_store(tmp_path_factory, redis_server) -> Iterator[FeatureStore]:
+def redis_repo(folder: Path, redis_server, **options) -> FeatureStore:
+    """The test repo on the shared Redis server, under a key prefix of its own."""
     import uuid
 
-    store = build_repo(tmp_path_factory.mktemp("redis-repo"), "redis", redis_url=redis_server.url,
-                       key_prefix=f"fstest-{uuid.uuid4().hex[:10]}")
+    return build_repo(folder, "redis", redis_url=redis_server.url, key_prefix=f"fstest-{uuid.uuid4().hex[:10]}",
+                      **options)
+
+
+@contextmanager
+def serve_redis_repo(folder: Path, redis_server, **options) -> Iterator[LiveServer]:
+    """A live server of `redis_repo(folder, redis_server, **options)`; the store is closed afterwards."""
+    store = redis_repo(folder, redis_server, **options)
+    try:
+        with serve(store) as server:
+            yield server
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def redis_store(tmp_path_factory, redis_server) -> Iterator[FeatureStore]:
+    store = redis_repo(tmp_path_factory.mktemp("redis-repo"), redis_server)
     yield store
     store.close()
 

@@ -4,11 +4,9 @@ documented, and every answer matches its documented schema and content type."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-from tests.server.conftest import KEYS, build_repo, serve
+from tests.server.conftest import KEYS, serve_redis_repo
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -27,11 +25,9 @@ EXAMPLES = 40  # per operation and mode; ~15 operations
 
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory, redis_server):
-    store = build_repo(tmp_path_factory.mktemp("fuzz-repo"), "redis", redis_url=redis_server.url,
-                       key_prefix=f"fstest-{uuid.uuid4().hex[:10]}", api_keys=True, max_batch_rows=200)
-    with serve(store) as server:
+    with serve_redis_repo(tmp_path_factory.mktemp("fuzz-repo"), redis_server, api_keys=True,
+                          max_batch_rows=200) as server:
         yield server
-    store.close()
 
 
 def operations(server):

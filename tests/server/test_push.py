@@ -4,13 +4,12 @@ and every push is in the audit trail with who pushed how many rows."""
 from __future__ import annotations
 
 import base64
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from featurestore.online.lookup import get_online_features
-from tests.server.conftest import KEYS, build_repo, serve
+from tests.server.conftest import KEYS, build_repo, serve, serve_redis_repo
 
 pytestmark = pytest.mark.redis
 
@@ -25,11 +24,9 @@ def row(driver_id: int, **overrides):
 
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory, redis_server):
-    store = build_repo(tmp_path_factory.mktemp("push-repo"), "redis", redis_url=redis_server.url,
-                       key_prefix=f"fstest-{uuid.uuid4().hex[:10]}", api_keys=True, max_batch_rows=50)
-    with serve(store) as server:
+    with serve_redis_repo(tmp_path_factory.mktemp("push-repo"), redis_server, api_keys=True,
+                          max_batch_rows=50) as server:
         yield server
-    store.close()
 
 
 def writer(server):
