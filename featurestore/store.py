@@ -183,6 +183,12 @@ class FeatureStore:
         return await online_lookup.get_online_features_async(self, features, entity_rows,
                                                              full_feature_names=full_feature_names)
 
+    def start_online_lookup(self, features: Any, entity_rows: Any, full_feature_names: bool = False) -> Any:
+        """`get_online_features_async`, begun at once: the online store request is on its way when this
+        returns (Redis), so other work overlaps the round trip. From a coroutine: `await` the result for
+        the OnlineResponse, or call its `discard()` (featurestore.online.lookup.PendingLookup)."""
+        return online_lookup.start_online_lookup(self, features, entity_rows, full_feature_names=full_feature_names)
+
     def push(self, source_name: str, df: Any, to: str = "online") -> int:
         """Validate rows against the views of a PushSource and write them to "online", "offline" or "both"."""
         from .push import push

@@ -13,7 +13,9 @@ for every backend). Backends move bytes; encoding, decoding and statuses live ab
   or whose event time is null, are skipped. Returns the number of rows accepted from the input.
 - `read(keys)`: the row blobs stored under `keys` (None where nothing is stored), in the order of
   `keys`, fetched in ONE round trip whatever the number of views and entities.
-  `read_async(keys)` is the same for asyncio code.
+  `read_async(keys)` is the same for asyncio code, and `start_read(keys)` begins it at once: called
+  from a coroutine, it sends the request before it returns where the backend can (Redis, on an idle
+  connection), so the caller can do other work during the round trip; await what it returns.
 - `read_layouts(ids)`: the feature layouts (names and types) that rows were written with; needed
   only to read rows written before a view's schema changed.
 - `delete_view(view_name)`: forget every row of that view (of this project only).
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 
 import pyarrow as pa
 
@@ -62,6 +64,11 @@ class OnlineStore(ABC):
     async def read_async(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """`read` for asyncio code; the default runs `read` in a worker thread."""
         return await asyncio.to_thread(self.read, keys)
+
+    def start_read(self, keys: Sequence[bytes]) -> Awaitable[list[bytes | None]]:
+        """`read_async(keys)`, begun now where the backend can (see the module docstring); the default
+        begins when awaited. Call it from a coroutine and await the result (or hand it to a task)."""
+        return self.read_async(keys)
 
     @abstractmethod
     def read_layouts(self, layout_ids: Iterable[int]) -> dict[int, bytes]:

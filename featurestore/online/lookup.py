@@ -1,4 +1,4 @@
-"""Online lookups: `get_online_features` and its async twin.
+"""Online lookups: `get_online_features`, its async twin, and `start_online_lookup` (the twin begun at once).
 
     resp = store.get_online_features(["driver_hourly_stats:conv_rate"], [{"driver_id": 1001}])
     resp.to_dict()        # {"driver_id": [1001], "conv_rate": [0.42]}; see response.py
@@ -10,6 +10,7 @@ only builds row keys, makes ONE `OnlineStore.read`, and decodes the row blobs in
 
 from __future__ import annotations
 
+import asyncio
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -27,8 +28,8 @@ from .encoding import HEADER, Layout, entity_text, value_decoder, view_prefix
 from .response import NOT_FOUND, OUTSIDE_MAX_AGE, PRESENT, Block, OnlineResponse
 
 __all__ = [
-    "NOT_FOUND", "OUTSIDE_MAX_AGE", "PRESENT", "LookupPlan", "OnlineResponse", "get_online_features",
-    "get_online_features_async", "lookup_plan",
+    "NOT_FOUND", "OUTSIDE_MAX_AGE", "PRESENT", "LookupPlan", "OnlineResponse", "PendingLookup",
+    "get_online_features", "get_online_features_async", "lookup_plan", "start_online_lookup",
 ]
 
 _HEADER_SIZE = HEADER.size
@@ -374,8 +375,49 @@ async def get_online_features_async(store: Any, features: Any, entity_rows: Any,
     (Reading the registry generation, at most once a second, and the first read of a row written
     under an older schema, once per layout, are short blocking reads.)
     """
+    return await start_online_lookup(store, features, entity_rows, full_feature_names)
+
+
+def start_online_lookup(store: Any, features: Any, entity_rows: Any,
+                        full_feature_names: bool = False) -> PendingLookup:
+    """`get_online_features_async`, begun now: the store read is sent before this returns where the
+    store can (`OnlineStore.start_read`), so the caller can do other work during the round trip (the
+    server validates the request meanwhile). Call it from a coroutine; `await` the result for the
+    OnlineResponse, or `discard()` it. Errors in the request (unknown names, missing join keys) raise
+    here; errors of the store when awaited.
+    """
     plan = lookup_plan(store, features, full_feature_names)
     online = store.online_store
     entity = plan.entity_values(entity_rows)
     keys, texts = plan.row_keys(entity)
-    return plan.respond(online, entity, texts, await online.read_async(keys))
+    return PendingLookup(plan, online, entity, texts, online.start_read(keys))
+
+
+_discarded: set[Any] = set()  # reads left to finish in the background (the loop keeps tasks weakly)
+
+
+class PendingLookup:
+    """A lookup whose store read is under way (`start_online_lookup`): awaiting it gives the OnlineResponse."""
+
+    __slots__ = ("plan", "online", "entity", "texts", "read")
+
+    def __init__(self, plan: LookupPlan, online: OnlineStore, entity: dict[str, list[Any]],
+                 texts: list[list[bytes | None]], read: Any) -> None:
+        self.plan, self.online, self.entity, self.texts, self.read = plan, online, entity, texts, read
+
+    def __await__(self) -> Any:
+        blobs = yield from self.read.__await__()
+        return self.plan.respond(self.online, self.entity, self.texts, blobs)
+
+    def discard(self) -> None:
+        """The answer is not wanted: the read finishes in the background (its connection stays
+        usable), its result and errors are dropped."""
+        task = asyncio.ensure_future(self.read)
+        _discarded.add(task)
+        task.add_done_callback(_forget)
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    _discarded.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: no "exception was never retrieved" warning

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,14 +154,14 @@ class _RawConnection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionError("connection closed by the server"))
 
-    async def request(self, payload: bytes, n: int) -> list[Any]:
-        """Send `payload` and return its n replies; an error reply raises _ErrorReply (the caller closes us)."""
+    def send(self, payload: bytes, n: int) -> asyncio.Future[list[Any]]:
+        """Send `payload` now; the future gets its n replies (an error reply sets _ErrorReply: the caller closes us)."""
         if self.lost:
             raise ConnectionError("connection closed by the server")
         self.replies, self.wanted = [], n
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(payload)  # type: ignore[union-attr]
-        return await self.waiter
+        return self.waiter
 
     def stale(self) -> bool:
         """The server closed this idle connection (e.g. it restarted)."""
@@ -170,6 +170,11 @@ class _RawConnection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+def _expire(reply: asyncio.Future[list[Any]], seconds: float) -> None:
+    if not reply.done():
+        reply.set_exception(asyncio.TimeoutError(f"no reply within {seconds:g}s"))
 
 
 def _raw_target(url: str) -> dict[str, Any] | None:
@@ -376,10 +381,13 @@ class RedisOnlineStore(OnlineStore):
         return client
 
     async def read_async(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        if not keys:
-            return []
-        if self._raw is None:
-            return await self._read_async_redis_py(keys)
+        return await self.start_read(keys)
+
+    def start_read(self, keys: Sequence[bytes]) -> Awaitable[list[bytes | None]]:
+        # The raw road sends the MGET before returning when an idle connection is at hand (the common
+        # case: the server keeps up to _MAX_IDLE_ASYNC per event loop); else it connects when awaited.
+        if not keys or self._raw is None:
+            return self._read_async_redis_py(keys)
         payload = b"".join(_pack((b"MGET", *keys[i:i + _KEYS_PER_MGET]))
                            for i in range(0, len(keys), _KEYS_PER_MGET))
         n = (len(keys) + _KEYS_PER_MGET - 1) // _KEYS_PER_MGET
@@ -387,19 +395,32 @@ class RedisOnlineStore(OnlineStore):
         pool = self._raw_pools.get(loop)
         if pool is None:
             pool = self._raw_pools[loop] = []
+        while pool:
+            conn = pool.pop()
+            if not conn.stale():
+                try:
+                    return self._replies(pool, payload, n, conn, conn.send(payload, n))
+                except OSError:  # the connection broke as it was written to: a new one, when awaited
+                    pass
+            conn.close()
+        return self._replies(pool, payload, n, None, None)
+
+    async def _replies(self, pool: list[_RawConnection], payload: bytes, n: int, conn: _RawConnection | None,
+                       sent: asyncio.Future[list[Any]] | None) -> list[bytes | None]:
+        """The blobs of the MGETs in `payload` (n replies), already `sent` on the idle connection `conn`
+        or (None) sent on a new connection now; a reused connection found stale is retried once on a new one."""
+        reused = conn is not None
         for attempt in (1, 2):
-            conn = None
-            while pool and conn is None:
-                conn = pool.pop()
-                if conn.stale():
-                    conn.close()
-                    conn = None
-            reused = conn is not None
             try:
                 if conn is None:
                     conn = await self._raw_connect()
-                async with _timeout(self.timeout):
-                    replies = await conn.request(payload, n)
+                    sent = conn.send(payload, n)
+                # a timer on the reply itself: a third of asyncio.timeout's cost (which cancels the task)
+                timer = asyncio.get_running_loop().call_later(self.timeout, _expire, sent, self.timeout)
+                try:
+                    replies = await sent  # type: ignore[misc]
+                finally:
+                    timer.cancel()
             except BaseException as e:
                 if conn is not None:
                     conn.close()  # failed, timed out or cancelled: replies may be left unread, never reuse
@@ -410,9 +431,10 @@ class RedisOnlineStore(OnlineStore):
                     # drop the idle ones, which are likely stale too, and retry once on a new one.
                     while pool:
                         pool.pop().close()
+                    conn = None
                     continue
                 raise self._unavailable(e) from e
-            if len(pool) < _MAX_IDLE_ASYNC and self._raw_pools.get(loop) is pool:
+            if len(pool) < _MAX_IDLE_ASYNC and self._raw_pools.get(asyncio.get_running_loop()) is pool:
                 pool.append(conn)
             else:
                 conn.close()
@@ -430,13 +452,15 @@ class RedisOnlineStore(OnlineStore):
                 _, conn = await loop.create_connection(_RawConnection, target["host"], target["port"])
             try:
                 if target["hello"]:
-                    await conn.request(b"".join(_pack(c) for c in target["hello"]), len(target["hello"]))
+                    await conn.send(b"".join(_pack(c) for c in target["hello"]), len(target["hello"]))
             except BaseException:
                 conn.close()
                 raise
         return conn
 
     async def _read_async_redis_py(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        if not keys:
+            return []
         client = self._async_client()
         try:
             if len(keys) <= _KEYS_PER_MGET:

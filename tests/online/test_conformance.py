@@ -386,10 +386,14 @@ def test_async_lookup_matches_the_sync_one(store):
     async def main():
         many = await asyncio.gather(*(store.get_online_features_async(["driver_stats:trips"], {"driver_id": [i, 3]})
                                       for i in (1, 2)))
+        # begun at once, awaited later (what the server does around its validation)
+        pending = [store.start_online_lookup(["driver_stats:trips"], [{"driver_id": i}]) for i in (2, 1, 3)]
+        begun = [(await p).values["trips"] for p in pending]
         await store.online_store.aclose()
-        return many
+        return many, begun
 
-    first, second = asyncio.run(main())
+    (first, second), begun = asyncio.run(main())
+    assert begun == [[2], [1], [None]]
     assert first.values["trips"] == [1, None] and second.values["trips"] == [2, None]
     assert first.statuses["trips"] == [PRESENT, NOT_FOUND]
     sync = store.get_online_features(["driver_stats:trips"], {"driver_id": [1, 3]})

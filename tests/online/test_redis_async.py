@@ -190,3 +190,68 @@ def test_a_hung_server_times_out_and_a_cancelled_read_does_not_poison_the_pool(o
 
     asyncio.run(main())
     store.close()
+
+
+def _mget_calls(client: redis.Redis) -> int:
+    return int(client.info("commandstats").get("cmdstat_mget", {}).get("calls", 0))
+
+
+def test_start_read_sends_before_it_is_awaited_and_a_discarded_read_leaves_the_pool_sound(redis_url):
+    """start_read on an idle connection sends the MGET at once (Redis has run it before anyone awaits);
+    a read whose answer is not wanted finishes in the background and its reply never reaches another read."""
+    from featurestore.online.lookup import PendingLookup
+
+    client = redis.Redis.from_url(redis_url)
+    data = fill(client, 50)
+    keys = list(data)
+    store = RedisOnlineStore(redis_url, PREFIX, timeout=1.0)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        assert await store.read_async(keys[:1]) == [data[keys[0]]]  # one idle connection now
+        before = _mget_calls(client)
+        pending = store.start_read(keys[:10])
+        time.sleep(0.2)  # blocks the loop: only a request already sent can have been run by Redis
+        assert _mget_calls(client) == before + 1
+        assert await pending == [data[k] for k in keys[:10]]
+
+        # discarded: the next reads (on the same loop, at once) get their own replies, never its one
+        PendingLookup(None, None, None, None, store.start_read(keys[:20])).discard()  # type: ignore[arg-type]
+        for i in range(5):
+            assert await store.read_async(keys[20 + i:30 + i]) == [data[k] for k in keys[20 + i:30 + i]]
+        await asyncio.sleep(0.05)
+        pool = store._raw_pools[loop]
+        assert 1 <= len(pool) <= 2 and not any(conn.stale() for conn in pool)  # the discarded one came back
+
+        # nothing idle: start_read connects when awaited (and still answers)
+        while pool:
+            pool.pop().close()
+        assert await store.start_read(keys[:3]) == [data[k] for k in keys[:3]]
+        assert await store.start_read([]) == []
+        await store.aclose()
+
+    asyncio.run(main())
+    store.close()
+
+
+def test_a_discarded_read_on_a_dead_server_is_dropped_quietly(own_redis, caplog):
+    import gc
+
+    from featurestore.online.lookup import PendingLookup
+
+    server = own_redis()
+    store = RedisOnlineStore(f"redis://127.0.0.1:{server.port}", PREFIX, timeout=0.5)
+
+    async def main():
+        assert await store.read_async([PREFIX + b"x"]) == [None]
+        server.kill()
+        PendingLookup(None, None, None, None, store.start_read([PREFIX + b"x"])).discard()  # type: ignore[arg-type]
+        await asyncio.sleep(0.3)
+        with pytest.raises(OnlineStoreUnavailable):
+            await store.read_async([PREFIX + b"x"])
+        await store.aclose()
+
+    asyncio.run(main())
+    gc.collect()  # an unretrieved task exception is reported when the task is collected
+    store.close()
+    assert "never retrieved" not in caplog.text
