@@ -109,14 +109,19 @@ def test_values_statuses_and_encodings(live):
     ({"features": ["driver_stats:trips"], "entities": {"driver_id": list(range(1001))}}, 413, ["1001", "1000"]),
     ({"features": ["driver_stats:trips"], "entities": [{"driver_id": 1}] * 1001}, 413, ["max_batch_rows"]),
 ])
-def test_client_mistakes_get_a_4xx_that_says_what_is_wrong(sqlite_server_live, body, status, words):
-    with sqlite_server_live.client() as client:
+def test_client_mistakes_get_a_4xx_that_says_what_is_wrong(live, body, status, words):
+    good = {"features": ["driver_stats:trips"], "entities": {"driver_id": [3, 4]}}
+    with live.client() as client:
         r = client.post("/features/online", json=body)
+        # the lookup a mistaken body began before it was validated (server/routers/features.py) is
+        # dropped: the next lookup on the same connection gets its own answer
+        after = client.post("/features/online", json=good)
     assert r.status_code == status, r.text
     error = r.json()["error"]
     for word in words:
         assert word in error
     assert "Traceback" not in r.text
+    assert after.status_code == 200 and after.json() == expected(live.app.state.fs.store, **good)
 
 
 def test_malformed_json_is_a_422_naming_the_body(sqlite_server_live):
@@ -145,3 +150,51 @@ def test_concurrent_lookups_all_answer_with_the_right_rows(redis_server_live):
     with ThreadPoolExecutor(16) as pool:
         results = [ok for run in pool.map(client_run, range(16)) for ok in run]
     assert len(results) == 240 and all(results)
+
+
+def test_an_oversized_batch_reads_nothing_from_the_store(redis_server_live, redis_server):
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+
+    def mgets() -> int:
+        return int(client.info("commandstats").get("cmdstat_mget", {}).get("calls", 0))
+
+    with redis_server_live.client() as http:
+        before = mgets()
+        r = http.post("/features/online", json={"features": ["driver_stats:trips"],
+                                                 "entities": {"driver_id": list(range(1001))}})
+        assert r.status_code == 413 and mgets() == before
+        assert http.post("/features/online", json={"features": ["driver_stats:trips"],
+                                                    "entities": {"driver_id": [1]}}).status_code == 200
+        assert mgets() == before + 1
+
+
+def test_a_lookup_begun_early_is_used_only_for_the_request_as_validated(sqlite_store, monkeypatch):
+    """The early start reads the body with orjson, the answer comes from pydantic's reading: when the
+    two ever differ, the early lookup is dropped and the validated request is looked up."""
+    import asyncio
+    import json
+
+    import orjson
+
+    from featurestore.online.lookup import PendingLookup
+    from server import create_app
+    from server.routers import features
+
+    state = create_app(sqlite_store).state.fs
+    body = {"features": ["driver_stats:trips"], "entities": {"driver_id": [3, 4]}}
+    misread = {"features": ["driver_stats:trips"], "entities": {"driver_id": [5, 6]}}
+    monkeypatch.setattr(features, "orjson", type("Misreading", (), {"loads": staticmethod(lambda b: misread)}))
+    discarded = []
+    discard = PendingLookup.discard
+    monkeypatch.setattr(PendingLookup, "discard", lambda self: discarded.append(self.entity) or discard(self))
+
+    async def answer_and_let_the_dropped_read_end() -> bytes:
+        answer = await features.lookup_answer(state, json.dumps(body).encode())
+        await asyncio.sleep(0.1)
+        return answer
+
+    answer = orjson.loads(asyncio.run(answer_and_let_the_dropped_read_end()))
+    assert answer == expected(sqlite_store, **body)
+    assert discarded == [{"driver_id": [5, 6]}]

@@ -153,20 +153,24 @@ def test_the_fast_lane_keeps_out_of_fastapis_way_only_without_its_telemetry(sqli
     assert "/health" in through_fastapi
 
 
-@pytest.fixture
-def slow_lookups(monkeypatch):
-    """Lookups that take 0.3 s (the store awaits before answering)."""
+def delay_reads(monkeypatch, store, seconds: float) -> None:
+    """The async reads of `store`'s online store wait `seconds` before reading."""
     import asyncio
 
-    from featurestore import FeatureStore
+    cls = type(store.online_store)
+    original = cls.read_async
 
-    original = FeatureStore.get_online_features_async
+    async def slow(self, keys):
+        await asyncio.sleep(seconds)
+        return await original(self, keys)
 
-    async def slow(self, *args, **kwargs):
-        await asyncio.sleep(0.3)
-        return await original(self, *args, **kwargs)
+    monkeypatch.setattr(cls, "read_async", slow)
 
-    monkeypatch.setattr(FeatureStore, "get_online_features_async", slow)
+
+@pytest.fixture
+def slow_lookups(monkeypatch, sqlite_store):
+    """Lookups that take 0.3 s (the store awaits before reading)."""
+    delay_reads(monkeypatch, sqlite_store, 0.3)
 
 
 def test_keep_alive_requests_are_each_read_whole(sqlite_server_live, answered_here):
@@ -303,20 +307,12 @@ def test_the_access_log_has_the_requests_answered_whole(sqlite_store):
 
 def test_a_lookup_cut_short_by_shutdown_gets_a_500_and_a_close(sqlite_store, monkeypatch):
     """uvicorn cancels what is still running after timeout_graceful_shutdown: the client learns it."""
-    import asyncio
     import threading
 
-    from featurestore import FeatureStore
     from server import create_app
     from tests.server.conftest import LiveServer
 
-    original = FeatureStore.get_online_features_async
-
-    async def stuck(self, *args, **kwargs):
-        await asyncio.sleep(5)
-        return await original(self, *args, **kwargs)
-
-    monkeypatch.setattr(FeatureStore, "get_online_features_async", stuck)
+    delay_reads(monkeypatch, sqlite_store, 5)
     server = LiveServer(create_app(sqlite_store), timeout_graceful_shutdown=0.3).start()
     with connect(server) as sock:
         sock.sendall(post(LOOKUP))
