@@ -172,6 +172,17 @@ class _RawConnection(asyncio.Protocol):
             self.transport.close()
 
 
+def _error_replies(conn: Any, n: int) -> list[Exception]:
+    """Read `n` replies on a redis-py connection; returns the error replies among them."""
+    errors: list[Exception] = []
+    for _ in range(n):
+        try:
+            conn.read_response()
+        except redis.exceptions.ResponseError as e:
+            errors.append(e)
+    return errors
+
+
 def _expire(reply: asyncio.Future[list[Any]], seconds: float) -> None:
     if not reply.done():
         reply.set_exception(asyncio.TimeoutError(f"no reply within {seconds:g}s"))
@@ -283,24 +294,18 @@ class RedisOnlineStore(OnlineStore):
         """Read a sent chunk's replies; on a lost script cache or a broken connection, redo it in full
         (newest-wins writes are idempotent)."""
         conn = inflight.conn
-        errors = []
         try:
-            for _ in range(inflight.replies):
-                try:
-                    conn.read_response()
-                except redis.exceptions.ResponseError as e:
-                    errors.append(e)
+            errors = _error_replies(conn, inflight.replies)
         except redis.exceptions.ConnectionError:
             conn.disconnect()
-            errors.append(redis.exceptions.NoScriptError("connection lost: resend"))
+            errors = [redis.exceptions.NoScriptError("connection lost: resend")]
         except BaseException:
             conn.disconnect()  # replies may be left unread: never reuse this connection
             raise
         finally:
             self.client.connection_pool.release(conn)
         if any(isinstance(e, redis.exceptions.NoScriptError) for e in errors):
-            self._script_sha = None
-            self._layouts_saved.discard(inflight.layout.id)
+            self._forget_script(inflight.layout)
             self._write_rows(inflight.layout, inflight.keys, inflight.blobs)
         elif errors:
             raise errors[0]
@@ -314,8 +319,7 @@ class RedisOnlineStore(OnlineStore):
             if any(isinstance(e, redis.exceptions.NoScriptError) for e in errors):
                 # The server lost its script cache (restart, SCRIPT FLUSH): load it again and redo
                 # the whole chunk, which is safe because newest-wins writes are idempotent.
-                self._script_sha = None
-                self._layouts_saved.discard(layout.id)
+                self._forget_script(layout)
                 if attempt == 2:
                     raise errors[0]
                 continue
@@ -323,6 +327,11 @@ class RedisOnlineStore(OnlineStore):
                 raise errors[0]
             self._layouts_saved.add(layout.id)
             return
+
+    def _forget_script(self, layout: Layout) -> None:
+        """After a lost script cache (or connection): load the script and save the layout again next time."""
+        self._script_sha = None
+        self._layouts_saved.discard(layout.id)
 
     def _send(self, commands: list[list[bytes]]) -> list[Exception]:
         """Send commands in one round trip and read every reply; returns the error replies.
@@ -336,13 +345,7 @@ class RedisOnlineStore(OnlineStore):
             conn = pool.get_connection()
             try:
                 conn.send_packed_command([payload], check_health=False)
-                errors = []
-                for _ in commands:
-                    try:
-                        conn.read_response()
-                    except redis.exceptions.ResponseError as e:
-                        errors.append(e)
-                return errors
+                return _error_replies(conn, len(commands))
             except redis.exceptions.ConnectionError:
                 conn.disconnect()
                 if attempt == 2:
