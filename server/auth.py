@@ -75,11 +75,6 @@ class Authenticator:
         return found
 
 
-def presented_key(request: Request) -> str | None:
-    """The key a request carries: `Authorization: Bearer <key>`, else `X-API-Key`."""
-    return key_in(request.scope["headers"])
-
-
 def key_in(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     """The key in an ASGI scope's raw headers: `Authorization: Bearer <key>`, else `X-API-Key`."""
     auth = api_key = None

@@ -139,8 +139,7 @@ class Lane:
         scope["route"] = self.route  # what the router would set (metrics label requests by route)
         request = Request(scope, receive)
         try:
-            for check in self.checks:
-                await check(request)
+            self._admit(request.app.state.fs.auth, scope)
             return await self.endpoint(request)
         except Exception as exc:
             return await _handle(request, exc)
