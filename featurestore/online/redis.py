@@ -30,7 +30,6 @@ TLS) falls back to redis.asyncio.
 from __future__ import annotations
 
 import asyncio
-import sys
 import weakref
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
@@ -43,15 +42,11 @@ import redis.asyncio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ..compat import timeout
 from ..definitions import FeatureView
 from ..errors import OnlineStoreUnavailable
 from .base import OnlineStore
 from .encoding import Layout, encode_rows, record_batches, view_prefix
-
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as _timeout
-else:  # a redis-py dependency before Python 3.11.3
-    from async_timeout import timeout as _timeout
 
 # KEYS: row keys; ARGV: row blobs, each starting with its event time as a big-endian int64.
 _WRITE_SCRIPT = b"""
@@ -448,7 +443,7 @@ class RedisOnlineStore(OnlineStore):
         target = self._raw
         assert target is not None
         loop = asyncio.get_running_loop()
-        async with _timeout(self.timeout):
+        async with timeout(self.timeout):
             if target["path"] is not None:
                 _, conn = await loop.create_unix_connection(_RawConnection, target["path"])
             else:

@@ -17,7 +17,6 @@ bytes).
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Awaitable
 from typing import Any
 
@@ -25,6 +24,7 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.responses import Response
 
+from featurestore.compat import timeout
 from featurestore.online.lookup import PendingLookup
 
 from ..auth import require
@@ -41,24 +41,6 @@ from ..schemas import (
 from ..state import ServerState
 
 router = APIRouter(tags=["features"])
-
-if sys.version_info >= (3, 11):
-    _timeout = asyncio.timeout
-else:  # pragma: no cover - Python 3.10
-
-    class _timeout:  # noqa: N801 - stands in for asyncio.timeout
-        def __init__(self, seconds: float):
-            self.seconds = seconds
-
-        async def __aenter__(self) -> None:
-            task = asyncio.current_task()
-            self.handle = asyncio.get_running_loop().call_later(self.seconds, task.cancel)
-
-        async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-            self.handle.cancel()
-            if exc_type is asyncio.CancelledError:
-                raise asyncio.TimeoutError from exc
-
 
 def check_batch(rows: list[Any] | dict[str, list[Any]], limit: int, what: str) -> int:
     """The number of rows of a rows-or-columns body; 413 over `limit`, 422 for ragged columns."""
@@ -129,7 +111,7 @@ def _begun(state: ServerState, body: bytes) -> tuple[tuple[Any, Any, Any], Pendi
 async def _within(state: ServerState, lookup: Awaitable[Any]) -> Any:
     """`await lookup`, or a 503 after the app's lookup_timeout (for stores whose reads have no bound)."""
     try:
-        async with _timeout(state.lookup_timeout):
+        async with timeout(state.lookup_timeout):
             return await lookup
     except asyncio.TimeoutError:
         state.metrics.online_store_errors.labels("timeout").inc()

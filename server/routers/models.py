@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from featurestore.compat import timeout
 from featurestore.errors import ModelRegistryError
 from featurestore.models.registry import MAX_VERSION
 from featurestore.models.serving import ModelServer, ModelUnavailable
@@ -111,10 +112,8 @@ class PredictResponse(BaseModel):
 
 
 async def _bounded(coro: Any, seconds: float) -> Any:
-    if hasattr(asyncio, "timeout"):
-        async with asyncio.timeout(seconds):
-            return await coro
-    return await asyncio.wait_for(coro, seconds)  # pragma: no cover - Python 3.10
+    async with timeout(seconds):
+        return await coro
 
 
 _PREDICT_PARAMETERS = [
