@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .definitions import FeatureView, PushSource
 from .errors import MaterializationError, unknown
-from .offline.features import CREATED_TS, EVENT_TS, source_rows_sql, ts_literal
+from .offline.features import CREATED_TS, EVENT_TS, latest_first, source_rows_sql, ts_literal
 from .offline.sources import SourceReader, arrow_batches, arrow_table, duckdb_connection, quote_ident
 from .offline.storage import days_between
 
@@ -206,8 +206,7 @@ def latest_rows_sql(view: FeatureView, rows: str) -> str:
     go through the window that breaks ties: about 4x faster than a window over every row."""
     keys = [quote_ident(k) for k in view.join_keys]
     cols = ", ".join(f"r.{quote_ident(c)}" for c in (*view.join_keys, *view.feature_names, EVENT_TS))
-    order = ", ".join([f"r.{EVENT_TS} DESC", f"r.{CREATED_TS} DESC NULLS LAST",
-                       *(f"r.{quote_ident(f)} DESC NULLS LAST" for f in view.feature_names)])
+    order = latest_first("r", view.feature_names)
     on = " AND ".join([*(f"r.{k} = m.{k}" for k in keys), f"r.{EVENT_TS} = m.__newest"])
     return (f"WITH m AS (SELECT {', '.join(keys)}, max({EVENT_TS}) AS __newest FROM {rows} GROUP BY ALL) "
             f"SELECT {cols} FROM {rows} AS r JOIN m ON {on} "

@@ -8,6 +8,7 @@ point-in-time join reads storage or a source the same way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
 from ..definitions import FeatureView
@@ -15,6 +16,15 @@ from .sources import SourceReader, quote_ident, quote_literal
 
 EVENT_TS = "__event_ts"
 CREATED_TS = "__created_ts"
+
+
+def latest_first(alias: str, feature_names: Sequence[str]) -> str:
+    """ORDER BY terms putting first the row taken as "the latest" of several rows of one entity: newest
+    event time, then newest created time (null lowest), then the feature values in declared order,
+    greatest first, nulls lowest (SPEC §6). The point-in-time join and the rows materialization writes
+    online both order by it, so both choose the same row."""
+    return ", ".join([f"{alias}.{EVENT_TS} DESC NULLS LAST", f"{alias}.{CREATED_TS} DESC NULLS LAST",
+                      *(f"{alias}.{quote_ident(f)} DESC NULLS LAST" for f in feature_names)])
 
 
 def feature_columns(view: FeatureView) -> list[str]:

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .features import CREATED_TS, EVENT_TS, ts_literal
+from .features import CREATED_TS, EVENT_TS, latest_first, ts_literal
 from .sources import quote_ident
 
 ROW_ID = "__row_id"
@@ -120,10 +120,6 @@ def _keys_equal(left: str, right: str, keys: tuple[str, ...]) -> str:
     return " AND ".join(f"{left}.{quote_ident(k)} = {right}.{quote_ident(k)}" for k in keys)
 
 
-def _tie_break(alias: str, view: PitView) -> str:
-    return ", ".join(f"{alias}.{quote_ident(f)} DESC NULLS LAST" for f in view.tie_break)
-
-
 def _selected(alias: str, view: PitView) -> str:
     return ", ".join(f"{alias}.{quote_ident(f)} AS {quote_ident(out)}"
                      for f, out in zip(view.features, view.output_names))
@@ -139,8 +135,7 @@ def _range_sql(entity: str, view: PitView, rows: str, bitemporal: bool) -> str:
     return (
         f"SELECT e.{ROW_ID}, {_selected('f', view)}\n"
         f"FROM {entity} AS e LEFT JOIN {rows} AS f ON {on}\n"
-        f"QUALIFY row_number() OVER (PARTITION BY e.{ROW_ID} ORDER BY f.{EVENT_TS} DESC NULLS LAST, "
-        f"f.{CREATED_TS} DESC NULLS LAST, {_tie_break('f', view)}) = 1"
+        f"QUALIFY row_number() OVER (PARTITION BY e.{ROW_ID} ORDER BY {latest_first('f', view.tie_break)}) = 1"
     )
 
 
@@ -161,6 +156,5 @@ def _asof_sql(entity: str, view: PitView, rows: str) -> str:
         f"SELECT p.{ROW_ID}, {_selected('f', view)}\n"
         f"FROM ({pit}) AS p LEFT JOIN {rows} AS f ON {_keys_equal('p', 'f', view.join_keys)} "
         f"AND f.{EVENT_TS} = p.__pit_ts\n"
-        f"QUALIFY row_number() OVER (PARTITION BY p.{ROW_ID} ORDER BY f.{CREATED_TS} DESC NULLS LAST, "
-        f"{_tie_break('f', view)}) = 1"
+        f"QUALIFY row_number() OVER (PARTITION BY p.{ROW_ID} ORDER BY {latest_first('f', view.tie_break)}) = 1"
     )
