@@ -389,6 +389,11 @@ def test_async_lookup_matches_the_sync_one(store):
         # begun at once, awaited later (what the server does around its validation)
         pending = [store.start_online_lookup(["driver_stats:trips"], [{"driver_id": i}]) for i in (2, 1, 3)]
         begun = [(await p).values["trips"] for p in pending]
+        # mistakes in the request raise at the call, before anything is read
+        with pytest.raises(UnknownNameError, match="did you mean 'trips'"):
+            store.start_online_lookup(["driver_stats:trip"], [{"driver_id": 1}])
+        with pytest.raises(RetrievalError, match="join key 'driver_id'"):
+            store.start_online_lookup(["driver_stats:trips"], [{"driver": 1}])
         await store.online_store.aclose()
         return many, begun
 
