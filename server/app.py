@@ -17,10 +17,12 @@ audit come with the app.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -32,7 +34,7 @@ from featurestore.config import ApiKey
 from .auth import Authenticator
 from .errors import install_error_handlers
 from .fastlane import FastLane, Lane
-from .metrics import Metrics
+from .metrics import PUBLISH_SECONDS, Metrics
 from .middleware import ServerMiddleware
 from .routers import admin, catalog, features, health, models, push
 from .state import ServerState
@@ -109,6 +111,7 @@ def create_app(
     lookup_timeout: float | None = None,
     max_body_bytes: int = 64 * 1024 * 1024,
     routers: Iterable[APIRouter] = (),
+    metrics_dir: str | Path | None = None,
 ) -> FeatureServerApp:
     """The feature server app for `store`.
 
@@ -119,13 +122,15 @@ def create_app(
       `2 * [online] timeout_seconds + 1`, a bound over the backend's own socket timeout.
     - `max_body_bytes`: larger request bodies get 413 before they are read.
     - `routers`: more routers to mount (after `ROUTERS`).
+    - `metrics_dir`: the folder the worker processes of one server share, so that `/metrics` on any
+      of them counts the requests of all (`server.metrics`; `fs serve --workers N` makes one).
     """
     config = store.config
     keys = tuple(config.server.api_keys if api_keys is None else api_keys)
     state = ServerState(
         store=store,
         auth=Authenticator(keys),
-        metrics=Metrics(),
+        metrics=Metrics(metrics_dir),
         max_batch_rows=max_batch_rows or config.server.max_batch_rows,
         lookup_timeout=lookup_timeout or 2 * config.online.timeout_seconds + 1.0,
     )
@@ -136,7 +141,13 @@ def create_app(
             log.warning("no API keys configured: every endpoint of this server is open to anyone who can "
                         "reach it (configure [[server.api_keys]] or FS_API_KEYS)")
         await run_in_threadpool(_warm_up, store)
+        publisher = asyncio.create_task(_publish_metrics(state.metrics)) if state.metrics.shared is not None else None
         yield
+        if publisher is not None:
+            publisher.cancel()
+            with suppress(asyncio.CancelledError):
+                await publisher
+            state.metrics.publish()  # the final counts of this worker
         online = store.__dict__.get("online_store")  # only if it was opened
         if online is not None and hasattr(online, "aclose"):
             await online.aclose()  # connections bound to this event loop
@@ -159,6 +170,16 @@ def _version() -> str:
     from featurestore import __version__
 
     return __version__
+
+
+async def _publish_metrics(metrics: Metrics) -> None:
+    """Write this worker's metrics snapshot every PUBLISH_SECONDS (a multi-worker server's scrapes sum them)."""
+    while True:
+        try:
+            metrics.publish()
+        except OSError as e:  # e.g. the folder was removed: scrapes of other workers miss our latest counts
+            log.warning("metrics: cannot write this worker's snapshot: %s", e)
+        await asyncio.sleep(PUBLISH_SECONDS)
 
 
 def _warm_up(store: FeatureStore) -> None:

@@ -10,7 +10,18 @@ Exposed at `GET /metrics` in the Prometheus text format:
   unreachable (`unavailable`) or too slow (`timeout`).
 - `fs_pushed_rows_total{source, to}`: rows accepted by `POST /push/{source}`.
 
-`server.middleware.ServerMiddleware` times and counts the requests. With `fs serve --workers N`, each worker process counts its own requests (a scrape reaches one worker).
+`server.middleware.ServerMiddleware` times and counts the requests.
+
+**Several workers.** With `fs serve --workers N`, a scrape reaches one worker process, yet must show
+the counts of all of them (a counter that jumps between workers' values reads as resets to
+Prometheus). So each worker of such a server is given one shared folder (`Metrics(shared_dir)`,
+`$FS_METRICS_DIR`): it writes a snapshot of its own families there every `PUBLISH_SECONDS`, when it
+stops, and when it is scraped; a scrape answers the sum over every snapshot in the folder
+(`_created` times: the earliest). Counts of the other workers are thus up to `PUBLISH_SECONDS` old.
+The snapshot of a worker that died stays and keeps counting in the sums, so totals never go down
+(as prometheus_client's multiprocess mode does for counters). Each process writes only its own
+file, named by pid and a random part (a later process with the same pid gets a file of its own),
+and replaces it whole (write, then rename), so a reader never sees half a snapshot.
 
 The request counts and latencies are plain Python numbers, turned into Prometheus families when
 `/metrics` is scraped (`_RequestCollector`): `observe` runs once per request, 0.3-0.6 us here against
@@ -20,11 +31,21 @@ called from the event loop's thread only (the middleware), so the numbers need n
 
 from __future__ import annotations
 
+import logging
+import os
+import secrets
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
 
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+
+log = logging.getLogger("featurestore.server")
+
+PUBLISH_SECONDS = 1.0  # how often a worker of a multi-worker server writes its snapshot
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -34,7 +55,10 @@ class Metrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, shared_dir: str | Path | None = None) -> None:
+        """`shared_dir`: the folder the workers of one multi-worker server share (module docstring);
+        None: this process's counts only."""
+        self.shared = None if shared_dir is None else _Snapshots(Path(shared_dir))
         self.registry = CollectorRegistry(auto_describe=True)
         self._series: dict[tuple[str, str], _Series] = {}  # (method, endpoint) -> its counts
         self.registry.register(_RequestCollector(self._series))
@@ -54,8 +78,20 @@ class Metrics:
         series.total += seconds
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The Prometheus text of this process's counts, or, with a shared folder, of every worker's."""
+        if self.shared is None:
+            return generate_latest(self.registry)
+        try:
+            self.publish()
+        except OSError as e:  # the others' counts are still worth answering
+            log.warning("metrics: cannot write this worker's snapshot: %s", e)
+        return generate_latest(_Summed(self.shared.read()))
 
+    def publish(self) -> None:
+        """Write this process's snapshot to the shared folder (a no-op without one). Call it from the
+        event loop's thread, which is the one that counts (the snapshot reads the counts unlocked)."""
+        if self.shared is not None:
+            self.shared.write(self.registry.collect())
 
 
 class _Series:
@@ -100,3 +136,58 @@ class _RequestCollector:
 
 def _bound_text(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(bound)
+
+
+# -- several workers: a snapshot file per process, summed at scrape time -----------------------------
+
+
+class _Snapshots:
+    """The shared folder of a multi-worker server: this process's snapshot file, and reading them all."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"worker-{os.getpid()}-{secrets.token_hex(4)}"
+        self.path = folder / f"{name}.json"
+        self._partial = folder / f".{name}.tmp"  # not *.json: never read
+
+    def write(self, families: Iterable[Metric]) -> None:
+        snapshot = [{"name": f.name, "help": f.documentation, "type": f.type,
+                     "samples": [[s.name, s.labels, s.value] for s in f.samples]} for f in families]
+        self._partial.write_bytes(orjson.dumps(snapshot))
+        os.replace(self._partial, self.path)
+
+    def read(self) -> list[list[dict[str, Any]]]:
+        out = []
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                out.append(orjson.loads(path.read_bytes()))
+            except (OSError, orjson.JSONDecodeError) as e:  # not ours, or removed meanwhile: leave it out
+                log.warning("metrics: skipping %s: %s", path, e)
+        return out
+
+
+class _Summed:
+    """Snapshots of several processes as one collector: sample values summed by (name, labels), except
+    `_created` times, which take the earliest. Families keep the order they first appear in."""
+
+    def __init__(self, snapshots: list[list[dict[str, Any]]]) -> None:
+        self.snapshots = snapshots
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, tuple[dict[str, Any], dict[tuple[str, tuple[tuple[str, str], ...]], float]]] = {}
+        for snapshot in self.snapshots:
+            for family in snapshot:
+                _, values = families.setdefault(family["name"], (family, {}))
+                for name, labels, value in family["samples"]:
+                    key = (name, tuple(labels.items()))
+                    old = values.get(key)
+                    if old is None:
+                        values[key] = value
+                    else:
+                        values[key] = min(old, value) if name.endswith("_created") else old + value
+        for family, values in families.values():
+            metric = Metric(family["name"], family["help"], family["type"])
+            for (name, labels), value in values.items():
+                metric.add_sample(name, dict(labels), value)
+            yield metric

@@ -7,7 +7,11 @@ uvloop and httptools are used when installed (the `server` extra brings them via
 with httptools, the protocol is `server.protocol.FastLaneProtocol` (uvicorn's, answering the fast
 lane from the protocol).
 With several workers, each process builds its own app from `$FS_REPO` through the factory
-`server.run:app_from_env`. Access logs are off by default: `/metrics` counts every request.
+`server.run:app_from_env`, and the workers share a metrics folder (`$FS_METRICS_DIR`, a temporary
+one unless set) so a scrape of any worker counts the requests of all (`server.metrics`). Running
+`server.run:app_from_env` under another process manager (gunicorn with uvicorn workers), set
+`FS_METRICS_DIR` to a folder of that server's own, emptied before it starts.
+Access logs are off by default: `/metrics` counts every request.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import shutil
+import tempfile
 from typing import Any
 
 from fastapi import FastAPI
@@ -25,6 +31,7 @@ from featurestore.config import find_repo
 from .app import create_app
 
 REPO_ENV = "FS_REPO"
+METRICS_DIR_ENV = "FS_METRICS_DIR"
 log = logging.getLogger("featurestore.server")
 
 
@@ -45,7 +52,8 @@ def uvicorn_options(**overrides: Any) -> dict[str, Any]:
 
 def app_from_env() -> FastAPI:
     """App factory for uvicorn workers: the repo at `$FS_REPO` (else the current folder's)."""
-    return create_app(FeatureStore(os.environ.get(REPO_ENV) or None))
+    return create_app(FeatureStore(os.environ.get(REPO_ENV) or None),
+                      metrics_dir=os.environ.get(METRICS_DIR_ENV) or None)
 
 
 def serve(repo_path: str | None, host: str = "127.0.0.1", port: int = 6566, workers: int = 1, *,
@@ -57,6 +65,14 @@ def serve(repo_path: str | None, host: str = "127.0.0.1", port: int = 6566, work
     if workers > 1:
         # Each worker is a fresh process: pass the repo by environment and let it build its own app.
         os.environ[REPO_ENV] = str(find_repo(repo_path))
-        uvicorn.run("server.run:app_from_env", factory=True, workers=workers, **options)
+        own_metrics = None
+        if not os.environ.get(METRICS_DIR_ENV):
+            own_metrics = os.environ[METRICS_DIR_ENV] = tempfile.mkdtemp(prefix="fs-serve-metrics-")
+        try:
+            uvicorn.run("server.run:app_from_env", factory=True, workers=workers, **options)
+        finally:
+            if own_metrics is not None:
+                shutil.rmtree(own_metrics, ignore_errors=True)
+                del os.environ[METRICS_DIR_ENV]
     else:
         uvicorn.run(create_app(FeatureStore(repo_path)), **options)

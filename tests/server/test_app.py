@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import APIRouter, Depends
+from prometheus_client.parser import text_string_to_metric_families
 
 from featurestore import FeatureStore
 from server.auth import require
@@ -136,7 +137,8 @@ def test_serve_in_a_subprocess_with_two_workers(tmp_path):
     store = build_repo(tmp_path, "sqlite")
     store.close()
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    shared = tmp_path / "metrics"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FS_METRICS_DIR": str(shared)}
     code = f"from server.run import serve; serve({str(tmp_path)!r}, '127.0.0.1', {port}, 2)"
     start = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -151,9 +153,57 @@ def test_serve_in_a_subprocess_with_two_workers(tmp_path):
                 assert time.monotonic() - start < 30, "server did not start"
                 time.sleep(0.05)
         assert r.status_code == 200 and r.json()["values"]["trips"] == [10, 20]
+        answered = 1 + sum(httpx.post(f"http://127.0.0.1:{port}/features/online", json=body, timeout=5).status_code
+                           == 200 for _ in range(30))  # a connection each: the workers share them
+        # Whichever worker a scrape reaches, it counts every worker's lookups (theirs as of their
+        # last snapshot, at most a second old): soon every scrape shows the same exact total.
+        deadline = time.monotonic() + 15
+        while True:
+            seen = [_lookups_counted(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text) for _ in range(8)]
+            if seen == [answered] * 8 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert seen == [answered] * 8
+        assert len(list(shared.glob("worker-*.json"))) == 2  # one snapshot per worker
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=15)
     log = out.decode()
     assert "no API keys configured" in log
     assert log.count("Started server process") == 2  # two workers
+
+
+def _lookups_counted(metrics_text: str) -> float:
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == "fs_http_requests_total" and sample.labels == {
+                    "method": "POST", "endpoint": "/features/online", "status": "200"}:
+                return sample.value
+    return 0.0
+
+
+def test_serve_with_workers_makes_and_removes_its_own_metrics_folder(tmp_path, monkeypatch):
+    import uvicorn
+
+    from server import run
+
+    build_repo(tmp_path, "sqlite").close()
+    monkeypatch.delenv(run.METRICS_DIR_ENV, raising=False)
+    monkeypatch.delenv(run.REPO_ENV, raising=False)  # serve() sets it for the workers: undone after the test
+    seen = {}
+
+    def fake_run(app, **options):  # what the workers would be started with
+        seen["folder"] = Path(os.environ[run.METRICS_DIR_ENV])
+        seen["existed"] = seen["folder"].is_dir()
+        seen["workers"] = options["workers"]
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    run.serve(str(tmp_path), "127.0.0.1", free_port(), workers=3)
+    assert seen["existed"] and seen["workers"] == 3
+    assert not seen["folder"].exists() and run.METRICS_DIR_ENV not in os.environ
+
+    kept = tmp_path / "kept"  # a folder of the caller's is used as it is, and left in place
+    monkeypatch.setenv(run.METRICS_DIR_ENV, str(kept))
+    kept.mkdir()
+    run.serve(str(tmp_path), "127.0.0.1", free_port(), workers=2)
+    assert seen["folder"] == kept and kept.is_dir() and os.environ[run.METRICS_DIR_ENV] == str(kept)

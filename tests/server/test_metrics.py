@@ -45,3 +45,54 @@ def test_an_app_with_no_requests_yet_exposes_the_families():
     text = Metrics().render().decode()
     assert "# TYPE fs_http_requests_total counter" in text
     assert "# TYPE fs_http_request_duration_seconds histogram" in text
+
+
+def test_workers_sharing_a_folder_each_scrape_the_sum_of_all(tmp_path, caplog):
+    """Two workers of one server (two Metrics on one folder): a scrape of either shows both's counts."""
+    first, second = Metrics(tmp_path), Metrics(tmp_path)
+    alone = Metrics()
+    for seconds in (0.0002, 0.003, 0.2):
+        first.observe("POST", "/features/online", 200, seconds)
+    for seconds in (0.0004, 7.0):
+        second.observe("POST", "/features/online", 200, seconds)
+    second.observe("POST", "/features/online", 404, 0.001)
+    first.online_store_errors.labels("timeout").inc()
+    second.online_store_errors.labels("timeout").inc(2)
+    second.pushed_rows.labels("driver_push", "online").inc(5)
+    second.publish()
+    first_only = samples(first)  # publishes first's own counts, then sums both
+    alone.observe("GET", "/health", 200, 0.001)
+
+    def labels(**kw):
+        return frozenset(kw.items())
+
+    lookups = labels(method="POST", endpoint="/features/online")
+    for got in (first_only, samples(second)):
+        assert got[("fs_http_requests_total", labels(method="POST", endpoint="/features/online", status="200"))] == 5
+        assert got[("fs_http_requests_total", labels(method="POST", endpoint="/features/online", status="404"))] == 1
+        assert got[("fs_http_request_duration_seconds_count", lookups)] == 6
+        assert abs(got[("fs_http_request_duration_seconds_sum", lookups)] - 7.2046) < 1e-9
+        for bound in (*_BUCKETS, float("inf")):
+            le = "+Inf" if bound == float("inf") else repr(bound)
+            expected = sum(1 for v in (0.0002, 0.003, 0.2, 0.0004, 7.0, 0.001) if v <= bound)
+            assert got[("fs_http_request_duration_seconds_bucket", lookups | {("le", le)})] == expected, le
+        assert got[("fs_online_store_errors_total", labels(reason="timeout"))] == 3
+        assert got[("fs_pushed_rows_total", labels(source="driver_push", to="online"))] == 5
+        assert ("fs_http_requests_total", labels(method="GET", endpoint="/health", status="200")) not in got
+    created = [m.registry.get_sample_value("fs_online_store_errors_created", {"reason": "timeout"})
+               for m in (first, second)]
+    assert first_only[("fs_online_store_errors_created", labels(reason="timeout"))] == min(created)
+    assert samples(alone)[("fs_http_requests_total", labels(method="GET", endpoint="/health", status="200"))] == 1
+    assert not any(k[0] == "fs_http_requests_total" and ("endpoint", "/features/online") in k[1] for k in samples(alone))
+    assert len(list(tmp_path.glob("*.json"))) == 2
+
+    # The second worker dies: what it published keeps counting, so totals never go down.
+    del second
+    first.observe("POST", "/features/online", 200, 0.001)
+    assert samples(first)[("fs_http_request_duration_seconds_count", lookups)] == 7
+
+    # A file that is not a snapshot is left out, with a warning; half-written ones are never read.
+    (tmp_path / "junk.json").write_bytes(b"{not json")
+    (tmp_path / ".worker-1-ab.tmp").write_bytes(b"[]")
+    assert samples(first)[("fs_http_request_duration_seconds_count", lookups)] == 7
+    assert "junk.json" in caplog.text
