@@ -119,14 +119,24 @@ class ModelServer:
         if version is None:
             version = self._targets.get((name, alias))
             if version is None:
-                version = self.models.resolve(name, alias=alias)[1]
-                self._targets[(name, alias)] = version
+                version = self._first_target(name, alias)
         loaded = self._loaded.get((name, version))
         if loaded is None:
             loaded = self._load(name, version)
             if pinned is not None:
                 self._pinned.add((name, version))  # only versions that exist: a bad request pins nothing
         return loaded
+
+    def _first_target(self, name: str, alias: str | None) -> int:
+        """Resolve a reference used for the first time, and keep following it. A refresh that ran while
+        it was being resolved could not see it, and may have noticed an alias move the resolution
+        missed: then it is resolved again (else it would serve the old version until the next move)."""
+        while True:
+            generation = self._generation
+            version = self.models.resolve(name, alias=alias)[1]
+            with self._refresh_lock:
+                if self._generation == generation:
+                    return self._targets.setdefault((name, alias), version)
 
     def cached(self, ref: str, version: int | None = None, alias: str | None = None) -> LoadedModel | None:
         """The loaded model a reference points at, if it is loaded already (no I/O: safe on an event loop)."""

@@ -134,6 +134,34 @@ def test_alias_moves_swap_the_served_version(store, server):
     assert server.predict("const", [{"driver_id": 1}])["version"] == 2  # the default is now the latest
 
 
+def test_an_alias_moved_while_it_is_first_resolved_is_followed(store, monkeypatch):
+    """A refresh that runs between the first resolution of an alias and its filing (here: the move
+    itself, in process) cannot see it; the served version must still be the new one."""
+    from sklearn.dummy import DummyRegressor
+
+    df, _ = training_frame()
+    for value in (1.0, 2.0):
+        store.models.register("const", DummyRegressor(strategy="constant", constant=value).fit(df, [0] * len(df)),
+                              feature_service="driver_activity")
+    store.models.set_alias("const", "production", 1)
+    store.models.set_alias("const", "staging", 1)
+    with ModelServer(store, log_predictions=False, watch=False) as server:
+        assert server.get("const@staging").version.version == 1  # "const" in use: moves refresh at once
+        resolve = store.models.resolve
+        moved = []
+
+        def resolve_then_move(name, alias=None, **kw):
+            found = resolve(name, alias=alias, **kw)
+            if alias == "production" and not moved:
+                moved.append(True)
+                store.models.set_alias("const", "production", 2)  # the refresh runs here, in set_alias
+            return found
+
+        monkeypatch.setattr(store.models, "resolve", resolve_then_move)
+        assert server.get("const@production").version.version == 2
+        assert moved and server.predict("const@production", [{"driver_id": 1}])["predictions"] == [2.0]
+
+
 def test_a_model_that_fails_on_its_input_is_a_clear_error(store, server):
     from sklearn.linear_model import LinearRegression
 
