@@ -98,16 +98,20 @@ def _check_end(end: datetime) -> None:
         )
 
 
-def _select_views(store: FeatureStore, names: Sequence[str] | None) -> list[FeatureView]:
+def _select_views(store: FeatureStore, names: Sequence[str] | None) -> tuple[list[FeatureView], int]:
+    """The views to materialize, as applied now, and the registry generation they are at least as new
+    as (a run whose view an apply reset meanwhile is not recorded: `Registry.record_materialization`)."""
+    generation = store.registry.generation()
+    store.refresh()  # the definitions as applied now, not as cached up to a second ago
     catalog = store.catalog
     if not names:
-        return sorted(catalog.views.values(), key=lambda v: v.name)
+        return sorted(catalog.views.values(), key=lambda v: v.name), generation
     out = []
     for name in names:
         if name not in catalog.views:
             raise unknown("feature view", name, catalog.views)
         out.append(catalog.views[name])
-    return out
+    return out, generation
 
 
 def materialize(store: FeatureStore, start: Any, end: Any, views: Sequence[str] | None = None,
@@ -117,10 +121,10 @@ def materialize(store: FeatureStore, start: Any, end: Any, views: Sequence[str] 
     if start > end:
         raise MaterializationError(f"start {start.isoformat()} is after end {end.isoformat()}")
     _check_end(end)
-    selected = _select_views(store, views)
+    selected, generation = _select_views(store, views)
     predicate = f"{EVENT_TS} >= {ts_literal(start)} AND {EVENT_TS} <= {ts_literal(end)}"
     jobs = [(v, start, predicate) for v in selected]
-    return _run(store, jobs, end, progress)
+    return _run(store, jobs, end, generation, progress)
 
 
 def materialize_incremental(store: FeatureStore, end: Any = None, views: Sequence[str] | None = None,
@@ -132,7 +136,8 @@ def materialize_incremental(store: FeatureStore, end: Any = None, views: Sequenc
     end = parse_time(end, "end") if end is not None else datetime.now(timezone.utc)
     _check_end(end)
     jobs = []
-    for view in _select_views(store, views):
+    selected, generation = _select_views(store, views)
+    for view in selected:
         watermark = store.registry.watermark(view.name)
         start = watermark or EPOCH
         if start > end:
@@ -144,10 +149,10 @@ def materialize_incremental(store: FeatureStore, end: Any = None, views: Sequenc
             predicate = (f"{EVENT_TS} <= {ts_literal(end)} AND ({EVENT_TS} >= {ts_literal(start)} "
                          f"OR {CREATED_TS} > {ts_literal(watermark)})")
         jobs.append((view, start, predicate))
-    return _run(store, jobs, end, progress)
+    return _run(store, jobs, end, generation, progress)
 
 
-def _run(store: FeatureStore, jobs: list[tuple[FeatureView, datetime, str]], end: datetime,
+def _run(store: FeatureStore, jobs: list[tuple[FeatureView, datetime, str]], end: datetime, generation: int,
          progress: bool) -> MaterializeResult:
     result = MaterializeResult()
     bar = _Progress(len(jobs)) if progress else None
@@ -155,7 +160,7 @@ def _run(store: FeatureStore, jobs: list[tuple[FeatureView, datetime, str]], end
         for view, start, predicate in jobs:
             if bar:
                 bar.start_view(view.name)
-            run = _materialize_view(store, view, start, end, predicate, bar)
+            run = _materialize_view(store, view, start, end, predicate, generation, bar)
             result.runs.append(run)
             if bar:
                 bar.finish_view(run)
@@ -166,7 +171,7 @@ def _run(store: FeatureStore, jobs: list[tuple[FeatureView, datetime, str]], end
 
 
 def _materialize_view(store: FeatureStore, view: FeatureView, start: datetime, end: datetime, predicate: str,
-                      bar: _Progress | None) -> ViewRun:
+                      generation: int, bar: _Progress | None) -> ViewRun:
     if isinstance(view.source, PushSource) and view.source.batch_source is None:
         return ViewRun(view.name, start, end, skipped="push source without a batch_source: rows arrive by push")
     began = time.perf_counter()
@@ -194,7 +199,10 @@ def _materialize_view(store: FeatureStore, view: FeatureView, start: datetime, e
             latest = arrow_batches(con, latest_rows_sql(view, staged))
             online_rows = store.online_store.write(view, _counting(latest, bar))
         storage.commit(con, view, staging, predicate, days=days_between(start, end))
-    store.registry.record_materialization(view.name, start, end, rows, online_rows, advance_watermark=True)
+    if not store.registry.record_materialization(view.name, start, end, rows, online_rows, advance_watermark=True,
+                                                 generation=generation):
+        return ViewRun(view.name, start, end, rows, online_rows, time.perf_counter() - began,
+                       skipped="not recorded: an apply changed the view during the run; run again")
     return ViewRun(view.name, start, end, rows, online_rows, time.perf_counter() - began)
 
 

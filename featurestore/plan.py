@@ -2,14 +2,28 @@
 
     plan = diff(registry.specs(), catalog.specs())
     print(plan.render())
+
+**Stale views.** A feature view's materialized rows (offline storage, its watermark) were built
+from its definition at the time. When a change alters what those rows hold (its features or their
+types, entities, source, `online`), or what its source reads or its entities mean, they no longer
+match the view: a feature added would read as NULL over all the materialized history, though the
+source has it. `Plan.stale` names those views, and apply resets them (`Registry.apply`): the
+watermark is dropped and the runs so far no longer count, so training sets read the source until
+the next `materialize-incremental` rebuilds the view from the start. Changes of description, owner,
+tags, ttl or feature order change no stored row and reset nothing. Views added or removed are reset
+too (a view removed, then added again, starts clean). Online rows stay (lookups keep answering) and
+are overwritten by the rebuild.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import KINDS
+
+_METADATA = ("description", "owner", "tags")  # fields that change no stored row (views: ttl too)
 
 _LABEL = {"entity": "entity", "source": "source", "feature_view": "feature view", "feature_service": "feature service"}
 
@@ -35,6 +49,7 @@ class Change:
 @dataclass
 class Plan:
     changes: list[Change] = field(default_factory=list)
+    stale: tuple[str, ...] = ()  # feature views whose materialized rows apply resets (module docstring)
 
     @property
     def pending(self) -> list[Change]:
@@ -60,10 +75,19 @@ class Plan:
             lines.append(f"{sign[c.action]} {_LABEL[c.kind]} {c.name}")
             for f in c.fields:
                 lines.append(f"    {f.path}: {_short(f.old)} -> {_short(f.new)}")
+        rebuilt = [v for v in self.stale if v in self._kept_views()]
+        if rebuilt:
+            lines.append(f"Materialized rows of feature view(s) {', '.join(rebuilt)} no longer match the definition: "
+                         "apply resets them (training sets read the source until the next "
+                         "materialize-incremental rebuilds them from the start).")
         n = self.counts()
         lines.append(f"Plan: {n['add']} to add, {n['change']} to change, {n['remove']} to remove, "
                      f"{n['unchanged']} unchanged.")
         return "\n".join(lines)
+
+
+    def _kept_views(self) -> set[str]:
+        return {c.name for c in self.changes if c.kind == "feature_view" and c.action in ("change", "unchanged")}
 
 
 def diff(current: dict[tuple[str, str], dict[str, Any]], desired: dict[tuple[str, str], dict[str, Any]]) -> Plan:
@@ -84,7 +108,44 @@ def diff(current: dict[tuple[str, str], dict[str, Any]], desired: dict[tuple[str
     # Removals last and in reverse order, so services go before the views they use.
     adds = [c for c in changes if c.action != "remove"]
     removes = [c for c in changes if c.action == "remove"]
-    return Plan(adds + sorted(removes, key=lambda c: -order[c.kind]))
+    return Plan(adds + sorted(removes, key=lambda c: -order[c.kind]), stale_views(current, desired))
+
+
+def stale_views(current: dict[tuple[str, str], dict[str, Any]],
+                desired: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, ...]:
+    """The feature views whose materialized rows the change from `current` to `desired` makes stale."""
+    def changed(kind: str) -> set[str]:
+        names = {n for k, n in (*current, *desired) if k == kind}
+        return {n for n in names if _rows_spec(kind, current.get((kind, n))) != _rows_spec(kind, desired.get((kind, n)))}
+
+    sources, entities = changed("source"), changed("entity")
+    stale = changed("feature_view")
+    for (kind, name), spec in desired.items():
+        if kind == "feature_view" and (spec["source"] in sources or set(spec["entities"]) & entities
+                                       or _reads_any(desired.get(("source", spec["source"])), sources)):
+            stale.add(name)
+    return tuple(sorted(stale))
+
+
+def _rows_spec(kind: str, spec: dict[str, Any] | None) -> Any:
+    """The part of a spec that decides what a view's stored rows hold (None: no such object)."""
+    if spec is None:
+        return None
+    out = {k: v for k, v in spec.items() if k not in _METADATA}
+    if kind == "feature_view":
+        out.pop("ttl_seconds", None)  # applied at read time
+        out["schema"] = {f["name"]: f["dtype"] for f in spec["schema"]}  # order and descriptions aside
+    elif kind == "source" and isinstance(spec.get("batch_source"), dict):
+        out["batch_source"] = _rows_spec("source", spec["batch_source"])
+    return out
+
+
+def _reads_any(source: dict[str, Any] | None, names: set[str]) -> bool:
+    """Whether a DuckDB query source names one of these sources (read as tables of the repo's sources)."""
+    query = (source or {}).get("query")
+    if not query or source.get("database"):
+        return False
+    return any(re.search(rf"\b{re.escape(n)}\b", query) for n in names)
 
 
 def _field_changes(old: Any, new: Any, path: str = "") -> list[FieldChange]:

@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS watermarks (
 CREATE TABLE IF NOT EXISTS materializations (
     view TEXT NOT NULL, start TEXT NOT NULL, "end" TEXT NOT NULL, rows INTEGER NOT NULL,
     online_rows INTEGER NOT NULL, finished_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS resets (view TEXT PRIMARY KEY, at TEXT NOT NULL, generation INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
     target TEXT NOT NULL, detail TEXT NOT NULL);
@@ -105,8 +106,12 @@ class Registry:
         row = self.read("SELECT value FROM meta WHERE key = 'generation'")
         return int(row[0][0]) if row else 0
 
-    def apply(self, changes: list[tuple[str, str, str, dict[str, Any] | None]], actor: str | None = None) -> int:
-        """Apply (action, kind, name, spec) changes in one transaction; action is add, change or remove."""
+    def apply(self, changes: list[tuple[str, str, str, dict[str, Any] | None]], actor: str | None = None,
+              stale_views: Sequence[str] = ()) -> int:
+        """Apply (action, kind, name, spec) changes in one transaction; action is add, change or remove.
+
+        `stale_views` (`Plan.stale`) are reset in the same transaction: their watermark dropped, their
+        runs so far no longer counted as covering anything (see `materialized_intervals`)."""
         actor = actor or current_user()
         now = _iso(utcnow())
         with self.transaction() as con:
@@ -127,6 +132,10 @@ class Registry:
             if changes:
                 generation = self._bump(con)
                 self._audit(con, actor, "apply", "definitions", {"changes": len(changes)})
+                for view in stale_views:
+                    con.execute("DELETE FROM watermarks WHERE view = ?", (view,))
+                    con.execute("INSERT INTO resets VALUES (?, ?, ?) ON CONFLICT (view) DO UPDATE SET "
+                                "at = excluded.at, generation = excluded.generation", (view, now, generation))
             else:
                 generation = self.generation()
         return generation
@@ -146,10 +155,18 @@ class Registry:
         return {v: datetime.fromisoformat(w) for v, w in self.read("SELECT view, watermark FROM watermarks")}
 
     def record_materialization(self, view: str, start: datetime, end: datetime, rows: int, online_rows: int,
-                               advance_watermark: bool) -> None:
-        """Record a finished run; the watermark only moves forward, and only when asked."""
+                               advance_watermark: bool, generation: int | None = None) -> bool:
+        """Record a finished run; the watermark only moves forward, and only when asked.
+
+        `generation`: the registry's generation when the run read the definitions. A run that read them
+        before the apply that last reset the view wrote rows of the old definition: it is not recorded
+        (False), so those rows count for nothing."""
         now = _iso(utcnow())
         with self.transaction() as con:
+            if generation is not None:
+                reset = con.execute("SELECT generation FROM resets WHERE view = ?", (view,)).fetchone()
+                if reset is not None and reset[0] > generation:
+                    return False
             con.execute("INSERT INTO materializations VALUES (?, ?, ?, ?, ?, ?)",
                         (view, _iso(start), _iso(end), rows, online_rows, now))
             if advance_watermark:
@@ -158,10 +175,15 @@ class Registry:
                     con.execute("INSERT INTO watermarks VALUES (?, ?, ?) ON CONFLICT (view) DO UPDATE SET "
                                 "watermark = excluded.watermark, updated_at = excluded.updated_at",
                                 (view, _iso(end), now))
+        return True
+
+    _CURRENT_RUNS = ("FROM materializations WHERE view = ? AND finished_at > "
+                     "COALESCE((SELECT at FROM resets WHERE resets.view = materializations.view), '')")
 
     def materialized_intervals(self, view: str) -> list[tuple[datetime, datetime]]:
-        """The event-time ranges materialization has covered for a view, merged, oldest first."""
-        rows = self.read('SELECT start, "end" FROM materializations WHERE view = ?', (view,))
+        """The event-time ranges materialization has covered for a view since its last reset, merged,
+        oldest first."""
+        rows = self.read(f'SELECT start, "end" {self._CURRENT_RUNS}', (view,))
         spans = sorted((datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in rows)
         merged: list[tuple[datetime, datetime]] = []
         for start, end in spans:
@@ -172,8 +194,8 @@ class Registry:
         return merged
 
     def last_materialization(self, view: str) -> dict[str, Any] | None:
-        row = self.read('SELECT start, "end", rows, online_rows, finished_at FROM materializations '
-                        "WHERE view = ? ORDER BY finished_at DESC LIMIT 1", (view,))
+        row = self.read(f'SELECT start, "end", rows, online_rows, finished_at {self._CURRENT_RUNS} '
+                        "ORDER BY finished_at DESC LIMIT 1", (view,))
         if not row:
             return None
         start, end, rows, online_rows, finished = row[0]

@@ -133,7 +133,8 @@ class FeatureStore:
         """Validate the repo and record its definitions in the registry, all or nothing."""
         catalog = catalog if catalog is not None else self.load_repo()
         plan = diff(self.registry.specs(), catalog.specs())
-        generation = self.registry.apply([(c.action, c.kind, c.name, c.spec) for c in plan.pending])
+        generation = self.registry.apply([(c.action, c.kind, c.name, c.spec) for c in plan.pending],
+                                         stale_views=plan.stale)
         with self._lock:
             self._live = catalog
             self._live_generation = generation

@@ -291,22 +291,106 @@ def test_storage_answers_for_materialized_ranges_and_the_source_for_the_rest(tmp
     assert training(store, [1], 30) == [1030.0]
 
 
-def test_a_feature_added_after_materialization_reads_null_until_rematerialized(tmp_path):
-    store = new_store(tmp_path, rows(range(0, 24)))
-    store.materialize(T0, T0 + timedelta(hours=23))
-    table = rows(range(0, 24))
+def _add_extra_feature(store, table):
     write_table(store.repo_path / "data/stats.parquet", table.append_column("extra", pa.array([7] * len(table), pa.int64())))
     defs = store.repo_path / "defs.py"
     defs.write_text(defs.read_text().replace('Field("tag", String)]', 'Field("tag", String), Field("extra", Int64)]'))
-    store.apply()
+
+
+def test_a_feature_added_after_materialization_reads_from_the_source_until_rebuilt(tmp_path):
+    """Adding a feature makes the materialized rows stale: apply resets the view, so training sets read
+    the source (not NULLs from the old files), and the next incremental run rebuilds it from the start."""
     import pandas as pd
 
+    store = new_store(tmp_path, rows(range(0, 24)), online="True")
+    store.materialize_incremental(T0 + timedelta(hours=23))
+    assert store.registry.watermark("stats") == T0 + timedelta(hours=23)
+    _add_extra_feature(store, rows(range(0, 24)))
+    plan = store.plan()
+    assert plan.stale == ("stats",) and "Materialized rows of feature view(s) stats no longer match" in plan.render()
+    store.apply()
+    assert store.registry.watermark("stats") is None and store.registry.materialized_intervals("stats") == []
+    assert store.registry.last_materialization("stats") is None
     entity_df = pd.DataFrame({"driver_id": [1], "event_timestamp": [T0 + timedelta(hours=5)]})
     got = store.get_historical_features(entity_df, ["stats:value", "stats:extra"]).to_pandas()
-    assert got["value"].tolist() == [1005.0] and got["extra"].isna().all()
-    store.materialize(T0, T0 + timedelta(hours=23))
+    assert got["value"].tolist() == [1005.0] and got["extra"].tolist() == [7]
+    assert _online_row(store, 1) == [1023.0, 23, "d1h23"]  # online rows stay meanwhile (lookups keep answering)
+
+    result = store.materialize_incremental(T0 + timedelta(hours=23))
+    assert result.runs[0].start.year == 1970 and result.rows == 72  # from the start
+    assert store.registry.materialized_intervals("stats")[0][1] == T0 + timedelta(hours=23)
+    assert {r["extra"] for r in offline(store)} == {7}
     got = store.get_historical_features(entity_df, ["stats:value", "stats:extra"]).to_pandas()
-    assert got["extra"].tolist() == [7]
+    assert got["value"].tolist() == [1005.0] and got["extra"].tolist() == [7]
+    assert _online_row(store, 1) == [1023.0, 23, "d1h23", 7]  # rewritten with the new feature
+
+
+def _online_row(store, driver_id):
+    """The values of a driver's stored online row, whatever its layout (the ttl hides them from lookups)."""
+    from featurestore.online.encoding import decode_blob, view_prefix
+
+    online = store.online_store
+    [blob] = online.read([view_prefix(online.key_prefix, "stats") + str(driver_id).encode()])
+    return decode_blob(blob)[2]
+
+
+def test_changes_that_alter_no_stored_row_reset_nothing(tmp_path):
+    store = new_store(tmp_path, rows(range(0, 24)))
+    store.materialize_incremental(T0 + timedelta(hours=23))
+    defs = store.repo_path / "defs.py"
+    defs.write_text(defs.read_text()
+                    .replace("ttl=timedelta(days=2)", "ttl=timedelta(days=3), description='now documented'")
+                    .replace('[Field("value", Float64), Field("n", Int64)', '[Field("n", Int64), Field("value", Float64)')
+                    .replace('created_timestamp_field="created")', 'created_timestamp_field="created", tags={"a": "b"})'))
+    plan = store.apply()
+    assert plan.counts()["change"] == 2 and plan.stale == () and "no longer match" not in plan.render()
+    assert store.registry.watermark("stats") == T0 + timedelta(hours=23)
+    assert store.registry.materialized_intervals("stats") != []
+
+
+def test_a_changed_source_resets_the_views_that_read_it(tmp_path):
+    """Directly or through a DuckDB query that names it; views reading other sources keep their rows."""
+    extra = """
+q = DuckDBSource(name="q", query="SELECT * FROM stats WHERE driver_id < 3", timestamp_field="event_timestamp")
+via_query = FeatureView(name="via_query", entities=[driver], source=q, schema=[Field("value", Float64)])
+other_src = ParquetSource(name="other", path="data/other.parquet")
+other = FeatureView(name="other", entities=[driver], source=other_src, schema=[Field("value", Float64)])
+"""
+    table = rows(range(0, 24))
+    path = make_repo(tmp_path / "repo", {"defs.py": DEFS.format(online="False") + extra},
+                     {"data/stats.parquet": table, "data/stats2.parquet": table, "data/other.parquet": table})
+    store = FeatureStore(path)
+    store.apply()
+    store.materialize_incremental(T0 + timedelta(hours=23))
+    defs = path / "defs.py"
+    defs.write_text(defs.read_text().replace('path="data/stats.parquet"', 'path="data/stats2.parquet"'))
+    plan = store.apply()
+    assert plan.stale == ("stats", "via_query")
+    assert {v: store.registry.watermark(v) for v in ("stats", "via_query", "other")} == {
+        "stats": None, "via_query": None, "other": T0 + timedelta(hours=23)}
+
+
+def test_a_run_that_read_the_definition_before_an_apply_changed_it_is_not_recorded(tmp_path, monkeypatch):
+    """Another process applies a new feature while a run is writing rows of the old definition: those
+    rows must not count as covering the view (else training sets would read NULL for the feature)."""
+    store = new_store(tmp_path, rows(range(0, 24)))
+    other = FeatureStore(store.repo_path)  # the other process
+    storage = store.offline_storage
+    commit = storage.commit
+
+    def commit_then_apply(*args, **kwargs):
+        commit(*args, **kwargs)
+        _add_extra_feature(other, rows(range(0, 24)))
+        other.apply()
+
+    monkeypatch.setattr(storage, "commit", commit_then_apply)
+    result = store.materialize_incremental(T0 + timedelta(hours=23))
+    assert "not recorded" in result.runs[0].skipped and "not recorded" in str(result)
+    assert store.registry.watermark("stats") is None and store.registry.materialized_intervals("stats") == []
+    monkeypatch.setattr(storage, "commit", commit)
+    result = store.materialize_incremental(T0 + timedelta(hours=23))  # the new definition, recorded
+    assert not result.runs[0].skipped and store.registry.watermark("stats") == T0 + timedelta(hours=23)
+    assert {r["extra"] for r in offline(store)} == {7}
 
 
 @settings(max_examples=40, deadline=None)

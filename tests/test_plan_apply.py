@@ -95,3 +95,38 @@ def test_apply_is_all_or_nothing_even_when_the_registry_write_fails(tmp_path, mo
     monkeypatch.setattr(store.registry, "_bump", original)
     store.apply()
     assert len(store.registry.specs()) == 4
+
+
+def test_stale_views_are_those_whose_stored_rows_a_change_alters():
+    from featurestore.plan import stale_views
+
+    entity = {"name": "driver", "join_keys": ["driver_id"], "description": "", "owner": "", "tags": {}}
+    batch = {"type": "parquet", "name": "b", "timestamp_field": "ts", "path": "b.parquet", "description": ""}
+    push = {"type": "push", "name": "p", "timestamp_field": "ts", "batch_source": batch, "description": ""}
+    other = {"type": "parquet", "name": "o", "timestamp_field": "ts", "path": "o.parquet", "description": ""}
+
+    def fv(name, source, **kw):
+        return {"name": name, "entities": ["driver"], "source": source, "ttl_seconds": 60.0, "online": True,
+                "description": "", "owner": "", "tags": {},
+                "schema": [{"name": "a", "dtype": "Int64"}, {"name": "b", "dtype": "Float64"}], **kw}
+
+    def specs(entity=entity, push=push, other=other, views=None):
+        out = {("entity", "driver"): entity, ("source", "p"): push, ("source", "o"): other}
+        for v in views or [fv("on_push", "p"), fv("on_other", "o")]:
+            out[("feature_view", v["name"])] = v
+        return out
+
+    base = specs()
+    assert stale_views(base, base) == ()
+    assert stale_views(base, specs(entity={**entity, "description": "a driver", "tags": {"x": "y"}})) == ()
+    assert stale_views(base, specs(entity={**entity, "join_keys": ["id"]})) == ("on_other", "on_push")
+    assert stale_views(base, specs(push={**push, "batch_source": {**batch, "description": "x"}})) == ()
+    assert stale_views(base, specs(push={**push, "batch_source": {**batch, "path": "c.parquet"}})) == ("on_push",)
+    assert stale_views(base, specs(other={**other, "path": "p.parquet"})) == ("on_other",)
+    retyped = fv("on_other", "o", schema=[{"name": "a", "dtype": "Int64"}, {"name": "b", "dtype": "Int64"}])
+    reordered = fv("on_other", "o", ttl_seconds=5.0, schema=[{"name": "b", "dtype": "Float64", "description": "d"},
+                                                                {"name": "a", "dtype": "Int64"}])
+    assert stale_views(base, specs(views=[fv("on_push", "p"), retyped])) == ("on_other",)
+    assert stale_views(base, specs(views=[fv("on_push", "p"), reordered])) == ()
+    assert stale_views(base, specs(views=[fv("on_push", "p"), fv("on_other", "o", online=False)])) == ("on_other",)
+    assert stale_views(base, specs(views=[fv("on_push", "p")])) == ("on_other",)  # removed: reset too

@@ -60,8 +60,9 @@ class OfflineStorage:
     def rows_sql(self, view: FeatureView, area: str = MATERIALIZED) -> str | None:
         """SELECT of the stored feature rows of one area, in the view's current shape (None: none stored).
 
-        Files written before a feature was added lack its column: it reads as NULL there (materialize
-        the range again to fill it); columns are cast to the declared types."""
+        Files written before a feature was added lack its column: it reads as NULL there (pushed rows;
+        materialized days are not read until rebuilt, as apply resets the view: `featurestore.plan`);
+        columns are cast to the declared types."""
         files = self.files(view.name, area)
         if not files:
             return None
