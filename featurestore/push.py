@@ -9,7 +9,10 @@ rows to offline storage, `"online"` writes them to the online store (newest even
 `"both"` does offline first, then online.
 
 Timestamps: the source's `timestamp_field` is required (timestamps, dates or ISO 8601 strings;
-naive = UTC). Its `created_timestamp_field`, when the source has one, is optional: rows without it
+naive = UTC). Rows written online may not be from the future (more than a minute, the clock skew
+materialization allows, after the push): the online store keeps the newest row per entity, so such
+a row would hide every real update of its entity until its time came (a timestamp in milliseconds
+read as seconds is the usual cause). Offline-only pushes may hold future rows. Its `created_timestamp_field`, when the source has one, is optional: rows without it
 are stamped with the time of the push. Columns the views do not use are ignored.
 """
 
@@ -23,6 +26,7 @@ import pyarrow.compute as pc
 
 from .definitions import FeatureView, PushSource, to_arrow_table
 from .errors import DefinitionError, PushError
+from .materialize import CLOCK_SKEW
 from .offline.features import CREATED_TS, EVENT_TS
 from .types import ValueType
 
@@ -50,6 +54,10 @@ def push(store: Any, source_name: str, df: Any, to: str = "online") -> int:
         raise PushError(str(e)) from None
     pushed_at = datetime.now(timezone.utc)
     prepared = [(view, feature_rows(view, source, table, pushed_at)) for view in views]  # validate all first
+    if to in ("online", "both"):
+        for view, rows in prepared:
+            if view.online:
+                _check_not_future(rows.column(EVENT_TS), pushed_at, source, view)
     if table.num_rows == 0:  # checked after the columns: an empty batch of the wrong shape is still refused
         return 0
     if to in ("offline", "both"):
@@ -97,6 +105,18 @@ def feature_rows(view: FeatureView, source: PushSource, table: pa.Table, pushed_
         created = pa.chunked_array([pa.array([pushed_at] * table.num_rows, _UTC_US)])
     out[CREATED_TS] = created
     return pa.table(out)
+
+
+def _check_not_future(times: pa.ChunkedArray, pushed_at: datetime, source: PushSource, view: FeatureView) -> None:
+    limit = pa.scalar(pushed_at + CLOCK_SKEW, _UTC_US)
+    later = pc.greater(times, limit)
+    if pc.any(later).as_py():
+        row = pc.index(later, True).as_py()
+        raise PushError(
+            f"push to '{source.name}' (feature view '{view.name}'): '{source.timestamp_field}' row {row} is "
+            f"{times[row].as_py().isoformat()}, after the push ({pushed_at.isoformat(timespec='seconds')}): online, "
+            "a row from the future would hide every newer row of its entity until then; push it when it "
+            "happens, or to='offline' (timestamps in milliseconds read as seconds?)")
 
 
 def _first_null(col: pa.ChunkedArray) -> int:

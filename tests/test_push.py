@@ -153,3 +153,17 @@ def test_an_empty_batch_is_checked_too(store):
     assert store.push("driver_push", frame().iloc[0:0], to="both") == 0
     with pytest.raises(PushError, match="driver_id"):
         store.push("driver_push", pd.DataFrame([{}, {}]), to="online")
+
+
+def test_rows_from_the_future_are_refused_online_and_kept_offline(store):
+    """A future row online would hide every real update of its entity until its time (newest wins)."""
+    now = datetime.now(timezone.utc)
+    future = frame(event_timestamp=[now, now + timedelta(seconds=30), now + timedelta(days=365 * 30)])
+    for to in ("online", "both"):
+        with pytest.raises(PushError, match=r"driver_stats.*'event_timestamp' row 2 is 20\d\d-.*from the future"):
+            store.push("driver_push", future, to=to)
+        assert online(store).statuses["trips"] == [NOT_FOUND] * 3
+        assert not store.offline_storage.has_data("driver_stats")
+    assert store.push("driver_push", future, to="offline") == 3  # planned values, read by time-travel only
+    assert store.push("driver_push", future.iloc[:2], to="online") == 2  # within the clock skew
+    assert online(store).values["trips"] == [10, 20, None]

@@ -77,6 +77,7 @@ def test_every_push_is_audited_with_the_key_name_and_row_count(keyed):
     ({"rows": [row(1), row(2, photo="%%%")]}, 422, ["photo", "row 1", "base64"]),
     ({"rows": [row(1, event_timestamp="yesterday")]}, 422, ["event_timestamp"]),
     ({"rows": [row(1, event_timestamp=None)]}, 422, ["event_timestamp"]),
+    ({"rows": [row(1, event_timestamp="2999-01-01T00:00:00Z")]}, 422, ["event_timestamp", "row 0", "future"]),
     ({"rows": [{k: v for k, v in row(1).items() if k != "trips"}]}, 422, ["trips", "missing"]),
     ({"rows": [{**row(1), "driver_id": None}]}, 422, ["driver_id", "null"]),
     ({"rows": [row(1, city={"a": 1})]}, 422, ["body.rows.0.city"]),
