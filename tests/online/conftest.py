@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -26,6 +31,7 @@ from featurestore import (
     UnixTimestamp,
 )
 from featurestore.catalog import Catalog
+from tests.redis_server import free_port, missing
 from tests.repo_builder import make_repo
 
 EVENT_TS = "__event_ts"
@@ -129,3 +135,48 @@ def rows(view: FeatureView, data: dict, event_ts) -> pa.Table:
     cols = {name: pa.array(values, type=types.get(name)) for name, values in data.items()}
     cols[EVENT_TS] = pa.array(event_ts, pa.timestamp("us", tz="UTC"))
     return pa.table(cols)
+
+
+# -- redis-servers of a test's own (options such as a password or a unix socket; killed and restarted) --
+
+
+class OwnRedis:
+    """A redis-server of one test, with extra options (password, unix socket); restartable."""
+
+    def __init__(self, *options: str):
+        if not shutil.which("redis-server"):
+            missing("needs a redis-server binary")
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="fs-redis-async-")
+        self.options = options
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.dir, "--loglevel", "warning", *self.options],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.02)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.kill()
+
+
+@pytest.fixture
+def own_redis():
+    servers: list[OwnRedis] = []
+    yield lambda *options: servers.append(OwnRedis(*options)) or servers[-1]
+    for s in servers:
+        s.stop()

@@ -12,7 +12,7 @@ import redis
 from featurestore import OnlineStoreUnavailable
 from featurestore.online.lookup import NOT_FOUND
 from tests.online.conftest import NOW, open_store, rows
-from tests.redis_server import start_redis
+from tests.redis_server import missing, start_redis
 
 pytestmark = pytest.mark.redis
 REFS = ["driver_stats:trips"]
@@ -26,7 +26,7 @@ def write_one(store, trips: int) -> None:
 def test_a_stopped_server_fails_fast_and_the_store_recovers_after_restart(tmp_path):
     server = start_redis()
     if server is None or not server.owned:
-        pytest.skip("needs a redis-server binary to stop and restart")
+        missing("needs a redis-server binary to stop and restart")
     try:
         store = open_store(tmp_path, "redis", server.url, key_prefix="outage", timeout=0.5)
         write_one(store, 7)

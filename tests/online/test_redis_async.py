@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -18,52 +15,9 @@ import redis
 
 from featurestore import OnlineStoreUnavailable
 from featurestore.online.redis import _MAX_IDLE_ASYNC, RedisOnlineStore
-from tests.redis_server import free_port
 
 pytestmark = pytest.mark.redis
 PREFIX = b"fstest-async:"
-
-
-class OwnRedis:
-    """A redis-server of one test, with extra options (password, unix socket); restartable."""
-
-    def __init__(self, *options: str):
-        if not shutil.which("redis-server"):
-            pytest.skip("needs a redis-server binary")
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="fs-redis-async-")
-        self.options = options
-        self.start()
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir, "--loglevel", "warning", *self.options],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.02)
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.kill()
-
-
-@pytest.fixture
-def own_redis():
-    servers: list[OwnRedis] = []
-    yield lambda *options: servers.append(OwnRedis(*options)) or servers[-1]
-    for s in servers:
-        s.stop()
 
 
 def fill(client: redis.Redis, n: int) -> dict[bytes, bytes]:

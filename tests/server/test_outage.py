@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.redis_server import start_redis
+from tests.redis_server import missing, start_redis
 from tests.server.conftest import build_repo, serve
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -20,7 +20,7 @@ def own_redis():
     """A Redis server of this test alone: stopping it must not disturb the shared one."""
     server = start_redis()
     if server is None or not server.owned:
-        pytest.skip("needs redis-server installed (this test stops and restarts its own server)")
+        missing("needs redis-server installed (this test stops and restarts its own server)")
     yield server
     server.stop()
 
