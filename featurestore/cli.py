@@ -119,6 +119,7 @@ def materialize(ctx: click.Context, start: str, end: str, views: tuple[str, ...]
     """Materialize rows with START <= event time <= END (ISO dates/datetimes, naive = UTC)."""
     result = _store(ctx).materialize(start, end, views=list(views) or None, progress=True)
     _console().print(str(result), markup=False)
+    _fail_if_unrecorded(result)
 
 
 @cli.command(name="materialize-incremental")
@@ -130,6 +131,16 @@ def materialize_incremental(ctx: click.Context, end: str | None, views: tuple[st
     """Materialize each view from its watermark up to END (default: now)."""
     result = _store(ctx).materialize_incremental(end, views=list(views) or None, progress=True)
     _console().print(str(result), markup=False)
+    _fail_if_unrecorded(result)
+
+
+def _fail_if_unrecorded(result: Any) -> None:
+    """Exit 1 when a view's run was not recorded, so a scheduler notices and runs it again."""
+    if result.unrecorded:
+        from .errors import MaterializationError
+
+        raise MaterializationError(f"the definitions of {', '.join(result.unrecorded)} changed during the run: "
+                                "their rows were not recorded; run again")
 
 
 def _features_arg(values: tuple[str, ...]) -> Any:

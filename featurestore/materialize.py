@@ -43,7 +43,8 @@ class ViewRun:
     rows: int = 0          # source rows selected and written offline
     online_rows: int = 0   # entity rows written to the online store
     seconds: float = 0.0
-    skipped: str = ""      # why nothing was done, if so
+    skipped: str = ""      # why nothing was done (or nothing recorded), if so
+    recorded: bool = True  # False: rows were written from a definition an apply changed meanwhile
 
 
 @dataclass
@@ -57,6 +58,11 @@ class MaterializeResult:
     @property
     def online_rows(self) -> int:
         return sum(r.online_rows for r in self.runs)
+
+    @property
+    def unrecorded(self) -> list[str]:
+        """Views whose run was not recorded (an apply changed them meanwhile): run them again."""
+        return [r.view for r in self.runs if not r.recorded]
 
     def __str__(self) -> str:
         lines = []
@@ -202,7 +208,7 @@ def _materialize_view(store: FeatureStore, view: FeatureView, start: datetime, e
     if not store.registry.record_materialization(view.name, start, end, rows, online_rows, advance_watermark=True,
                                                  generation=generation):
         return ViewRun(view.name, start, end, rows, online_rows, time.perf_counter() - began,
-                       skipped="not recorded: an apply changed the view during the run; run again")
+                       skipped="not recorded: an apply changed the view during the run; run again", recorded=False)
     return ViewRun(view.name, start, end, rows, online_rows, time.perf_counter() - began)
 
 

@@ -4,15 +4,17 @@
     print(plan.render())
 
 **Stale views.** A feature view's materialized rows (offline storage, its watermark) were built
-from its definition at the time. When a change alters what those rows hold (its features or their
-types, entities, source, `online`), or what its source reads or its entities mean, they no longer
-match the view: a feature added would read as NULL over all the materialized history, though the
-source has it. `Plan.stale` names those views, and apply resets them (`Registry.apply`): the
-watermark is dropped and the runs so far no longer count, so training sets read the source until
-the next `materialize-incremental` rebuilds the view from the start. Changes of description, owner,
-tags, ttl or feature order change no stored row and reset nothing. Views added or removed are reset
-too (a view removed, then added again, starts clean). Online rows stay (lookups keep answering) and
-are overwritten by the rebuild.
+from its definition at the time. When its stored rows lack what the new definition reads (a feature
+added or retyped, other entities or source, serving online newly), or its source reads elsewhere
+(a path, a query, a source its DuckDB query names, transitively), or its entities' join keys
+change, they no longer match the view: a feature added would read as NULL over all the
+materialized history, though the source has it. `Plan.stale` names those views, and apply resets
+them (`Registry.apply`): the watermark is dropped and the runs so far no longer count, so training
+sets read the source until the next `materialize-incremental` rebuilds the view from the start.
+Description, owner, tags, ttl, feature order, a feature removed, serving online no more, and the
+contents of a DataFrame source (data, as a Parquet file's are) reset nothing. Views added or
+removed are reset too (a view removed, then added again, starts clean). Online rows stay (lookups
+keep answering) and are overwritten by the rebuild.
 """
 
 from __future__ import annotations
@@ -114,38 +116,61 @@ def diff(current: dict[tuple[str, str], dict[str, Any]], desired: dict[tuple[str
 def stale_views(current: dict[tuple[str, str], dict[str, Any]],
                 desired: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, ...]:
     """The feature views whose materialized rows the change from `current` to `desired` makes stale."""
-    def changed(kind: str) -> set[str]:
-        names = {n for k, n in (*current, *desired) if k == kind}
-        return {n for n in names if _rows_spec(kind, current.get((kind, n))) != _rows_spec(kind, desired.get((kind, n)))}
-
-    sources, entities = changed("source"), changed("entity")
-    stale = changed("feature_view")
-    for (kind, name), spec in desired.items():
-        if kind == "feature_view" and (spec["source"] in sources or set(spec["entities"]) & entities
-                                       or _reads_any(desired.get(("source", spec["source"])), sources)):
-            stale.add(name)
+    sources = {n for k, n in (*current, *desired)
+               if k == "source" and _source_rows(current.get((k, n))) != _source_rows(desired.get((k, n)))}
+    entities = {n for k, n in (*current, *desired) if k == "entity" and
+                _without_metadata(current.get((k, n))) != _without_metadata(desired.get((k, n)))}
+    # ...and, transitively, the sources whose DuckDB query names a changed source
+    queries = {n: _query_of(spec) for (k, n), spec in desired.items() if k == "source"}
+    grown = True
+    while grown:
+        grown = False
+        for name, query in queries.items():
+            if name not in sources and query and any(re.search(rf"\b{re.escape(s)}\b", query) for s in sources):
+                sources.add(name)
+                grown = True
+    stale = set()
+    for kind, name in {*current, *desired}:
+        if kind == "feature_view":
+            old, new = current.get((kind, name)), desired.get((kind, name))
+            if old is None or new is None or _view_rows_differ(old, new) or new["source"] in sources \
+                    or set(new["entities"]) & entities:
+                stale.add(name)
     return tuple(sorted(stale))
 
 
-def _rows_spec(kind: str, spec: dict[str, Any] | None) -> Any:
-    """The part of a spec that decides what a view's stored rows hold (None: no such object)."""
-    if spec is None:
-        return None
-    out = {k: v for k, v in spec.items() if k not in _METADATA}
-    if kind == "feature_view":
-        out.pop("ttl_seconds", None)  # applied at read time
-        out["schema"] = {f["name"]: f["dtype"] for f in spec["schema"]}  # order and descriptions aside
-    elif kind == "source" and isinstance(spec.get("batch_source"), dict):
-        out["batch_source"] = _rows_spec("source", spec["batch_source"])
+def _without_metadata(spec: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if spec is None else {k: v for k, v in spec.items() if k not in _METADATA}
+
+
+def _source_rows(spec: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What decides the rows a source gives: its location and fields. A DataFrame source's contents
+    (its fingerprint) are data, not definition, as a Parquet file's are."""
+    out = _without_metadata(spec)
+    if out is not None:
+        out.pop("fingerprint", None)
+        if isinstance(out.get("batch_source"), dict):
+            out["batch_source"] = _source_rows(out["batch_source"])
     return out
 
 
-def _reads_any(source: dict[str, Any] | None, names: set[str]) -> bool:
-    """Whether a DuckDB query source names one of these sources (read as tables of the repo's sources)."""
-    query = (source or {}).get("query")
-    if not query or source.get("database"):
-        return False
-    return any(re.search(rf"\b{re.escape(n)}\b", query) for n in names)
+def _query_of(spec: dict[str, Any]) -> str:
+    """The DuckDB query a source runs (its own, or its batch source's), which may name other sources."""
+    batch = spec.get("batch_source")
+    return (spec.get("query") or "") + " " + (_query_of(batch) if isinstance(batch, dict) else "")
+
+
+def _view_rows_differ(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether a view's stored rows lack what its new definition reads: a feature added or retyped, other
+    entities or source, or serving online that was not. Removing a feature, ttl, order, serving no
+    longer online and metadata leave the stored rows as good as they were."""
+    rest = ("schema", "online", "ttl_seconds", *_METADATA)
+    if {k: v for k, v in old.items() if k not in rest} != {k: v for k, v in new.items() if k not in rest}:
+        return True
+    had = {(f["name"], f["dtype"]) for f in old["schema"]}
+    if any((f["name"], f["dtype"]) not in had for f in new["schema"]):
+        return True
+    return bool(new.get("online")) and not old.get("online")
 
 
 def _field_changes(old: Any, new: Any, path: str = "") -> list[FieldChange]:

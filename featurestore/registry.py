@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS watermarks (
 CREATE TABLE IF NOT EXISTS materializations (
     view TEXT NOT NULL, start TEXT NOT NULL, "end" TEXT NOT NULL, rows INTEGER NOT NULL,
     online_rows INTEGER NOT NULL, finished_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS resets (view TEXT PRIMARY KEY, at TEXT NOT NULL, generation INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS view_resets (
+    view TEXT PRIMARY KEY, at TEXT NOT NULL, generation INTEGER NOT NULL, last_run INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
     target TEXT NOT NULL, detail TEXT NOT NULL);
@@ -132,10 +133,13 @@ class Registry:
             if changes:
                 generation = self._bump(con)
                 self._audit(con, actor, "apply", "definitions", {"changes": len(changes)})
+                # The runs recorded so far, by rowid (commit order, unlike clocks): they stop counting.
+                last_run = con.execute("SELECT COALESCE(MAX(rowid), 0) FROM materializations").fetchone()[0]
                 for view in stale_views:
                     con.execute("DELETE FROM watermarks WHERE view = ?", (view,))
-                    con.execute("INSERT INTO resets VALUES (?, ?, ?) ON CONFLICT (view) DO UPDATE SET "
-                                "at = excluded.at, generation = excluded.generation", (view, now, generation))
+                    con.execute("INSERT INTO view_resets VALUES (?, ?, ?, ?) ON CONFLICT (view) DO UPDATE SET "
+                                "at = excluded.at, generation = excluded.generation, last_run = excluded.last_run",
+                                (view, now, generation, last_run))
             else:
                 generation = self.generation()
         return generation
@@ -164,7 +168,7 @@ class Registry:
         now = _iso(utcnow())
         with self.transaction() as con:
             if generation is not None:
-                reset = con.execute("SELECT generation FROM resets WHERE view = ?", (view,)).fetchone()
+                reset = con.execute("SELECT generation FROM view_resets WHERE view = ?", (view,)).fetchone()
                 if reset is not None and reset[0] > generation:
                     return False
             con.execute("INSERT INTO materializations VALUES (?, ?, ?, ?, ?, ?)",
@@ -177,8 +181,8 @@ class Registry:
                                 (view, _iso(end), now))
         return True
 
-    _CURRENT_RUNS = ("FROM materializations WHERE view = ? AND finished_at > "
-                     "COALESCE((SELECT at FROM resets WHERE resets.view = materializations.view), '')")
+    _CURRENT_RUNS = ("FROM materializations WHERE view = ? AND rowid > "
+                     "COALESCE((SELECT last_run FROM view_resets WHERE view_resets.view = materializations.view), 0)")
 
     def materialized_intervals(self, view: str) -> list[tuple[datetime, datetime]]:
         """The event-time ranges materialization has covered for a view since its last reset, merged,

@@ -386,6 +386,11 @@ def test_a_run_that_read_the_definition_before_an_apply_changed_it_is_not_record
     monkeypatch.setattr(storage, "commit", commit_then_apply)
     result = store.materialize_incremental(T0 + timedelta(hours=23))
     assert "not recorded" in result.runs[0].skipped and "not recorded" in str(result)
+    assert result.unrecorded == ["stats"]
+    from featurestore.cli import _fail_if_unrecorded
+
+    with pytest.raises(MaterializationError, match="definitions of stats changed during the run"):
+        _fail_if_unrecorded(result)  # `fs materialize*` exits 1: a scheduler notices
     assert store.registry.watermark("stats") is None and store.registry.materialized_intervals("stats") == []
     monkeypatch.setattr(storage, "commit", commit)
     result = store.materialize_incremental(T0 + timedelta(hours=23))  # the new definition, recorded
@@ -419,3 +424,26 @@ def test_the_newest_row_per_entity_is_the_point_in_time_choice(data):
                             "(PARTITION BY k1, k2 ORDER BY __event_ts DESC, __created_ts DESC NULLS LAST, "
                             "f DESC NULLS LAST) = 1").sort_by([("k1", "ascending"), ("k2", "ascending")])
     assert got.select(["k1", "k2", "f", "__event_ts"]).to_pylist() == want.to_pylist()
+
+
+def test_a_reset_counts_runs_by_commit_order_not_by_clock(tmp_path, monkeypatch):
+    """Runs recorded after a reset count, and those before it do not, whatever the clocks said."""
+    import featurestore.registry as registry_module
+
+    store = new_store(tmp_path, rows(range(0, 24)))
+    registry = store.registry
+    day = timedelta(days=1)
+    registry.record_materialization("stats", T0, T0 + day, 1, 0, advance_watermark=True)
+    import itertools
+
+    clock = itertools.chain([T0 + 10 * day], itertools.repeat(T0 + 5 * day))  # the apply's clock runs ahead
+    monkeypatch.setattr(registry_module, "utcnow", lambda: next(clock))
+    generation = registry.apply([("change", "feature_view", "stats", {"name": "stats"})], stale_views=["stats"])
+    assert registry.materialized_intervals("stats") == [] and registry.watermark("stats") is None
+    assert registry.record_materialization("stats", T0, T0 + 2 * day, 1, 0, advance_watermark=True,
+                                           generation=generation)
+    assert registry.materialized_intervals("stats") == [(T0, T0 + 2 * day)]
+    assert not registry.record_materialization("stats", T0, T0 + 3 * day, 1, 0, advance_watermark=True,
+                                               generation=generation - 1)  # read the definitions before the reset
+    assert registry.materialized_intervals("stats") == [(T0, T0 + 2 * day)]
+    assert registry.last_materialization("stats")["end"] == (T0 + 2 * day).isoformat()

@@ -128,5 +128,33 @@ def test_stale_views_are_those_whose_stored_rows_a_change_alters():
                                                                 {"name": "a", "dtype": "Int64"}])
     assert stale_views(base, specs(views=[fv("on_push", "p"), retyped])) == ("on_other",)
     assert stale_views(base, specs(views=[fv("on_push", "p"), reordered])) == ()
-    assert stale_views(base, specs(views=[fv("on_push", "p"), fv("on_other", "o", online=False)])) == ("on_other",)
+    offline_only = fv("on_other", "o", online=False)
+    assert stale_views(base, specs(views=[fv("on_push", "p"), offline_only])) == ()  # stored rows still good
+    assert stale_views(specs(views=[fv("on_push", "p"), offline_only]), base) == ("on_other",)  # online: fill it
+    fewer = fv("on_other", "o", schema=[{"name": "b", "dtype": "Float64"}])
+    assert stale_views(base, specs(views=[fv("on_push", "p"), fewer])) == ()  # a feature removed
     assert stale_views(base, specs(views=[fv("on_push", "p")])) == ("on_other",)  # removed: reset too
+    assert stale_views(specs(views=[fv("on_push", "p")]), base) == ("on_other",)  # added: starts clean
+
+
+def test_stale_views_follow_queries_that_name_changed_sources():
+    from featurestore.plan import stale_views
+
+    def src(name, **kw):
+        return {"type": "duckdb" if "query" in kw else "parquet", "name": name, "timestamp_field": "ts",
+                "description": "", **kw}
+
+    def fv(name, source):
+        return {"name": name, "entities": [], "source": source, "online": True,
+                "schema": [{"name": "x", "dtype": "Int64"}]}
+
+    def specs(a_path="a.parquet", fingerprint="1"):
+        sources = [src("a", path=a_path), src("b", query="SELECT * FROM a WHERE x > 0"),
+                   src("c", query="SELECT * FROM b", database="other.duckdb"),
+                   {**src("p"), "type": "push", "batch_source": src("q", query="SELECT * FROM a")},
+                   src("ab", path="ab.parquet"), {**src("df"), "type": "dataframe", "fingerprint": fingerprint}]
+        views = [fv("va", "a"), fv("vb", "b"), fv("vc", "c"), fv("vp", "p"), fv("vab", "ab"), fv("vdf", "df")]
+        return {**{("source", s["name"]): s for s in sources}, **{("feature_view", v["name"]): v for v in views}}
+
+    assert stale_views(specs(), specs(a_path="a2.parquet")) == ("va", "vb", "vc", "vp")  # not "ab": a word apart
+    assert stale_views(specs(), specs(fingerprint="2")) == ()  # a DataFrame's rows are data, not definition
