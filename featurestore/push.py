@@ -9,11 +9,13 @@ rows to offline storage, `"online"` writes them to the online store (newest even
 `"both"` does offline first, then online.
 
 Timestamps: the source's `timestamp_field` is required (timestamps, dates or ISO 8601 strings;
-naive = UTC). Rows written online may not be from the future (more than a minute, the clock skew
-materialization allows, after the push): the online store keeps the newest row per entity, so such
-a row would hide every real update of its entity until its time came (a timestamp in milliseconds
-read as seconds is the usual cause). Offline-only pushes may hold future rows. Its `created_timestamp_field`, when the source has one, is optional: rows without it
+naive = UTC). The source's `created_timestamp_field`, when it has one, is optional: rows without it
 are stamped with the time of the push. Columns the views do not use are ignored.
+
+Rows written online may not be from the future (more than a minute, the clock skew materialization
+allows, after the push): the online store keeps the newest row per entity, so such a row would
+hide every real update of its entity until its time came (a timestamp in milliseconds read as
+seconds is the usual cause). Offline-only pushes may hold future rows.
 """
 
 from __future__ import annotations
@@ -112,9 +114,13 @@ def _check_not_future(times: pa.ChunkedArray, pushed_at: datetime, source: PushS
     later = pc.greater(times, limit)
     if pc.any(later).as_py():
         row = pc.index(later, True).as_py()
+        try:
+            when = times[row].as_py().isoformat()
+        except (OverflowError, ValueError):  # past year 9999: seconds that were milliseconds, say
+            when = f"{times.cast(pa.int64())[row].as_py()} us after 1970 (past year 9999)"
         raise PushError(
             f"push to '{source.name}' (feature view '{view.name}'): '{source.timestamp_field}' row {row} is "
-            f"{times[row].as_py().isoformat()}, after the push ({pushed_at.isoformat(timespec='seconds')}): online, "
+            f"{when}, after the push ({pushed_at.isoformat(timespec='seconds')}): online, "
             "a row from the future would hide every newer row of its entity until then; push it when it "
             "happens, or to='offline' (timestamps in milliseconds read as seconds?)")
 

@@ -164,6 +164,10 @@ def test_rows_from_the_future_are_refused_online_and_kept_offline(store):
             store.push("driver_push", future, to=to)
         assert online(store).statuses["trips"] == [NOT_FOUND] * 3
         assert not store.offline_storage.has_data("driver_stats")
+    millis = pa.table({**{c: pa.array(future[c]) for c in ("driver_id", "conv_rate", "trips", "city", "joined")},
+                       "event_timestamp": pa.array([int(now.timestamp() * 1000)] * 3, pa.timestamp("s"))})
+    with pytest.raises(PushError, match=r"row 0 is \d+ us after 1970 \(past year 9999\)"):  # ms read as s
+        store.push("driver_push", millis)
     assert store.push("driver_push", future, to="offline") == 3  # planned values, read by time-travel only
     assert store.push("driver_push", future.iloc[:2], to="online") == 2  # within the clock skew
     assert online(store).values["trips"] == [10, 20, None]
