@@ -46,6 +46,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 log = logging.getLogger("featurestore.server")
 
 PUBLISH_SECONDS = 1.0  # how often a worker of a multi-worker server writes its snapshot
+SNAPSHOTS = "worker-*.json"  # the snapshot files in a shared folder
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -159,7 +160,7 @@ class _Snapshots:
 
     def read(self) -> list[list[dict[str, Any]]]:
         out = []
-        for path in sorted(self.folder.glob("*.json")):
+        for path in sorted(self.folder.glob(SNAPSHOTS)):
             try:
                 out.append(orjson.loads(path.read_bytes()))
             except (OSError, orjson.JSONDecodeError) as e:  # not ours, or removed meanwhile: leave it out

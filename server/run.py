@@ -10,7 +10,8 @@ With several workers, each process builds its own app from `$FS_REPO` through th
 `server.run:app_from_env`, and the workers share a metrics folder (`$FS_METRICS_DIR`, a temporary
 one unless set) so a scrape of any worker counts the requests of all (`server.metrics`). Running
 `server.run:app_from_env` under another process manager (gunicorn with uvicorn workers), set
-`FS_METRICS_DIR` to a folder of that server's own, emptied before it starts.
+`FS_METRICS_DIR` to a folder of that server's own, emptied before it starts (`serve` empties the
+one it is given of earlier snapshots).
 Access logs are off by default: `/metrics` counts every request.
 """
 
@@ -21,6 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -29,6 +31,7 @@ from featurestore import FeatureStore
 from featurestore.config import find_repo
 
 from .app import create_app
+from .metrics import SNAPSHOTS
 
 REPO_ENV = "FS_REPO"
 METRICS_DIR_ENV = "FS_METRICS_DIR"
@@ -68,6 +71,9 @@ def serve(repo_path: str | None, host: str = "127.0.0.1", port: int = 6566, work
         own_metrics = None
         if not os.environ.get(METRICS_DIR_ENV):
             own_metrics = os.environ[METRICS_DIR_ENV] = tempfile.mkdtemp(prefix="fs-serve-metrics-")
+        else:  # a folder of the caller's: the counts start from zero, as a restarted process's do
+            for old in Path(os.environ[METRICS_DIR_ENV]).glob(SNAPSHOTS):
+                old.unlink(missing_ok=True)
         try:
             uvicorn.run("server.run:app_from_env", factory=True, workers=workers, **options)
         finally:

@@ -153,6 +153,9 @@ def test_serve_in_a_subprocess_with_two_workers(tmp_path):
                 assert time.monotonic() - start < 30, "server did not start"
                 time.sleep(0.05)
         assert r.status_code == 200 and r.json()["values"]["trips"] == [10, 20]
+        while len(list(shared.glob("worker-*.json"))) < 2:  # both workers up (each writes a snapshot at start)
+            assert proc.poll() is None and time.monotonic() - start < 30, "the second worker did not start"
+            time.sleep(0.05)
         answered = 1 + sum(httpx.post(f"http://127.0.0.1:{port}/features/online", json=body, timeout=5).status_code
                            == 200 for _ in range(30))  # a connection each: the workers share them
         # Whichever worker a scrape reaches, it counts every worker's lookups (theirs as of their
@@ -202,8 +205,11 @@ def test_serve_with_workers_makes_and_removes_its_own_metrics_folder(tmp_path, m
     assert seen["existed"] and seen["workers"] == 3
     assert not seen["folder"].exists() and run.METRICS_DIR_ENV not in os.environ
 
-    kept = tmp_path / "kept"  # a folder of the caller's is used as it is, and left in place
+    kept = tmp_path / "kept"  # a folder of the caller's is used and left in place, emptied of old snapshots
     monkeypatch.setenv(run.METRICS_DIR_ENV, str(kept))
     kept.mkdir()
+    (kept / "worker-1-aa.json").write_text("[]")
+    (kept / "README").write_text("mine")
     run.serve(str(tmp_path), "127.0.0.1", free_port(), workers=2)
-    assert seen["folder"] == kept and kept.is_dir() and os.environ[run.METRICS_DIR_ENV] == str(kept)
+    assert seen["folder"] == kept and os.environ[run.METRICS_DIR_ENV] == str(kept)
+    assert sorted(p.name for p in kept.iterdir()) == ["README"]

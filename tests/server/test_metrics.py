@@ -84,7 +84,7 @@ def test_workers_sharing_a_folder_each_scrape_the_sum_of_all(tmp_path, caplog):
     assert first_only[("fs_online_store_errors_created", labels(reason="timeout"))] == min(created)
     assert samples(alone)[("fs_http_requests_total", labels(method="GET", endpoint="/health", status="200"))] == 1
     assert not any(k[0] == "fs_http_requests_total" and ("endpoint", "/features/online") in k[1] for k in samples(alone))
-    assert len(list(tmp_path.glob("*.json"))) == 2
+    assert len(list(tmp_path.glob("worker-*.json"))) == 2
 
     # The second worker dies: what it published keeps counting, so totals never go down.
     del second
@@ -92,7 +92,8 @@ def test_workers_sharing_a_folder_each_scrape_the_sum_of_all(tmp_path, caplog):
     assert samples(first)[("fs_http_request_duration_seconds_count", lookups)] == 7
 
     # A file that is not a snapshot is left out, with a warning; half-written ones are never read.
-    (tmp_path / "junk.json").write_bytes(b"{not json")
-    (tmp_path / ".worker-1-ab.tmp").write_bytes(b"[]")
+    (tmp_path / "worker-junk.json").write_bytes(b"{not json")
+    (tmp_path / ".worker-1-ab.tmp").write_bytes(b"[not json")
+    (tmp_path / "notes.json").write_bytes(b"[not json")  # not a snapshot's name: never read
     assert samples(first)[("fs_http_request_duration_seconds_count", lookups)] == 7
-    assert "junk.json" in caplog.text
+    assert "worker-junk.json" in caplog.text and "notes.json" not in caplog.text and ".tmp" not in caplog.text
