@@ -128,14 +128,16 @@ class ModelServer:
         return loaded
 
     def _first_target(self, name: str, alias: str | None) -> int:
-        """Resolve a reference used for the first time, and keep following it. A refresh that ran while
-        it was being resolved could not see it, and may have noticed an alias move the resolution
-        missed: then it is resolved again (else it would serve the old version until the next move)."""
+        """Resolve a reference used for the first time, and keep following it. An alias moved while it
+        was being resolved (the registry's models generation changed) may have been missed, and a
+        refresh for that move could not see this reference: then it is resolved again (else it would
+        serve the old version until the next move). Filed under the refresh lock, so a refresh runs
+        before (and this resolution sees its move) or after (and sees this reference)."""
         while True:
-            generation = self._generation
+            generation = self.models.generation()
             version = self.models.resolve(name, alias=alias)[1]
             with self._refresh_lock:
-                if self._generation == generation:
+                if self.models.generation() == generation:
                     return self._targets.setdefault((name, alias), version)
 
     def cached(self, ref: str, version: int | None = None, alias: str | None = None) -> LoadedModel | None:

@@ -161,6 +161,13 @@ def test_an_alias_moved_while_it_is_first_resolved_is_followed(store, monkeypatc
         assert server.get("const@production").version.version == 2
         assert moved and server.predict("const@production", [{"driver_id": 1}])["predictions"] == [2.0]
 
+    # The same for a model nothing has used yet (no refresh at all follows the move): seen too.
+    store.models.set_alias("const", "production", 1)
+    moved.clear()
+    with ModelServer(store, log_predictions=False, watch=False) as server:
+        assert server.get("const@production").version.version == 2
+        assert moved
+
 
 def test_a_model_that_fails_on_its_input_is_a_clear_error(store, server):
     from sklearn.linear_model import LinearRegression
