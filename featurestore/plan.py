@@ -77,7 +77,8 @@ class Plan:
             lines.append(f"{sign[c.action]} {_LABEL[c.kind]} {c.name}")
             for f in c.fields:
                 lines.append(f"    {f.path}: {_short(f.old)} -> {_short(f.new)}")
-        rebuilt = [v for v in self.stale if v in self._kept_views()]
+        kept = {c.name for c in self.changes if c.kind == "feature_view" and c.action in ("change", "unchanged")}
+        rebuilt = [v for v in self.stale if v in kept]  # added and removed views are reset without a word
         if rebuilt:
             lines.append(f"Materialized rows of feature view(s) {', '.join(rebuilt)} no longer match the definition: "
                          "apply resets them (training sets read the source until the next "
@@ -86,10 +87,6 @@ class Plan:
         lines.append(f"Plan: {n['add']} to add, {n['change']} to change, {n['remove']} to remove, "
                      f"{n['unchanged']} unchanged.")
         return "\n".join(lines)
-
-
-    def _kept_views(self) -> set[str]:
-        return {c.name for c in self.changes if c.kind == "feature_view" and c.action in ("change", "unchanged")}
 
 
 def diff(current: dict[tuple[str, str], dict[str, Any]], desired: dict[tuple[str, str], dict[str, Any]]) -> Plan:

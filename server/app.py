@@ -147,7 +147,7 @@ def create_app(
             publisher.cancel()
             with suppress(asyncio.CancelledError):
                 await publisher
-            _publish_quietly(state.metrics)  # the final counts of this worker
+            state.metrics.publish()  # the final counts of this worker
         online = store.__dict__.get("online_store")  # only if it was opened
         if online is not None and hasattr(online, "aclose"):
             await online.aclose()  # connections bound to this event loop
@@ -175,15 +175,8 @@ def _version() -> str:
 async def _publish_metrics(metrics: Metrics) -> None:
     """Write this worker's metrics snapshot every PUBLISH_SECONDS (a multi-worker server's scrapes sum them)."""
     while True:
-        _publish_quietly(metrics)
-        await asyncio.sleep(PUBLISH_SECONDS)
-
-
-def _publish_quietly(metrics: Metrics) -> None:
-    try:
         metrics.publish()
-    except Exception as e:  # noqa: BLE001 - e.g. the folder was removed: other workers' scrapes miss our latest
-        log.warning("metrics: cannot write this worker's snapshot: %s", e)
+        await asyncio.sleep(PUBLISH_SECONDS)
 
 
 def _warm_up(store: FeatureStore) -> None:

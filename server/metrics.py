@@ -82,17 +82,18 @@ class Metrics:
         """The Prometheus text of this process's counts, or, with a shared folder, of every worker's."""
         if self.shared is None:
             return generate_latest(self.registry)
-        try:
-            self.publish()
-        except OSError as e:  # the others' counts are still worth answering
-            log.warning("metrics: cannot write this worker's snapshot: %s", e)
+        self.publish()
         return generate_latest(_Summed(self.shared.read()))
 
     def publish(self) -> None:
         """Write this process's snapshot to the shared folder (a no-op without one). Call it from the
-        event loop's thread, which is the one that counts (the snapshot reads the counts unlocked)."""
+        event loop's thread, which is the one that counts (the snapshot reads the counts unlocked).
+        A failed write is logged, never raised: scrapes and shutdown go on without it."""
         if self.shared is not None:
-            self.shared.write(self.registry.collect())
+            try:
+                self.shared.write(self.registry.collect())
+            except Exception as e:  # noqa: BLE001 - e.g. the folder was removed: others' scrapes miss our latest
+                log.warning("metrics: cannot write this worker's snapshot: %s", e)
 
 
 class _Series:

@@ -430,5 +430,3 @@ def _nullable_pandas_dtype(t: pa.DataType) -> Any:
     mapping = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
                pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
     return mapping.get(t)
-
-

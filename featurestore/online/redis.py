@@ -125,6 +125,19 @@ def _mget(keys: Sequence[bytes]) -> tuple[bytes, int]:
     return payload, (len(keys) + _KEYS_PER_MGET - 1) // _KEYS_PER_MGET
 
 
+def _collect(parser: hiredis.Reader, replies: list[Any], n: int) -> bool:
+    """Move parsed replies into `replies` until it holds n (True) or the parser needs more data
+    (False); an error reply raises _ErrorReply (the connection's owner closes it)."""
+    while len(replies) < n:
+        reply = parser.gets()
+        if reply is False:
+            return False
+        if isinstance(reply, hiredis.ReplyError):
+            raise _ErrorReply(f"Redis replied: {reply}")
+        replies.append(reply)
+    return True
+
+
 def _blobs(replies: list[Any], n: int) -> list[bytes | None]:
     """The values of `_mget`'s n replies, in key order."""
     return replies[0] if n == 1 else [blob for part in replies for blob in part]
@@ -159,21 +172,13 @@ class _SyncConnection:
     def request(self, payload: bytes, n: int) -> list[Any]:
         """Send `payload` and read its n replies (an error reply raises _ErrorReply: the caller closes us)."""
         self.sock.sendall(payload)
-        parser = self.parser
         replies: list[Any] = []
-        while True:
-            reply = parser.gets()
-            if reply is False:
-                data = self.sock.recv(_RECV_BYTES)
-                if not data:
-                    raise ConnectionError("connection closed by the server")
-                parser.feed(data)
-            elif isinstance(reply, hiredis.ReplyError):
-                raise _ErrorReply(f"Redis replied: {reply}")
-            else:
-                replies.append(reply)
-                if len(replies) == n:
-                    return replies
+        while not _collect(self.parser, replies, n):
+            data = self.sock.recv(_RECV_BYTES)
+            if not data:
+                raise ConnectionError("connection closed by the server")
+            self.parser.feed(data)
+        return replies
 
     def close(self) -> None:
         self.sock.close()
@@ -199,19 +204,13 @@ class _RawConnection(asyncio.Protocol):
         waiter = self.waiter
         if waiter is None or waiter.done():
             return  # nobody asked (cancelled): the connection is closed by the caller
-        replies = self.replies
         try:
-            while len(replies) < self.wanted:
-                reply = self.parser.gets()
-                if reply is False:
-                    return
-                if isinstance(reply, hiredis.ReplyError):
-                    raise _ErrorReply(f"Redis replied: {reply}")
-                replies.append(reply)
+            if not _collect(self.parser, self.replies, self.wanted):
+                return
         except (hiredis.ProtocolError, _ErrorReply) as e:
             waiter.set_exception(e)
             return
-        waiter.set_result(replies)
+        waiter.set_result(self.replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True

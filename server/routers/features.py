@@ -5,13 +5,13 @@
      "include_status": true}
     -> {"values": {"driver_id": [1001], "conv_rate": [0.42]}, "statuses": {"conv_rate": ["PRESENT"]}}
 
-The handler begins the async lookup (`FeatureStore.start_online_lookup`) before it validates the body,
-so the validation runs during the round trip to the online store, which never blocks the event loop
-(`_begun`: the early lookup is used only for the request as validated). A hung store cannot hold requests: the app's `lookup_timeout`
-answers 503, by its own timer, or by the store's when the store's async reads give up by themselves
-within it (`OnlineStore.async_read_bound`: Redis, after about twice its `timeout_seconds`). The
-answer is encoded straight to JSON bytes with orjson (see `server.encoding` for NaN, timestamps and
-bytes).
+The handler begins the async lookup (`FeatureStore.start_online_lookup`) before it validates the
+body, so the validation runs during the round trip to the online store, which never blocks the
+event loop (`_begun`: the early lookup is used only for the request as validated). A hung store
+cannot hold requests: the app's `lookup_timeout` answers 503, by its own timer, or by the store's
+when the store's async reads give up by themselves within it (`OnlineStore.async_read_bound`:
+Redis, after about twice its `timeout_seconds`). The answer is encoded straight to JSON bytes with
+orjson (see `server.encoding` for NaN, timestamps and bytes).
 """
 
 from __future__ import annotations

@@ -97,3 +97,12 @@ def test_workers_sharing_a_folder_each_scrape_the_sum_of_all(tmp_path, caplog):
     (tmp_path / "notes.json").write_bytes(b"[not json")  # not a snapshot's name: never read
     assert samples(first)[("fs_http_request_duration_seconds_count", lookups)] == 7
     assert "worker-junk.json" in caplog.text and "notes.json" not in caplog.text and ".tmp" not in caplog.text
+
+
+def test_a_snapshot_that_cannot_be_written_is_logged_and_the_scrape_still_answers(tmp_path, caplog):
+    metrics = Metrics(tmp_path / "shared")
+    metrics.observe("GET", "/health", 200, 0.001)
+    (tmp_path / "shared").rmdir()  # the folder is gone (e.g. removed by hand)
+    metrics.publish()  # what the worker's timer and its shutdown call: never raises
+    assert "cannot write this worker's snapshot" in caplog.text
+    metrics.render()  # a scrape does not fail either
