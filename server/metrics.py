@@ -16,12 +16,13 @@ Exposed at `GET /metrics` in the Prometheus text format:
 the counts of all of them (a counter that jumps between workers' values reads as resets to
 Prometheus). So each worker of such a server is given one shared folder (`Metrics(shared_dir)`,
 `$FS_METRICS_DIR`): it writes a snapshot of its own families there every `PUBLISH_SECONDS`, when it
-stops, and when it is scraped; a scrape answers the sum over every snapshot in the folder
-(`_created` times: the earliest). Counts of the other workers are thus up to `PUBLISH_SECONDS` old.
-The snapshot of a worker that died stays and keeps counting in the sums, so totals never go down
-(as prometheus_client's multiprocess mode does for counters). Each process writes only its own
-file, named by pid and a random part (a later process with the same pid gets a file of its own),
-and replaces it whole (write, then rename), so a reader never sees half a snapshot.
+stops, and when it is scraped; a scrape answers the sum of its own counts, as they are, and every
+other snapshot in the folder (`_created` times: the earliest). Counts of the other workers are thus
+up to `PUBLISH_SECONDS` old. The snapshot of a worker that died stays and keeps counting in the
+sums, so totals never go down (as prometheus_client's multiprocess mode does for counters). Each
+process writes only its own file, named by pid and a random part (a later process with the same pid
+gets a file of its own), and replaces it whole (write, then rename), so a reader never sees half a
+snapshot.
 
 The request counts and latencies are plain Python numbers, turned into Prometheus families when
 `/metrics` is scraped (`_RequestCollector`): `observe` runs once per request, 0.3-0.6 us here against
@@ -82,18 +83,22 @@ class Metrics:
         """The Prometheus text of this process's counts, or, with a shared folder, of every worker's."""
         if self.shared is None:
             return generate_latest(self.registry)
-        self.publish()
-        return generate_latest(_Summed(self.shared.read()))
+        mine = _snapshot(self.registry.collect())
+        self._write(mine)  # fresh for the other workers' scrapes too
+        return generate_latest(_Summed([mine, *self.shared.others()]))  # ours as counted now, even if unwritten
 
     def publish(self) -> None:
         """Write this process's snapshot to the shared folder (a no-op without one). Call it from the
         event loop's thread, which is the one that counts (the snapshot reads the counts unlocked).
         A failed write is logged, never raised: scrapes and shutdown go on without it."""
         if self.shared is not None:
-            try:
-                self.shared.write(self.registry.collect())
-            except Exception as e:  # noqa: BLE001 - e.g. the folder was removed: others' scrapes miss our latest
-                log.warning("metrics: cannot write this worker's snapshot: %s", e)
+            self._write(_snapshot(self.registry.collect()))
+
+    def _write(self, snapshot: list[dict[str, Any]]) -> None:
+        try:
+            self.shared.write(snapshot)  # type: ignore[union-attr]
+        except Exception as e:  # noqa: BLE001 - e.g. the folder was removed: others' scrapes miss our latest
+            log.warning("metrics: cannot write this worker's snapshot: %s", e)
 
 
 class _Series:
@@ -153,20 +158,27 @@ class _Snapshots:
         self.path = folder / f"{name}.json"
         self._partial = folder / f".{name}.tmp"  # not *.json: never read
 
-    def write(self, families: Iterable[Metric]) -> None:
-        snapshot = [{"name": f.name, "help": f.documentation, "type": f.type,
-                     "samples": [[s.name, s.labels, s.value] for s in f.samples]} for f in families]
+    def write(self, snapshot: list[dict[str, Any]]) -> None:
         self._partial.write_bytes(orjson.dumps(snapshot))
         os.replace(self._partial, self.path)
 
-    def read(self) -> list[list[dict[str, Any]]]:
+    def others(self) -> list[list[dict[str, Any]]]:
+        """The snapshots of the other processes (of those that died too)."""
         out = []
         for path in sorted(self.folder.glob(SNAPSHOTS)):
+            if path == self.path:
+                continue
             try:
                 out.append(orjson.loads(path.read_bytes()))
             except (OSError, orjson.JSONDecodeError) as e:  # not ours, or removed meanwhile: leave it out
                 log.warning("metrics: skipping %s: %s", path, e)
         return out
+
+
+def _snapshot(families: Iterable[Metric]) -> list[dict[str, Any]]:
+    """Metric families as plain data: what a snapshot file holds, and what `_Summed` adds up."""
+    return [{"name": f.name, "help": f.documentation, "type": f.type,
+             "samples": [[s.name, s.labels, s.value] for s in f.samples]} for f in families]
 
 
 class _Summed:

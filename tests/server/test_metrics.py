@@ -105,4 +105,6 @@ def test_a_snapshot_that_cannot_be_written_is_logged_and_the_scrape_still_answer
     (tmp_path / "shared").rmdir()  # the folder is gone (e.g. removed by hand)
     metrics.publish()  # what the worker's timer and its shutdown call: never raises
     assert "cannot write this worker's snapshot" in caplog.text
-    metrics.render()  # a scrape does not fail either
+    metrics.observe("GET", "/health", 200, 0.001)
+    text = metrics.render().decode()  # the scrape still answers this worker's own counts, as they are now
+    assert 'fs_http_requests_total{endpoint="/health",method="GET",status="200"} 2.0' in text
