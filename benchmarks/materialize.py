@@ -51,18 +51,20 @@ def generate(entities: int, per_entity: int) -> None:
     ids = np.tile(np.arange(entities, dtype=np.int64), per_entity)
     hours = np.repeat(np.arange(per_entity), entities)
     ts = np.datetime64(T0.replace(tzinfo=None), "us") + hours.astype("timedelta64[h]")
-    table = pa.table({
-        "user_id": ids,
-        "event_timestamp": pa.array(ts, pa.timestamp("us", tz="UTC")),
-        "created": pa.array(ts + np.timedelta64(1, "m"), pa.timestamp("us", tz="UTC")),
-        **{f"f_float_{i}": rng.random(n) for i in range(3)},
-        "f_float_3": rng.random(n).astype(np.float32),
-        **{f"f_int_{i}": rng.integers(0, 1_000_000, n) for i in range(2)},
-        "f_int_2": rng.integers(0, 1000, n).astype(np.int32),
-        "f_str_0": pa.array(rng.choice(["alpha", "beta", "gamma", "delta"], n)),
-        "f_str_1": pa.array(rng.choice([f"city_{i}" for i in range(50)], n)),
-        "f_bool_0": rng.random(n) < 0.5,
-    })
+    table = pa.table(
+        {
+            "user_id": ids,
+            "event_timestamp": pa.array(ts, pa.timestamp("us", tz="UTC")),
+            "created": pa.array(ts + np.timedelta64(1, "m"), pa.timestamp("us", tz="UTC")),
+            **{f"f_float_{i}": rng.random(n) for i in range(3)},
+            "f_float_3": rng.random(n).astype(np.float32),
+            **{f"f_int_{i}": rng.integers(0, 1_000_000, n) for i in range(2)},
+            "f_int_2": rng.integers(0, 1000, n).astype(np.int32),
+            "f_str_0": pa.array(rng.choice(["alpha", "beta", "gamma", "delta"], n)),
+            "f_str_1": pa.array(rng.choice([f"city_{i}" for i in range(50)], n)),
+            "f_bool_0": rng.random(n) < 0.5,
+        }
+    )
     pq.write_table(table, BENCH / "repo" / "data" / "events.parquet", row_group_size=200_000)
 
 
@@ -110,8 +112,19 @@ print(json.dumps({{"seconds": seconds, "entity_rows": entity_rows, "warmup": war
 
 
 def run_child(mode: str, url: str, end: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(CHILD.format(root=str(ROOT))), mode,
-                          str(BENCH / "repo"), url, end], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(CHILD.format(root=str(ROOT))),
+            mode,
+            str(BENCH / "repo"),
+            url,
+            end,
+        ],
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -146,13 +159,17 @@ def main() -> None:
         results = {mode: run_child(mode, server.url, end) for mode in ("ours", "naive")}
         for mode, r in results.items():
             rate = r["entity_rows"] / r["seconds"]
-            print(f"  {mode:6s} {r['seconds']:6.2f} s  {rate:10,.0f} entity rows/s  "
-                  f"{source_rows / r['seconds']:10,.0f} source rows/s  peak RSS {r['peak_rss_mb']:6.0f} MB  "
-                  f"(+{r['warmup']:.2f} s imports before the clock)")
+            print(
+                f"  {mode:6s} {r['seconds']:6.2f} s  {rate:10,.0f} entity rows/s  "
+                f"{source_rows / r['seconds']:10,.0f} source rows/s  peak RSS {r['peak_rss_mb']:6.0f} MB  "
+                f"(+{r['warmup']:.2f} s imports before the clock)"
+            )
         ours = results["ours"]
         rate = ours["entity_rows"] / ours["seconds"]
-        print(f"targets: >= 50,000 entity rows/s: {'met' if rate >= 50_000 else 'MISSED'}; "
-              f"< 500 MB: {'met' if ours['peak_rss_mb'] < 500 else 'MISSED'}")
+        print(
+            f"targets: >= 50,000 entity rows/s: {'met' if rate >= 50_000 else 'MISSED'}; "
+            f"< 500 MB: {'met' if ours['peak_rss_mb'] < 500 else 'MISSED'}"
+        )
     finally:
         server.stop()
 

@@ -43,10 +43,22 @@ from featurestore.catalog import Catalog  # noqa: E402
 from featurestore.online.encoding import HEADER  # noqa: E402
 from tests.redis_server import start_redis  # noqa: E402
 
-FEATURES = {"driver_hourly": [("conv_rate", Float64), ("acc_rate", Float64), ("avg_daily_trips", Int64),
-                              ("rating", Float64), ("cancellations", Int64)],
-            "driver_daily": [("earnings", Float64), ("hours_online", Float64), ("trips_today", Int64),
-                             ("distance_km", Float64), ("complaints", Int64)]}
+FEATURES = {
+    "driver_hourly": [
+        ("conv_rate", Float64),
+        ("acc_rate", Float64),
+        ("avg_daily_trips", Int64),
+        ("rating", Float64),
+        ("cancellations", Int64),
+    ],
+    "driver_daily": [
+        ("earnings", Float64),
+        ("hours_online", Float64),
+        ("trips_today", Int64),
+        ("distance_km", Float64),
+        ("complaints", Int64),
+    ],
+}
 REFS = [f"{view}:{name}" for view, fields in FEATURES.items() for name, _ in fields]
 RAW_FIELDS = [name for fields in FEATURES.values() for name, _ in fields]
 
@@ -54,8 +66,10 @@ RAW_FIELDS = [name for fields in FEATURES.values() for name, _ in fields]
 def catalog() -> Catalog:
     driver = Entity(name="driver", join_keys=["driver_id"])
     src = PushSource(name="driver_push")
-    views = {name: FeatureView(name=name, entities=[driver], source=src,
-                               schema=[Field(n, t) for n, t in fields]) for name, fields in FEATURES.items()}
+    views = {
+        name: FeatureView(name=name, entities=[driver], source=src, schema=[Field(n, t) for n, t in fields])
+        for name, fields in FEATURES.items()
+    }
     return Catalog(entities={"driver": driver}, sources={"driver_push": src}, views=views)
 
 
@@ -75,8 +89,11 @@ def make_data(n: int) -> dict[str, pa.Table]:
     for view, fields in FEATURES.items():
         cols = {"driver_id": pa.array(ids, pa.int64())}
         for name, dtype in fields:
-            cols[name] = (pa.array([rng.random() for _ in ids]) if dtype is Float64
-                          else pa.array([rng.randrange(1000) for _ in ids], pa.int64()))
+            cols[name] = (
+                pa.array([rng.random() for _ in ids])
+                if dtype is Float64
+                else pa.array([rng.randrange(1000) for _ in ids], pa.int64())
+            )
         cols["__event_ts"] = pa.array([now] * n, pa.timestamp("us", tz="UTC"))
         tables[view] = pa.table(cols)
     return tables
@@ -89,8 +106,12 @@ def load(store: FeatureStore, tables: dict[str, pa.Table]) -> float:
 
 
 def load_raw_hashes(client: redis.Redis, tables: dict[str, pa.Table], n: int) -> None:
-    columns = {name: t.column(name).to_pylist() for t in tables.values() for name in t.column_names
-               if name in RAW_FIELDS}
+    columns = {
+        name: t.column(name).to_pylist()
+        for t in tables.values()
+        for name in t.column_names
+        if name in RAW_FIELDS
+    }
     pack = msgpack.packb
     for lo in range(0, n, 5_000):
         pipe = client.pipeline(transaction=False)
@@ -113,8 +134,9 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] * 1e6
 
 
-def run(contenders: dict[str, Callable[[list[int]], object]], n: int, batch: int, iterations: int,
-        rounds: int) -> dict[str, tuple[float, float]]:
+def run(
+    contenders: dict[str, Callable[[list[int]], object]], n: int, batch: int, iterations: int, rounds: int
+) -> dict[str, tuple[float, float]]:
     """p50/p99 in us; contenders take turns in rounds over the same ids, so drift hits all alike."""
     rng = random.Random(batch)
     times: dict[str, list[float]] = {name: [] for name in contenders}
@@ -153,8 +175,10 @@ def main() -> int:
         redis_store = open_store(tmp / "redis", f'[online]\ntype = "redis"\nurl = "{server.url}"\n')
         sqlite_store = open_store(tmp / "sqlite", '[online]\ntype = "sqlite"\npath = "online.db"\n')
         print(f"{n:,} entities x {len(FEATURES)} views x {len(REFS) // len(FEATURES)} features")
-        print(f"write through OnlineStore.write: Redis {load(redis_store, tables):,.0f} rows/s, "
-              f"SQLite {load(sqlite_store, tables):,.0f} rows/s")
+        print(
+            f"write through OnlineStore.write: Redis {load(redis_store, tables):,.0f} rows/s, "
+            f"SQLite {load(sqlite_store, tables):,.0f} rows/s"
+        )
         client = redis.Redis.from_url(server.url)
         load_raw_hashes(client, tables, n)
         raw_sqlite = sqlite3.connect(sqlite_store.online_store.path, isolation_level=None)
@@ -192,14 +216,23 @@ def main() -> int:
         def as_rows(answer):  # to_dict columns -> per-entity feature rows, to compare with the raw answers
             return [[answer[name][r] for name in RAW_FIELDS] for r in range(len(answer["driver_id"]))]
 
-        check([lambda ids: as_rows(ours_redis(ids)), raw_hmget_pipeline, lambda ids: as_rows(ours_sqlite(ids))], n)
+        check(
+            [lambda ids: as_rows(ours_redis(ids)), raw_hmget_pipeline, lambda ids: as_rows(ours_sqlite(ids))],
+            n,
+        )
 
         results = []
-        for batch, iterations, raw_name, raw_fn in ((1, args.iterations, "raw redis-py HMGET", raw_hmget_1),
-                                                     (100, args.iterations // 5, "raw redis-py pipeline of 100 HMGET",
-                                                      raw_hmget_pipeline)):
-            contenders = {"featurestore Redis": ours_redis, raw_name: raw_fn, "raw redis-py MGET (our keys)": raw_mget,
-                          "featurestore SQLite": ours_sqlite, "raw sqlite3 SELECT": raw_select}
+        for batch, iterations, raw_name, raw_fn in (
+            (1, args.iterations, "raw redis-py HMGET", raw_hmget_1),
+            (100, args.iterations // 5, "raw redis-py pipeline of 100 HMGET", raw_hmget_pipeline),
+        ):
+            contenders = {
+                "featurestore Redis": ours_redis,
+                raw_name: raw_fn,
+                "raw redis-py MGET (our keys)": raw_mget,
+                "featurestore SQLite": ours_sqlite,
+                "raw sqlite3 SELECT": raw_select,
+            }
             stats = run(contenders, n, batch, iterations, args.rounds)
             print(f"\nbatch {batch} ({iterations:,} lookups each)")
             print(f"  {'':38s} {'p50 us':>9s} {'p99 us':>9s}")
@@ -210,7 +243,9 @@ def main() -> int:
             floor_ratio = stats["featurestore Redis"][0] / stats["raw redis-py MGET (our keys)"][0]
             results.append((f"batch {batch}: Redis p50 vs {raw_name}", redis_ratio, 1.5))
             results.append((f"batch {batch}: SQLite p50 vs raw sqlite3 SELECT", sqlite_ratio, 2.0))
-            print(f"  featurestore Redis / raw MGET of our keys: {floor_ratio:.2f}x (below 1: our own MGET beats redis-py's)")
+            print(
+                f"  featurestore Redis / raw MGET of our keys: {floor_ratio:.2f}x (below 1: our own MGET beats redis-py's)"
+            )
 
         print("\ntargets")
         ok = True

@@ -49,12 +49,24 @@ ROWS_PER_ENTITY = 10
 DAY_US = 86_400_000_000
 BASE_US = int(np.datetime64("2026-01-01T00:00:00", "us").astype(np.int64))
 FEATURES = {  # name -> (featurestore type, Arrow type)
-    "f_int1": ("Int64", pa.int64()), "f_int2": ("Int64", pa.int64()), "f_int32": ("Int32", pa.int32()),
-    "f_float1": ("Float64", pa.float64()), "f_float2": ("Float64", pa.float64()), "f_float3": ("Float32", pa.float32()),
-    "f_str1": ("String", pa.string()), "f_str2": ("String", pa.string()), "f_bool": ("Bool", pa.bool_()),
+    "f_int1": ("Int64", pa.int64()),
+    "f_int2": ("Int64", pa.int64()),
+    "f_int32": ("Int32", pa.int32()),
+    "f_float1": ("Float64", pa.float64()),
+    "f_float2": ("Float64", pa.float64()),
+    "f_float3": ("Float32", pa.float32()),
+    "f_str1": ("String", pa.string()),
+    "f_str2": ("String", pa.string()),
+    "f_bool": ("Bool", pa.bool_()),
     "f_int3": ("Int64", pa.int64()),
 }
-VARIANTS = ["handwritten-range", "handwritten-asof", "featurestore", "featurestore-asof", "featurestore-storage"]
+VARIANTS = [
+    "handwritten-range",
+    "handwritten-asof",
+    "featurestore",
+    "featurestore-asof",
+    "featurestore-storage",
+]
 HANDWRITTEN = [v for v in VARIANTS if v.startswith("handwritten")]
 
 DEFINITIONS = f"""
@@ -95,11 +107,13 @@ def generate(folder: Path, scale: int) -> None:
     rng = np.random.default_rng(7)
     m = ENTITIES_PER_SCALE * scale
     entity_ts = BASE_US + rng.integers(0, 11 * DAY_US, m)
-    entities = pa.table({
-        "entity_id": rng.integers(0, int(n_entities * 1.05), m),
-        "event_timestamp": pa.array(entity_ts.astype("datetime64[us]")),  # naive: read as UTC
-        "label": rng.random(m) < 0.3,
-    })
+    entities = pa.table(
+        {
+            "entity_id": rng.integers(0, int(n_entities * 1.05), m),
+            "event_timestamp": pa.array(entity_ts.astype("datetime64[us]")),  # naive: read as UTC
+            "label": rng.random(m) < 0.3,
+        }
+    )
     pq.write_table(entities, folder / "entities.parquet")
     done.write_text("ok")
 
@@ -115,18 +129,23 @@ def _feature_chunk(rng: np.random.Generator, first: int, n_entities: int) -> pa.
     same_created = tied & (rng.random(n) < 0.5)
     created[same_created] = created[np.flatnonzero(same_created) - 1]
     utc = pa.timestamp("us", "UTC")
-    return pa.table({
-        "entity_id": ids,
-        "event_timestamp": pa.array(ts, pa.int64()).cast(utc),
-        "created": pa.array(created, pa.int64()).cast(utc),
-        "f_int1": rng.integers(0, 1000, n), "f_int2": rng.integers(-10**9, 10**9, n),
-        "f_int32": rng.integers(0, 100, n).astype(np.int32),
-        "f_float1": rng.random(n), "f_float2": rng.normal(size=n), "f_float3": rng.random(n).astype(np.float32),
-        "f_str1": pa.array(np.char.add("cat_", rng.integers(0, 50, n).astype(str))),
-        "f_str2": pa.array(np.char.add("city_", rng.integers(0, 1000, n).astype(str))),
-        "f_bool": rng.random(n) < 0.5,
-        "f_int3": pa.array(rng.integers(0, 10, n), mask=rng.random(n) < 0.1),
-    })
+    return pa.table(
+        {
+            "entity_id": ids,
+            "event_timestamp": pa.array(ts, pa.int64()).cast(utc),
+            "created": pa.array(created, pa.int64()).cast(utc),
+            "f_int1": rng.integers(0, 1000, n),
+            "f_int2": rng.integers(-(10**9), 10**9, n),
+            "f_int32": rng.integers(0, 100, n).astype(np.int32),
+            "f_float1": rng.random(n),
+            "f_float2": rng.normal(size=n),
+            "f_float3": rng.random(n).astype(np.float32),
+            "f_str1": pa.array(np.char.add("cat_", rng.integers(0, 50, n).astype(str))),
+            "f_str2": pa.array(np.char.add("city_", rng.integers(0, 1000, n).astype(str))),
+            "f_bool": rng.random(n) < 0.5,
+            "f_int3": pa.array(rng.integers(0, 10, n), mask=rng.random(n) < 0.1),
+        }
+    )
 
 
 # -- variants ----------------------------------------------------------------------------------------
@@ -214,8 +233,12 @@ def startup_times(repeat: int = 3) -> dict[str, float]:
     """Best wall time of `import featurestore` and `fs --help`, each in a fresh process."""
     out = {}
     fs = Path(sys.executable).parent / "fs"
-    commands = {"import featurestore": [sys.executable, "-c", "import featurestore"],
-                "fs --help": [str(fs), "--help"] if fs.exists() else [sys.executable, "-m", "featurestore.cli", "--help"]}
+    commands = {
+        "import featurestore": [sys.executable, "-c", "import featurestore"],
+        "fs --help": [str(fs), "--help"]
+        if fs.exists()
+        else [sys.executable, "-m", "featurestore.cli", "--help"],
+    }
     for name, cmd in commands.items():
         best = float("inf")
         for _ in range(repeat):
@@ -233,8 +256,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=1, help="1: 1M feature rows x 100k entity rows; 10: 10x")
     parser.add_argument("--repeat", type=int, default=3, help="runs per variant; the best counts")
-    parser.add_argument("--dir", type=Path, default=ROOT / ".bench" / "pit_join", help="where data is generated")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
+    parser.add_argument(
+        "--dir", type=Path, default=ROOT / ".bench" / "pit_join", help="where data is generated"
+    )
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS)
+    )
     parser.add_argument("--run-variant", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -249,9 +276,11 @@ def main() -> int:
     t0 = time.perf_counter()
     generate(folder, args.scale)
     n_entities = ENTITIES_PER_SCALE * args.scale
-    print(f"pit_join: {n_entities * ROWS_PER_ENTITY:,} feature rows ({n_entities:,} entities x {ROWS_PER_ENTITY}), "
-          f"{n_entities:,} entity rows, ttl 1 day, 10 features; DuckDB {duckdb.__version__}, {os.cpu_count()} CPUs "
-          f"(data ready in {time.perf_counter() - t0:.1f} s)")
+    print(
+        f"pit_join: {n_entities * ROWS_PER_ENTITY:,} feature rows ({n_entities:,} entities x {ROWS_PER_ENTITY}), "
+        f"{n_entities:,} entity rows, ttl 1 day, 10 features; DuckDB {duckdb.__version__}, {os.cpu_count()} CPUs "
+        f"(data ready in {time.perf_counter() - t0:.1f} s)"
+    )
     variants = [v for v in args.variants.split(",") if v]
     unknown = set(variants) - set(VARIANTS)
     if unknown:
@@ -262,8 +291,20 @@ def main() -> int:
     results = {}
     for variant in variants:
         out = folder / f"result-{variant}.parquet"
-        results[variant] = in_subprocess(["--scale", str(args.scale), "--dir", str(args.dir), "--repeat",
-                                          str(args.repeat), "--run-variant", variant, "--out", str(out)])
+        results[variant] = in_subprocess(
+            [
+                "--scale",
+                str(args.scale),
+                "--dir",
+                str(args.dir),
+                "--repeat",
+                str(args.repeat),
+                "--run-variant",
+                variant,
+                "--out",
+                str(out),
+            ]
+        )
         results[variant]["result"] = pq.read_table(out)
 
     reference = next(iter(results.values()))["result"]
@@ -272,7 +313,9 @@ def main() -> int:
     print(f"\n{'variant':24} {'best of ' + str(args.repeat):>12} {'ratio':>8} {'peak RSS':>10}  agrees")
     for v, r in results.items():
         ratio = f"{r['best'] / fastest:.2f}x" if fastest else "-"
-        print(f"{v:24} {r['best']:>10.3f} s {ratio:>8} {r['peak_rss_mb']:>7.0f} MB  {'yes' if agree[v] else 'NO'}")
+        print(
+            f"{v:24} {r['best']:>10.3f} s {ratio:>8} {r['peak_rss_mb']:>7.0f} MB  {'yes' if agree[v] else 'NO'}"
+        )
 
     startup = startup_times()
     print("\n" + "; ".join(f"{k}: {v:.2f} s" for k, v in startup.items()))
@@ -284,7 +327,9 @@ def main() -> int:
         print(f"target featurestore <= 1.3x fastest hand-written: {ratio:.2f}x ({verdict})")
     if "featurestore" in results and args.scale >= 10:
         rss = results["featurestore"]["peak_rss_mb"]
-        print(f"target peak RSS < 4 GB at scale {args.scale}: {rss / 1024:.2f} GB ({'met' if rss < 4096 else 'MISSED'})")
+        print(
+            f"target peak RSS < 4 GB at scale {args.scale}: {rss / 1024:.2f} GB ({'met' if rss < 4096 else 'MISSED'})"
+        )
     if not ok:
         print("RESULTS DISAGREE: " + ", ".join(v for v, a in agree.items() if not a))
     return 0 if ok else 1

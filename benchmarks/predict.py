@@ -64,7 +64,9 @@ def setup(root: Path, redis_url: str, entities: int) -> FeatureStore:
 
     store = build_repo(root, redis_url, entities)
     defs = root / "features.py"
-    defs.write_text(defs.read_text().replace("PushSource, String", "PushSource, String, FeatureService") + SERVICE)
+    defs.write_text(
+        defs.read_text().replace("PushSource, String", "PushSource, String, FeatureService") + SERVICE
+    )
     store.apply()
     rng = np.random.default_rng(0)
     X = pd.DataFrame({c: rng.random(500) for c in NUMERIC})
@@ -119,8 +121,12 @@ def in_process(store: FeatureStore, entities: int, n: int) -> dict:
                 samples.append(np.array([sample[c] for c in loaded.version.columns], np.float64).T)
             # a fresh input object per call, built outside the clock: a DataFrame scikit-learn has seen
             # before is checked faster than a new one, which is what serving hands it
-            inputs = [pd.DataFrame(samples[i % 100], columns=loaded.frame_columns) if loaded.use_frame
-                      else samples[i % 100].copy() for i in range(n + 100)]
+            inputs = [
+                pd.DataFrame(samples[i % 100], columns=loaded.frame_columns)
+                if loaded.use_frame
+                else samples[i % 100].copy()
+                for i in range(n + 100)
+            ]
             calls[f"model:{name}"] = (loaded.model.predict, inputs)
             calls[f"predict:{name}"] = (lambda r, name=name: server.predict(f"{name}@production", r), rows)
         return measure(calls, n)
@@ -128,8 +134,10 @@ def in_process(store: FeatureStore, entities: int, n: int) -> dict:
 
 def request(path: str, body: dict) -> bytes:
     data = json.dumps(body).encode()
-    return (b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-            % (path.encode(), len(data))) + data
+    return (
+        b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+        % (path.encode(), len(data))
+    ) + data
 
 
 def over_http(port: int, entities: int, n: int) -> dict:
@@ -143,11 +151,17 @@ def over_http(port: int, entities: int, n: int) -> dict:
         if status != 200:
             raise RuntimeError(f"HTTP {status}: {body[:300]!r}")
 
-    calls = {"lookup": (call, [request("/features/online", {"features": refs, "entities": [{"driver_id": i}]})
-                               for i in ids])}
+    calls = {
+        "lookup": (
+            call,
+            [request("/features/online", {"features": refs, "entities": [{"driver_id": i}]}) for i in ids],
+        )
+    }
     for name in MODELS:
-        calls[f"predict:{name}"] = (call, [request(f"/models/{name}@production/predict",
-                                                   {"entities": [{"driver_id": i}]}) for i in ids])
+        calls[f"predict:{name}"] = (
+            call,
+            [request(f"/models/{name}@production/predict", {"entities": [{"driver_id": i}]}) for i in ids],
+        )
     try:
         return measure(calls, n)
     finally:
@@ -155,12 +169,20 @@ def over_http(port: int, entities: int, n: int) -> dict:
 
 
 def start_server(repo: Path, port: int) -> subprocess.Popen:
-    code = ("import sys; from server.run import serve; serve(sys.argv[1], '127.0.0.1', int(sys.argv[2]), 1, "
-            "log_level='warning')")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(repo), str(port)], env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    code = (
+        "import sys; from server.run import serve; serve(sys.argv[1], '127.0.0.1', int(sys.argv[2]), 1, "
+        "log_level='warning')"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(repo), str(port)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     # The predict route answering 200 also shows the models router is mounted.
-    wait_until_ok(proc, port, request(f"/models/{MODELS[0]}@production/predict", {"entities": [{"driver_id": 1}]}))
+    wait_until_ok(
+        proc, port, request(f"/models/{MODELS[0]}@production/predict", {"entities": [{"driver_id": 1}]})
+    )
     return proc
 
 
@@ -194,12 +216,16 @@ def main() -> None:
 
 def report(r: dict) -> None:
     ip, h = r["in_process"], r["http"]
-    print(f"\nmodel serving benchmark ({r['cpus']} CPUs, Python {r['python']}, Redis backend, 1 worker, 1 entity)\n")
+    print(
+        f"\nmodel serving benchmark ({r['cpus']} CPUs, Python {r['python']}, Redis backend, 1 worker, 1 entity)\n"
+    )
     print(f"{'':44}{'p50 ms':>9}{'p99 ms':>9}")
     rows = [("in-process lookup (9 features)", ip["lookup"])]
     for name in MODELS:
-        rows += [(f"model.predict alone, {name}", ip[f"model:{name}"]),
-                 (f"in-process ModelServer.predict, {name}", ip[f"predict:{name}"])]
+        rows += [
+            (f"model.predict alone, {name}", ip[f"model:{name}"]),
+            (f"in-process ModelServer.predict, {name}", ip[f"predict:{name}"]),
+        ]
     rows.append(("HTTP lookup POST /features/online", h["lookup"]))
     rows += [(f"HTTP predict, {name}", h[f"predict:{name}"]) for name in MODELS]
     for label, m in rows:
@@ -210,9 +236,11 @@ def report(r: dict) -> None:
         added = h[f"predict:{name}"]["p50_ms"] - base
         added_ip = ip[f"predict:{name}"]["p50_ms"] - ip["lookup"]["p50_ms"] - ip[f"model:{name}"]["p50_ms"]
         ok = added < 1.0
-        print(f"  [{'ok' if ok else 'MISS'}] {name}: the model server adds {added:.3f} ms at p50 over HTTP lookup + "
-              f"model ({h[f'predict:{name}']['p50_ms']:.3f} vs {base:.3f}); in process it adds {added_ip:.3f} ms "
-              "(target < 1 ms)")
+        print(
+            f"  [{'ok' if ok else 'MISS'}] {name}: the model server adds {added:.3f} ms at p50 over HTTP lookup + "
+            f"model ({h[f'predict:{name}']['p50_ms']:.3f} vs {base:.3f}); in process it adds {added_ip:.3f} ms "
+            "(target < 1 ms)"
+        )
 
 
 if __name__ == "__main__":

@@ -62,13 +62,15 @@ driver_stats = FeatureView(
 
 def build_repo(root: Path, redis_url: str, entities: int) -> FeatureStore:
     root.mkdir(parents=True, exist_ok=True)
-    (root / "featurestore.toml").write_text(textwrap.dedent(f"""
+    (root / "featurestore.toml").write_text(
+        textwrap.dedent(f"""
         project = "bench"
         [online]
         type = "redis"
         url = "{redis_url}"
         key_prefix = "bench"
-    """))
+    """)
+    )
     (root / "features.py").write_text(DEFINITIONS)
     store = FeatureStore(root)
     store.apply()
@@ -76,9 +78,13 @@ def build_repo(root: Path, redis_url: str, entities: int) -> FeatureStore:
     now = datetime.now(timezone.utc) - timedelta(minutes=1)
     columns: dict[str, list] = {"driver_id": list(range(entities))}
     for i in range(10):
-        columns[f"f{i}"] = ([rng.random() for _ in range(entities)] if i < 6 else
-                            [rng.randrange(1000) for _ in range(entities)] if i < 9 else
-                            [f"city-{rng.randrange(100)}" for _ in range(entities)])
+        columns[f"f{i}"] = (
+            [rng.random() for _ in range(entities)]
+            if i < 6
+            else [rng.randrange(1000) for _ in range(entities)]
+            if i < 9
+            else [f"city-{rng.randrange(100)}" for _ in range(entities)]
+        )
     columns["event_timestamp"] = [now] * entities
     table = pa.table(columns)
     for start in range(0, entities, 5000):
@@ -94,14 +100,19 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 def bodies(batch: int, entities: int, count: int = 200) -> list[bytes]:
     rng = random.Random(3)
-    return [json.dumps({"features": FEATURES,
-                        "entities": {"driver_id": [rng.randrange(entities) for _ in range(batch)]}}).encode()
-            for _ in range(count)]
+    return [
+        json.dumps(
+            {"features": FEATURES, "entities": {"driver_id": [rng.randrange(entities) for _ in range(batch)]}}
+        ).encode()
+        for _ in range(count)
+    ]
 
 
 def http_request(body: bytes) -> bytes:
-    return (b"POST /features/online HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n" % len(body)) + body
+    return (
+        b"POST /features/online HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    ) + body
 
 
 class Connection:
@@ -148,8 +159,16 @@ def _cpu(procs: list[psutil.Process]) -> float:
     return sum(sum(p.cpu_times()[:2]) for p in procs)
 
 
-def paired(store: FeatureStore, port: int, server_pid: int, floor_port: int, batch: int, entities: int, n: int,
-           rounds: int = 30) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+def paired(
+    store: FeatureStore,
+    port: int,
+    server_pid: int,
+    floor_port: int,
+    batch: int,
+    entities: int,
+    n: int,
+    rounds: int = 30,
+) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     """The in-process lookup, the same lookup over HTTP (one keep-alive client), and the HTTP floor
     (the same requests to a server answering canned bytes), `n` of each, interleaved in `rounds`: on
     a shared machine whose speed drifts by tens of percent from one second to the next, the sides of
@@ -191,9 +210,11 @@ def paired(store: FeatureStore, port: int, server_pid: int, floor_port: int, bat
             floor.append(time.perf_counter() - t)
     conn.close()
     floor_conn.close()
-    return ({**percentiles(local), "cpu_us": local_cpu / len(local) * 1e6},
-            {**percentiles(remote), "rps": len(remote) / remote_wall, "cpu_us": remote_cpu / len(remote) * 1e6},
-            percentiles(floor))
+    return (
+        {**percentiles(local), "cpu_us": local_cpu / len(local) * 1e6},
+        {**percentiles(remote), "rps": len(remote) / remote_wall, "cpu_us": remote_cpu / len(remote) * 1e6},
+        percentiles(floor),
+    )
 
 
 # The HTTP floor: uvicorn with fs serve's settings, answering each request with the bytes the feature
@@ -230,9 +251,12 @@ def start_floor(port: int, entities: int, workdir: Path) -> tuple[subprocess.Pop
     conn.close()
     (workdir / "answers.pickle").write_bytes(pickle.dumps(answers))
     floor_port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", CANNED_SERVER, str(workdir / "answers.pickle"), str(floor_port)],
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CANNED_SERVER, str(workdir / "answers.pickle"), str(floor_port)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     wait_until_ok(proc, floor_port, http_request(bodies(1, entities)[0]))
     return proc, floor_port
 
@@ -282,12 +306,25 @@ def start_server(repo: Path, port: int, workers: int) -> tuple[subprocess.Popen,
     fs = Path(sys.executable).parent / "fs"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if fs.exists() and subprocess.run([str(fs), "serve", "--help"], capture_output=True).returncode == 0:
-        cmd = [str(fs), "--repo", str(repo), "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", str(workers)]
+        cmd = [
+            str(fs),
+            "--repo",
+            str(repo),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ]
         how = "fs serve"
     else:
-        cmd = [sys.executable, "-c",
-               f"from server.run import serve; serve({str(repo)!r}, '127.0.0.1', {port}, {workers})"]
+        cmd = [
+            sys.executable,
+            "-c",
+            f"from server.run import serve; serve({str(repo)!r}, '127.0.0.1', {port}, {workers})",
+        ]
         how = "server.run.serve"
     request = http_request(bodies(1, 10, 1)[0])
     start = time.perf_counter()
@@ -336,7 +373,11 @@ def main() -> None:
 
     redis = own_redis("benchmarks/server.py")
     workdir = Path(tempfile.mkdtemp(prefix="fs-bench-server-"))
-    results: dict = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "load_before": os.getloadavg()[0]}
+    results: dict = {
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "load_before": os.getloadavg()[0],
+    }
     proc = floor_proc = None
     try:
         store = build_repo(workdir / "repo", redis.url, args.entities)
@@ -346,10 +387,12 @@ def main() -> None:
         floor_proc, floor_port = start_floor(port, args.entities, workdir)
         results["in_process"], results["http_1_client"], results["http_floor"] = {}, {}, {}
         for b in (1, 100):
-            (results["in_process"][b], results["http_1_client"][b],
-             results["http_floor"][b]) = paired(store, port, proc.pid, floor_port, b, args.entities, args.n)
+            (results["in_process"][b], results["http_1_client"][b], results["http_floor"][b]) = paired(
+                store, port, proc.pid, floor_port, b, args.entities, args.n
+            )
         results[f"http_{args.clients}_clients"] = {
-            b: many_clients(port, proc.pid, b, args.entities, args.clients, args.seconds) for b in (1, 100)}
+            b: many_clients(port, proc.pid, b, args.entities, args.clients, args.seconds) for b in (1, 100)
+        }
     finally:
         for p in (proc, floor_proc):
             if p is not None:
@@ -368,27 +411,46 @@ def report(r: dict, clients: int) -> None:
     print(f"\nfeature server benchmark ({r['cpus']} CPUs, Python {r['python']}, Redis backend, 1 worker)\n")
     print(f"{'':34}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>10}{'server CPU':>12}{'CPU us/req':>12}")
     for b in (1, 100):
-        print(f"in-process, {b:>3} entities{'':12}{ip[b]['p50_ms']:9.3f}{ip[b]['p99_ms']:9.3f}{'':22}"
-              f"{ip[b]['cpu_us']:12.0f}")
-        print(f"HTTP 1 client, {b:>3} entities{'':9}{h1[b]['p50_ms']:9.3f}{h1[b]['p99_ms']:9.3f}{h1[b]['rps']:10.0f}"
-              f"{'':12}{h1[b]['cpu_us']:12.0f}")
+        print(
+            f"in-process, {b:>3} entities{'':12}{ip[b]['p50_ms']:9.3f}{ip[b]['p99_ms']:9.3f}{'':22}"
+            f"{ip[b]['cpu_us']:12.0f}"
+        )
+        print(
+            f"HTTP 1 client, {b:>3} entities{'':9}{h1[b]['p50_ms']:9.3f}{h1[b]['p99_ms']:9.3f}{h1[b]['rps']:10.0f}"
+            f"{'':12}{h1[b]['cpu_us']:12.0f}"
+        )
         print(f"HTTP floor (canned), {b:>3} entities{'':3}{fl[b]['p50_ms']:9.3f}{fl[b]['p99_ms']:9.3f}")
-        print(f"HTTP {clients} clients, {b:>3} entities{'':7}{hn[b]['p50_ms']:9.3f}{hn[b]['p99_ms']:9.3f}"
-              f"{hn[b]['rps']:10.0f}{hn[b]['server_cpu_cores']:11.2f}c")
-    print(f"\nHTTP floor: uvicorn with fs serve's settings answering the same requests with canned bytes of the "
-          f"same size; in-process + floor = {ip[100]['p50_ms'] + fl[100]['p50_ms']:.3f} ms for 100 entities "
-          f"({(ip[100]['p50_ms'] + fl[100]['p50_ms']) / ip[100]['p50_ms']:.2f}x in-process)")
+        print(
+            f"HTTP {clients} clients, {b:>3} entities{'':7}{hn[b]['p50_ms']:9.3f}{hn[b]['p99_ms']:9.3f}"
+            f"{hn[b]['rps']:10.0f}{hn[b]['server_cpu_cores']:11.2f}c"
+        )
+    print(
+        f"\nHTTP floor: uvicorn with fs serve's settings answering the same requests with canned bytes of the "
+        f"same size; in-process + floor = {ip[100]['p50_ms'] + fl[100]['p50_ms']:.3f} ms for 100 entities "
+        f"({(ip[100]['p50_ms'] + fl[100]['p50_ms']) / ip[100]['p50_ms']:.2f}x in-process)"
+    )
     print(f"\nfirst answered lookup {r['first_answer_s']:.2f} s after `{r['launcher']}` started")
-    print(f"machine load average: {r['load_before']:.1f} before, {r['load_after']:.1f} after "
-          f"(on {r['cpus']} CPUs: above ~0.5 the figures include waiting for a CPU)")
+    print(
+        f"machine load average: {r['load_before']:.1f} before, {r['load_after']:.1f} after "
+        f"(on {r['cpus']} CPUs: above ~0.5 the figures include waiting for a CPU)"
+    )
     checks = [
-        ("1 entity: HTTP p50 <= in-process p50 + 0.5 ms", h1[1]["p50_ms"] <= ip[1]["p50_ms"] + 0.5,
-         f"{h1[1]['p50_ms']:.3f} vs {ip[1]['p50_ms'] + 0.5:.3f}"),
-        ("100 entities: HTTP p50 <= 1.3x in-process", h1[100]["p50_ms"] <= 1.3 * ip[100]["p50_ms"],
-         f"{h1[100]['p50_ms']:.3f} vs {1.3 * ip[100]['p50_ms']:.3f} ({h1[100]['p50_ms'] / ip[100]['p50_ms']:.2f}x; "
-         f"in-process + HTTP floor alone: {(ip[100]['p50_ms'] + fl[100]['p50_ms']) / ip[100]['p50_ms']:.2f}x)"),
-        (f"{clients} clients: server CPU-bound (>= 0.9 core)", hn[1]["server_cpu_cores"] >= 0.9,
-         f"{hn[1]['server_cpu_cores']:.2f} cores"),
+        (
+            "1 entity: HTTP p50 <= in-process p50 + 0.5 ms",
+            h1[1]["p50_ms"] <= ip[1]["p50_ms"] + 0.5,
+            f"{h1[1]['p50_ms']:.3f} vs {ip[1]['p50_ms'] + 0.5:.3f}",
+        ),
+        (
+            "100 entities: HTTP p50 <= 1.3x in-process",
+            h1[100]["p50_ms"] <= 1.3 * ip[100]["p50_ms"],
+            f"{h1[100]['p50_ms']:.3f} vs {1.3 * ip[100]['p50_ms']:.3f} ({h1[100]['p50_ms'] / ip[100]['p50_ms']:.2f}x; "
+            f"in-process + HTTP floor alone: {(ip[100]['p50_ms'] + fl[100]['p50_ms']) / ip[100]['p50_ms']:.2f}x)",
+        ),
+        (
+            f"{clients} clients: server CPU-bound (>= 0.9 core)",
+            hn[1]["server_cpu_cores"] >= 0.9,
+            f"{hn[1]['server_cpu_cores']:.2f} cores",
+        ),
         ("first answer within 2 s", r["first_answer_s"] <= 2.0, f"{r['first_answer_s']:.2f} s"),
     ]
     print()

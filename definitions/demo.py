@@ -29,8 +29,11 @@ def main() -> None:
     print("\n== 2. Online lookups (serving path) ==")
     response = store.get_online_features(
         features="driver_activity",
-        entity_rows=[{"driver_id": 1001, "customer_id": 5001}, {"driver_id": 1002, "customer_id": 5002},
-                     {"driver_id": 9999, "customer_id": 5003}],
+        entity_rows=[
+            {"driver_id": 1001, "customer_id": 5001},
+            {"driver_id": 1002, "customer_id": 5002},
+            {"driver_id": 9999, "customer_id": 5003},
+        ],
     )
     print(response.to_pandas().to_string(index=False))
 
@@ -51,17 +54,30 @@ def serve_a_model(store: FeatureStore, job, trips: pd.DataFrame, training: pd.Da
     y = training["trip_completed"]
     model = HistGradientBoostingClassifier(max_iter=50, random_state=0).fit(X, y)
     version = store.models.register(
-        "trip_completion", model, feature_service="driver_activity", training_set="trip_completion_train",
-        metrics={"train_accuracy": round(float(model.score(X, y)), 4)}, params={"max_iter": 50},
-        missing_policy="null", description="Will the trip be completed?",
+        "trip_completion",
+        model,
+        feature_service="driver_activity",
+        training_set="trip_completion_train",
+        metrics={"train_accuracy": round(float(model.score(X, y)), 4)},
+        params={"max_iter": 50},
+        missing_policy="null",
+        description="Will the trip be completed?",
     )
     store.models.set_alias("trip_completion", "production", version.version)
-    print(f"registered trip_completion v{version.version} (sha256 {version.sha256[:12]}...), alias production")
+    print(
+        f"registered trip_completion v{version.version} (sha256 {version.sha256[:12]}...), alias production"
+    )
     with TestClient(create_app(store)) as client:
-        answer = client.post("/models/trip_completion@production/predict",
-                             json={"entities": [{"driver_id": 1001, "customer_id": 5001},
-                                                {"driver_id": 1002, "customer_id": 5002}],
-                                   "probabilities": True})
+        answer = client.post(
+            "/models/trip_completion@production/predict",
+            json={
+                "entities": [
+                    {"driver_id": 1001, "customer_id": 5001},
+                    {"driver_id": 1002, "customer_id": 5002},
+                ],
+                "probabilities": True,
+            },
+        )
         print(f"POST /models/trip_completion@production/predict -> {answer.status_code}")
         print(answer.json())
 

@@ -55,8 +55,9 @@ customer_profile = FeatureView(
         Field("lifetime_trip_count", Int64),
         Field("favourite_zones", Array(Int64)),
     ],
-    source=ParquetSource(name="customer_profiles", path="data/customer_profile.parquet",
-                         timestamp_field="event_timestamp"),
+    source=ParquetSource(
+        name="customer_profiles", path="data/customer_profile.parquet", timestamp_field="event_timestamp"
+    ),
     owner="growth@example.com",
     tags={"team": "growth"},
 )

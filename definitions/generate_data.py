@@ -18,9 +18,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 HERE = Path(__file__).resolve().parent
-DRIVERS = np.arange(1001, 1051)           # 50 drivers
-CUSTOMERS = np.arange(5001, 5201)         # 200 customers
-ZONES = np.arange(1, 9)                   # 8 zones -> 64 routes
+DRIVERS = np.arange(1001, 1051)  # 50 drivers
+CUSTOMERS = np.arange(5001, 5201)  # 200 customers
+ZONES = np.arange(1, 9)  # 8 zones -> 64 routes
 DAYS = 7
 
 
@@ -34,51 +34,73 @@ def generate(end: datetime, out: Path = HERE / "data") -> None:
     # Driver statistics: one row per driver per hour, created a few minutes after the hour.
     n = len(DRIVERS) * len(hours)
     ts = np.repeat(np.array(hours, dtype="datetime64[us]"), len(DRIVERS))
-    pq.write_table(pa.table({
-        "driver_id": pa.array(np.tile(DRIVERS, len(hours)), pa.int64()),
-        "event_timestamp": pa.array(ts, pa.timestamp("us", tz="UTC")),
-        "created": pa.array(ts + np.timedelta64(5, "m"), pa.timestamp("us", tz="UTC")),
-        "conv_rate": rng.random(n).round(4),
-        "acc_rate": rng.random(n).round(4),
-        "avg_daily_trips": rng.integers(0, 40, n),
-        "vehicle_type": rng.choice(["sedan", "suv", "van"], n),
-    }), out / "driver_stats.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "driver_id": pa.array(np.tile(DRIVERS, len(hours)), pa.int64()),
+                "event_timestamp": pa.array(ts, pa.timestamp("us", tz="UTC")),
+                "created": pa.array(ts + np.timedelta64(5, "m"), pa.timestamp("us", tz="UTC")),
+                "conv_rate": rng.random(n).round(4),
+                "acc_rate": rng.random(n).round(4),
+                "avg_daily_trips": rng.integers(0, 40, n),
+                "vehicle_type": rng.choice(["sedan", "suv", "van"], n),
+            }
+        ),
+        out / "driver_stats.parquet",
+    )
 
     # Customer profiles: one snapshot per customer per day.
     days = [start + timedelta(days=d) for d in range(1, DAYS + 1)]
     m = len(CUSTOMERS) * len(days)
     zones = [rng.choice(ZONES, size=rng.integers(0, 4), replace=False).tolist() for _ in range(m)]
-    pq.write_table(pa.table({
-        "customer_id": pa.array(np.tile(CUSTOMERS, len(days)), pa.int64()),
-        "event_timestamp": pa.array(np.repeat(np.array(days, dtype="datetime64[us]"), len(CUSTOMERS)),
-                                    pa.timestamp("us", tz="UTC")),
-        "current_balance": pa.array(rng.normal(50, 20, m).round(2), pa.float32()),
-        "avg_passenger_count": rng.uniform(1, 3, m).round(2),
-        "lifetime_trip_count": rng.integers(0, 500, m),
-        "favourite_zones": pa.array(zones, pa.list_(pa.int64())),
-    }), out / "customer_profile.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "customer_id": pa.array(np.tile(CUSTOMERS, len(days)), pa.int64()),
+                "event_timestamp": pa.array(
+                    np.repeat(np.array(days, dtype="datetime64[us]"), len(CUSTOMERS)),
+                    pa.timestamp("us", tz="UTC"),
+                ),
+                "current_balance": pa.array(rng.normal(50, 20, m).round(2), pa.float32()),
+                "avg_passenger_count": rng.uniform(1, 3, m).round(2),
+                "lifetime_trip_count": rng.integers(0, 500, m),
+                "favourite_zones": pa.array(zones, pa.list_(pa.int64())),
+            }
+        ),
+        out / "customer_profile.parquet",
+    )
 
     # Route statistics (CSV): every route, every 3 hours.
     routes = [(o, d) for o in ZONES for d in ZONES if o != d]
     slots = hours[::3]
     k = len(routes) * len(slots)
-    pacsv.write_csv(pa.table({
-        "origin_id": pa.array([o for _ in slots for o, _ in routes], pa.int64()),
-        "destination_id": pa.array([d for _ in slots for _, d in routes], pa.int64()),
-        "event_timestamp": pa.array([t for t in slots for _ in routes], pa.timestamp("us", tz="UTC")),
-        "avg_duration_min": rng.uniform(5, 60, k).round(1),
-        "trips_last_hour": rng.integers(0, 30, k),
-    }), out / "route_stats.csv")
+    pacsv.write_csv(
+        pa.table(
+            {
+                "origin_id": pa.array([o for _ in slots for o, _ in routes], pa.int64()),
+                "destination_id": pa.array([d for _ in slots for _, d in routes], pa.int64()),
+                "event_timestamp": pa.array([t for t in slots for _ in routes], pa.timestamp("us", tz="UTC")),
+                "avg_duration_min": rng.uniform(5, 60, k).round(1),
+                "trips_last_hour": rng.integers(0, 30, k),
+            }
+        ),
+        out / "route_stats.csv",
+    )
 
     # Trips: the entity rows of a training set, with a label.
     t = 5000
     trip_ts = start + timedelta(hours=2) + (end - start - timedelta(hours=2)) * rng.random(t)
-    pq.write_table(pa.table({
-        "driver_id": pa.array(rng.choice(DRIVERS, t), pa.int64()),
-        "customer_id": pa.array(rng.choice(CUSTOMERS, t), pa.int64()),
-        "event_timestamp": pa.array(trip_ts.astype("datetime64[us]"), pa.timestamp("us", tz="UTC")),
-        "trip_completed": pa.array(rng.random(t) < 0.8, pa.bool_()),
-    }), out / "trips.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "driver_id": pa.array(rng.choice(DRIVERS, t), pa.int64()),
+                "customer_id": pa.array(rng.choice(CUSTOMERS, t), pa.int64()),
+                "event_timestamp": pa.array(trip_ts.astype("datetime64[us]"), pa.timestamp("us", tz="UTC")),
+                "trip_completed": pa.array(rng.random(t) < 0.8, pa.bool_()),
+            }
+        ),
+        out / "trips.parquet",
+    )
 
 
 def main() -> None:

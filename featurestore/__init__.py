@@ -1,8 +1,8 @@
 """featurestore: features as Python code, leak-free training sets, sub-millisecond online lookups.
 
-    from featurestore import FeatureStore
-    store = FeatureStore("definitions")
-    store.apply()
+from featurestore import FeatureStore
+store = FeatureStore("definitions")
+store.apply()
 """
 
 from .definitions import (

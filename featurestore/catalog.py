@@ -42,8 +42,12 @@ class Catalog:
     services: dict[str, FeatureService] = field(default_factory=dict)
 
     def by_kind(self, kind: str) -> dict[str, Any]:
-        return {"entity": self.entities, "source": self.sources, "feature_view": self.views,
-                "feature_service": self.services}[kind]
+        return {
+            "entity": self.entities,
+            "source": self.sources,
+            "feature_view": self.views,
+            "feature_service": self.services,
+        }[kind]
 
     def objects(self) -> Iterable[tuple[str, str, Any]]:
         for kind in KINDS:
@@ -124,7 +128,9 @@ class Catalog:
         else:
             items = list(features or [])
         if not items:
-            raise RetrievalError("no features requested: pass feature refs ('view:feature') or a feature service")
+            raise RetrievalError(
+                "no features requested: pass feature refs ('view:feature') or a feature service"
+            )
         wanted: dict[str, list[str]] = {}
         for item in items:
             if isinstance(item, FeatureView):
@@ -134,7 +140,9 @@ class Catalog:
             elif isinstance(item, str):
                 pairs = [parse_ref(item)]
             else:
-                raise RetrievalError(f"cannot read {item!r} as a feature: use 'view:feature' strings or a feature service")
+                raise RetrievalError(
+                    f"cannot read {item!r} as a feature: use 'view:feature' strings or a feature service"
+                )
             for view_name, feature in pairs:
                 view = self.view(view_name)
                 if feature not in view.feature_names:

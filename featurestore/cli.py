@@ -1,13 +1,13 @@
 """The `fs` command: argument parsing and printing only; the work is done by FeatureStore.
 
-    fs init my_repo
-    fs --repo my_repo plan | apply | list
-    fs --repo my_repo materialize 2026-01-01 2026-01-31
-    fs --repo my_repo materialize-incremental
-    fs --repo my_repo training-set --entities entities.parquet --features driver_activity --out train.parquet
-    fs --repo my_repo online-features --features driver_activity --entity driver_id=1001
-    fs --repo my_repo push driver_stats_push rows.parquet --to both
-    fs --repo my_repo serve --port 6566
+fs init my_repo
+fs --repo my_repo plan | apply | list
+fs --repo my_repo materialize 2026-01-01 2026-01-31
+fs --repo my_repo materialize-incremental
+fs --repo my_repo training-set --entities entities.parquet --features driver_activity --out train.parquet
+fs --repo my_repo online-features --features driver_activity --entity driver_id=1001
+fs --repo my_repo push driver_stats_push rows.parquet --to both
+fs --repo my_repo serve --port 6566
 """
 
 from __future__ import annotations
@@ -23,8 +23,14 @@ from .console import open_store as _store
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--repo", "-r", default=None, metavar="DIR", envvar="FS_REPO",
-              help="The feature repo folder (default: the nearest folder with featurestore.toml).")
+@click.option(
+    "--repo",
+    "-r",
+    default=None,
+    metavar="DIR",
+    envvar="FS_REPO",
+    help="The feature repo folder (default: the nearest folder with featurestore.toml).",
+)
 @click.version_option(package_name="featurestore")
 @click.pass_context
 def cli(ctx: click.Context, repo: str | None) -> None:
@@ -59,14 +65,20 @@ def plan(ctx: click.Context) -> None:
 def apply(ctx: click.Context) -> None:
     """Validate the repo's definitions and record them in the registry (all or nothing)."""
     result = _store(ctx).apply()
-    _console().print(result.render() if not result.is_empty else "No changes: registry up to date.", markup=False)
+    _console().print(
+        result.render() if not result.is_empty else "No changes: registry up to date.", markup=False
+    )
     if not result.is_empty:
         _console().print("Applied.")
 
 
 @cli.command(name="list")
-@click.argument("kind", required=False, default="all",
-                type=click.Choice(["all", "entities", "sources", "views", "services"]))
+@click.argument(
+    "kind",
+    required=False,
+    default="all",
+    type=click.Choice(["all", "entities", "sources", "views", "services"]),
+)
 @click.pass_context
 @handle_errors
 def list_(ctx: click.Context, kind: str) -> None:
@@ -97,8 +109,14 @@ def list_(ctx: click.Context, kind: str) -> None:
         watermarks = store.registry.watermarks()
         for v in catalog.views.values():
             wm = watermarks.get(v.name)
-            table.add_row(v.name, ", ".join(e.name for e in v.entities), ", ".join(v.feature_names),
-                          str(v.ttl) if v.ttl else "-", "yes" if v.online else "no", wm.isoformat() if wm else "-")
+            table.add_row(
+                v.name,
+                ", ".join(e.name for e in v.entities),
+                ", ".join(v.feature_names),
+                str(v.ttl) if v.ttl else "-",
+                "yes" if v.online else "no",
+                wm.isoformat() if wm else "-",
+            )
         console.print(table)
     if kind in ("all", "services"):
         table = Table(title="Feature services")
@@ -139,8 +157,10 @@ def _fail_if_unrecorded(result: Any) -> None:
     if result.unrecorded:
         from .errors import MaterializationError
 
-        raise MaterializationError(f"the definitions of {', '.join(result.unrecorded)} changed during the run: "
-                                "their rows were not recorded; run again")
+        raise MaterializationError(
+            f"the definitions of {', '.join(result.unrecorded)} changed during the run: "
+            "their rows were not recorded; run again"
+        )
 
 
 def _features_arg(values: tuple[str, ...]) -> Any:
@@ -167,21 +187,43 @@ def _read_table(path: str) -> Any:
 
 
 @cli.command(name="training-set")
-@click.option("--entities", "entities", required=True, metavar="FILE",
-              help="Entity rows (.parquet or .csv) with join keys and event_timestamp.")
-@click.option("--features", "-f", required=True, multiple=True,
-              help="Feature refs view:feature (repeatable or comma-separated) or one feature service name.")
-@click.option("--out", "out", required=True, metavar="FILE", help="Where to write the training set (.parquet or .csv).")
+@click.option(
+    "--entities",
+    "entities",
+    required=True,
+    metavar="FILE",
+    help="Entity rows (.parquet or .csv) with join keys and event_timestamp.",
+)
+@click.option(
+    "--features",
+    "-f",
+    required=True,
+    multiple=True,
+    help="Feature refs view:feature (repeatable or comma-separated) or one feature service name.",
+)
+@click.option(
+    "--out", "out", required=True, metavar="FILE", help="Where to write the training set (.parquet or .csv)."
+)
 @click.option("--full-feature-names", is_flag=True, help="Name columns view__feature.")
 @click.option("--bitemporal", is_flag=True, help="Also require created timestamp <= the row's timestamp.")
 @click.pass_context
 @handle_errors
-def training_set(ctx: click.Context, entities: str, features: tuple[str, ...], out: str,
-                 full_feature_names: bool, bitemporal: bool) -> None:
+def training_set(
+    ctx: click.Context,
+    entities: str,
+    features: tuple[str, ...],
+    out: str,
+    full_feature_names: bool,
+    bitemporal: bool,
+) -> None:
     """Build a point-in-time-correct training set and write it to a file."""
     store = _store(ctx)
-    job = store.get_historical_features(_read_table(entities), _features_arg(features),
-                                        full_feature_names=full_feature_names, bitemporal=bitemporal)
+    job = store.get_historical_features(
+        _read_table(entities),
+        _features_arg(features),
+        full_feature_names=full_feature_names,
+        bitemporal=bitemporal,
+    )
     table = job.to_arrow()
     if out.lower().endswith(".csv"):
         import pyarrow.csv as pacsv
@@ -205,15 +247,28 @@ def _parse_value(text: str) -> Any:
 
 
 @cli.command(name="online-features")
-@click.option("--features", "-f", required=True, multiple=True,
-              help="Feature refs view:feature (repeatable or comma-separated) or one feature service name.")
-@click.option("--entity", "-e", "entity", required=True, multiple=True, metavar="KEY=VALUE[,KEY=VALUE]",
-              help="One entity row per option, e.g. -e driver_id=1001 (numbers are read as numbers).")
+@click.option(
+    "--features",
+    "-f",
+    required=True,
+    multiple=True,
+    help="Feature refs view:feature (repeatable or comma-separated) or one feature service name.",
+)
+@click.option(
+    "--entity",
+    "-e",
+    "entity",
+    required=True,
+    multiple=True,
+    metavar="KEY=VALUE[,KEY=VALUE]",
+    help="One entity row per option, e.g. -e driver_id=1001 (numbers are read as numbers).",
+)
 @click.option("--full-feature-names", is_flag=True)
 @click.pass_context
 @handle_errors
-def online_features(ctx: click.Context, features: tuple[str, ...], entity: tuple[str, ...],
-                    full_feature_names: bool) -> None:
+def online_features(
+    ctx: click.Context, features: tuple[str, ...], entity: tuple[str, ...], full_feature_names: bool
+) -> None:
     """Look features up in the online store and print them with their status."""
     from rich.table import Table
 
@@ -226,7 +281,9 @@ def online_features(ctx: click.Context, features: tuple[str, ...], entity: tuple
             k, v = pair.split("=", 1)
             row[k.strip()] = _parse_value(v.strip())
         rows.append(row)
-    resp = _store(ctx).get_online_features(_features_arg(features), rows, full_feature_names=full_feature_names)
+    resp = _store(ctx).get_online_features(
+        _features_arg(features), rows, full_feature_names=full_feature_names
+    )
     data = resp.to_dict(include_status=True)
     table = Table()
     columns = [c for c in data if not c.endswith("__status")]
@@ -245,7 +302,9 @@ def online_features(ctx: click.Context, features: tuple[str, ...], entity: tuple
 @cli.command()
 @click.argument("source")
 @click.argument("file")
-@click.option("--to", "to", type=click.Choice(["online", "offline", "both"]), default="online", show_default=True)
+@click.option(
+    "--to", "to", type=click.Choice(["online", "offline", "both"]), default="online", show_default=True
+)
 @click.pass_context
 @handle_errors
 def push(ctx: click.Context, source: str, file: str, to: str) -> None:

@@ -91,13 +91,17 @@ def find_repo(start: str | os.PathLike[str] | None = None) -> Path:
     if start is not None:
         path = Path(start).resolve()
         if not (path / CONFIG_FILE).is_file():
-            raise ConfigError(f"{path} is not a feature repo: no {CONFIG_FILE} there (create one with `fs init {start}`)")
+            raise ConfigError(
+                f"{path} is not a feature repo: no {CONFIG_FILE} there (create one with `fs init {start}`)"
+            )
         return path
     here = Path.cwd().resolve()
     for path in (here, *here.parents):
         if (path / CONFIG_FILE).is_file():
             return path
-    raise ConfigError(f"no {CONFIG_FILE} in {here} or its parents: pass the repo folder, or create one with `fs init`")
+    raise ConfigError(
+        f"no {CONFIG_FILE} in {here} or its parents: pass the repo folder, or create one with `fs init`"
+    )
 
 
 def load_config(repo_path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> RepoConfig:
@@ -132,7 +136,9 @@ def parse_config(raw: dict[str, Any], repo: Path, env: Mapping[str, str], where:
 
     project = env.get("FS_PROJECT") or raw.get("project")
     if not isinstance(project, str) or not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$", project):
-        raise ConfigError(f"{where}: 'project' must be a name of letters, digits, '_' or '-', got {project!r}")
+        raise ConfigError(
+            f"{where}: 'project' must be a name of letters, digits, '_' or '-', got {project!r}"
+        )
 
     offline = section("offline")
     offline_path = resolve(env.get("FS_OFFLINE_PATH") or offline.get("path", "data/offline"))
@@ -140,13 +146,19 @@ def parse_config(raw: dict[str, Any], repo: Path, env: Mapping[str, str], where:
     online = section("online")
     online_type = env.get("FS_ONLINE_TYPE") or online.get("type", "sqlite")
     url = env.get("FS_ONLINE_URL") or online.get("url")
-    if env.get("FS_ONLINE_URL") and not env.get("FS_ONLINE_TYPE") and url.startswith(("redis://", "rediss://", "unix://")):
+    if (
+        env.get("FS_ONLINE_URL")
+        and not env.get("FS_ONLINE_TYPE")
+        and url.startswith(("redis://", "rediss://", "unix://"))
+    ):
         online_type = "redis"
     if online_type not in ONLINE_TYPES:
         raise ConfigError(f"{where}: [online] type must be one of {list(ONLINE_TYPES)}, got {online_type!r}")
     online_path = env.get("FS_ONLINE_PATH") or online.get("path", "data/online.db")
     if online_type == "redis" and not url:
-        raise ConfigError(f"{where}: [online] type = \"redis\" needs url = \"redis://host:port/db\" (or FS_ONLINE_URL)")
+        raise ConfigError(
+            f'{where}: [online] type = "redis" needs url = "redis://host:port/db" (or FS_ONLINE_URL)'
+        )
     try:
         timeout = float(online.get("timeout_seconds", 1.0))
     except (TypeError, ValueError):
@@ -167,8 +179,15 @@ def parse_config(raw: dict[str, Any], repo: Path, env: Mapping[str, str], where:
     if not isinstance(ignore, list) or not all(isinstance(i, str) for i in ignore):
         raise ConfigError(f"{where}: [repo] ignore must be a list of file names or globs")
 
-    return RepoConfig(project=project, repo_path=repo, offline_path=offline_path, online=online_cfg,
-                      registry_path=registry_path, server=_server(section("server"), env, where), ignore=tuple(ignore))
+    return RepoConfig(
+        project=project,
+        repo_path=repo,
+        offline_path=offline_path,
+        online=online_cfg,
+        registry_path=registry_path,
+        server=_server(section("server"), env, where),
+        ignore=tuple(ignore),
+    )
 
 
 def _server(raw: dict[str, Any], env: Mapping[str, str], where: str) -> ServerConfig:

@@ -57,8 +57,8 @@ def _freeze(obj: Any, **values: Any) -> None:
 class Entity:
     """Something features describe, identified by one or more join keys (a composite key).
 
-        driver = Entity(name="driver", join_keys=["driver_id"])
-        trip = Entity(name="route", join_keys=["origin_id", "destination_id"])
+    driver = Entity(name="driver", join_keys=["driver_id"])
+    trip = Entity(name="route", join_keys=["origin_id", "destination_id"])
     """
 
     kind: ClassVar[str] = "entity"
@@ -80,8 +80,13 @@ class Entity:
         _freeze(self, join_keys=keys, tags=_tags("entity", self.name, self.tags))
 
     def to_spec(self) -> dict[str, Any]:
-        return {"name": self.name, "join_keys": list(self.join_keys), "description": self.description,
-                "owner": self.owner, "tags": dict(self.tags)}
+        return {
+            "name": self.name,
+            "join_keys": list(self.join_keys),
+            "description": self.description,
+            "owner": self.owner,
+            "tags": dict(self.tags),
+        }
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> Entity:
@@ -122,8 +127,12 @@ class Field:
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> Field:
-        return cls(name=spec["name"], dtype=ValueType.from_spec(spec["dtype"]),
-                   description=spec.get("description", ""), tags=spec.get("tags", {}))
+        return cls(
+            name=spec["name"],
+            dtype=ValueType.from_spec(spec["dtype"]),
+            description=spec.get("description", ""),
+            tags=spec.get("tags", {}),
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,9 +160,15 @@ class DataSource:
         _freeze(self, tags=_tags("source", self.name, self.tags))
 
     def to_spec(self) -> dict[str, Any]:
-        spec = {"type": self.source_type, "name": self.name, "timestamp_field": self.timestamp_field,
-                "created_timestamp_field": self.created_timestamp_field, "description": self.description,
-                "owner": self.owner, "tags": dict(self.tags)}
+        spec = {
+            "type": self.source_type,
+            "name": self.name,
+            "timestamp_field": self.timestamp_field,
+            "created_timestamp_field": self.created_timestamp_field,
+            "description": self.description,
+            "owner": self.owner,
+            "tags": dict(self.tags),
+        }
         spec.update(self._location_spec())
         return spec
 
@@ -242,7 +257,9 @@ class DataFrameSource(DataSource):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.df is None:
-            raise DefinitionError(f"source '{self.name}': DataFrameSource needs df= (a pandas DataFrame or Arrow table)")
+            raise DefinitionError(
+                f"source '{self.name}': DataFrameSource needs df= (a pandas DataFrame or Arrow table)"
+            )
         _freeze(self, df=to_arrow_table(self.df, f"source '{self.name}'"))
 
     @property
@@ -257,7 +274,10 @@ class DataFrameSource(DataSource):
         with pa.ipc.new_stream(sink, self.df.schema) as writer:
             writer.write_table(self.df)
         digest.update(sink.getvalue().to_pybytes())
-        return {"schema": [f"{f.name}: {f.type}" for f in self.df.schema], "fingerprint": digest.hexdigest()[:16]}
+        return {
+            "schema": [f"{f.name}: {f.type}" for f in self.df.schema],
+            "fingerprint": digest.hexdigest()[:16],
+        }
 
     @classmethod
     def _from_spec(cls, spec: dict[str, Any]) -> DataSource:
@@ -287,9 +307,14 @@ class PushSource(DataSource):
         super().__post_init__()
         if self.batch_source is not None:
             if not isinstance(self.batch_source, DataSource) or isinstance(self.batch_source, PushSource):
-                raise DefinitionError(f"source '{self.name}': batch_source must be a batch source (Parquet, CSV, ...)")
-            _freeze(self, timestamp_field=self.batch_source.timestamp_field,
-                    created_timestamp_field=self.batch_source.created_timestamp_field)
+                raise DefinitionError(
+                    f"source '{self.name}': batch_source must be a batch source (Parquet, CSV, ...)"
+                )
+            _freeze(
+                self,
+                timestamp_field=self.batch_source.timestamp_field,
+                created_timestamp_field=self.batch_source.created_timestamp_field,
+            )
 
     def _location_spec(self) -> dict[str, Any]:
         return {"batch_source": self.batch_source.to_spec() if self.batch_source else None}
@@ -357,7 +382,9 @@ class FeatureView:
         if len(set(keys)) != len(keys):
             raise DefinitionError(f"{where}: its entities share a join key ({keys}); a key may appear once")
         if not isinstance(self.source, DataSource):
-            raise DefinitionError(f"{where}: source must be a source (ParquetSource, ...), got {self.source!r}")
+            raise DefinitionError(
+                f"{where}: source must be a source (ParquetSource, ...), got {self.source!r}"
+            )
         schema = tuple(self.schema or ())
         seen: set[str] = set()
         for f in schema:
@@ -365,7 +392,10 @@ class FeatureView:
                 raise DefinitionError(f"{where}: schema must hold Field objects, got {f!r}")
             if f.name in seen:
                 raise DefinitionError(f"{where}: field '{f.name}' appears twice in the schema")
-            if f.name in RESERVED_COLUMNS or f.name in (self.source.timestamp_field, self.source.created_timestamp_field):
+            if f.name in RESERVED_COLUMNS or f.name in (
+                self.source.timestamp_field,
+                self.source.created_timestamp_field,
+            ):
                 raise DefinitionError(f"{where}: '{f.name}' is a timestamp column and cannot be a feature")
             seen.add(f.name)
         if not [f for f in schema if f.name not in keys]:
@@ -376,7 +406,9 @@ class FeatureView:
                 raise DefinitionError(f"{where}: ttl must be a datetime.timedelta or None, got {ttl!r}")
             if ttl <= timedelta(0):
                 ttl = None  # as in Feast: a zero ttl means no limit
-        _freeze(self, entities=entities, schema=schema, ttl=ttl, tags=_tags("feature view", self.name, self.tags))
+        _freeze(
+            self, entities=entities, schema=schema, ttl=ttl, tags=_tags("feature view", self.name, self.tags)
+        )
 
     @property
     def join_keys(self) -> tuple[str, ...]:
@@ -417,7 +449,9 @@ class FeatureView:
         }
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any], entities: dict[str, Entity], sources: dict[str, DataSource]) -> FeatureView:
+    def from_spec(
+        cls, spec: dict[str, Any], entities: dict[str, Entity], sources: dict[str, DataSource]
+    ) -> FeatureView:
         ttl = spec.get("ttl_seconds")
         return cls(
             name=spec["name"],
@@ -462,7 +496,7 @@ class FeatureViewProjection:
 class FeatureService:
     """A named list of features, e.g. what one model uses.
 
-        FeatureService(name="driver_activity", features=[driver_hourly_stats[["conv_rate"]], other_view])
+    FeatureService(name="driver_activity", features=[driver_hourly_stats[["conv_rate"]], other_view])
     """
 
     kind: ClassVar[str] = "feature_service"
@@ -492,16 +526,25 @@ class FeatureService:
         return [r for p in self.features for r in p.refs]
 
     def to_spec(self) -> dict[str, Any]:
-        return {"name": self.name, "features": [{"view": p.view_name, "features": list(p.features)} for p in self.features],
-                "description": self.description, "owner": self.owner, "tags": dict(self.tags)}
+        return {
+            "name": self.name,
+            "features": [{"view": p.view_name, "features": list(p.features)} for p in self.features],
+            "description": self.description,
+            "owner": self.owner,
+            "tags": dict(self.tags),
+        }
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], views: dict[str, FeatureView]) -> FeatureService:
         return cls(
             name=spec["name"],
-            features=tuple(FeatureViewProjection(p["view"], tuple(p["features"]), view=views.get(p["view"]))
-                           for p in spec["features"]),
-            description=spec.get("description", ""), owner=spec.get("owner", ""), tags=spec.get("tags", {}),
+            features=tuple(
+                FeatureViewProjection(p["view"], tuple(p["features"]), view=views.get(p["view"]))
+                for p in spec["features"]
+            ),
+            description=spec.get("description", ""),
+            owner=spec.get("owner", ""),
+            tags=spec.get("tags", {}),
         )
 
 

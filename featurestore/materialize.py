@@ -40,10 +40,10 @@ class ViewRun:
     view: str
     start: datetime
     end: datetime
-    rows: int = 0          # source rows selected and written offline
-    online_rows: int = 0   # entity rows written to the online store
+    rows: int = 0  # source rows selected and written offline
+    online_rows: int = 0  # entity rows written to the online store
     seconds: float = 0.0
-    skipped: str = ""      # why nothing was done (or nothing recorded), if so
+    skipped: str = ""  # why nothing was done (or nothing recorded), if so
     recorded: bool = True  # False: rows were written from a definition an apply changed meanwhile
 
 
@@ -71,8 +71,10 @@ class MaterializeResult:
                 lines.append(f"{r.view}: skipped ({r.skipped})")
             else:
                 since = "the beginning" if r.start == EPOCH else r.start.isoformat(timespec="seconds")
-                lines.append(f"{r.view}: {r.rows:,} rows offline, {r.online_rows:,} entity rows online "
-                             f"(event times from {since} to {r.end.isoformat(timespec='seconds')}) in {r.seconds:.2f}s")
+                lines.append(
+                    f"{r.view}: {r.rows:,} rows offline, {r.online_rows:,} entity rows online "
+                    f"(event times from {since} to {r.end.isoformat(timespec='seconds')}) in {r.seconds:.2f}s"
+                )
         return "\n".join(lines)
 
 
@@ -83,7 +85,9 @@ def parse_time(value: Any, what: str) -> datetime:
         try:
             value = datetime.fromisoformat(text)
         except ValueError:
-            raise MaterializationError(f"{what} {value!r} is not an ISO date or datetime (e.g. 2026-01-31T12:00:00)") from None
+            raise MaterializationError(
+                f"{what} {value!r} is not an ISO date or datetime (e.g. 2026-01-31T12:00:00)"
+            ) from None
     elif hasattr(value, "to_pydatetime"):
         value = value.to_pydatetime()
     if isinstance(value, date) and not isinstance(value, datetime):
@@ -120,8 +124,9 @@ def _select_views(store: FeatureStore, names: Sequence[str] | None) -> tuple[lis
     return out, generation
 
 
-def materialize(store: FeatureStore, start: Any, end: Any, views: Sequence[str] | None = None,
-                progress: bool = False) -> MaterializeResult:
+def materialize(
+    store: FeatureStore, start: Any, end: Any, views: Sequence[str] | None = None, progress: bool = False
+) -> MaterializeResult:
     """Materialize source rows with start <= event time <= end for the views (default: all)."""
     start, end = parse_time(start, "start"), parse_time(end, "end")
     if start > end:
@@ -133,8 +138,9 @@ def materialize(store: FeatureStore, start: Any, end: Any, views: Sequence[str] 
     return _run(store, jobs, end, generation, progress)
 
 
-def materialize_incremental(store: FeatureStore, end: Any = None, views: Sequence[str] | None = None,
-                            progress: bool = False) -> MaterializeResult:
+def materialize_incremental(
+    store: FeatureStore, end: Any = None, views: Sequence[str] | None = None, progress: bool = False
+) -> MaterializeResult:
     """Materialize each view from its watermark (or the beginning) up to end (default: now).
 
     With a created timestamp in the source, rows created after the watermark are picked up even
@@ -152,14 +158,21 @@ def materialize_incremental(store: FeatureStore, end: Any = None, views: Sequenc
             )
         predicate = f"{EVENT_TS} >= {ts_literal(start)} AND {EVENT_TS} <= {ts_literal(end)}"
         if watermark is not None and view.source.created_timestamp_field:
-            predicate = (f"{EVENT_TS} <= {ts_literal(end)} AND ({EVENT_TS} >= {ts_literal(start)} "
-                         f"OR {CREATED_TS} > {ts_literal(watermark)})")
+            predicate = (
+                f"{EVENT_TS} <= {ts_literal(end)} AND ({EVENT_TS} >= {ts_literal(start)} "
+                f"OR {CREATED_TS} > {ts_literal(watermark)})"
+            )
         jobs.append((view, start, predicate))
     return _run(store, jobs, end, generation, progress)
 
 
-def _run(store: FeatureStore, jobs: list[tuple[FeatureView, datetime, str]], end: datetime, generation: int,
-         progress: bool) -> MaterializeResult:
+def _run(
+    store: FeatureStore,
+    jobs: list[tuple[FeatureView, datetime, str]],
+    end: datetime,
+    generation: int,
+    progress: bool,
+) -> MaterializeResult:
     result = MaterializeResult()
     bar = _Progress(len(jobs)) if progress else None
     try:
@@ -176,10 +189,19 @@ def _run(store: FeatureStore, jobs: list[tuple[FeatureView, datetime, str]], end
     return result
 
 
-def _materialize_view(store: FeatureStore, view: FeatureView, start: datetime, end: datetime, predicate: str,
-                      generation: int, bar: _Progress | None) -> ViewRun:
+def _materialize_view(
+    store: FeatureStore,
+    view: FeatureView,
+    start: datetime,
+    end: datetime,
+    predicate: str,
+    generation: int,
+    bar: _Progress | None,
+) -> ViewRun:
     if isinstance(view.source, PushSource) and view.source.batch_source is None:
-        return ViewRun(view.name, start, end, skipped="push source without a batch_source: rows arrive by push")
+        return ViewRun(
+            view.name, start, end, skipped="push source without a batch_source: rows arrive by push"
+        )
     began = time.perf_counter()
     # Bounded: materializing any range needs no more than this, DuckDB spills the rest to disk.
     con = duckdb_connection(memory_limit=MEMORY_LIMIT)
@@ -192,23 +214,37 @@ def _materialize_view(store: FeatureStore, view: FeatureView, start: datetime, e
         try:
             staging = storage.stage(con, view, rows_sql)
         except Exception as e:
-            raise MaterializationError(f"view '{view.name}': reading source '{view.source.name}' failed: {e}") from e
+            raise MaterializationError(
+                f"view '{view.name}': reading source '{view.source.name}' failed: {e}"
+            ) from e
         staged = storage.staged_relation(staging)
         has_rows = bool(storage.staged_days(staging))
         rows = arrow_table(con, f"SELECT count(*) FROM {staged}").column(0)[0].as_py() if has_rows else 0
         keys = ", ".join(quote_ident(k) for k in view.join_keys)
         if bar and rows and view.online:
-            bar.set_total(arrow_table(con, f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {staged})")
-                          .column(0)[0].as_py())
+            bar.set_total(
+                arrow_table(con, f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {staged})")
+                .column(0)[0]
+                .as_py()
+            )
         online_rows = 0
         if view.online and rows:
             latest = arrow_batches(con, latest_rows_sql(view, staged))
             online_rows = store.online_store.write(view, _counting(latest, bar))
         storage.commit(con, view, staging, predicate, days=days_between(start, end))
-    if not store.registry.record_materialization(view.name, start, end, rows, online_rows, advance_watermark=True,
-                                                 generation=generation):
-        return ViewRun(view.name, start, end, rows, online_rows, time.perf_counter() - began,
-                       skipped="not recorded: an apply changed the view during the run; run again", recorded=False)
+    if not store.registry.record_materialization(
+        view.name, start, end, rows, online_rows, advance_watermark=True, generation=generation
+    ):
+        return ViewRun(
+            view.name,
+            start,
+            end,
+            rows,
+            online_rows,
+            time.perf_counter() - began,
+            skipped="not recorded: an apply changed the view during the run; run again",
+            recorded=False,
+        )
     return ViewRun(view.name, start, end, rows, online_rows, time.perf_counter() - began)
 
 
@@ -222,9 +258,11 @@ def latest_rows_sql(view: FeatureView, rows: str) -> str:
     cols = ", ".join(f"r.{quote_ident(c)}" for c in (*view.join_keys, *view.feature_names, EVENT_TS))
     order = latest_first("r", view.feature_names)
     on = " AND ".join([*(f"r.{k} = m.{k}" for k in keys), f"r.{EVENT_TS} = m.__newest"])
-    return (f"WITH m AS (SELECT {', '.join(keys)}, max({EVENT_TS}) AS __newest FROM {rows} GROUP BY ALL) "
-            f"SELECT {cols} FROM {rows} AS r JOIN m ON {on} "
-            f"QUALIFY row_number() OVER (PARTITION BY {', '.join(f'r.{k}' for k in keys)} ORDER BY {order}) = 1")
+    return (
+        f"WITH m AS (SELECT {', '.join(keys)}, max({EVENT_TS}) AS __newest FROM {rows} GROUP BY ALL) "
+        f"SELECT {cols} FROM {rows} AS r JOIN m ON {on} "
+        f"QUALIFY row_number() OVER (PARTITION BY {', '.join(f'r.{k}' for k in keys)} ORDER BY {order}) = 1"
+    )
 
 
 def _counting(reader: Any, bar: _Progress | None) -> Any:
@@ -254,8 +292,14 @@ class _Progress:
                 speed = task.finished_speed or task.speed
                 return Text(f"{speed:,.0f} rows/s" if speed else "", style="progress.data.speed")
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 RowsPerSecond(), TimeElapsedColumn(), transient=False)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            RowsPerSecond(),
+            TimeElapsedColumn(),
+            transient=False,
+        )
         self.progress.start()
         self.views = self.progress.add_task("views", total=views)
         self.rows: Any = None

@@ -27,7 +27,12 @@ from .catalog import KINDS
 
 _METADATA = ("description", "owner", "tags")  # fields that change no stored row (views: ttl too)
 
-_LABEL = {"entity": "entity", "source": "source", "feature_view": "feature view", "feature_service": "feature service"}
+_LABEL = {
+    "entity": "entity",
+    "source": "source",
+    "feature_view": "feature view",
+    "feature_service": "feature service",
+}
 
 
 @dataclass(frozen=True)
@@ -77,19 +82,27 @@ class Plan:
             lines.append(f"{sign[c.action]} {_LABEL[c.kind]} {c.name}")
             for f in c.fields:
                 lines.append(f"    {f.path}: {_short(f.old)} -> {_short(f.new)}")
-        kept = {c.name for c in self.changes if c.kind == "feature_view" and c.action in ("change", "unchanged")}
+        kept = {
+            c.name for c in self.changes if c.kind == "feature_view" and c.action in ("change", "unchanged")
+        }
         rebuilt = [v for v in self.stale if v in kept]  # added and removed views are reset without a word
         if rebuilt:
-            lines.append(f"Materialized rows of feature view(s) {', '.join(rebuilt)} no longer match the definition: "
-                         "apply resets them (training sets read the source until the next "
-                         "materialize-incremental rebuilds them from the start).")
+            lines.append(
+                f"Materialized rows of feature view(s) {', '.join(rebuilt)} no longer match the definition: "
+                "apply resets them (training sets read the source until the next "
+                "materialize-incremental rebuilds them from the start)."
+            )
         n = self.counts()
-        lines.append(f"Plan: {n['add']} to add, {n['change']} to change, {n['remove']} to remove, "
-                     f"{n['unchanged']} unchanged.")
+        lines.append(
+            f"Plan: {n['add']} to add, {n['change']} to change, {n['remove']} to remove, "
+            f"{n['unchanged']} unchanged."
+        )
         return "\n".join(lines)
 
 
-def diff(current: dict[tuple[str, str], dict[str, Any]], desired: dict[tuple[str, str], dict[str, Any]]) -> Plan:
+def diff(
+    current: dict[tuple[str, str], dict[str, Any]], desired: dict[tuple[str, str], dict[str, Any]]
+) -> Plan:
     """Compare registry specs (current) with repo specs (desired)."""
     order = {k: i for i, k in enumerate(KINDS)}
     changes = []
@@ -110,28 +123,44 @@ def diff(current: dict[tuple[str, str], dict[str, Any]], desired: dict[tuple[str
     return Plan(adds + sorted(removes, key=lambda c: -order[c.kind]), stale_views(current, desired))
 
 
-def stale_views(current: dict[tuple[str, str], dict[str, Any]],
-                desired: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, ...]:
+def stale_views(
+    current: dict[tuple[str, str], dict[str, Any]], desired: dict[tuple[str, str], dict[str, Any]]
+) -> tuple[str, ...]:
     """The feature views whose materialized rows the change from `current` to `desired` makes stale."""
-    sources = {n for k, n in (*current, *desired)
-               if k == "source" and _source_rows(current.get((k, n))) != _source_rows(desired.get((k, n)))}
-    entities = {n for k, n in (*current, *desired) if k == "entity" and
-                _without_metadata(current.get((k, n))) != _without_metadata(desired.get((k, n)))}
+    sources = {
+        n
+        for k, n in (*current, *desired)
+        if k == "source" and _source_rows(current.get((k, n))) != _source_rows(desired.get((k, n)))
+    }
+    entities = {
+        n
+        for k, n in (*current, *desired)
+        if k == "entity" and _without_metadata(current.get((k, n))) != _without_metadata(desired.get((k, n)))
+    }
     # ...and, transitively, the sources whose DuckDB query names a changed source
     queries = {n: _query_of(spec) for (k, n), spec in desired.items() if k == "source"}
     grown = True
     while grown:
         grown = False
         for name, query in queries.items():
-            if name not in sources and query and any(re.search(rf"\b{re.escape(s)}\b", query) for s in sources):
+            if (
+                name not in sources
+                and query
+                and any(re.search(rf"\b{re.escape(s)}\b", query) for s in sources)
+            ):
                 sources.add(name)
                 grown = True
     stale = set()
     for kind, name in {*current, *desired}:
         if kind == "feature_view":
             old, new = current.get((kind, name)), desired.get((kind, name))
-            if old is None or new is None or _view_rows_differ(old, new) or new["source"] in sources \
-                    or set(new["entities"]) & entities:
+            if (
+                old is None
+                or new is None
+                or _view_rows_differ(old, new)
+                or new["source"] in sources
+                or set(new["entities"]) & entities
+            ):
                 stale.add(name)
     return tuple(sorted(stale))
 

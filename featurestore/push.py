@@ -47,9 +47,13 @@ def push(store: Any, source_name: str, df: Any, to: str = "online") -> int:
     source = catalog.push_source(source_name)
     views = catalog.views_of_source(source_name)
     if not views:
-        raise PushError(f"push source '{source_name}' feeds no feature view: define a view with source={source_name}")
+        raise PushError(
+            f"push source '{source_name}' feeds no feature view: define a view with source={source_name}"
+        )
     if to == "online" and not any(v.online for v in views):
-        raise PushError(f"no view of push source '{source_name}' is served online (online=False): push to='offline'")
+        raise PushError(
+            f"no view of push source '{source_name}' is served online (online=False): push to='offline'"
+        )
     try:
         table = to_arrow_table(df, f"push to '{source_name}'")
     except DefinitionError as e:
@@ -87,7 +91,9 @@ def feature_rows(view: FeatureView, source: PushSource, table: pa.Table, pushed_
     for key in view.join_keys:
         col = column(key, "a join key")
         if col.null_count:
-            raise PushError(f"{where}: join key '{key}' is null in row {_first_null(col)}; every row needs a key")
+            raise PushError(
+                f"{where}: join key '{key}' is null in row {_first_null(col)}; every row needs a key"
+            )
         if key in declared:
             col = _cast(col, declared[key], where, key)
         elif pa.types.is_integer(col.type):
@@ -109,7 +115,9 @@ def feature_rows(view: FeatureView, source: PushSource, table: pa.Table, pushed_
     return pa.table(out)
 
 
-def _check_not_future(times: pa.ChunkedArray, pushed_at: datetime, source: PushSource, view: FeatureView) -> None:
+def _check_not_future(
+    times: pa.ChunkedArray, pushed_at: datetime, source: PushSource, view: FeatureView
+) -> None:
     limit = pa.scalar(pushed_at + CLOCK_SKEW, _UTC_US)
     later = pc.greater(times, limit)
     if pc.any(later).as_py():
@@ -122,7 +130,8 @@ def _check_not_future(times: pa.ChunkedArray, pushed_at: datetime, source: PushS
             f"push to '{source.name}' (feature view '{view.name}'): '{source.timestamp_field}' row {row} is "
             f"{when}, after the push ({pushed_at.isoformat(timespec='seconds')}): online, "
             "a row from the future would hide every newer row of its entity until then; push it when it "
-            "happens, or to='offline' (timestamps in milliseconds read as seconds?)")
+            "happens, or to='offline' (timestamps in milliseconds read as seconds?)"
+        )
 
 
 def _first_null(col: pa.ChunkedArray) -> int:
@@ -135,15 +144,18 @@ def _cast(col: pa.ChunkedArray, dtype: ValueType, where: str, name: str) -> pa.C
         return col
     if dtype.name == "UnixTimestamp" and not pa.types.is_integer(col.type):
         return _timestamps(col, where, name, required=False)  # also ISO 8601 strings, e.g. from JSON
-    integer_from_float = dtype.name in ("Int32", "Int64") and pa.types.is_floating(col.type)  # pandas ints with NaN
+    integer_from_float = dtype.name in ("Int32", "Int64") and pa.types.is_floating(
+        col.type
+    )  # pandas ints with NaN
     if not (pa.types.is_null(col.type) or dtype.accepts(col.type) or integer_from_float):
         raise PushError(f"{where}: column '{name}' has type {col.type}, but the view declares it {dtype!r}")
     try:
         return col.cast(target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
         row = _first_bad_row(col, target)
-        raise PushError(f"{where}: column '{name}' row {row}: value {col[row].as_py()!r} is not a valid "
-                        f"{dtype!r} ({e})") from None
+        raise PushError(
+            f"{where}: column '{name}' row {row}: value {col[row].as_py()!r} is not a valid {dtype!r} ({e})"
+        ) from None
 
 
 def _first_bad_row(col: pa.ChunkedArray, target: pa.DataType) -> int:
@@ -177,8 +189,12 @@ def _timestamps(col: pa.ChunkedArray, where: str, name: str, required: bool) -> 
             try:
                 dt = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
             except ValueError:
-                raise PushError(f"{where}: timestamp column '{name}' row {i}: {text!r} is not an ISO 8601 "
-                                "date-time (e.g. 2026-01-31T12:00:00+00:00)") from None
+                raise PushError(
+                    f"{where}: timestamp column '{name}' row {i}: {text!r} is not an ISO 8601 "
+                    "date-time (e.g. 2026-01-31T12:00:00+00:00)"
+                ) from None
             parsed.append(dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc))
         return pa.chunked_array([pa.array(parsed, _UTC_US)])
-    raise PushError(f"{where}: timestamp column '{name}' has type {t}; use timestamps, dates or ISO 8601 strings")
+    raise PushError(
+        f"{where}: timestamp column '{name}' has type {t}; use timestamps, dates or ISO 8601 strings"
+    )

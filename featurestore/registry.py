@@ -95,9 +95,13 @@ class Registry:
         return {(k, n): json.loads(s) for k, n, s in self.read("SELECT kind, name, spec FROM objects")}
 
     def objects(self) -> list[dict[str, Any]]:
-        rows = self.read("SELECT kind, name, version, spec, applied_by, applied_at FROM objects ORDER BY kind, name")
-        return [{"kind": k, "name": n, "version": v, "spec": json.loads(s), "applied_by": b, "applied_at": a}
-                for k, n, v, s, b, a in rows]
+        rows = self.read(
+            "SELECT kind, name, version, spec, applied_by, applied_at FROM objects ORDER BY kind, name"
+        )
+        return [
+            {"kind": k, "name": n, "version": v, "spec": json.loads(s), "applied_by": b, "applied_at": a}
+            for k, n, v, s, b, a in rows
+        ]
 
     def versions(self) -> dict[tuple[str, str], int]:
         return {(k, n): v for k, n, v in self.read("SELECT kind, name, version FROM objects")}
@@ -107,8 +111,12 @@ class Registry:
         row = self.read("SELECT value FROM meta WHERE key = 'generation'")
         return int(row[0][0]) if row else 0
 
-    def apply(self, changes: list[tuple[str, str, str, dict[str, Any] | None]], actor: str | None = None,
-              stale_views: Sequence[str] = ()) -> int:
+    def apply(
+        self,
+        changes: list[tuple[str, str, str, dict[str, Any] | None]],
+        actor: str | None = None,
+        stale_views: Sequence[str] = (),
+    ) -> int:
         """Apply (action, kind, name, spec) changes in one transaction; action is add, change or remove.
 
         `stale_views` (`Plan.stale`) are reset in the same transaction: their watermark dropped, their
@@ -117,7 +125,9 @@ class Registry:
         now = _iso(utcnow())
         with self.transaction() as con:
             for action, kind, name, spec in changes:
-                row = con.execute("SELECT version FROM objects WHERE kind = ? AND name = ?", (kind, name)).fetchone()
+                row = con.execute(
+                    "SELECT version FROM objects WHERE kind = ? AND name = ?", (kind, name)
+                ).fetchone()
                 version = (row[0] if row else 0) + (0 if action == "remove" else 1)
                 if action == "remove":
                     con.execute("DELETE FROM objects WHERE kind = ? AND name = ?", (kind, name))
@@ -127,9 +137,13 @@ class Registry:
                     con.execute(
                         "INSERT INTO objects VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kind, name) DO UPDATE SET "
                         "version = excluded.version, spec = excluded.spec, applied_by = excluded.applied_by, "
-                        "applied_at = excluded.applied_at", (kind, name, version, text, actor, now))
-                con.execute("INSERT INTO object_history VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (kind, name, version, action, text, actor, now))
+                        "applied_at = excluded.applied_at",
+                        (kind, name, version, text, actor, now),
+                    )
+                con.execute(
+                    "INSERT INTO object_history VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (kind, name, version, action, text, actor, now),
+                )
             if changes:
                 generation = self._bump(con)
                 self._audit(con, actor, "apply", "definitions", {"changes": len(changes)})
@@ -137,16 +151,20 @@ class Registry:
                 last_run = con.execute("SELECT COALESCE(MAX(rowid), 0) FROM materializations").fetchone()[0]
                 for view in stale_views:
                     con.execute("DELETE FROM watermarks WHERE view = ?", (view,))
-                    con.execute("INSERT INTO view_resets VALUES (?, ?, ?, ?) ON CONFLICT (view) DO UPDATE SET "
-                                "at = excluded.at, generation = excluded.generation, last_run = excluded.last_run",
-                                (view, now, generation, last_run))
+                    con.execute(
+                        "INSERT INTO view_resets VALUES (?, ?, ?, ?) ON CONFLICT (view) DO UPDATE SET "
+                        "at = excluded.at, generation = excluded.generation, last_run = excluded.last_run",
+                        (view, now, generation, last_run),
+                    )
             else:
                 generation = self.generation()
         return generation
 
     def _bump(self, con: sqlite3.Connection) -> int:
-        con.execute("INSERT INTO meta VALUES ('generation', '1') ON CONFLICT (key) DO UPDATE "
-                    "SET value = CAST(value AS INTEGER) + 1")
+        con.execute(
+            "INSERT INTO meta VALUES ('generation', '1') ON CONFLICT (key) DO UPDATE "
+            "SET value = CAST(value AS INTEGER) + 1"
+        )
         return int(con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
 
     # -- watermarks and materialization runs ---------------------------------------------------
@@ -158,8 +176,16 @@ class Registry:
     def watermarks(self) -> dict[str, datetime]:
         return {v: datetime.fromisoformat(w) for v, w in self.read("SELECT view, watermark FROM watermarks")}
 
-    def record_materialization(self, view: str, start: datetime, end: datetime, rows: int, online_rows: int,
-                               advance_watermark: bool, generation: int | None = None) -> bool:
+    def record_materialization(
+        self,
+        view: str,
+        start: datetime,
+        end: datetime,
+        rows: int,
+        online_rows: int,
+        advance_watermark: bool,
+        generation: int | None = None,
+    ) -> bool:
         """Record a finished run; the watermark only moves forward, and only when asked.
 
         `generation`: the registry's generation when the run read the definitions. A run that read them
@@ -171,18 +197,24 @@ class Registry:
                 reset = con.execute("SELECT generation FROM view_resets WHERE view = ?", (view,)).fetchone()
                 if reset is not None and reset[0] > generation:
                     return False
-            con.execute("INSERT INTO materializations VALUES (?, ?, ?, ?, ?, ?)",
-                        (view, _iso(start), _iso(end), rows, online_rows, now))
+            con.execute(
+                "INSERT INTO materializations VALUES (?, ?, ?, ?, ?, ?)",
+                (view, _iso(start), _iso(end), rows, online_rows, now),
+            )
             if advance_watermark:
                 row = con.execute("SELECT watermark FROM watermarks WHERE view = ?", (view,)).fetchone()
                 if row is None or datetime.fromisoformat(row[0]) < end:
-                    con.execute("INSERT INTO watermarks VALUES (?, ?, ?) ON CONFLICT (view) DO UPDATE SET "
-                                "watermark = excluded.watermark, updated_at = excluded.updated_at",
-                                (view, _iso(end), now))
+                    con.execute(
+                        "INSERT INTO watermarks VALUES (?, ?, ?) ON CONFLICT (view) DO UPDATE SET "
+                        "watermark = excluded.watermark, updated_at = excluded.updated_at",
+                        (view, _iso(end), now),
+                    )
         return True
 
-    _CURRENT_RUNS = ("FROM materializations WHERE view = ? AND rowid > "
-                     "COALESCE((SELECT last_run FROM view_resets WHERE view_resets.view = materializations.view), 0)")
+    _CURRENT_RUNS = (
+        "FROM materializations WHERE view = ? AND rowid > "
+        "COALESCE((SELECT last_run FROM view_resets WHERE view_resets.view = materializations.view), 0)"
+    )
 
     def materialized_intervals(self, view: str) -> list[tuple[datetime, datetime]]:
         """The event-time ranges materialization has covered for a view since its last reset, merged,
@@ -198,8 +230,11 @@ class Registry:
         return merged
 
     def last_materialization(self, view: str) -> dict[str, Any] | None:
-        row = self.read(f'SELECT start, "end", rows, online_rows, finished_at {self._CURRENT_RUNS} '
-                        "ORDER BY finished_at DESC LIMIT 1", (view,))
+        row = self.read(
+            f'SELECT start, "end", rows, online_rows, finished_at {self._CURRENT_RUNS} '
+            "ORDER BY finished_at DESC LIMIT 1",
+            (view,),
+        )
         if not row:
             return None
         start, end, rows, online_rows, finished = row[0]
@@ -207,15 +242,19 @@ class Registry:
 
     # -- audit trail -----------------------------------------------------------------------------
 
-    def audit(self, action: str, target: str, detail: dict[str, Any] | None = None, actor: str | None = None) -> None:
+    def audit(
+        self, action: str, target: str, detail: dict[str, Any] | None = None, actor: str | None = None
+    ) -> None:
         """Append one entry to the audit trail."""
         with self.transaction() as con:
             self._audit(con, actor or current_user(), action, target, detail or {})
 
     @staticmethod
     def _audit(con: sqlite3.Connection, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
-        con.execute("INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
-                    (_iso(utcnow()), actor, action, target, json.dumps(detail, sort_keys=True, default=str)))
+        con.execute(
+            "INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+            (_iso(utcnow()), actor, action, target, json.dumps(detail, sort_keys=True, default=str)),
+        )
 
     def audit_log(self, action: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         sql = "SELECT at, actor, action, target, detail FROM audit"
@@ -224,7 +263,9 @@ class Registry:
             sql += " WHERE action = ?"
             params = (action,)
         rows = self.read(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
-        return [{"at": a, "actor": b, "action": c, "target": d, "detail": json.loads(e)} for a, b, c, d, e in rows]
+        return [
+            {"at": a, "actor": b, "action": c, "target": d, "detail": json.loads(e)} for a, b, c, d, e in rows
+        ]
 
 
 class RegistryError(FeatureStoreError):

@@ -24,7 +24,12 @@ from .definitions import DataSource, Entity, EntityRef, FeatureService, FeatureV
 from .errors import DefinitionError, FeatureStoreError, RepoError, did_you_mean
 from .offline.sources import SourceReader, duckdb_connection
 
-_KIND_NAMES = {"entity": "entity", "source": "source", "feature_view": "feature view", "feature_service": "feature service"}
+_KIND_NAMES = {
+    "entity": "entity",
+    "source": "source",
+    "feature_view": "feature view",
+    "feature_service": "feature service",
+}
 
 
 def definition_files(config: RepoConfig) -> list[Path]:
@@ -52,8 +57,10 @@ def load_repo(config: RepoConfig, validate_sources: bool = True) -> Catalog:
         if key in found:
             other, other_where = found[key]
             if other is not obj and other.to_spec() != obj.to_spec():
-                problems.append(f"{where}: {_KIND_NAMES[kind]} '{obj.name}' is defined twice, "
-                                f"differently (also in {other_where}); rename one")
+                problems.append(
+                    f"{where}: {_KIND_NAMES[kind]} '{obj.name}' is defined twice, "
+                    f"differently (also in {other_where}); rename one"
+                )
             return
         found[key] = (obj, where)
 
@@ -118,8 +125,10 @@ def _resolve_entity_refs(catalog: Catalog, origins: dict[tuple[str, str], str]) 
         for e in view.entities:
             if isinstance(e, EntityRef):
                 if e.name not in catalog.entities:
-                    problems.append(f"{origins[('feature_view', name)]}: feature view '{name}' uses unknown entity "
-                                    f"'{e.name}'{did_you_mean(e.name, catalog.entities)}")
+                    problems.append(
+                        f"{origins[('feature_view', name)]}: feature view '{name}' uses unknown entity "
+                        f"'{e.name}'{did_you_mean(e.name, catalog.entities)}"
+                    )
                     break
                 e = catalog.entities[e.name]
             resolved.append(e)
@@ -145,8 +154,10 @@ def check_catalog(catalog: Catalog, origins: dict[tuple[str, str], str]) -> list
         for entity in view.entities:
             known = catalog.entities.get(entity.name)
             if known is not None and known.to_spec() != entity.to_spec():
-                problems.append(f"{where}: feature view '{view.name}' uses an entity '{entity.name}' that differs "
-                                f"from the one in {origins.get(('entity', entity.name))}")
+                problems.append(
+                    f"{where}: feature view '{view.name}' uses an entity '{entity.name}' that differs "
+                    f"from the one in {origins.get(('entity', entity.name))}"
+                )
         if view.name in catalog.services:
             pass  # different namespaces; allowed
     for service in catalog.services.values():
@@ -154,13 +165,17 @@ def check_catalog(catalog: Catalog, origins: dict[tuple[str, str], str]) -> list
         for proj in service.features:
             view = catalog.views.get(proj.view_name)
             if view is None:
-                problems.append(f"{where}: feature service '{service.name}' uses unknown feature view "
-                                f"'{proj.view_name}'{did_you_mean(proj.view_name, catalog.views)}")
+                problems.append(
+                    f"{where}: feature service '{service.name}' uses unknown feature view "
+                    f"'{proj.view_name}'{did_you_mean(proj.view_name, catalog.views)}"
+                )
                 continue
             for f in proj.features:
                 if f not in view.feature_names:
-                    problems.append(f"{where}: feature service '{service.name}': view '{view.name}' has no feature "
-                                    f"'{f}'{did_you_mean(f, view.feature_names)}")
+                    problems.append(
+                        f"{where}: feature service '{service.name}': view '{view.name}' has no feature "
+                        f"'{f}'{did_you_mean(f, view.feature_names)}"
+                    )
     return problems
 
 
@@ -197,8 +212,10 @@ def view_schema_problems(view: FeatureView, schema: Any) -> list[str]:
     def missing(column: str, role: str) -> str:
         return f"{role} '{column}' is not a column of source '{src}'{did_you_mean(column, cols)}"
 
-    for role, col in (("timestamp_field", view.source.timestamp_field),
-                      ("created_timestamp_field", view.source.created_timestamp_field)):
+    for role, col in (
+        ("timestamp_field", view.source.timestamp_field),
+        ("created_timestamp_field", view.source.created_timestamp_field),
+    ):
         if col is None:
             continue
         if col not in cols:
@@ -210,11 +227,15 @@ def view_schema_problems(view: FeatureView, schema: Any) -> list[str]:
         if key not in cols:
             problems.append(missing(key, "join key"))
         elif key in declared_keys and not declared_keys[key].accepts(cols[key]):
-            problems.append(f"join key '{key}' is declared {declared_keys[key]!r} but source '{src}' has {cols[key]}")
+            problems.append(
+                f"join key '{key}' is declared {declared_keys[key]!r} but source '{src}' has {cols[key]}"
+            )
     for field in view.features:
         if field.name not in cols:
             problems.append(missing(field.name, "feature"))
         elif not field.dtype.accepts(cols[field.name]):
-            problems.append(f"feature '{field.name}' is declared {field.dtype!r} but source '{src}' has type "
-                            f"{cols[field.name]}")
+            problems.append(
+                f"feature '{field.name}' is declared {field.dtype!r} but source '{src}' has type "
+                f"{cols[field.name]}"
+            )
     return problems

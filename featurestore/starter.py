@@ -68,11 +68,20 @@ def create_starter_repo(path: Path, project: str | None = None) -> Path:
     hours = [now - timedelta(hours=h) for h in range(24, 0, -1)]
     ids = [1001, 1002, 1003]
     rows = [(d, t) for t in hours for d in ids]
-    pq.write_table(pa.table({
-        "driver_id": pa.array([d for d, _ in rows], pa.int64()),
-        "event_timestamp": pa.array([t for _, t in rows], pa.timestamp("us", tz="UTC")),
-        "created": pa.array([t + timedelta(minutes=1) for _, t in rows], pa.timestamp("us", tz="UTC")),
-        "conv_rate": pa.array([round((d % 7 + i % 5) / 12, 3) for i, (d, _) in enumerate(rows)], pa.float64()),
-        "avg_daily_trips": pa.array([(d + i) % 30 for i, (d, _) in enumerate(rows)], pa.int64()),
-    }), path / "data" / "driver_stats.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "driver_id": pa.array([d for d, _ in rows], pa.int64()),
+                "event_timestamp": pa.array([t for _, t in rows], pa.timestamp("us", tz="UTC")),
+                "created": pa.array(
+                    [t + timedelta(minutes=1) for _, t in rows], pa.timestamp("us", tz="UTC")
+                ),
+                "conv_rate": pa.array(
+                    [round((d % 7 + i % 5) / 12, 3) for i, (d, _) in enumerate(rows)], pa.float64()
+                ),
+                "avg_daily_trips": pa.array([(d + i) % 30 for i, (d, _) in enumerate(rows)], pa.int64()),
+            }
+        ),
+        path / "data" / "driver_stats.parquet",
+    )
     return path

@@ -1,10 +1,10 @@
 """FeatureStore: the one object users hold. A thin facade over the parts of the package.
 
-    store = FeatureStore("definitions")   # or FeatureStore() for the repo in the current folder
-    store.apply()
-    store.materialize("2026-01-01", "2026-01-31")
-    training = store.get_historical_features(entity_df, features="driver_activity").to_pandas()
-    online = store.get_online_features(["driver_hourly_stats:conv_rate"], [{"driver_id": 1001}]).to_dict()
+store = FeatureStore("definitions")   # or FeatureStore() for the repo in the current folder
+store.apply()
+store.materialize("2026-01-01", "2026-01-31")
+training = store.get_historical_features(entity_df, features="driver_activity").to_pandas()
+online = store.get_online_features(["driver_hourly_stats:conv_rate"], [{"driver_id": 1001}]).to_dict()
 """
 
 from __future__ import annotations
@@ -81,7 +81,9 @@ class FeatureStore:
 
         return TrainingSets(self)
 
-    def save_training_set(self, name: str, job: Any, description: str = "", overwrite: bool = False) -> TrainingSet:
+    def save_training_set(
+        self, name: str, job: Any, description: str = "", overwrite: bool = False
+    ) -> TrainingSet:
         """Save the training set of a RetrievalJob under `name`, with its fingerprint (same as `job.save(name)`)."""
         return self.training_sets.save(name, job, description=description, overwrite=overwrite)
 
@@ -133,8 +135,9 @@ class FeatureStore:
         """Validate the repo and record its definitions in the registry, all or nothing."""
         catalog = catalog if catalog is not None else self.load_repo()
         plan = diff(self.registry.specs(), catalog.specs())
-        generation = self.registry.apply([(c.action, c.kind, c.name, c.spec) for c in plan.pending],
-                                         stale_views=plan.stale)
+        generation = self.registry.apply(
+            [(c.action, c.kind, c.name, c.spec) for c in plan.pending], stale_views=plan.stale
+        )
         with self._lock:
             self._live = catalog
             self._live_generation = generation
@@ -144,22 +147,29 @@ class FeatureStore:
             try:
                 self.online_store.delete_view(name)
             except FeatureStoreError as e:
-                warnings.warn(f"view '{name}' was removed but its online rows could not be deleted: {e}",
-                              stacklevel=2)
+                warnings.warn(
+                    f"view '{name}' was removed but its online rows could not be deleted: {e}", stacklevel=2
+                )
         return plan
 
     # -- materialization -------------------------------------------------------------------------
 
-    def materialize(self, start: datetime | str, end: datetime | str, views: list[str] | None = None,
-                    progress: bool = False) -> Any:
+    def materialize(
+        self,
+        start: datetime | str,
+        end: datetime | str,
+        views: list[str] | None = None,
+        progress: bool = False,
+    ) -> Any:
         """Write source rows with start <= event time <= end to offline storage, and the latest row per
         entity to the online store; see featurestore.materialize."""
         from .materialize import materialize
 
         return materialize(self, start, end, views=views, progress=progress)
 
-    def materialize_incremental(self, end: datetime | str | None = None, views: list[str] | None = None,
-                                progress: bool = False) -> Any:
+    def materialize_incremental(
+        self, end: datetime | str | None = None, views: list[str] | None = None, progress: bool = False
+    ) -> Any:
         """Materialize each view from its watermark up to `end` (default: now)."""
         from .materialize import materialize_incremental
 
@@ -167,28 +177,37 @@ class FeatureStore:
 
     # -- retrieval -------------------------------------------------------------------------------
 
-    def get_historical_features(self, entity_df: Any, features: Any, full_feature_names: bool = False,
-                                bitemporal: bool = False) -> Any:
+    def get_historical_features(
+        self, entity_df: Any, features: Any, full_feature_names: bool = False, bitemporal: bool = False
+    ) -> Any:
         """A point-in-time-correct training set (SPEC §6) as a RetrievalJob (to_pandas/to_arrow/to_parquet)."""
         from .offline.retrieval import get_historical_features
 
-        return get_historical_features(self, entity_df, features, full_feature_names=full_feature_names,
-                                       bitemporal=bitemporal)
+        return get_historical_features(
+            self, entity_df, features, full_feature_names=full_feature_names, bitemporal=bitemporal
+        )
 
     def get_online_features(self, features: Any, entity_rows: Any, full_feature_names: bool = False) -> Any:
         """The latest feature values for entity rows, with a status per value (SPEC §7)."""
-        return online_lookup.get_online_features(self, features, entity_rows, full_feature_names=full_feature_names)
+        return online_lookup.get_online_features(
+            self, features, entity_rows, full_feature_names=full_feature_names
+        )
 
-    async def get_online_features_async(self, features: Any, entity_rows: Any, full_feature_names: bool = False) -> Any:
+    async def get_online_features_async(
+        self, features: Any, entity_rows: Any, full_feature_names: bool = False
+    ) -> Any:
         """`get_online_features` for asyncio code: the online store round trip does not block the loop."""
-        return await online_lookup.get_online_features_async(self, features, entity_rows,
-                                                             full_feature_names=full_feature_names)
+        return await online_lookup.get_online_features_async(
+            self, features, entity_rows, full_feature_names=full_feature_names
+        )
 
     def start_online_lookup(self, features: Any, entity_rows: Any, full_feature_names: bool = False) -> Any:
         """`get_online_features_async`, begun at once: the online store request is on its way when this
         returns (Redis), so other work overlaps the round trip. From a coroutine: `await` the result for
         the OnlineResponse, or call its `discard()` (featurestore.online.lookup.PendingLookup)."""
-        return online_lookup.start_online_lookup(self, features, entity_rows, full_feature_names=full_feature_names)
+        return online_lookup.start_online_lookup(
+            self, features, entity_rows, full_feature_names=full_feature_names
+        )
 
     def push(self, source_name: str, df: Any, to: str = "online") -> int:
         """Validate rows against the views of a PushSource and write them to "online", "offline" or "both"."""

@@ -1,8 +1,8 @@
 """Value types of features and join keys, and how each maps to Arrow and DuckDB.
 
-    from featurestore import Field, Float64, Array, Int64
-    Field("conv_rate", Float64)
-    Field("recent_trip_ids", Array(Int64))
+from featurestore import Field, Float64, Array, Int64
+Field("conv_rate", Float64)
+Field("recent_trip_ids", Array(Int64))
 """
 
 from __future__ import annotations
@@ -47,15 +47,17 @@ class ValueType:
         if text.startswith("Array(") and text.endswith(")"):
             return Array(ValueType.from_spec(text[6:-1]))
         if text not in _SCALARS:
-            raise DefinitionError(f"unknown value type '{text}' (known: {', '.join(sorted(_SCALARS))}, Array(...))")
+            raise DefinitionError(
+                f"unknown value type '{text}' (known: {', '.join(sorted(_SCALARS))}, Array(...))"
+            )
         return _SCALARS[text]
 
     def accepts(self, arrow_type: pa.DataType) -> bool:
         """Whether source data of `arrow_type` can be read as this type without losing meaning."""
         if self.element is not None:
-            return (pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)) and self.element.accepts(
-                arrow_type.value_type
-            )
+            return (
+                pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)
+            ) and self.element.accepts(arrow_type.value_type)
         return _ACCEPTS[self.name](arrow_type)
 
 
@@ -109,13 +111,26 @@ _ACCEPTS = {
     "Int64": _is_int,
     "Float32": lambda t: pa.types.is_floating(t) or _is_int(t) or pa.types.is_decimal(t),
     "Float64": lambda t: pa.types.is_floating(t) or _is_int(t) or pa.types.is_decimal(t),
-    "String": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
-    or pa.types.is_dictionary(t),
+    "String": lambda t: (
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_string_view(t)
+        or pa.types.is_dictionary(t)
+    ),
     "Bool": pa.types.is_boolean,
     "UnixTimestamp": lambda t: pa.types.is_timestamp(t) or pa.types.is_date(t),
     "Bytes": lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t),
 }
 
 __all__ = [
-    "ValueType", "Int32", "Int64", "Float32", "Float64", "String", "Bool", "UnixTimestamp", "Bytes", "Array",
+    "ValueType",
+    "Int32",
+    "Int64",
+    "Float32",
+    "Float64",
+    "String",
+    "Bool",
+    "UnixTimestamp",
+    "Bytes",
+    "Array",
 ]

@@ -43,8 +43,14 @@ log = logging.getLogger("featurestore.server")
 
 # Order matters for speed: FastAPI tries routes in order (about 10 us each), so probes and the
 # per-request endpoints come first. POST /features/online and /models/{ref}/predict take the fast lane (server/fastlane.py).
-ROUTERS: tuple[APIRouter, ...] = (health.router, features.router, models.router, push.router, catalog.router,
-                                  admin.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    features.router,
+    models.router,
+    push.router,
+    catalog.router,
+    admin.router,
+)
 
 DESCRIPTION = """
 Online feature lookups, pushes and the catalog of a featurestore repo.
@@ -98,7 +104,9 @@ class FeatureServerApp(FastAPI):
             now = time.monotonic()
             if now - self._fs_telemetry_checked_at >= 1.0:
                 self._fs_telemetry_checked_at = now
-                native = getattr(self, "_native_telemetry", None)  # FastAPIs without native telemetry have none
+                native = getattr(
+                    self, "_native_telemetry", None
+                )  # FastAPIs without native telemetry have none
                 self._fs_telemetry_on = native is not None and bool(native.enabled())
         return self._fs_telemetry_on
 
@@ -138,10 +146,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if state.auth.open:
-            log.warning("no API keys configured: every endpoint of this server is open to anyone who can "
-                        "reach it (configure [[server.api_keys]] or FS_API_KEYS)")
+            log.warning(
+                "no API keys configured: every endpoint of this server is open to anyone who can "
+                "reach it (configure [[server.api_keys]] or FS_API_KEYS)"
+            )
         await run_in_threadpool(_warm_up, store)
-        publisher = asyncio.create_task(_publish_metrics(state.metrics)) if state.metrics.shared is not None else None
+        publisher = (
+            asyncio.create_task(_publish_metrics(state.metrics)) if state.metrics.shared is not None else None
+        )
         yield
         if publisher is not None:
             publisher.cancel()
@@ -152,16 +164,21 @@ def create_app(
         if online is not None and hasattr(online, "aclose"):
             await online.aclose()  # connections bound to this event loop
 
-    app = FeatureServerApp(title="featurestore feature server", version=_version(), description=DESCRIPTION,
-                  lifespan=lifespan)
+    app = FeatureServerApp(
+        title="featurestore feature server", version=_version(), description=DESCRIPTION, lifespan=lifespan
+    )
     app.state.fs = state
     install_error_handlers(app)
     for router in (*ROUTERS, *routers):
         app.include_router(router)
     # One layer for metrics, the 500 catch-all, the body limit and the fast lane (server/middleware.py),
     # also called by the app itself for fast-lane requests (FeatureServerApp.__call__).
-    app.layer = ServerMiddleware(None, metrics=state.metrics, max_body_bytes=max_body_bytes,
-                                 fast_lane=FastLane([features.router, models.router]))
+    app.layer = ServerMiddleware(
+        None,
+        metrics=state.metrics,
+        max_body_bytes=max_body_bytes,
+        fast_lane=FastLane([features.router, models.router]),
+    )
     app.add_middleware(app.layer.around)
     return app
 

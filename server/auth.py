@@ -99,8 +99,12 @@ class RoleCheck(APIKeyHeader):
     """
 
     def __init__(self, role: str):
-        super().__init__(name="X-API-Key", scheme_name="apiKey", auto_error=False,
-                         description="API key, as `X-API-Key: <key>` or `Authorization: Bearer <key>`")
+        super().__init__(
+            name="X-API-Key",
+            scheme_name="apiKey",
+            auto_error=False,
+            description="API key, as `X-API-Key: <key>` or `Authorization: Bearer <key>`",
+        )
         self.role = role
         self.__name__ = f"require_{role}"
 
@@ -112,11 +116,16 @@ class RoleCheck(APIKeyHeader):
         The Principal is also left in the request's state (`request.state.principal`)."""
         principal = ANONYMOUS if authenticator.open else authenticator.identify(key_in(scope["headers"]))
         if principal is None:
-            raise HTTPException(401, "missing or unknown API key: send 'Authorization: Bearer <key>' or 'X-API-Key'",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401,
+                "missing or unknown API key: send 'Authorization: Bearer <key>' or 'X-API-Key'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if not principal.may(self.role):
-            raise HTTPException(403, f"API key '{principal.name}' has role '{principal.role}'; "
-                                     f"this endpoint needs '{self.role}'")
+            raise HTTPException(
+                403,
+                f"API key '{principal.name}' has role '{principal.role}'; this endpoint needs '{self.role}'",
+            )
         scope.setdefault("state", {})["principal"] = principal  # what request.state.principal reads
         return principal
 

@@ -69,8 +69,10 @@ def _finite_floats(values: list[Any]) -> list[Any]:
     except TypeError:  # nulls among them
         if math.isfinite(sum([v for v in values if v is not None])):
             return values
-    return [("NaN" if v != v else _NONFINITE[v]) if v.__class__ is float and (v != v or v in _NONFINITE) else v
-            for v in values]
+    return [
+        ("NaN" if v != v else _NONFINITE[v]) if v.__class__ is float and (v != v or v in _NONFINITE) else v
+        for v in values
+    ]
 
 
 def finite(values: list[Any]) -> list[Any]:
@@ -127,7 +129,9 @@ def _timestamp(value: Any) -> datetime:
         if text.endswith(("Z", "z")):
             text = text[:-1] + "+00:00"
         parsed = datetime.fromisoformat(text)
-        return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+        return (
+            parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+        )
     raise ValueError(f"expected an RFC 3339 string or epoch seconds, got {type(value).__name__}")
 
 
@@ -136,7 +140,7 @@ def _float(value: Any) -> float:
         return _FLOAT_WORDS[value]
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    raise ValueError(f"expected a number (or \"NaN\", \"Infinity\", \"-Infinity\"), got {value!r}")
+    raise ValueError(f'expected a number (or "NaN", "Infinity", "-Infinity"), got {value!r}')
 
 
 def _int(value: Any) -> int:
@@ -157,8 +161,14 @@ def _bytes(value: Any) -> bytes:
 
 
 _FLOAT_WORDS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-_CONVERT = {"UnixTimestamp": _timestamp, "Float64": _float, "Float32": _float, "Bytes": _bytes,
-            "Int64": _int, "Int32": _int}
+_CONVERT = {
+    "UnixTimestamp": _timestamp,
+    "Float64": _float,
+    "Float32": _float,
+    "Bytes": _bytes,
+    "Int64": _int,
+    "Int32": _int,
+}
 
 
 def decode_column(name: str, values: list[Any], dtype: ValueType) -> pa.Array:
@@ -211,4 +221,7 @@ class JSONBytesResponse(Response):
         self.status_code = 200
         self.background = None
         self.body = body
-        self.raw_headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+        self.raw_headers = [
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"application/json"),
+        ]

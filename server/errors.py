@@ -48,8 +48,12 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
 ]
 
 
-def error_response(status: int, message: str, detail: list[dict[str, Any]] | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int,
+    message: str,
+    detail: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     """The one shape of every error answer."""
     body: dict[str, Any] = {"error": message}
     if detail is not None:
@@ -112,4 +116,3 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(FeatureStoreError, _on_store_error)
-

@@ -78,8 +78,9 @@ class FastLane:
                     route = candidate.route
                     found = route.path_regex.match(scope["path"])
                     if found is not None:
-                        scope["path_params"] = {k: route.param_convertors[k].convert(v)
-                                                for k, v in found.groupdict().items()}
+                        scope["path_params"] = {
+                            k: route.param_convertors[k].convert(v) for k, v in found.groupdict().items()
+                        }
                         return candidate
         return lane
 

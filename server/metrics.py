@@ -64,10 +64,18 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._series: dict[tuple[str, str], _Series] = {}  # (method, endpoint) -> its counts
         self.registry.register(_RequestCollector(self._series))
-        self.online_store_errors = Counter("fs_online_store_errors", "Online store failures (unreachable or too slow).",
-                                           ["reason"], registry=self.registry)
-        self.pushed_rows = Counter("fs_pushed_rows", "Rows accepted by POST /push/{source}.",
-                                   ["source", "to"], registry=self.registry)
+        self.online_store_errors = Counter(
+            "fs_online_store_errors",
+            "Online store failures (unreachable or too slow).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.pushed_rows = Counter(
+            "fs_pushed_rows",
+            "Rows accepted by POST /push/{source}.",
+            ["source", "to"],
+            registry=self.registry,
+        )
 
     def observe(self, method: str, endpoint: str, status: int, seconds: float) -> None:
         """Count one answered request and its latency (per request: kept cheap, see the module docstring)."""
@@ -85,7 +93,9 @@ class Metrics:
             return generate_latest(self.registry)
         mine = _snapshot(self.registry.collect())
         self._write(mine)  # fresh for the other workers' scrapes too
-        return generate_latest(_Summed([mine, *self.shared.others()]))  # ours as counted now, even if unwritten
+        return generate_latest(
+            _Summed([mine, *self.shared.others()])
+        )  # ours as counted now, even if unwritten
 
     def publish(self) -> None:
         """Write this process's snapshot to the shared folder (a no-op without one). Call it from the
@@ -126,10 +136,16 @@ class _RequestCollector:
 
     @staticmethod
     def _families(series: dict[tuple[str, str], _Series]) -> list[Metric]:
-        requests = CounterMetricFamily("fs_http_requests", "HTTP requests answered, by endpoint and status.",
-                                       labels=["method", "endpoint", "status"])
-        latency = HistogramMetricFamily("fs_http_request_duration_seconds", "HTTP request latency, by endpoint.",
-                                        labels=["method", "endpoint"])
+        requests = CounterMetricFamily(
+            "fs_http_requests",
+            "HTTP requests answered, by endpoint and status.",
+            labels=["method", "endpoint", "status"],
+        )
+        latency = HistogramMetricFamily(
+            "fs_http_request_duration_seconds",
+            "HTTP request latency, by endpoint.",
+            labels=["method", "endpoint"],
+        )
         for (method, endpoint), s in series.items():
             for status, count in list(s.statuses.items()):
                 requests.add_metric([method, endpoint, str(status)], count)
@@ -177,8 +193,15 @@ class _Snapshots:
 
 def _snapshot(families: Iterable[Metric]) -> list[dict[str, Any]]:
     """Metric families as plain data: what a snapshot file holds, and what `_Summed` adds up."""
-    return [{"name": f.name, "help": f.documentation, "type": f.type,
-             "samples": [[s.name, s.labels, s.value] for s in f.samples]} for f in families]
+    return [
+        {
+            "name": f.name,
+            "help": f.documentation,
+            "type": f.type,
+            "samples": [[s.name, s.labels, s.value] for s in f.samples],
+        }
+        for f in families
+    ]
 
 
 class _Summed:

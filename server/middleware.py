@@ -39,7 +39,9 @@ _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"
 class ServerMiddleware:
     """See the module docstring."""
 
-    def __init__(self, app: ASGIApp | None, metrics: Metrics, max_body_bytes: int, fast_lane: FastLane) -> None:
+    def __init__(
+        self, app: ASGIApp | None, metrics: Metrics, max_body_bytes: int, fast_lane: FastLane
+    ) -> None:
         self.app = app  # the rest of the app (its routing); None until `around` gives it
         self.metrics = metrics
         self.max_bytes = max_body_bytes
@@ -99,7 +101,9 @@ class ServerMiddleware:
         finally:
             self._observe(scope, status or 500, start)
 
-    async def serve_bytes(self, scope: Scope, body: bytes, lane: Lane) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def serve_bytes(
+        self, scope: Scope, body: bytes, lane: Lane
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """Steps 1-3 for a request read whole, answered by a lane with a bytes answer (`Lane.answer_bytes`,
         for `fs serve`'s protocol): (status, headers, body) of the answer."""
         start = time.perf_counter()
@@ -122,8 +126,12 @@ class ServerMiddleware:
         """Step 1's count and latency of an answered request, labelled by its route template."""
         route = scope.get("route")  # set by the router (or the fast lane) once a route matched
         method = scope["method"]
-        self.metrics.observe(method if method in _METHODS else "OTHER", getattr(route, "path", None) or "<unmatched>",
-                             status, time.perf_counter() - start)
+        self.metrics.observe(
+            method if method in _METHODS else "OTHER",
+            getattr(route, "path", None) or "<unmatched>",
+            status,
+            time.perf_counter() - start,
+        )
 
     def _too_large(self) -> str:
         return f"request body over {self.max_bytes} bytes: send smaller batches"

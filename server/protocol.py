@@ -83,8 +83,16 @@ class _Whole:
     """A fast-lane request whose whole body the protocol reads before answering it in one write;
     it stands in for uvicorn's RequestResponseCycle as `protocol.cycle` (same attributes uvicorn reads)."""
 
-    __slots__ = ("scope", "lane", "keep_alive", "chunks", "complete", "response_complete", "disconnected",
-                 "message_event")
+    __slots__ = (
+        "scope",
+        "lane",
+        "keep_alive",
+        "chunks",
+        "complete",
+        "response_complete",
+        "disconnected",
+        "message_event",
+    )
 
     def __init__(self, scope: dict[str, Any], lane: Any, keep_alive: bool) -> None:
         self.scope, self.lane, self.keep_alive = scope, lane, keep_alive
@@ -201,7 +209,9 @@ class FastLaneProtocol(HttpToolsProtocol):
             nonlocal start
             if message["type"] == "http.response.start" and start is None:
                 start = message
-            elif message["type"] == "http.response.body" and start is not None and not whole.response_complete:
+            elif (
+                message["type"] == "http.response.body" and start is not None and not whole.response_complete
+            ):
                 if message.get("more_body", False):
                     raise RuntimeError("the fast lane answers whole bodies only")
                 await self._write(whole, start["status"], start.get("headers", ()), message.get("body", b""))
@@ -223,7 +233,9 @@ class FastLaneProtocol(HttpToolsProtocol):
                 pass
         self.transport.close()
 
-    async def _write(self, whole: _Whole, status: int, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> None:
+    async def _write(
+        self, whole: _Whole, status: int, headers: Iterable[tuple[bytes, bytes]], body: bytes
+    ) -> None:
         """The answer in one write, then what uvicorn does once a response is complete."""
         if self.flow.write_paused and not whole.disconnected:
             await self.flow.drain()
@@ -250,8 +262,14 @@ class FastLaneProtocol(HttpToolsProtocol):
         self.transport.write(b"".join(parts))
         if self.access_log:
             scope = whole.scope
-            self.access_logger.info('%s - "%s %s HTTP/%s" %d', get_client_addr(scope), scope["method"],
-                                    get_path_with_query_string(scope), scope["http_version"], status)
+            self.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                get_client_addr(scope),
+                scope["method"],
+                get_path_with_query_string(scope),
+                scope["http_version"],
+                status,
+            )
         if not whole.keep_alive:
             self.transport.close()
         self.on_response_complete()

@@ -55,12 +55,20 @@ def uvicorn_options(**overrides: Any) -> dict[str, Any]:
 
 def app_from_env() -> FastAPI:
     """App factory for uvicorn workers: the repo at `$FS_REPO` (else the current folder's)."""
-    return create_app(FeatureStore(os.environ.get(REPO_ENV) or None),
-                      metrics_dir=os.environ.get(METRICS_DIR_ENV) or None)
+    return create_app(
+        FeatureStore(os.environ.get(REPO_ENV) or None), metrics_dir=os.environ.get(METRICS_DIR_ENV) or None
+    )
 
 
-def serve(repo_path: str | None, host: str = "127.0.0.1", port: int = 6566, workers: int = 1, *,
-          log_level: str = "info", access_log: bool = False) -> None:
+def serve(
+    repo_path: str | None,
+    host: str = "127.0.0.1",
+    port: int = 6566,
+    workers: int = 1,
+    *,
+    log_level: str = "info",
+    access_log: bool = False,
+) -> None:
     """Serve the repo at `repo_path` (None: the current folder's) until interrupted."""
     import uvicorn
 

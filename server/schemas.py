@@ -23,36 +23,74 @@ from starlette.requests import ClientDisconnect
 # -- shared ---------------------------------------------------------------------------------------
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-_SCALAR_SCHEMA = [{"type": "string"}, {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
-                  {"type": "number"}, {"type": "boolean"}, {"type": "null"}]
+_SCALAR_SCHEMA = [
+    {"type": "string"},
+    {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
+    {"type": "number"},
+    {"type": "boolean"},
+    {"type": "null"},
+]
 
 
-_SCALARS = [core_schema.bool_schema(strict=True), core_schema.int_schema(strict=True, ge=INT64_MIN, le=INT64_MAX),
-            core_schema.float_schema(strict=True), core_schema.str_schema(strict=True), core_schema.none_schema()]
+_SCALARS = [
+    core_schema.bool_schema(strict=True),
+    core_schema.int_schema(strict=True, ge=INT64_MIN, le=INT64_MAX),
+    core_schema.float_schema(strict=True),
+    core_schema.str_schema(strict=True),
+    core_schema.none_schema(),
+]
 
 
 def _one_of(choices: list[core_schema.CoreSchema], message: str) -> GetPydanticSchema:
     """A union validated in pydantic-core that fails with ONE plain message, not one error per member."""
-    return GetPydanticSchema(lambda _type, _handler: core_schema.union_schema(
-        choices, custom_error_type="invalid_value", custom_error_message=message))
+    return GetPydanticSchema(
+        lambda _type, _handler: core_schema.union_schema(
+            choices, custom_error_type="invalid_value", custom_error_message=message
+        )
+    )
 
 
 # One custom check per field, so an error names the field once, plainly; the JSON schema still
 # documents every accepted form. Join keys try the usual key types first: the members are strict, so
 # no value matches two of them and the order changes only the speed (halves it for 100 integer keys).
-_KEY_SCALARS = [_SCALARS[1], _SCALARS[3], _SCALARS[2], _SCALARS[0], _SCALARS[4]]  # int, str, float, bool, null
-KeyValue = Annotated[Any, _one_of(_KEY_SCALARS, "must be a string, a 64-bit integer, a number, a boolean or null"),
-                     WithJsonSchema({"anyOf": _SCALAR_SCHEMA})]
-PushValue = Annotated[Any, _one_of(
-    [*_SCALARS, core_schema.list_schema(core_schema.union_schema(_SCALARS))],
-    "must be a string, a 64-bit integer, a number, a boolean, null, or a list of those"),
-    WithJsonSchema({"anyOf": [*_SCALAR_SCHEMA, {"type": "array", "items": {"anyOf": _SCALAR_SCHEMA}}]})]
-Features = Annotated[Any, _one_of(
-    [core_schema.list_schema(core_schema.str_schema(strict=True, min_length=1), min_length=1),
-     core_schema.str_schema(strict=True, min_length=1)],
-    "must be a non-empty list of feature references ('view:feature') or a feature service name"),
-    WithJsonSchema({"anyOf": [{"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
-                              {"type": "string", "minLength": 1}]})]
+_KEY_SCALARS = [
+    _SCALARS[1],
+    _SCALARS[3],
+    _SCALARS[2],
+    _SCALARS[0],
+    _SCALARS[4],
+]  # int, str, float, bool, null
+KeyValue = Annotated[
+    Any,
+    _one_of(_KEY_SCALARS, "must be a string, a 64-bit integer, a number, a boolean or null"),
+    WithJsonSchema({"anyOf": _SCALAR_SCHEMA}),
+]
+PushValue = Annotated[
+    Any,
+    _one_of(
+        [*_SCALARS, core_schema.list_schema(core_schema.union_schema(_SCALARS))],
+        "must be a string, a 64-bit integer, a number, a boolean, null, or a list of those",
+    ),
+    WithJsonSchema({"anyOf": [*_SCALAR_SCHEMA, {"type": "array", "items": {"anyOf": _SCALAR_SCHEMA}}]}),
+]
+Features = Annotated[
+    Any,
+    _one_of(
+        [
+            core_schema.list_schema(core_schema.str_schema(strict=True, min_length=1), min_length=1),
+            core_schema.str_schema(strict=True, min_length=1),
+        ],
+        "must be a non-empty list of feature references ('view:feature') or a feature service name",
+    ),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+                {"type": "string", "minLength": 1},
+            ]
+        }
+    ),
+]
 
 
 def _rows_or_columns(value: Any) -> str | None:
@@ -97,29 +135,45 @@ EntityRows = Annotated[list[dict[str, KeyValue]], Tag("<rows>")]
 EntityColumns = Annotated[dict[str, list[KeyValue]], Tag("<columns>")]
 Entities = Annotated[
     EntityRows | EntityColumns,
-    Discriminator(_rows_or_columns, custom_error_type="entities_shape",
-                  custom_error_message="must be a list of rows (objects) or an object of columns (lists)"),
+    Discriminator(
+        _rows_or_columns,
+        custom_error_type="entities_shape",
+        custom_error_message="must be a list of rows (objects) or an object of columns (lists)",
+    ),
 ]
 
 
 class OnlineFeaturesRequest(BaseModel):
     """Which features, for which entities."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{
-        "features": ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"],
-        "entities": [{"driver_id": 1001}, {"driver_id": 1002}],
-    }, {
-        "features": "driver_activity",
-        "entities": {"driver_id": [1001, 1002]},
-        "include_status": True,
-    }]})
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "features": ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"],
+                    "entities": [{"driver_id": 1001}, {"driver_id": 1002}],
+                },
+                {
+                    "features": "driver_activity",
+                    "entities": {"driver_id": [1001, 1002]},
+                    "include_status": True,
+                },
+            ]
+        },
+    )
 
     features: Features = Field(
-        description="Feature references (`view:feature`), or the name of a feature service")
+        description="Feature references (`view:feature`), or the name of a feature service"
+    )
     entities: Entities = Field(
-        description="Join-key values: rows (`[{\"driver_id\": 1}, ...]`) or columns (`{\"driver_id\": [1, ...]}`)")
+        description='Join-key values: rows (`[{"driver_id": 1}, ...]`) or columns (`{"driver_id": [1, ...]}`)'
+    )
     full_feature_names: bool = Field(False, description="Name features `view__feature` instead of `feature`")
-    include_status: bool = Field(False, description="Add a status per value: PRESENT, NOT_FOUND, OUTSIDE_MAX_AGE")
+    include_status: bool = Field(
+        False, description="Add a status per value: PRESENT, NOT_FOUND, OUTSIDE_MAX_AGE"
+    )
     include_event_timestamps: bool = Field(False, description="Add the event time of each value")
 
 
@@ -132,7 +186,8 @@ class OnlineFeaturesResponse(BaseModel):
     values: dict[str, list[Any]] = Field(description="Column name -> values (join keys first)")
     statuses: dict[str, list[Status]] | None = Field(None, description="Feature -> status per value")
     event_timestamps: dict[str, list[datetime | None]] | None = Field(
-        None, description="Feature -> event time per value (RFC 3339, UTC)")
+        None, description="Feature -> event time per value (RFC 3339, UTC)"
+    )
 
 
 # -- push -------------------------------------------------------------------------------------------
@@ -144,17 +199,33 @@ PushColumns = Annotated[dict[str, list[PushValue]], Tag("<columns>")]
 class PushRequest(BaseModel):
     """Rows for the feature views of a push source."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{
-        "rows": [{"driver_id": 1001, "conv_rate": 0.5, "event_timestamp": "2026-01-07T10:00:00Z"}],
-        "to": "online",
-    }]})
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "rows": [
+                        {"driver_id": 1001, "conv_rate": 0.5, "event_timestamp": "2026-01-07T10:00:00Z"}
+                    ],
+                    "to": "online",
+                }
+            ]
+        },
+    )
 
-    rows: Annotated[PushRows | PushColumns, Discriminator(
-        _rows_or_columns, custom_error_type="rows_shape",
-        custom_error_message="must be a list of rows (objects) or an object of columns (lists)")] = Field(
-        description="Rows (`[{...}, ...]`) or columns (`{\"col\": [...]}`): join keys, features and the "
-                    "source's timestamp column (RFC 3339 string or epoch seconds); bytes as base64, "
-                    "NaN as \"NaN\"")
+    rows: Annotated[
+        PushRows | PushColumns,
+        Discriminator(
+            _rows_or_columns,
+            custom_error_type="rows_shape",
+            custom_error_message="must be a list of rows (objects) or an object of columns (lists)",
+        ),
+    ] = Field(
+        description='Rows (`[{...}, ...]`) or columns (`{"col": [...]}`): join keys, features and the '
+        "source's timestamp column (RFC 3339 string or epoch seconds); bytes as base64, "
+        'NaN as "NaN"'
+    )
     to: Literal["online", "offline", "both"] = Field("online", description="Where to write the rows")
 
 
@@ -277,7 +348,10 @@ def parse_json(body: bytes, model: type[M]) -> M:
         return model.model_validate_json(body)
     except ValidationError as e:
         raise RequestValidationError(
-            [{**err, "loc": ("body", *err["loc"])} for err in e.errors(include_url=False, include_input=False)]
+            [
+                {**err, "loc": ("body", *err["loc"])}
+                for err in e.errors(include_url=False, include_input=False)
+            ]
         ) from None
 
 

@@ -57,9 +57,26 @@ class RedisServer:
 
 def _spawn(port: int, workdir: str | None) -> subprocess.Popen:
     return subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir or tempfile.gettempdir(), "--daemonize", "no", "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir or tempfile.gettempdir(),
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _wait_ready(port: int, timeout: float = 10.0) -> None:
@@ -83,7 +100,9 @@ def start_redis() -> RedisServer | None:
         workdir = tempfile.mkdtemp(prefix="fs-redis-")
         proc = _spawn(port, workdir)
         _wait_ready(port)
-        return RedisServer(url=f"redis://127.0.0.1:{port}/0", owned=True, process=proc, port=port, workdir=workdir)
+        return RedisServer(
+            url=f"redis://127.0.0.1:{port}/0", owned=True, process=proc, port=port, workdir=workdir
+        )
     url = os.environ.get("FS_TEST_REDIS_URL")
     if url:
         import redis

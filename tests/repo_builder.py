@@ -10,8 +10,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 
-def make_repo(root: Path, files: dict[str, str], data: dict[str, pa.Table] | None = None, project: str = "test",
-              config: str = "") -> Path:
+def make_repo(
+    root: Path,
+    files: dict[str, str],
+    data: dict[str, pa.Table] | None = None,
+    project: str = "test",
+    config: str = "",
+) -> Path:
     """Write featurestore.toml (+ `config` lines), python files and data tables (parquet or csv by suffix)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "featurestore.toml").write_text(f'project = "{project}"\n' + textwrap.dedent(config))

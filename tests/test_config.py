@@ -22,24 +22,34 @@ def test_defaults_are_embedded_and_relative_to_the_repo(tmp_path):
 
 def test_environment_overrides_the_file(tmp_path):
     write(tmp_path, 'project = "p"\n[online]\ntype = "sqlite"\n')
-    cfg = load_config(tmp_path, env={"FS_ONLINE_URL": "redis://h:1/0", "FS_PROJECT": "q",
-                                     "FS_OFFLINE_PATH": "/abs/off", "FS_API_KEYS": "svc:read:0123456789"})
+    cfg = load_config(
+        tmp_path,
+        env={
+            "FS_ONLINE_URL": "redis://h:1/0",
+            "FS_PROJECT": "q",
+            "FS_OFFLINE_PATH": "/abs/off",
+            "FS_API_KEYS": "svc:read:0123456789",
+        },
+    )
     assert cfg.online.type == "redis" and cfg.online.url == "redis://h:1/0"
     assert cfg.project == "q" and str(cfg.offline_path) == "/abs/off"
     assert cfg.server.api_keys[0].role == "read" and cfg.server.api_keys[0].name == "svc"
     assert "0123456789" not in repr(cfg.server.api_keys[0])  # keys never shown
 
 
-@pytest.mark.parametrize("text, message", [
-    ('project = "p"\n[online]\ntype = "cassandra"\n', "type must be one of"),
-    ('project = "p"\n[online]\ntype = "redis"\n', "needs url"),
-    ('project = "p"\nunknown = 1\n', "unknown setting"),
-    ('project = "has space"\n', "'project' must be"),
-    ('project = \n', "not valid TOML"),
-    ('project = "p"\n[[server.api_keys]]\nname = "a"\nrole = "root"\nkey = "0123456789"\n', "roles are"),
-    ('project = "p"\n[[server.api_keys]]\nname = "a"\nrole = "read"\nkey = "short"\n', "at least 8"),
-    ('project = "p"\n[[server.api_keys]]\nname = "a"\nrole = "read"\nkey_env = "NOPE_X"\n', "NOPE_X"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('project = "p"\n[online]\ntype = "cassandra"\n', "type must be one of"),
+        ('project = "p"\n[online]\ntype = "redis"\n', "needs url"),
+        ('project = "p"\nunknown = 1\n', "unknown setting"),
+        ('project = "has space"\n', "'project' must be"),
+        ("project = \n", "not valid TOML"),
+        ('project = "p"\n[[server.api_keys]]\nname = "a"\nrole = "root"\nkey = "0123456789"\n', "roles are"),
+        ('project = "p"\n[[server.api_keys]]\nname = "a"\nrole = "read"\nkey = "short"\n', "at least 8"),
+        ('project = "p"\n[[server.api_keys]]\nname = "a"\nrole = "read"\nkey_env = "NOPE_X"\n', "NOPE_X"),
+    ],
+)
 def test_bad_config_names_the_problem(tmp_path, text, message):
     write(tmp_path, text)
     with pytest.raises(ConfigError, match=message):

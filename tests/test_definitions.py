@@ -30,8 +30,13 @@ src = ParquetSource(name="stats", path="data/stats.parquet", created_timestamp_f
 
 
 def view(**kw):
-    args = dict(name="stats_view", entities=[driver], schema=[Field("conv_rate", Float64), Field("trips", Int64)],
-                source=src, ttl=timedelta(days=1))
+    args = dict(
+        name="stats_view",
+        entities=[driver],
+        schema=[Field("conv_rate", Float64), Field("trips", Int64)],
+        source=src,
+        ttl=timedelta(days=1),
+    )
     args.update(kw)
     return FeatureView(**args)
 
@@ -137,13 +142,22 @@ def test_value_types_map_to_arrow_and_round_trip_as_text():
 
 
 def test_specs_round_trip_through_the_registry_form():
-    df = pa.table({"driver_id": [1], "event_timestamp": pa.array([0], pa.timestamp("us")), "conv_rate": [0.5]})
-    sources = [src, CsvSource(name="c", path="x.csv", delimiter=";"), DuckDBSource(name="d", query="select 1"),
-               PushSource(name="push", batch_source=src)]
+    df = pa.table(
+        {"driver_id": [1], "event_timestamp": pa.array([0], pa.timestamp("us")), "conv_rate": [0.5]}
+    )
+    sources = [
+        src,
+        CsvSource(name="c", path="x.csv", delimiter=";"),
+        DuckDBSource(name="d", query="select 1"),
+        PushSource(name="push", batch_source=src),
+    ]
     for s in sources:
         assert DataSource.from_spec(s.to_spec()).to_spec() == s.to_spec()
-    cat = Catalog(entities={"driver": driver}, sources={s.name: s for s in sources},
-                  views={"stats_view": view(tags={"team": "a"})})
+    cat = Catalog(
+        entities={"driver": driver},
+        sources={s.name: s for s in sources},
+        views={"stats_view": view(tags={"team": "a"})},
+    )
     cat.services["svc"] = FeatureService(name="svc", features=[cat.views["stats_view"][["trips"]]])
     assert Catalog.from_specs(cat.specs()).specs() == cat.specs()
     # A DataFrameSource records a fingerprint of its rows, not the rows.

@@ -41,12 +41,16 @@ def rows(hours, drivers=(1, 2, 3), created_delay=timedelta(minutes=1), value_off
             out["value"].append(d * 1000 + h + value_offset)
             out["n"].append(h)
             out["tag"].append(f"d{d}h{h}")
-    return pa.table({
-        "driver_id": pa.array(out["driver_id"], pa.int64()),
-        "event_timestamp": pa.array(out["event_timestamp"], pa.timestamp("us", tz="UTC")),
-        "created": pa.array(out["created"], pa.timestamp("us", tz="UTC")),
-        "value": pa.array(out["value"], pa.float64()), "n": pa.array(out["n"], pa.int64()), "tag": out["tag"],
-    })
+    return pa.table(
+        {
+            "driver_id": pa.array(out["driver_id"], pa.int64()),
+            "event_timestamp": pa.array(out["event_timestamp"], pa.timestamp("us", tz="UTC")),
+            "created": pa.array(out["created"], pa.timestamp("us", tz="UTC")),
+            "value": pa.array(out["value"], pa.float64()),
+            "n": pa.array(out["n"], pa.int64()),
+            "tag": out["tag"],
+        }
+    )
 
 
 def new_store(tmp_path, table, online="False", name="repo"):
@@ -75,8 +79,10 @@ def test_rerunning_a_range_changes_nothing(tmp_path):
     assert offline(store) == first
     again = {f: pq.read_table(f) for f in store.offline_storage.files("stats")}
     assert again.keys() == files.keys()
-    assert all(again[f].to_pylist() == files[f].to_pylist() and again[f].schema.types == files[f].schema.types
-               for f in files)
+    assert all(
+        again[f].to_pylist() == files[f].to_pylist() and again[f].schema.types == files[f].schema.types
+        for f in files
+    )
     assert store.registry.watermark("stats") == T0 + timedelta(hours=47)
     assert len(first) == 48 * 3 and first[0]["__event_ts"] == T0
 
@@ -166,7 +172,9 @@ store.materialize("2026-01-01", "2026-01-04T23:00:00")
 
 
 def online_rows(store):
-    resp = store.get_online_features(["stats:value", "stats:n", "stats:tag"], [{"driver_id": d} for d in (1, 2, 3)])
+    resp = store.get_online_features(
+        ["stats:value", "stats:n", "stats:tag"], [{"driver_id": d} for d in (1, 2, 3)]
+    )
     return resp.to_dict(include_event_timestamps=True)
 
 
@@ -190,8 +198,11 @@ def test_a_run_killed_half_way_then_rerun_ends_like_a_clean_run(tmp_path, where)
     write_table(victim.repo_path / "data/stats.parquet", table)
     script = tmp_path / "killer.py"
     script.write_text(textwrap.dedent(KILLER))
-    proc = subprocess.run([sys.executable, str(script), str(victim.repo_path), where], capture_output=True,
-                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    proc = subprocess.run(
+        [sys.executable, str(script), str(victim.repo_path), where],
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
     assert proc.returncode == -9, proc.stderr.decode()
     assert offline(victim) != offline(clean) or online_rows(victim) != online_rows(clean)  # it died half-way
     assert any(".staging-" in p.name for p in victim.offline_storage.view_dir("stats").iterdir())
@@ -200,7 +211,9 @@ def test_a_run_killed_half_way_then_rerun_ends_like_a_clean_run(tmp_path, where)
     victim.materialize("2026-01-01", "2026-01-04T23:00:00")
     assert offline(victim) == offline(clean)
     assert online_rows(victim) == online_rows(clean)
-    assert not any(p.name.startswith((".staging-", ".tmp-")) for p in victim.offline_storage.view_dir("stats").rglob("*"))
+    assert not any(
+        p.name.startswith((".staging-", ".tmp-")) for p in victim.offline_storage.view_dir("stats").rglob("*")
+    )
 
 
 def test_partitions_are_by_utc_day_and_sorted(tmp_path):
@@ -228,8 +241,12 @@ def test_online_holds_the_last_offline_row_per_entity_and_survives_reruns(tmp_pa
     table = rows([5, 1, 9, 3, 7, 0, 2, 8, 4, 6])
     tie = rows([9], drivers=(2,), created_delay=timedelta(minutes=30), value_offset=0.5)
     defs = DEFS.format(online="True").replace("ttl=timedelta(days=2)", "ttl=None")  # January is long ago
-    path = make_repo(tmp_path / "repo", {"defs.py": defs},
-                     {"data/stats.parquet": pa.concat_tables([table, tie])}, config=online_config)
+    path = make_repo(
+        tmp_path / "repo",
+        {"defs.py": defs},
+        {"data/stats.parquet": pa.concat_tables([table, tie])},
+        config=online_config,
+    )
     store = FeatureStore(path)
     store.apply()
     end = T0 + timedelta(hours=9)
@@ -237,8 +254,9 @@ def test_online_holds_the_last_offline_row_per_entity_and_survives_reruns(tmp_pa
     assert result.online_rows == 3
 
     def online():
-        resp = store.get_online_features(["stats:value", "stats:n", "stats:tag"],
-                                         [{"driver_id": d} for d in (1, 2, 3, 4)])
+        resp = store.get_online_features(
+            ["stats:value", "stats:n", "stats:tag"], [{"driver_id": d} for d in (1, 2, 3, 4)]
+        )
         return resp.to_dict()
 
     last = {}
@@ -246,7 +264,11 @@ def test_online_holds_the_last_offline_row_per_entity_and_survives_reruns(tmp_pa
         last[r["driver_id"]] = r
     got = online()
     for i, d in enumerate((1, 2, 3)):
-        assert got["value"][i] == last[d]["value"] and got["n"][i] == last[d]["n"] and got["tag"][i] == last[d]["tag"]
+        assert (
+            got["value"][i] == last[d]["value"]
+            and got["n"][i] == last[d]["n"]
+            and got["tag"][i] == last[d]["tag"]
+        )
     assert got["value"][1] == 2009.5  # the later-created of the two rows at hour 9
     assert got["value"][3] is None
     # Re-materializing an older range cannot overwrite the newer online rows.
@@ -254,21 +276,30 @@ def test_online_holds_the_last_offline_row_per_entity_and_survives_reruns(tmp_pa
     assert online() == got
 
 
-PUSH_DEFS = DEFS.format(online="True").replace(
-    'src = ParquetSource(name="stats", path="data/stats.parquet", created_timestamp_field="created")',
-    'batch = ParquetSource(name="stats", path="data/stats.parquet", created_timestamp_field="created")\n'
-    'src = PushSource(name="stats_push", batch_source=batch)').replace("ttl=timedelta(days=2)", "ttl=None")
+PUSH_DEFS = (
+    DEFS.format(online="True")
+    .replace(
+        'src = ParquetSource(name="stats", path="data/stats.parquet", created_timestamp_field="created")',
+        'batch = ParquetSource(name="stats", path="data/stats.parquet", created_timestamp_field="created")\n'
+        'src = PushSource(name="stats_push", batch_source=batch)',
+    )
+    .replace("ttl=timedelta(days=2)", "ttl=None")
+)
 
 
 def training(store, driver_ids, hour):
     import pandas as pd
 
-    entity_df = pd.DataFrame({"driver_id": driver_ids, "event_timestamp": [T0 + timedelta(hours=hour)] * len(driver_ids)})
+    entity_df = pd.DataFrame(
+        {"driver_id": driver_ids, "event_timestamp": [T0 + timedelta(hours=hour)] * len(driver_ids)}
+    )
     return store.get_historical_features(entity_df, ["stats:value"]).to_pandas()["value"].tolist()
 
 
 def test_rows_pushed_to_offline_survive_materialization_and_source_rows_stay_visible(tmp_path):
-    path = make_repo(tmp_path / "repo", {"defs.py": PUSH_DEFS}, {"data/stats.parquet": rows(range(0, 24), drivers=(1,))})
+    path = make_repo(
+        tmp_path / "repo", {"defs.py": PUSH_DEFS}, {"data/stats.parquet": rows(range(0, 24), drivers=(1,))}
+    )
     store = FeatureStore(path)
     store.apply()
     pushed = rows([11], drivers=(2,)).drop_columns(["created"])
@@ -292,9 +323,14 @@ def test_storage_answers_for_materialized_ranges_and_the_source_for_the_rest(tmp
 
 
 def _add_extra_feature(store, table):
-    write_table(store.repo_path / "data/stats.parquet", table.append_column("extra", pa.array([7] * len(table), pa.int64())))
+    write_table(
+        store.repo_path / "data/stats.parquet",
+        table.append_column("extra", pa.array([7] * len(table), pa.int64())),
+    )
     defs = store.repo_path / "defs.py"
-    defs.write_text(defs.read_text().replace('Field("tag", String)]', 'Field("tag", String), Field("extra", Int64)]'))
+    defs.write_text(
+        defs.read_text().replace('Field("tag", String)]', 'Field("tag", String), Field("extra", Int64)]')
+    )
 
 
 def test_a_feature_added_after_materialization_reads_from_the_source_until_rebuilt(tmp_path):
@@ -307,14 +343,21 @@ def test_a_feature_added_after_materialization_reads_from_the_source_until_rebui
     assert store.registry.watermark("stats") == T0 + timedelta(hours=23)
     _add_extra_feature(store, rows(range(0, 24)))
     plan = store.plan()
-    assert plan.stale == ("stats",) and "Materialized rows of feature view(s) stats no longer match" in plan.render()
+    assert (
+        plan.stale == ("stats",)
+        and "Materialized rows of feature view(s) stats no longer match" in plan.render()
+    )
     store.apply()
     assert store.registry.watermark("stats") is None and store.registry.materialized_intervals("stats") == []
     assert store.registry.last_materialization("stats") is None
     entity_df = pd.DataFrame({"driver_id": [1], "event_timestamp": [T0 + timedelta(hours=5)]})
     got = store.get_historical_features(entity_df, ["stats:value", "stats:extra"]).to_pandas()
     assert got["value"].tolist() == [1005.0] and got["extra"].tolist() == [7]
-    assert _online_row(store, 1) == [1023.0, 23, "d1h23"]  # online rows stay meanwhile (lookups keep answering)
+    assert _online_row(store, 1) == [
+        1023.0,
+        23,
+        "d1h23",
+    ]  # online rows stay meanwhile (lookups keep answering)
 
     result = store.materialize_incremental(T0 + timedelta(hours=23))
     assert result.runs[0].start.year == 1970 and result.rows == 72  # from the start
@@ -338,10 +381,12 @@ def test_changes_that_alter_no_stored_row_reset_nothing(tmp_path):
     store = new_store(tmp_path, rows(range(0, 24)))
     store.materialize_incremental(T0 + timedelta(hours=23))
     defs = store.repo_path / "defs.py"
-    defs.write_text(defs.read_text()
-                    .replace("ttl=timedelta(days=2)", "ttl=timedelta(days=3), description='now documented'")
-                    .replace('[Field("value", Float64), Field("n", Int64)', '[Field("n", Int64), Field("value", Float64)')
-                    .replace('created_timestamp_field="created")', 'created_timestamp_field="created", tags={"a": "b"})'))
+    defs.write_text(
+        defs.read_text()
+        .replace("ttl=timedelta(days=2)", "ttl=timedelta(days=3), description='now documented'")
+        .replace('[Field("value", Float64), Field("n", Int64)', '[Field("n", Int64), Field("value", Float64)')
+        .replace('created_timestamp_field="created")', 'created_timestamp_field="created", tags={"a": "b"})')
+    )
     plan = store.apply()
     assert plan.counts()["change"] == 2 and plan.stale == () and "no longer match" not in plan.render()
     assert store.registry.watermark("stats") == T0 + timedelta(hours=23)
@@ -357,8 +402,11 @@ other_src = ParquetSource(name="other", path="data/other.parquet")
 other = FeatureView(name="other", entities=[driver], source=other_src, schema=[Field("value", Float64)])
 """
     table = rows(range(0, 24))
-    path = make_repo(tmp_path / "repo", {"defs.py": DEFS.format(online="False") + extra},
-                     {"data/stats.parquet": table, "data/stats2.parquet": table, "data/other.parquet": table})
+    path = make_repo(
+        tmp_path / "repo",
+        {"defs.py": DEFS.format(online="False") + extra},
+        {"data/stats.parquet": table, "data/stats2.parquet": table, "data/other.parquet": table},
+    )
     store = FeatureStore(path)
     store.apply()
     store.materialize_incremental(T0 + timedelta(hours=23))
@@ -367,7 +415,10 @@ other = FeatureView(name="other", entities=[driver], source=other_src, schema=[F
     plan = store.apply()
     assert plan.stale == ("stats", "via_query")
     assert {v: store.registry.watermark(v) for v in ("stats", "via_query", "other")} == {
-        "stats": None, "via_query": None, "other": T0 + timedelta(hours=23)}
+        "stats": None,
+        "via_query": None,
+        "other": T0 + timedelta(hours=23),
+    }
 
 
 def test_a_run_that_read_the_definition_before_an_apply_changed_it_is_not_recorded(tmp_path, monkeypatch):
@@ -399,30 +450,52 @@ def test_a_run_that_read_the_definition_before_an_apply_changed_it_is_not_record
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([1, 2, None]), st.sampled_from(["a", "b"]), st.integers(0, 3),
-                          st.one_of(st.none(), st.integers(0, 2)), st.one_of(st.none(), st.integers(0, 3))),
-                min_size=1, max_size=40))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([1, 2, None]),
+            st.sampled_from(["a", "b"]),
+            st.integers(0, 3),
+            st.one_of(st.none(), st.integers(0, 2)),
+            st.one_of(st.none(), st.integers(0, 3)),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
 def test_the_newest_row_per_entity_is_the_point_in_time_choice(data):
     """latest_rows_sql (aggregate, then a window over ties only) picks what one window over all rows picks."""
     from featurestore import Entity, FeatureView, Field, Int64, ParquetSource
     from featurestore.materialize import latest_rows_sql
     from featurestore.offline.sources import arrow_table, duckdb_connection
 
-    view = FeatureView(name="v", entities=[Entity(name="e", join_keys=["k1", "k2"])], source=ParquetSource(name="s", path="x"),
-                       schema=[Field("f", Int64)])
-    table = pa.table({
-        "k1": pa.array([r[0] for r in data], pa.int64()), "k2": [r[1] for r in data],
-        "__event_ts": pa.array([T0 + timedelta(hours=r[2]) for r in data], pa.timestamp("us", tz="UTC")),
-        "__created_ts": pa.array([None if r[3] is None else T0 + timedelta(hours=r[3]) for r in data],
-                                 pa.timestamp("us", tz="UTC")),
-        "f": pa.array([r[4] for r in data], pa.int64()),
-    })
+    view = FeatureView(
+        name="v",
+        entities=[Entity(name="e", join_keys=["k1", "k2"])],
+        source=ParquetSource(name="s", path="x"),
+        schema=[Field("f", Int64)],
+    )
+    table = pa.table(
+        {
+            "k1": pa.array([r[0] for r in data], pa.int64()),
+            "k2": [r[1] for r in data],
+            "__event_ts": pa.array([T0 + timedelta(hours=r[2]) for r in data], pa.timestamp("us", tz="UTC")),
+            "__created_ts": pa.array(
+                [None if r[3] is None else T0 + timedelta(hours=r[3]) for r in data],
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "f": pa.array([r[4] for r in data], pa.int64()),
+        }
+    )
     con = duckdb_connection()
     con.register("rows_", table)
     got = arrow_table(con, latest_rows_sql(view, "rows_")).sort_by([("k1", "ascending"), ("k2", "ascending")])
-    want = arrow_table(con, "SELECT k1, k2, f, __event_ts FROM rows_ WHERE k1 IS NOT NULL QUALIFY row_number() OVER "
-                            "(PARTITION BY k1, k2 ORDER BY __event_ts DESC, __created_ts DESC NULLS LAST, "
-                            "f DESC NULLS LAST) = 1").sort_by([("k1", "ascending"), ("k2", "ascending")])
+    want = arrow_table(
+        con,
+        "SELECT k1, k2, f, __event_ts FROM rows_ WHERE k1 IS NOT NULL QUALIFY row_number() OVER "
+        "(PARTITION BY k1, k2 ORDER BY __event_ts DESC, __created_ts DESC NULLS LAST, "
+        "f DESC NULLS LAST) = 1",
+    ).sort_by([("k1", "ascending"), ("k2", "ascending")])
     assert got.select(["k1", "k2", "f", "__event_ts"]).to_pylist() == want.to_pylist()
 
 
@@ -438,12 +511,16 @@ def test_a_reset_counts_runs_by_commit_order_not_by_clock(tmp_path, monkeypatch)
 
     clock = itertools.chain([T0 + 10 * day], itertools.repeat(T0 + 5 * day))  # the apply's clock runs ahead
     monkeypatch.setattr(registry_module, "utcnow", lambda: next(clock))
-    generation = registry.apply([("change", "feature_view", "stats", {"name": "stats"})], stale_views=["stats"])
+    generation = registry.apply(
+        [("change", "feature_view", "stats", {"name": "stats"})], stale_views=["stats"]
+    )
     assert registry.materialized_intervals("stats") == [] and registry.watermark("stats") is None
-    assert registry.record_materialization("stats", T0, T0 + 2 * day, 1, 0, advance_watermark=True,
-                                           generation=generation)
+    assert registry.record_materialization(
+        "stats", T0, T0 + 2 * day, 1, 0, advance_watermark=True, generation=generation
+    )
     assert registry.materialized_intervals("stats") == [(T0, T0 + 2 * day)]
-    assert not registry.record_materialization("stats", T0, T0 + 3 * day, 1, 0, advance_watermark=True,
-                                               generation=generation - 1)  # read the definitions before the reset
+    assert not registry.record_materialization(
+        "stats", T0, T0 + 3 * day, 1, 0, advance_watermark=True, generation=generation - 1
+    )  # read the definitions before the reset
     assert registry.materialized_intervals("stats") == [(T0, T0 + 2 * day)]
     assert registry.last_materialization("stats")["end"] == (T0 + 2 * day).isoformat()

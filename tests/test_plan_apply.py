@@ -8,7 +8,9 @@ from tests.test_repo import ENTITY, HEADER, SOURCE, STATS, view
 
 
 def repo(tmp_path, body):
-    return make_repo(tmp_path / "repo", {"defs.py": HEADER + ENTITY + SOURCE + body}, {"data/stats.parquet": STATS})
+    return make_repo(
+        tmp_path / "repo", {"defs.py": HEADER + ENTITY + SOURCE + body}, {"data/stats.parquet": STATS}
+    )
 
 
 def rewrite(path, body):
@@ -39,8 +41,12 @@ def test_changes_are_shown_field_by_field_and_bump_versions(tmp_path):
     store = FeatureStore(path)
     store.apply()
     generation = store.registry.generation()
-    rewrite(path, view('[Field("conv_rate", Float64), Field("trips", Float64)]').replace(
-        "source=src)", "source=src, ttl=timedelta(hours=2))"))
+    rewrite(
+        path,
+        view('[Field("conv_rate", Float64), Field("trips", Float64)]').replace(
+            "source=src)", "source=src, ttl=timedelta(hours=2))"
+        ),
+    )
     text = store.plan().render()
     assert "~ feature view stats_view" in text
     assert "schema[trips].dtype: 'Int64' -> 'Float64'" in text
@@ -70,8 +76,11 @@ def test_a_repo_with_one_error_applies_nothing(tmp_path):
     store.apply()
     before = (store.registry.specs(), store.registry.generation())
     # One good change and one bad one: neither may land.
-    rewrite(path, view(name="stats_view", schema='[Field("trips", Int64)]')
-            + view(name="broken", schema='[Field("no_such_column", Int64)]'))
+    rewrite(
+        path,
+        view(name="stats_view", schema='[Field("trips", Int64)]')
+        + view(name="broken", schema='[Field("no_such_column", Int64)]'),
+    )
     with pytest.raises(RepoError, match="no_such_column"):
         store.apply()
     assert (store.registry.specs(), store.registry.generation()) == before
@@ -106,9 +115,18 @@ def test_stale_views_are_those_whose_stored_rows_a_change_alters():
     other = {"type": "parquet", "name": "o", "timestamp_field": "ts", "path": "o.parquet", "description": ""}
 
     def fv(name, source, **kw):
-        return {"name": name, "entities": ["driver"], "source": source, "ttl_seconds": 60.0, "online": True,
-                "description": "", "owner": "", "tags": {},
-                "schema": [{"name": "a", "dtype": "Int64"}, {"name": "b", "dtype": "Float64"}], **kw}
+        return {
+            "name": name,
+            "entities": ["driver"],
+            "source": source,
+            "ttl_seconds": 60.0,
+            "online": True,
+            "description": "",
+            "owner": "",
+            "tags": {},
+            "schema": [{"name": "a", "dtype": "Int64"}, {"name": "b", "dtype": "Float64"}],
+            **kw,
+        }
 
     def specs(entity=entity, push=push, other=other, views=None):
         out = {("entity", "driver"): entity, ("source", "p"): push, ("source", "o"): other}
@@ -121,16 +139,24 @@ def test_stale_views_are_those_whose_stored_rows_a_change_alters():
     assert stale_views(base, specs(entity={**entity, "description": "a driver", "tags": {"x": "y"}})) == ()
     assert stale_views(base, specs(entity={**entity, "join_keys": ["id"]})) == ("on_other", "on_push")
     assert stale_views(base, specs(push={**push, "batch_source": {**batch, "description": "x"}})) == ()
-    assert stale_views(base, specs(push={**push, "batch_source": {**batch, "path": "c.parquet"}})) == ("on_push",)
+    assert stale_views(base, specs(push={**push, "batch_source": {**batch, "path": "c.parquet"}})) == (
+        "on_push",
+    )
     assert stale_views(base, specs(other={**other, "path": "p.parquet"})) == ("on_other",)
     retyped = fv("on_other", "o", schema=[{"name": "a", "dtype": "Int64"}, {"name": "b", "dtype": "Int64"}])
-    reordered = fv("on_other", "o", ttl_seconds=5.0, schema=[{"name": "b", "dtype": "Float64", "description": "d"},
-                                                                {"name": "a", "dtype": "Int64"}])
+    reordered = fv(
+        "on_other",
+        "o",
+        ttl_seconds=5.0,
+        schema=[{"name": "b", "dtype": "Float64", "description": "d"}, {"name": "a", "dtype": "Int64"}],
+    )
     assert stale_views(base, specs(views=[fv("on_push", "p"), retyped])) == ("on_other",)
     assert stale_views(base, specs(views=[fv("on_push", "p"), reordered])) == ()
     offline_only = fv("on_other", "o", online=False)
     assert stale_views(base, specs(views=[fv("on_push", "p"), offline_only])) == ()  # stored rows still good
-    assert stale_views(specs(views=[fv("on_push", "p"), offline_only]), base) == ("on_other",)  # online: fill it
+    assert stale_views(specs(views=[fv("on_push", "p"), offline_only]), base) == (
+        "on_other",
+    )  # online: fill it
     fewer = fv("on_other", "o", schema=[{"name": "b", "dtype": "Float64"}])
     assert stale_views(base, specs(views=[fv("on_push", "p"), fewer])) == ()  # a feature removed
     assert stale_views(base, specs(views=[fv("on_push", "p")])) == ("on_other",)  # removed: reset too
@@ -141,20 +167,42 @@ def test_stale_views_follow_queries_that_name_changed_sources():
     from featurestore.plan import stale_views
 
     def src(name, **kw):
-        return {"type": "duckdb" if "query" in kw else "parquet", "name": name, "timestamp_field": "ts",
-                "description": "", **kw}
+        return {
+            "type": "duckdb" if "query" in kw else "parquet",
+            "name": name,
+            "timestamp_field": "ts",
+            "description": "",
+            **kw,
+        }
 
     def fv(name, source):
-        return {"name": name, "entities": [], "source": source, "online": True,
-                "schema": [{"name": "x", "dtype": "Int64"}]}
+        return {
+            "name": name,
+            "entities": [],
+            "source": source,
+            "online": True,
+            "schema": [{"name": "x", "dtype": "Int64"}],
+        }
 
     def specs(a_path="a.parquet", fingerprint="1"):
-        sources = [src("a", path=a_path), src("b", query="SELECT * FROM a WHERE x > 0"),
-                   src("c", query="SELECT * FROM b", database="other.duckdb"),
-                   {**src("p"), "type": "push", "batch_source": src("q", query="SELECT * FROM a")},
-                   src("ab", path="ab.parquet"), {**src("df"), "type": "dataframe", "fingerprint": fingerprint}]
+        sources = [
+            src("a", path=a_path),
+            src("b", query="SELECT * FROM a WHERE x > 0"),
+            src("c", query="SELECT * FROM b", database="other.duckdb"),
+            {**src("p"), "type": "push", "batch_source": src("q", query="SELECT * FROM a")},
+            src("ab", path="ab.parquet"),
+            {**src("df"), "type": "dataframe", "fingerprint": fingerprint},
+        ]
         views = [fv("va", "a"), fv("vb", "b"), fv("vc", "c"), fv("vp", "p"), fv("vab", "ab"), fv("vdf", "df")]
-        return {**{("source", s["name"]): s for s in sources}, **{("feature_view", v["name"]): v for v in views}}
+        return {
+            **{("source", s["name"]): s for s in sources},
+            **{("feature_view", v["name"]): v for v in views},
+        }
 
-    assert stale_views(specs(), specs(a_path="a2.parquet")) == ("va", "vb", "vc", "vp")  # not "ab": a word apart
+    assert stale_views(specs(), specs(a_path="a2.parquet")) == (
+        "va",
+        "vb",
+        "vc",
+        "vp",
+    )  # not "ab": a word apart
     assert stale_views(specs(), specs(fingerprint="2")) == ()  # a DataFrame's rows are data, not definition

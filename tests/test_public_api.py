@@ -6,11 +6,39 @@ import sys
 import featurestore
 
 EXPECTED = {
-    "Array", "Bool", "Bytes", "ConfigError", "CsvSource", "DataFrameSource", "DataSource", "DefinitionError",
-    "DuckDBSource", "Entity", "FeatureService", "FeatureStore", "FeatureStoreError", "FeatureView", "Field",
-    "Float32", "Float64", "Int32", "Int64", "MaterializationError", "ModelRegistryError", "NotAppliedError",
-    "OnlineStoreUnavailable", "ParquetSource", "PushError", "PushSource", "RepoError", "RetrievalError", "String",
-    "UnixTimestamp", "UnknownNameError", "ValueType", "__version__",
+    "Array",
+    "Bool",
+    "Bytes",
+    "ConfigError",
+    "CsvSource",
+    "DataFrameSource",
+    "DataSource",
+    "DefinitionError",
+    "DuckDBSource",
+    "Entity",
+    "FeatureService",
+    "FeatureStore",
+    "FeatureStoreError",
+    "FeatureView",
+    "Field",
+    "Float32",
+    "Float64",
+    "Int32",
+    "Int64",
+    "MaterializationError",
+    "ModelRegistryError",
+    "NotAppliedError",
+    "OnlineStoreUnavailable",
+    "ParquetSource",
+    "PushError",
+    "PushSource",
+    "RepoError",
+    "RetrievalError",
+    "String",
+    "UnixTimestamp",
+    "UnknownNameError",
+    "ValueType",
+    "__version__",
 }
 
 
@@ -34,7 +62,11 @@ def test_errors_share_one_base():
 
 def test_core_import_stays_light():
     """Importing featurestore must not pull in the server, scikit-learn or the online backends."""
-    code = ("import sys, featurestore; heavy = [m for m in ('fastapi', 'sklearn', 'redis', 'uvicorn', 'skops') "
-            "if m in sys.modules]; print(','.join(heavy))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    code = (
+        "import sys, featurestore; heavy = [m for m in ('fastapi', 'sklearn', 'redis', 'uvicorn', 'skops') "
+        "if m in sys.modules]; print(','.join(heavy))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == ""

@@ -30,31 +30,55 @@ from tests.repo_builder import make_repo
 
 T0 = datetime(2026, 1, 10, 12, 0, tzinfo=timezone.utc)
 driver = Entity(name="driver", join_keys=["driver_id"])
-batch = ParquetSource(name="driver_batch", path="data/drivers.parquet", timestamp_field="event_timestamp",
-                      created_timestamp_field="created")
+batch = ParquetSource(
+    name="driver_batch",
+    path="data/drivers.parquet",
+    timestamp_field="event_timestamp",
+    created_timestamp_field="created",
+)
 push_src = PushSource(name="driver_push", batch_source=batch)
-stats = FeatureView(name="driver_stats", entities=[driver], schema=[
-    Field("driver_id", Int64), Field("conv_rate", Float64), Field("trips", Int64)], source=push_src)
-profile = FeatureView(name="driver_profile", entities=[driver], schema=[
-    Field("city", String), Field("joined", UnixTimestamp)], source=push_src)
-archive = FeatureView(name="driver_archive", entities=[driver], schema=[Field("trips", Int64)], source=push_src,
-                      online=False)
+stats = FeatureView(
+    name="driver_stats",
+    entities=[driver],
+    schema=[Field("driver_id", Int64), Field("conv_rate", Float64), Field("trips", Int64)],
+    source=push_src,
+)
+profile = FeatureView(
+    name="driver_profile",
+    entities=[driver],
+    schema=[Field("city", String), Field("joined", UnixTimestamp)],
+    source=push_src,
+)
+archive = FeatureView(
+    name="driver_archive", entities=[driver], schema=[Field("trips", Int64)], source=push_src, online=False
+)
 
 
 @pytest.fixture
 def store(tmp_path):
     make_repo(tmp_path, {}, project="push_test")
     store = FeatureStore(tmp_path)
-    store.apply(Catalog(entities={"driver": driver}, sources={"driver_batch": batch, "driver_push": push_src},
-                        views={v.name: v for v in (stats, profile, archive)}))
+    store.apply(
+        Catalog(
+            entities={"driver": driver},
+            sources={"driver_batch": batch, "driver_push": push_src},
+            views={v.name: v for v in (stats, profile, archive)},
+        )
+    )
     yield store
     store.close()
 
 
 def frame(**overrides) -> pd.DataFrame:
-    data = {"driver_id": [1, 2, 3], "conv_rate": [0.1, 0.2, 0.3], "trips": [10, 20, 30],
-            "city": ["Oslo", "Rome", None], "joined": [T0 - timedelta(days=400)] * 3,
-            "event_timestamp": [T0, T0, T0 + timedelta(minutes=1)], "unused": ["x", "y", "z"]}
+    data = {
+        "driver_id": [1, 2, 3],
+        "conv_rate": [0.1, 0.2, 0.3],
+        "trips": [10, 20, 30],
+        "city": ["Oslo", "Rome", None],
+        "joined": [T0 - timedelta(days=400)] * 3,
+        "event_timestamp": [T0, T0, T0 + timedelta(minutes=1)],
+        "unused": ["x", "y", "z"],
+    }
     data.update(overrides)
     return pd.DataFrame(data)
 
@@ -102,8 +126,16 @@ def test_an_older_push_does_not_replace_newer_online_values(store):
 
 
 def test_arrow_input_iso_strings_naive_times_and_pandas_ints_with_gaps(store):
-    table = pa.table({"driver_id": [7], "conv_rate": [0.5], "trips": [3], "city": ["Oslo"],
-                      "joined": ["2025-01-01T00:00:00Z"], "event_timestamp": ["2026-01-10T12:00:00"]})
+    table = pa.table(
+        {
+            "driver_id": [7],
+            "conv_rate": [0.5],
+            "trips": [3],
+            "city": ["Oslo"],
+            "joined": ["2025-01-01T00:00:00Z"],
+            "event_timestamp": ["2026-01-10T12:00:00"],
+        }
+    )
     assert store.push("driver_push", table) == 1
     resp = online(store, ("driver_stats:trips", "driver_profile:joined"), ids=(7,))
     assert resp.values["joined"] == [datetime(2025, 1, 1, tzinfo=timezone.utc)]
@@ -112,17 +144,25 @@ def test_arrow_input_iso_strings_naive_times_and_pandas_ints_with_gaps(store):
     assert online(store).values["trips"] == [1, None, 3]
 
 
-@pytest.mark.parametrize("df, message", [
-    (frame().drop(columns=["trips"]), "column 'trips' .*missing"),
-    (frame().drop(columns=["event_timestamp"]), "column 'event_timestamp' .*missing"),
-    (frame(trips=["10", "20", "x"]), "column 'trips' has type (large_)?string, but the view declares it Int64"),
-    (frame(trips=[1.0, 2.0, 2.5]), "column 'trips' row 2: value 2.5 is not a valid Int64"),
-    (frame(driver_id=[1.0, 2.0, None]), "join key 'driver_id' is null in row 2"),
-    (frame(event_timestamp=["2026-01-10T12:00:00", "2026-01-10T12:00:00", "yesterday"]),
-     "timestamp column 'event_timestamp' row 2: 'yesterday' is not an ISO 8601"),
-    (frame(event_timestamp=[T0, T0, None]), "timestamp column 'event_timestamp' is null in row 2"),
-    (frame(city=[1, 2, 3]), "column 'city' has type int64, but the view declares it String"),
-])
+@pytest.mark.parametrize(
+    "df, message",
+    [
+        (frame().drop(columns=["trips"]), "column 'trips' .*missing"),
+        (frame().drop(columns=["event_timestamp"]), "column 'event_timestamp' .*missing"),
+        (
+            frame(trips=["10", "20", "x"]),
+            "column 'trips' has type (large_)?string, but the view declares it Int64",
+        ),
+        (frame(trips=[1.0, 2.0, 2.5]), "column 'trips' row 2: value 2.5 is not a valid Int64"),
+        (frame(driver_id=[1.0, 2.0, None]), "join key 'driver_id' is null in row 2"),
+        (
+            frame(event_timestamp=["2026-01-10T12:00:00", "2026-01-10T12:00:00", "yesterday"]),
+            "timestamp column 'event_timestamp' row 2: 'yesterday' is not an ISO 8601",
+        ),
+        (frame(event_timestamp=[T0, T0, None]), "timestamp column 'event_timestamp' is null in row 2"),
+        (frame(city=[1, 2, 3]), "column 'city' has type int64, but the view declares it String"),
+    ],
+)
 def test_a_bad_batch_is_refused_whole_naming_column_and_row(store, df, message):
     with pytest.raises(PushError, match=message):
         store.push("driver_push", df, to="both")
@@ -160,12 +200,18 @@ def test_rows_from_the_future_are_refused_online_and_kept_offline(store):
     now = datetime.now(timezone.utc)
     future = frame(event_timestamp=[now, now + timedelta(seconds=30), now + timedelta(days=365 * 30)])
     for to in ("online", "both"):
-        with pytest.raises(PushError, match=r"driver_stats.*'event_timestamp' row 2 is 20\d\d-.*from the future"):
+        with pytest.raises(
+            PushError, match=r"driver_stats.*'event_timestamp' row 2 is 20\d\d-.*from the future"
+        ):
             store.push("driver_push", future, to=to)
         assert online(store).statuses["trips"] == [NOT_FOUND] * 3
         assert not store.offline_storage.has_data("driver_stats")
-    millis = pa.table({**{c: pa.array(future[c]) for c in ("driver_id", "conv_rate", "trips", "city", "joined")},
-                       "event_timestamp": pa.array([int(now.timestamp() * 1000)] * 3, pa.timestamp("s"))})
+    millis = pa.table(
+        {
+            **{c: pa.array(future[c]) for c in ("driver_id", "conv_rate", "trips", "city", "joined")},
+            "event_timestamp": pa.array([int(now.timestamp() * 1000)] * 3, pa.timestamp("s")),
+        }
+    )
     with pytest.raises(PushError, match=r"row 0 is \d+ us after 1970 \(past year 9999\)"):  # ms read as s
         store.push("driver_push", millis)
     assert store.push("driver_push", future, to="offline") == 3  # planned values, read by time-travel only

@@ -58,8 +58,15 @@ def list_models(ctx: click.Context) -> None:
         table.add_column(col)
     for m in _store(ctx).models.list():
         aliases = ", ".join(f"{a}={v}" for a, v in m["aliases"].items())
-        table.add_row(m["name"], str(m["latest_version"]), str(m["versions"]), aliases, m["feature_service"],
-                      m["registered_by"], m["description"])
+        table.add_row(
+            m["name"],
+            str(m["latest_version"]),
+            str(m["versions"]),
+            aliases,
+            m["feature_service"],
+            m["registered_by"],
+            m["description"],
+        )
     _console().print(table)
 
 
@@ -79,11 +86,26 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
             click.echo(json.dumps([v.to_dict() for v in versions], indent=2, default=str))
             return
         table = Table(title=f"Model {ref}")
-        for col in ("version", "aliases", "flavor", "feature service", "training set", "metrics", "registered"):
+        for col in (
+            "version",
+            "aliases",
+            "flavor",
+            "feature service",
+            "training set",
+            "metrics",
+            "registered",
+        ):
             table.add_column(col)
         for v in versions:
-            table.add_row(str(v.version), ", ".join(v.aliases), f"{v.flavor}/{v.format}", v.feature_service,
-                          v.training_set or "", json.dumps(v.metrics), f"{v.registered_at[:19]} by {v.registered_by}")
+            table.add_row(
+                str(v.version),
+                ", ".join(v.aliases),
+                f"{v.flavor}/{v.format}",
+                v.feature_service,
+                v.training_set or "",
+                json.dumps(v.metrics),
+                f"{v.registered_at[:19]} by {v.registered_by}",
+            )
         _console().print(table)
         return
     mv = registry.get(ref)
@@ -91,14 +113,25 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
         click.echo(json.dumps(mv.to_dict(), indent=2, default=str))
         return
     console = _console()
-    console.print(f"[bold]{mv.name}[/] version {mv.version}" + (f" ({', '.join(mv.aliases)})" if mv.aliases else ""))
-    rows = [("flavor", f"{mv.flavor} ({mv.format})"), ("artifact", f"{mv.artifact}  sha256 {mv.sha256}"),
-            ("feature service", mv.feature_service),
-            ("inputs", ", ".join(i.name + (f" <- {i.ref}" if i.ref else " (request)") for i in mv.inputs)),
-            ("missing policy", json.dumps(mv.missing_policy)),
-            ("training set", f"{mv.training_set} ({(mv.training_fingerprint or '')[:12]})" if mv.training_set else "-"),
-            ("metrics", json.dumps(mv.metrics)), ("params", json.dumps(mv.params)), ("tags", json.dumps(mv.tags)),
-            ("description", mv.description or "-"), ("registered", f"{mv.registered_at} by {mv.registered_by}")]
+    console.print(
+        f"[bold]{mv.name}[/] version {mv.version}" + (f" ({', '.join(mv.aliases)})" if mv.aliases else "")
+    )
+    rows = [
+        ("flavor", f"{mv.flavor} ({mv.format})"),
+        ("artifact", f"{mv.artifact}  sha256 {mv.sha256}"),
+        ("feature service", mv.feature_service),
+        ("inputs", ", ".join(i.name + (f" <- {i.ref}" if i.ref else " (request)") for i in mv.inputs)),
+        ("missing policy", json.dumps(mv.missing_policy)),
+        (
+            "training set",
+            f"{mv.training_set} ({(mv.training_fingerprint or '')[:12]})" if mv.training_set else "-",
+        ),
+        ("metrics", json.dumps(mv.metrics)),
+        ("params", json.dumps(mv.params)),
+        ("tags", json.dumps(mv.tags)),
+        ("description", mv.description or "-"),
+        ("registered", f"{mv.registered_at} by {mv.registered_by}"),
+    ]
     for key, value in rows:
         console.print(f"  {key:16} {value}", markup=False)
 
@@ -112,30 +145,66 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A parameter (repeatable).")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag (repeatable).")
 @click.option("--description", "-d", default="")
-@click.option("--missing-policy", type=click.Choice(["fail", "null"]), default=None,
-              help="Missing or stale features: fail the request (default) or predict with nulls.")
-@click.option("--default", "defaults", multiple=True, metavar="FEATURE=VALUE",
-              help="A default for a missing feature (repeatable; the others fail).")
-@click.option("--request-feature", "request_features", multiple=True, metavar="NAME",
-              help="An input sent with each entity row instead of looked up (repeatable).")
+@click.option(
+    "--missing-policy",
+    type=click.Choice(["fail", "null"]),
+    default=None,
+    help="Missing or stale features: fail the request (default) or predict with nulls.",
+)
+@click.option(
+    "--default",
+    "defaults",
+    multiple=True,
+    metavar="FEATURE=VALUE",
+    help="A default for a missing feature (repeatable; the others fail).",
+)
+@click.option(
+    "--request-feature",
+    "request_features",
+    multiple=True,
+    metavar="NAME",
+    help="An input sent with each entity row instead of looked up (repeatable).",
+)
 @click.option("--alias", "alias", default=None, help="Also point this alias at the new version.")
 @click.pass_context
 @_errors
-def register(ctx: click.Context, name: str, path: str, feature_service: str, training_set: str | None,
-             metrics: tuple[str, ...], params: tuple[str, ...], tags: tuple[str, ...], description: str,
-             missing_policy: str | None, defaults: tuple[str, ...], request_features: tuple[str, ...],
-             alias: str | None) -> None:
+def register(
+    ctx: click.Context,
+    name: str,
+    path: str,
+    feature_service: str,
+    training_set: str | None,
+    metrics: tuple[str, ...],
+    params: tuple[str, ...],
+    tags: tuple[str, ...],
+    description: str,
+    missing_policy: str | None,
+    defaults: tuple[str, ...],
+    request_features: tuple[str, ...],
+    alias: str | None,
+) -> None:
     """Register the model file PATH (.skops, .onnx, .joblib/.pkl) as the next version of NAME."""
     if missing_policy and defaults:
         raise click.UsageError("pass --missing-policy or --default, not both")
     policy: Any = _pairs(defaults, "--default", numbers=True) if defaults else (missing_policy or "fail")
     registry = _store(ctx).models
-    mv = registry.register(name, path, feature_service=feature_service, training_set=training_set,
-                           metrics=_pairs(metrics, "--metric", numbers=True),
-                           params=_pairs(params, "--param", numbers=True), tags=_pairs(tags, "--tag"),
-                           description=description, missing_policy=policy, request_features=list(request_features))
-    _console().print(f"Registered {mv.name} version {mv.version} ({mv.flavor}/{mv.format}, sha256 {mv.sha256[:12]}); "
-                     f"inputs: {', '.join(mv.columns)}", markup=False)
+    mv = registry.register(
+        name,
+        path,
+        feature_service=feature_service,
+        training_set=training_set,
+        metrics=_pairs(metrics, "--metric", numbers=True),
+        params=_pairs(params, "--param", numbers=True),
+        tags=_pairs(tags, "--tag"),
+        description=description,
+        missing_policy=policy,
+        request_features=list(request_features),
+    )
+    _console().print(
+        f"Registered {mv.name} version {mv.version} ({mv.flavor}/{mv.format}, sha256 {mv.sha256[:12]}); "
+        f"inputs: {', '.join(mv.columns)}",
+        markup=False,
+    )
     if alias:
         registry.set_alias(name, alias, mv.version)
         _console().print(f"{name}@{alias} -> version {mv.version}", markup=False)
@@ -180,7 +249,9 @@ def history(ctx: click.Context, name: str) -> None:
         if e["event"] == "register":
             what = f"registered version {e['version']}"
         elif e["event"] == "alias_set":
-            what = f"{e['alias']} -> {e['version']}" + (f" (was {e['from_version']})" if e["from_version"] else "")
+            what = f"{e['alias']} -> {e['version']}" + (
+                f" (was {e['from_version']})" if e["from_version"] else ""
+            )
         else:
             what = f"removed {e['alias']} (was {e['from_version']})"
         table.add_row(e["at"][:19].replace("T", " "), e["actor"], what)

@@ -188,7 +188,9 @@ def flavor_for(model: Any, name: str | None = None) -> Flavor:
         try:
             return FLAVORS[name]
         except KeyError:
-            raise ModelRegistryError(f"unknown flavor {name!r}: known flavors are {sorted(FLAVORS)}") from None
+            raise ModelRegistryError(
+                f"unknown flavor {name!r}: known flavors are {sorted(FLAVORS)}"
+            ) from None
     for flavor in FLAVORS.values():
         if flavor.handles(model):
             return flavor

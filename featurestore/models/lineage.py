@@ -63,14 +63,23 @@ def hash_column(column: pa.ChunkedArray | pa.Array) -> str:
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
         filled = pc.fill_null(arr, pa.scalar(False if pa.types.is_boolean(t) else 0, type=t))
         h.update(np.ascontiguousarray(filled.to_numpy(zero_copy_only=False)).tobytes())
-    elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+    elif (
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+    ):
         is_text = pa.types.is_string(t) or pa.types.is_large_string(t)
-        filled = pc.fill_null(arr.cast(pa.large_string() if is_text else pa.large_binary()), "" if is_text else b"")
+        filled = pc.fill_null(
+            arr.cast(pa.large_string() if is_text else pa.large_binary()), "" if is_text else b""
+        )
         filled = pa.concat_arrays([filled])  # a fresh array: offsets start at its own start
-        offsets = np.frombuffer(filled.buffers()[1], dtype=np.int64)[filled.offset:filled.offset + len(filled) + 1]
+        offsets = np.frombuffer(filled.buffers()[1], dtype=np.int64)[
+            filled.offset : filled.offset + len(filled) + 1
+        ]
         h.update(np.diff(offsets).tobytes())
         if len(offsets) and filled.buffers()[2] is not None:
-            h.update(memoryview(filled.buffers()[2])[offsets[0]:offsets[-1]])
+            h.update(memoryview(filled.buffers()[2])[offsets[0] : offsets[-1]])
     else:  # decimals, lists, structs: rare in training sets; slower but exact
         h.update(json.dumps(arr.to_pylist(), default=str).encode())
     return h.hexdigest()
@@ -132,8 +141,10 @@ class TrainingSetComparison:
         if self.same:
             return f"training set '{self.name}' regenerates identically (fingerprint {self.recorded[:12]})"
         lines = "\n".join(f"  - {c}" for c in self.changes)
-        return (f"training set '{self.name}' differs from its regeneration "
-                f"({self.recorded[:12]} -> {self.regenerated[:12]}):\n{lines}")
+        return (
+            f"training set '{self.name}' differs from its regeneration "
+            f"({self.recorded[:12]} -> {self.regenerated[:12]}):\n{lines}"
+        )
 
 
 class TrainingSets:
@@ -148,15 +159,18 @@ class TrainingSets:
 
     # -- saving ------------------------------------------------------------------------------------
 
-    def save(self, name: str, job: Any, description: str = "", overwrite: bool = False,
-             actor: str | None = None) -> TrainingSet:
+    def save(
+        self, name: str, job: Any, description: str = "", overwrite: bool = False, actor: str | None = None
+    ) -> TrainingSet:
         """Record the training set `job` (a RetrievalJob) under `name`; returns the record.
 
         Saving the same name again is a no-op when the fingerprint is the same, and an error when it
         differs (pass overwrite=True to replace it).
         """
         if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
-            raise ModelRegistryError(f"training set name {name!r} is invalid: use a plain name such as 'eta_train'")
+            raise ModelRegistryError(
+                f"training set name {name!r} is invalid: use a plain name such as 'eta_train'"
+            )
         inputs = _job_inputs(job)
         table = job.to_arrow()
         parts = self._fingerprint(inputs, table)
@@ -172,26 +186,47 @@ class TrainingSets:
         tmp = self.root / f".tmp-{uuid.uuid4().hex}"
         tmp.mkdir(parents=True)
         pq.write_table(table.select(parts.pop("entity_columns")), tmp / "entity_rows.parquet")
-        record = TrainingSet(name=name, entity_path=f"{name}/entity_rows.parquet", description=description,
-                             created_by=actor or current_user(), created_at=utcnow().isoformat(), **parts)
-        body = {k: v for k, v in record.to_dict().items()
-                if k not in ("name", "fingerprint", "description", "created_by", "created_at")}
+        record = TrainingSet(
+            name=name,
+            entity_path=f"{name}/entity_rows.parquet",
+            description=description,
+            created_by=actor or current_user(),
+            created_at=utcnow().isoformat(),
+            **parts,
+        )
+        body = {
+            k: v
+            for k, v in record.to_dict().items()
+            if k not in ("name", "fingerprint", "description", "created_by", "created_at")
+        }
         try:
             with self.registry.transaction() as con:
                 if folder.exists():
                     shutil.rmtree(folder)
                 tmp.rename(folder)
-                con.execute("INSERT INTO training_sets VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                            "fingerprint = excluded.fingerprint, record = excluded.record, "
-                            "description = excluded.description, created_by = excluded.created_by, "
-                            "created_at = excluded.created_at",
-                            (name, record.fingerprint, json.dumps(body, sort_keys=True), description,
-                             record.created_by, record.created_at))
+                con.execute(
+                    "INSERT INTO training_sets VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                    "fingerprint = excluded.fingerprint, record = excluded.record, "
+                    "description = excluded.description, created_by = excluded.created_by, "
+                    "created_at = excluded.created_at",
+                    (
+                        name,
+                        record.fingerprint,
+                        json.dumps(body, sort_keys=True),
+                        description,
+                        record.created_by,
+                        record.created_at,
+                    ),
+                )
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self.registry.audit("training_set_save", f"training_set:{name}",
-                            {"fingerprint": record.fingerprint, "rows": record.rows}, actor=record.created_by)
+        self.registry.audit(
+            "training_set_save",
+            f"training_set:{name}",
+            {"fingerprint": record.fingerprint, "rows": record.rows},
+            actor=record.created_by,
+        )
         return record
 
     def _fingerprint(self, inputs: dict[str, Any], table: pa.Table) -> dict[str, Any]:
@@ -215,13 +250,25 @@ class TrainingSets:
         entity_columns = [c for c in table.column_names if c not in set(outputs)]
         entity_sha, _ = hash_table(table.select(entity_columns))
         result_sha, column_shas = hash_table(table)
-        fingerprint = _sha({"v": FINGERPRINT_VERSION, "refs": refs, "full": inputs["full_feature_names"],
-                            "bitemporal": inputs["bitemporal"],
-                            "definitions": {v: d["spec_sha256"] + d["source_spec_sha256"] for v, d in definitions.items()},
-                            "entity": entity_sha, "result": result_sha})
+        fingerprint = _sha(
+            {
+                "v": FINGERPRINT_VERSION,
+                "refs": refs,
+                "full": inputs["full_feature_names"],
+                "bitemporal": inputs["bitemporal"],
+                "definitions": {
+                    v: d["spec_sha256"] + d["source_spec_sha256"] for v, d in definitions.items()
+                },
+                "entity": entity_sha,
+                "result": result_sha,
+            }
+        )
         return {
-            "fingerprint": fingerprint, "feature_refs": refs, "full_feature_names": inputs["full_feature_names"],
-            "bitemporal": inputs["bitemporal"], "definitions": definitions,
+            "fingerprint": fingerprint,
+            "feature_refs": refs,
+            "full_feature_names": inputs["full_feature_names"],
+            "bitemporal": inputs["bitemporal"],
+            "definitions": definitions,
             "entity_rows": {"sha256": entity_sha, "rows": table.num_rows, "columns": entity_columns},
             "result": {"sha256": result_sha, "rows": table.num_rows, "columns": column_shas},
             "entity_columns": entity_columns,
@@ -230,14 +277,19 @@ class TrainingSets:
     # -- reading -----------------------------------------------------------------------------------
 
     def _get(self, name: str) -> TrainingSet | None:
-        rows = self.registry.read("SELECT name, fingerprint, record, description, created_by, created_at "
-                                  "FROM training_sets WHERE name = ?", (name,))
+        rows = self.registry.read(
+            "SELECT name, fingerprint, record, description, created_by, created_at "
+            "FROM training_sets WHERE name = ?",
+            (name,),
+        )
         if not rows:
             return None
         n, fp, record, description, by, at = rows[0]
         body = json.loads(record)
         body["feature_refs"] = tuple(body["feature_refs"])
-        return TrainingSet(name=n, fingerprint=fp, description=description, created_by=by, created_at=at, **body)
+        return TrainingSet(
+            name=n, fingerprint=fp, description=description, created_by=by, created_at=at, **body
+        )
 
     def get(self, name: str) -> TrainingSet:
         """The saved training set `name` (UnknownNameError with a suggestion when there is none)."""
@@ -261,18 +313,30 @@ class TrainingSets:
     def regenerate(self, name: str) -> Any:
         """Run the retrieval again from the recorded inputs; returns a RetrievalJob."""
         ts = self.get(name)
-        return self.store.get_historical_features(self.entity_rows(name), features=list(ts.feature_refs),
-                                                  full_feature_names=ts.full_feature_names, bitemporal=ts.bitemporal)
+        return self.store.get_historical_features(
+            self.entity_rows(name),
+            features=list(ts.feature_refs),
+            full_feature_names=ts.full_feature_names,
+            bitemporal=ts.bitemporal,
+        )
 
     def compare(self, name: str) -> TrainingSetComparison:
         """Regenerate `name` and say whether it is the same, and if not what changed."""
         ts = self.get(name)
         job = self.regenerate(name)
-        inputs = {"features": list(ts.feature_refs), "full_feature_names": ts.full_feature_names,
-                  "bitemporal": ts.bitemporal}
+        inputs = {
+            "features": list(ts.feature_refs),
+            "full_feature_names": ts.full_feature_names,
+            "bitemporal": ts.bitemporal,
+        }
         now = self._fingerprint(inputs, job.to_arrow())
-        return TrainingSetComparison(name, now["fingerprint"] == ts.fingerprint, ts.fingerprint, now["fingerprint"],
-                                     tuple(_changes(ts, now)))
+        return TrainingSetComparison(
+            name,
+            now["fingerprint"] == ts.fingerprint,
+            ts.fingerprint,
+            now["fingerprint"],
+            tuple(_changes(ts, now)),
+        )
 
 
 def _changes(ts: TrainingSet, now: dict[str, Any]) -> list[str]:
@@ -283,10 +347,14 @@ def _changes(ts: TrainingSet, now: dict[str, Any]) -> list[str]:
             changes.append(f"feature view '{view}' is no longer applied")
             continue
         if old["spec_sha256"] != new["spec_sha256"]:
-            changes.append(f"feature view '{view}' definition changed (version {old['version']} -> {new['version']})")
+            changes.append(
+                f"feature view '{view}' definition changed (version {old['version']} -> {new['version']})"
+            )
         if old["source_spec_sha256"] != new["source_spec_sha256"]:
-            changes.append(f"source '{new['source']}' of view '{view}' changed "
-                           f"(version {old['source_version']} -> {new['source_version']})")
+            changes.append(
+                f"source '{new['source']}' of view '{view}' changed "
+                f"(version {old['source_version']} -> {new['source_version']})"
+            )
     old_e, new_e = ts.entity_rows, now["entity_rows"]
     if old_e["sha256"] != new_e["sha256"]:
         changes.append(f"entity rows changed ({old_e['rows']} -> {new_e['rows']} rows)")
@@ -301,7 +369,9 @@ def _changes(ts: TrainingSet, now: dict[str, Any]) -> list[str]:
     changes += [f"column '{c}' is new" for c in new_r["columns"] if c not in old_r["columns"]]
     only_values = changes and all(c.startswith("column '") and c.endswith("changed") for c in changes)
     if only_values:
-        changes.append("definitions and entity rows are the same: the source data (or offline storage) changed")
+        changes.append(
+            "definitions and entity rows are the same: the source data (or offline storage) changed"
+        )
     return changes
 
 
@@ -315,5 +385,8 @@ def _job_inputs(job: Any) -> dict[str, Any]:
         )
     if hasattr(features, "name") and hasattr(features, "features"):  # a FeatureService object
         features = features.name
-    return {"features": features, "full_feature_names": bool(getattr(job, "full_feature_names", False)),
-            "bitemporal": bool(getattr(job, "bitemporal", False))}
+    return {
+        "features": features,
+        "full_feature_names": bool(getattr(job, "full_feature_names", False)),
+        "bitemporal": bool(getattr(job, "bitemporal", False)),
+    }

@@ -36,8 +36,13 @@ log = logging.getLogger("featurestore.models")
 class PredictionLog:
     """A buffered, background-flushed Parquet log of predictions (see the module docstring)."""
 
-    def __init__(self, root: str | Path, flush_interval: float = 1.0, max_rows: int = 10_000,
-                 max_buffered: int = 1_000_000):
+    def __init__(
+        self,
+        root: str | Path,
+        flush_interval: float = 1.0,
+        max_rows: int = 10_000,
+        max_buffered: int = 1_000_000,
+    ):
         self.root = Path(root)
         self.flush_interval = flush_interval
         self.max_rows = max_rows
@@ -56,7 +61,9 @@ class PredictionLog:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
-                self._thread = threading.Thread(target=self._run, name="featurestore-prediction-log", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="featurestore-prediction-log", daemon=True
+                )
                 self._thread.start()
         return self
 
@@ -116,7 +123,9 @@ class PredictionLog:
         # one file per model version and day: rows of one version share their columns
         groups: dict[tuple[str, int, str], list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
-            groups[(row["model"], row["model_version"], row["ts"].astimezone(timezone.utc).date().isoformat())].append(row)
+            groups[
+                (row["model"], row["model_version"], row["ts"].astimezone(timezone.utc).date().isoformat())
+            ].append(row)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         for (model, _, day), group in groups.items():
             folder = self.root / model / f"date={day}"
@@ -135,8 +144,10 @@ class PredictionLog:
             return pa.table({})
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
-        rel = con.sql(f"SELECT * FROM read_parquet('{pattern}', union_by_name = true, hive_partitioning = false) "
-                      "ORDER BY ts, request_id, row")
+        rel = con.sql(
+            f"SELECT * FROM read_parquet('{pattern}', union_by_name = true, hive_partitioning = false) "
+            "ORDER BY ts, request_id, row"
+        )
         fetch = getattr(rel, "to_arrow_table", None) or rel.arrow
         return fetch()
 

@@ -57,9 +57,11 @@ _SCHEMA = (
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 DEFAULT_ALIAS = "production"
-_COLUMNS = ("name, version, flavor, format, artifact, sha256, size, details, feature_service, signature, "
-            "training_set, training_fingerprint, metrics, params, tags, description, missing_policy, "
-            "registered_by, registered_at")
+_COLUMNS = (
+    "name, version, flavor, format, artifact, sha256, size, details, feature_service, signature, "
+    "training_set, training_fingerprint, metrics, params, tags, description, missing_policy, "
+    "registered_by, registered_at"
+)
 
 
 @dataclass(frozen=True)
@@ -140,10 +142,14 @@ def _json(value: Any) -> str:
 MAX_VERSION = 2**63 - 1  # versions are SQLite integers
 
 
-def parse_model_ref(ref: str, version: int | str | None = None, alias: str | None = None) -> tuple[str, int | None, str | None]:
-    """"name@alias" / "name@3" / "name" (+ explicit version= or alias=) -> (name, version, alias)."""
+def parse_model_ref(
+    ref: str, version: int | str | None = None, alias: str | None = None
+) -> tuple[str, int | None, str | None]:
+    """ "name@alias" / "name@3" / "name" (+ explicit version= or alias=) -> (name, version, alias)."""
     if not isinstance(ref, str) or not ref:
-        raise ModelRegistryError(f"model reference {ref!r} must be a string: 'name', 'name@alias' or 'name@3'")
+        raise ModelRegistryError(
+            f"model reference {ref!r} must be a string: 'name', 'name@alias' or 'name@3'"
+        )
     name, _, tail = ref.partition("@")
     if tail and (version is not None or alias is not None):
         raise ModelRegistryError(f"model reference '{ref}' already names a version or alias; pass only one")
@@ -190,8 +196,10 @@ class ModelRegistry:
                 self._listeners.remove(callback)
 
     def _changed(self, con: Any, name: str) -> None:
-        con.execute("INSERT INTO meta VALUES ('models_generation', '1') ON CONFLICT (key) DO UPDATE "
-                    "SET value = CAST(value AS INTEGER) + 1")
+        con.execute(
+            "INSERT INTO meta VALUES ('models_generation', '1') ON CONFLICT (key) DO UPDATE "
+            "SET value = CAST(value AS INTEGER) + 1"
+        )
 
     def _notify(self, name: str) -> None:
         with self._lock:
@@ -206,11 +214,21 @@ class ModelRegistry:
 
     # -- registering -------------------------------------------------------------------------------
 
-    def register(self, name: str, model: Any, feature_service: Any, training_set: Any = None,
-                 metrics: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
-                 tags: dict[str, str] | None = None, description: str = "",
-                 missing_policy: str | dict[str, Any] = "fail", request_features: list[str] | tuple[str, ...] = (),
-                 flavor: str | None = None, actor: str | None = None) -> ModelVersion:
+    def register(
+        self,
+        name: str,
+        model: Any,
+        feature_service: Any,
+        training_set: Any = None,
+        metrics: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        description: str = "",
+        missing_policy: str | dict[str, Any] = "fail",
+        request_features: list[str] | tuple[str, ...] = (),
+        flavor: str | None = None,
+        actor: str | None = None,
+    ) -> ModelVersion:
         """Record `model` as the next version of `name`; returns the new ModelVersion.
 
         `model`: an estimator with `predict` (scikit-learn-compatible), an ONNX model, or a path to a
@@ -232,7 +250,9 @@ class ModelRegistry:
         _check_fitted(model, name)
         service_name = getattr(feature_service, "name", feature_service)
         if not isinstance(service_name, str):
-            raise ModelRegistryError(f"feature_service must be a FeatureService or its name, got {feature_service!r}")
+            raise ModelRegistryError(
+                f"feature_service must be a FeatureService or its name, got {feature_service!r}"
+            )
         catalog = self.store.catalog
         catalog.service(service_name)  # unknown name -> UnknownNameError with a suggestion
         probe = model
@@ -252,7 +272,9 @@ class ModelRegistry:
             data = (tmp / saved.file).read_bytes()
             digest = hashlib.sha256(data).hexdigest()
             with self.registry.transaction() as con:
-                row = con.execute("SELECT MAX(version) FROM model_versions WHERE name = ?", (name,)).fetchone()
+                row = con.execute(
+                    "SELECT MAX(version) FROM model_versions WHERE name = ?", (name,)
+                ).fetchone()
                 version = (row[0] or 0) + 1
                 final = folder / str(version)
                 if final.exists():  # left by a registration that died before its commit
@@ -260,22 +282,50 @@ class ModelRegistry:
                 tmp.rename(final)
                 con.execute(
                     f"INSERT INTO model_versions ({_COLUMNS}) VALUES ({', '.join('?' * 19)})",
-                    (name, version, chosen.name, saved.format, f"{name}/{version}/{saved.file}", digest, len(data),
-                     _json(saved.details), service_name,
-                     _json({"inputs": [asdict(i) for i in inputs], "full_feature_names": full_names}),
-                     ts_name, ts_fingerprint, _json(metrics), _json(params), _json(tags), description or "",
-                     _json(policy), who, when))
+                    (
+                        name,
+                        version,
+                        chosen.name,
+                        saved.format,
+                        f"{name}/{version}/{saved.file}",
+                        digest,
+                        len(data),
+                        _json(saved.details),
+                        service_name,
+                        _json({"inputs": [asdict(i) for i in inputs], "full_feature_names": full_names}),
+                        ts_name,
+                        ts_fingerprint,
+                        _json(metrics),
+                        _json(params),
+                        _json(tags),
+                        description or "",
+                        _json(policy),
+                        who,
+                        when,
+                    ),
+                )
                 self._changed(con, name)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self.registry.audit("model_register", f"model:{name}",
-                            {"version": version, "sha256": digest, "flavor": chosen.name,
-                             "feature_service": service_name, "training_set": ts_name}, actor=who)
+        self.registry.audit(
+            "model_register",
+            f"model:{name}",
+            {
+                "version": version,
+                "sha256": digest,
+                "flavor": chosen.name,
+                "feature_service": service_name,
+                "training_set": ts_name,
+            },
+            actor=who,
+        )
         self._notify(name)
         return self.get(name, version)
 
-    def _training_set(self, training_set: Any, inputs: tuple[ModelInput, ...], model: str) -> tuple[str | None, str | None]:
+    def _training_set(
+        self, training_set: Any, inputs: tuple[ModelInput, ...], model: str
+    ) -> tuple[str | None, str | None]:
         if training_set is None:
             return None, None
         ts_name = getattr(training_set, "name", training_set)
@@ -299,24 +349,37 @@ class ModelRegistry:
         rows = self.registry.read(
             "SELECT m.name, m.version, m.feature_service, m.description, m.registered_by, m.registered_at, c.n "
             "FROM model_versions m JOIN (SELECT name, MAX(version) AS v, COUNT(*) AS n FROM model_versions "
-            "GROUP BY name) c ON m.name = c.name AND m.version = c.v ORDER BY m.name")
-        return [{"name": n, "latest_version": v, "versions": count, "feature_service": fs, "description": d,
-                 "aliases": {a: ver for (mn, a), ver in sorted(aliases.items()) if mn == n},
-                 "registered_by": by, "registered_at": at}
-                for n, v, fs, d, by, at, count in rows]
+            "GROUP BY name) c ON m.name = c.name AND m.version = c.v ORDER BY m.name"
+        )
+        return [
+            {
+                "name": n,
+                "latest_version": v,
+                "versions": count,
+                "feature_service": fs,
+                "description": d,
+                "aliases": {a: ver for (mn, a), ver in sorted(aliases.items()) if mn == n},
+                "registered_by": by,
+                "registered_at": at,
+            }
+            for n, v, fs, d, by, at, count in rows
+        ]
 
     def versions(self, name: str) -> list[ModelVersion]:
         """Every version of `name`, oldest first."""
         self._check_exists(name)
         aliases = self._aliases(name)
-        rows = self.registry.read(f"SELECT {_COLUMNS} FROM model_versions WHERE name = ? ORDER BY version", (name,))
+        rows = self.registry.read(
+            f"SELECT {_COLUMNS} FROM model_versions WHERE name = ? ORDER BY version", (name,)
+        )
         return [self._version(r, aliases) for r in rows]
 
     def get(self, name: str, version: int | None = None, alias: str | None = None) -> ModelVersion:
         """The record of one version: `get("eta", 3)`, `get("eta@production")`, `get("eta")` (default)."""
         name, version = self.resolve(name, version=version, alias=alias)
-        rows = self.registry.read(f"SELECT {_COLUMNS} FROM model_versions WHERE name = ? AND version = ?",
-                                  (name, version))
+        rows = self.registry.read(
+            f"SELECT {_COLUMNS} FROM model_versions WHERE name = ? AND version = ?", (name, version)
+        )
         return self._version(rows[0], self._aliases(name))
 
     def resolve(self, ref: str, version: int | None = None, alias: str | None = None) -> tuple[str, int]:
@@ -324,9 +387,15 @@ class ModelRegistry:
         name, version, alias = parse_model_ref(ref, version, alias)
         self._check_exists(name)
         if version is not None:
-            if not self.registry.read("SELECT 1 FROM model_versions WHERE name = ? AND version = ?", (name, version)):
-                known = [str(r[0]) for r in self.registry.read(
-                    "SELECT version FROM model_versions WHERE name = ? ORDER BY version", (name,))]
+            if not self.registry.read(
+                "SELECT 1 FROM model_versions WHERE name = ? AND version = ?", (name, version)
+            ):
+                known = [
+                    str(r[0])
+                    for r in self.registry.read(
+                        "SELECT version FROM model_versions WHERE name = ? ORDER BY version", (name,)
+                    )
+                ]
                 raise unknown(f"version of model '{name}':", str(version), known)
             return name, version
         aliases = {a: v for (_, a), v in self._aliases(name).items()}
@@ -336,7 +405,9 @@ class ModelRegistry:
             return name, aliases[alias]
         if DEFAULT_ALIAS in aliases:
             return name, aliases[DEFAULT_ALIAS]
-        return name, self.registry.read("SELECT MAX(version) FROM model_versions WHERE name = ?", (name,))[0][0]
+        return name, self.registry.read("SELECT MAX(version) FROM model_versions WHERE name = ?", (name,))[0][
+            0
+        ]
 
     def aliases(self, name: str) -> dict[str, int]:
         """alias -> version for one model."""
@@ -355,16 +426,51 @@ class ModelRegistry:
 
     @staticmethod
     def _version(row: tuple[Any, ...], aliases: dict[tuple[str, str], int]) -> ModelVersion:
-        (name, version, flavor, fmt, artifact, sha, size, details, service, sig, ts, tsf, metrics, params, tags,
-         description, policy, by, at) = row
+        (
+            name,
+            version,
+            flavor,
+            fmt,
+            artifact,
+            sha,
+            size,
+            details,
+            service,
+            sig,
+            ts,
+            tsf,
+            metrics,
+            params,
+            tags,
+            description,
+            policy,
+            by,
+            at,
+        ) = row
         sig = json.loads(sig)
         return ModelVersion(
-            name=name, version=version, flavor=flavor, format=fmt, artifact=artifact, sha256=sha, size=size,
-            feature_service=service, inputs=tuple(ModelInput(**i) for i in sig["inputs"]),
-            full_feature_names=sig["full_feature_names"], training_set=ts, training_fingerprint=tsf,
-            metrics=json.loads(metrics), params=json.loads(params), tags=json.loads(tags), description=description,
-            missing_policy=json.loads(policy), registered_by=by, registered_at=at, details=json.loads(details),
-            aliases=tuple(sorted(a for (n, a), v in aliases.items() if n == name and v == version)))
+            name=name,
+            version=version,
+            flavor=flavor,
+            format=fmt,
+            artifact=artifact,
+            sha256=sha,
+            size=size,
+            feature_service=service,
+            inputs=tuple(ModelInput(**i) for i in sig["inputs"]),
+            full_feature_names=sig["full_feature_names"],
+            training_set=ts,
+            training_fingerprint=tsf,
+            metrics=json.loads(metrics),
+            params=json.loads(params),
+            tags=json.loads(tags),
+            description=description,
+            missing_policy=json.loads(policy),
+            registered_by=by,
+            registered_at=at,
+            details=json.loads(details),
+            aliases=tuple(sorted(a for (n, a), v in aliases.items() if n == name and v == version)),
+        )
 
     # -- aliases -----------------------------------------------------------------------------------
 
@@ -383,15 +489,24 @@ class ModelRegistry:
         who = actor or current_user()
         now = utcnow().isoformat()
         with self.registry.transaction() as con:
-            row = con.execute("SELECT version FROM model_aliases WHERE name = ? AND alias = ?", (name, alias)).fetchone()
+            row = con.execute(
+                "SELECT version FROM model_aliases WHERE name = ? AND alias = ?", (name, alias)
+            ).fetchone()
             old = row[0] if row else None
-            con.execute("INSERT INTO model_aliases VALUES (?, ?, ?, ?, ?) ON CONFLICT (name, alias) DO UPDATE SET "
-                        "version = excluded.version, set_by = excluded.set_by, set_at = excluded.set_at",
-                        (name, alias, version, who, now))
-            con.execute("INSERT INTO model_alias_history (name, alias, old_version, new_version, actor, at) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", (name, alias, old, version, who, now))
+            con.execute(
+                "INSERT INTO model_aliases VALUES (?, ?, ?, ?, ?) ON CONFLICT (name, alias) DO UPDATE SET "
+                "version = excluded.version, set_by = excluded.set_by, set_at = excluded.set_at",
+                (name, alias, version, who, now),
+            )
+            con.execute(
+                "INSERT INTO model_alias_history (name, alias, old_version, new_version, actor, at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (name, alias, old, version, who, now),
+            )
             self._changed(con, name)
-        self.registry.audit("model_alias_set", f"model:{name}@{alias}", {"from": old, "to": version}, actor=who)
+        self.registry.audit(
+            "model_alias_set", f"model:{name}@{alias}", {"from": old, "to": version}, actor=who
+        )
         self._notify(name)
         return self.get(name, version)
 
@@ -403,23 +518,40 @@ class ModelRegistry:
         who = actor or current_user()
         with self.registry.transaction() as con:
             con.execute("DELETE FROM model_aliases WHERE name = ? AND alias = ?", (name, alias))
-            con.execute("INSERT INTO model_alias_history (name, alias, old_version, new_version, actor, at) "
-                        "VALUES (?, ?, ?, NULL, ?, ?)", (name, alias, aliases[alias], who, utcnow().isoformat()))
+            con.execute(
+                "INSERT INTO model_alias_history (name, alias, old_version, new_version, actor, at) "
+                "VALUES (?, ?, ?, NULL, ?, ?)",
+                (name, alias, aliases[alias], who, utcnow().isoformat()),
+            )
             self._changed(con, name)
-        self.registry.audit("model_alias_delete", f"model:{name}@{alias}", {"from": aliases[alias]}, actor=who)
+        self.registry.audit(
+            "model_alias_delete", f"model:{name}@{alias}", {"from": aliases[alias]}, actor=who
+        )
         self._notify(name)
 
     def history(self, name: str) -> list[dict[str, Any]]:
         """What happened to a model, oldest first: registrations and alias moves, with who and when."""
         self._check_exists(name)
-        events = [{"at": at, "actor": by, "event": "register", "version": v, "alias": None, "from_version": None}
-                  for v, by, at in self.registry.read(
-                      "SELECT version, registered_by, registered_at FROM model_versions WHERE name = ?", (name,))]
+        events = [
+            {"at": at, "actor": by, "event": "register", "version": v, "alias": None, "from_version": None}
+            for v, by, at in self.registry.read(
+                "SELECT version, registered_by, registered_at FROM model_versions WHERE name = ?", (name,)
+            )
+        ]
         for alias, old, new, actor, at in self.registry.read(
-                "SELECT alias, old_version, new_version, actor, at FROM model_alias_history WHERE name = ? ORDER BY id",
-                (name,)):
-            events.append({"at": at, "actor": actor, "event": "alias_set" if new is not None else "alias_delete",
-                           "version": new, "alias": alias, "from_version": old})
+            "SELECT alias, old_version, new_version, actor, at FROM model_alias_history WHERE name = ? ORDER BY id",
+            (name,),
+        ):
+            events.append(
+                {
+                    "at": at,
+                    "actor": actor,
+                    "event": "alias_set" if new is not None else "alias_delete",
+                    "version": new,
+                    "alias": alias,
+                    "from_version": old,
+                }
+            )
         return sorted(events, key=lambda e: e["at"])
 
     # -- loading -----------------------------------------------------------------------------------
@@ -471,7 +603,9 @@ def _check_fitted(model: Any, name: str) -> None:
     try:
         check_is_fitted(model)
     except NotFittedError:
-        raise ModelRegistryError(f"model '{name}': {type(model).__name__} is not fitted: call fit() first") from None
+        raise ModelRegistryError(
+            f"model '{name}': {type(model).__name__} is not fitted: call fit() first"
+        ) from None
     except TypeError:  # not an estimator after all (a helper object from sklearn): let it through
         pass
 
@@ -487,8 +621,9 @@ def _onnx_probe(model: Any) -> Any:
     return OnnxModel(_onnx_bytes(model) or b"")
 
 
-def signature(model: Any, catalog: Any, service_name: str, request_features: list[str],
-              model_name: str) -> tuple[tuple[ModelInput, ...], bool]:
+def signature(
+    model: Any, catalog: Any, service_name: str, request_features: list[str], model_name: str
+) -> tuple[tuple[ModelInput, ...], bool]:
     """The model's inputs in its order, checked against the feature service; and whether names are full."""
     from ..catalog import output_names
 
@@ -542,7 +677,7 @@ def signature(model: Any, catalog: Any, service_name: str, request_features: lis
 
 
 def normalize_missing_policy(policy: Any, inputs: tuple[ModelInput, ...], model_name: str) -> dict[str, Any]:
-    """"fail" | "null" | {"feature": default} -> {"mode": ..., "defaults": {...}} checked against the inputs."""
+    """ "fail" | "null" | {"feature": default} -> {"mode": ..., "defaults": {...}} checked against the inputs."""
     if policy in ("fail", "null"):
         return {"mode": policy, "defaults": {}}
     if isinstance(policy, dict):
@@ -559,7 +694,9 @@ def normalize_missing_policy(policy: Any, inputs: tuple[ModelInput, ...], model_
             if hasattr(value, "item"):
                 value = value.item()
             if value is not None and not isinstance(value, (int, float, str, bool)):
-                raise ModelRegistryError(f"model '{model_name}': default for '{key}' must be a number, string or bool")
+                raise ModelRegistryError(
+                    f"model '{model_name}': default for '{key}' must be a number, string or bool"
+                )
             defaults[column] = value
         return {"mode": "defaults", "defaults": defaults}
     raise ModelRegistryError(

@@ -44,7 +44,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("featurestore.models")
 
 PRESENT = "PRESENT"
-_LOG_COLUMNS = frozenset({"request_id", "ts", "model", "model_version", "row", "features", "missing", "prediction"})
+_LOG_COLUMNS = frozenset(
+    {"request_id", "ts", "model", "model_version", "row", "features", "missing", "prediction"}
+)
 
 
 class MissingFeatureError(RetrievalError):
@@ -86,8 +88,14 @@ class Prepared:
 class ModelServer:
     """Loads models once, hot-swaps them when aliases move, and answers predictions (see module doc)."""
 
-    def __init__(self, store: FeatureStore, log_predictions: bool = True, refresh_interval: float = 1.0,
-                 prediction_log: PredictionLog | None = None, watch: bool = True):
+    def __init__(
+        self,
+        store: FeatureStore,
+        log_predictions: bool = True,
+        refresh_interval: float = 1.0,
+        prediction_log: PredictionLog | None = None,
+        watch: bool = True,
+    ):
         self.store = store
         self.models = store.models
         self.refresh_interval = refresh_interval
@@ -106,8 +114,12 @@ class ModelServer:
         self.models.subscribe(self._listener)
         self._watcher: threading.Thread | None = None
         if watch:
-            self._watcher = threading.Thread(target=_watch, args=(weakref.ref(self), self._closed, refresh_interval),
-                                             name="featurestore-model-watcher", daemon=True)
+            self._watcher = threading.Thread(
+                target=_watch,
+                args=(weakref.ref(self), self._closed, refresh_interval),
+                name="featurestore-model-watcher",
+                daemon=True,
+            )
             self._watcher.start()
 
     # -- resolving and loading ------------------------------------------------------------------------
@@ -202,8 +214,13 @@ class ModelServer:
                 self._targets.pop(key, None)
             for key, version in fresh.items():
                 if version != targets[key]:
-                    log.info("model %s@%s now serves version %s (was %s)", key[0], key[1] or "default", version,
-                             targets[key])
+                    log.info(
+                        "model %s@%s now serves version %s (was %s)",
+                        key[0],
+                        key[1] or "default",
+                        version,
+                        targets[key],
+                    )
             in_use = {(name, v) for (name, _), v in self._targets.items()} | self._pinned
             for key in [k for k in self._loaded if k not in in_use]:
                 self._loaded.pop(key, None)  # requests holding it finish with it
@@ -214,14 +231,21 @@ class ModelServer:
 
     # -- predicting ----------------------------------------------------------------------------------
 
-    def prepare(self, ref: str, entity_rows: Any, version: int | None = None, alias: str | None = None,
-                request_id: str | None = None) -> Prepared:
+    def prepare(
+        self,
+        ref: str,
+        entity_rows: Any,
+        version: int | None = None,
+        alias: str | None = None,
+        request_id: str | None = None,
+    ) -> Prepared:
         """Resolve the model and read the entity rows (join keys, plus any request-time values)."""
         loaded = self.get(ref, version=version, alias=alias)
         return Prepared(loaded, _rows(entity_rows), request_id or uuid.uuid4().hex)
 
-    def finish(self, prepared: Prepared, response: Any, return_features: bool = False,
-               probabilities: bool = False) -> dict[str, Any]:
+    def finish(
+        self, prepared: Prepared, response: Any, return_features: bool = False, probabilities: bool = False
+    ) -> dict[str, Any]:
         """From the lookup's response to predictions: assemble, apply the policy, predict, log."""
         loaded, rows = prepared.loaded, prepared.rows
         mv = loaded.version
@@ -232,8 +256,12 @@ class ModelServer:
             predictions = _plain(loaded.model.predict(X))
         except Exception as e:
             raise PredictionFailed(f"model {mv.ref} failed on this input: {type(e).__name__}: {e}") from e
-        out: dict[str, Any] = {"model": mv.name, "version": mv.version, "request_id": prepared.request_id,
-                               "predictions": predictions}
+        out: dict[str, Any] = {
+            "model": mv.name,
+            "version": mv.version,
+            "request_id": prepared.request_id,
+            "predictions": predictions,
+        }
         if probabilities:
             proba = getattr(loaded.model, "predict_proba", None)
             if proba is None:
@@ -249,9 +277,16 @@ class ModelServer:
             self._log(prepared, columns, missing, predictions)
         return out
 
-    def predict(self, ref: str, entity_rows: Any, version: int | None = None, alias: str | None = None,
-                return_features: bool = False, probabilities: bool = False,
-                request_id: str | None = None) -> dict[str, Any]:
+    def predict(
+        self,
+        ref: str,
+        entity_rows: Any,
+        version: int | None = None,
+        alias: str | None = None,
+        return_features: bool = False,
+        probabilities: bool = False,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
         """Predict for entity rows (dicts of join keys, plus any request-time values the model takes).
 
         Returns {"model", "version", "request_id", "predictions"[, "probabilities"][, "features",
@@ -261,9 +296,16 @@ class ModelServer:
         response = self._lookup(prepared)
         return self.finish(prepared, response, return_features=return_features, probabilities=probabilities)
 
-    async def predict_async(self, ref: str, entity_rows: Any, version: int | None = None, alias: str | None = None,
-                            return_features: bool = False, probabilities: bool = False,
-                            request_id: str | None = None) -> dict[str, Any]:
+    async def predict_async(
+        self,
+        ref: str,
+        entity_rows: Any,
+        version: int | None = None,
+        alias: str | None = None,
+        return_features: bool = False,
+        probabilities: bool = False,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
         """`predict` for an event loop: the lookup is awaited; large batches predict in a worker thread."""
         if self.cached(ref, version, alias) is None:  # first use: resolve and load off the event loop
             import anyio.to_thread
@@ -273,26 +315,33 @@ class ModelServer:
         mv = prepared.loaded.version
         if mv.feature_refs:
             response = await self.store.get_online_features_async(
-                mv.feature_refs, prepared.rows, full_feature_names=mv.full_feature_names)
+                mv.feature_refs, prepared.rows, full_feature_names=mv.full_feature_names
+            )
         else:
             response = None
         if len(prepared.rows) > 256:
             import anyio.to_thread
 
             return await anyio.to_thread.run_sync(
-                lambda: self.finish(prepared, response, return_features, probabilities))
+                lambda: self.finish(prepared, response, return_features, probabilities)
+            )
         return self.finish(prepared, response, return_features=return_features, probabilities=probabilities)
 
     def _lookup(self, prepared: Prepared) -> Any:
         mv = prepared.loaded.version
         if not mv.feature_refs:
             return None
-        return self.store.get_online_features(mv.feature_refs, prepared.rows,
-                                              full_feature_names=mv.full_feature_names)
+        return self.store.get_online_features(
+            mv.feature_refs, prepared.rows, full_feature_names=mv.full_feature_names
+        )
 
     @staticmethod
-    def _assemble(loaded: LoadedModel, rows: list[dict[str, Any]], values: dict[str, list[Any]],
-                  statuses: dict[str, list[str]]) -> tuple[dict[str, list[Any]], list[list[str]]]:
+    def _assemble(
+        loaded: LoadedModel,
+        rows: list[dict[str, Any]],
+        values: dict[str, list[Any]],
+        statuses: dict[str, list[str]],
+    ) -> tuple[dict[str, list[Any]], list[list[str]]]:
         mv = loaded.version
         policy = mv.missing_policy
         mode, defaults = policy.get("mode", "fail"), policy.get("defaults", {})
@@ -307,7 +356,8 @@ class ModelServer:
                     i = next(i for i, row in enumerate(rows) if inp.name not in row)
                     raise RetrievalError(
                         f"entity row {i} lacks '{inp.name}': model {mv.ref} takes it as a request-time value "
-                        "with each entity row") from None
+                        "with each entity row"
+                    ) from None
                 continue
             col = list(values[inp.name])
             status = statuses.get(inp.name)
@@ -330,8 +380,13 @@ class ModelServer:
             columns[inp.name] = col
         return columns, missing
 
-    def _log(self, prepared: Prepared, columns: dict[str, list[Any]], missing: list[list[str]],
-             predictions: list[Any]) -> None:
+    def _log(
+        self,
+        prepared: Prepared,
+        columns: dict[str, list[Any]],
+        missing: list[list[str]],
+        predictions: list[Any],
+    ) -> None:
         mv = prepared.loaded.version
         now = datetime.now(timezone.utc)
         keys = prepared.loaded.join_keys
@@ -339,8 +394,13 @@ class ModelServer:
         names = list(columns)
         out = []
         for i, row in enumerate(prepared.rows):
-            entry: dict[str, Any] = {"request_id": prepared.request_id, "ts": now, "model": mv.name,
-                                     "model_version": mv.version, "row": i}
+            entry: dict[str, Any] = {
+                "request_id": prepared.request_id,
+                "ts": now,
+                "model": mv.name,
+                "model_version": mv.version,
+                "row": i,
+            }
             for k in (*keys, *extra):
                 entry[f"entity_{k}" if k in _LOG_COLUMNS else k] = row.get(k)
             entry["features"] = {c: _scalar(columns[c][i]) for c in names}
@@ -399,7 +459,7 @@ def _rows(entity_rows: Any) -> list[dict[str, Any]]:
     if isinstance(entity_rows, dict):
         lengths = {len(v) for v in entity_rows.values() if isinstance(v, (list, tuple))}
         if len(lengths) != 1 or not all(isinstance(v, (list, tuple)) for v in entity_rows.values()):
-            raise RetrievalError("entity columns must be lists of the same length: {\"driver_id\": [1, 2]}")
+            raise RetrievalError('entity columns must be lists of the same length: {"driver_id": [1, 2]}')
         names = list(entity_rows)
         return [dict(zip(names, vals)) for vals in zip(*entity_rows.values())]
     if isinstance(entity_rows, (list, tuple)) and all(isinstance(r, dict) for r in entity_rows):
@@ -408,7 +468,7 @@ def _rows(entity_rows: Any) -> list[dict[str, Any]]:
         return list(entity_rows)
     if hasattr(entity_rows, "to_dict") and hasattr(entity_rows, "columns"):  # a pandas DataFrame
         return entity_rows.to_dict("records")
-    raise RetrievalError("entity rows must be a list of dicts ([{\"driver_id\": 1}]) or a dict of columns")
+    raise RetrievalError('entity rows must be a list of dicts ([{"driver_id": 1}]) or a dict of columns')
 
 
 def _columns(response: Any) -> tuple[dict[str, list[Any]], dict[str, list[str]]]:
@@ -458,4 +518,3 @@ def _scalar(v: Any) -> Any:
     if isinstance(v, float) and math.isnan(v):
         return None
     return v
-

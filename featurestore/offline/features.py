@@ -23,8 +23,13 @@ def latest_first(alias: str, feature_names: Sequence[str]) -> str:
     event time, then newest created time (null lowest), then the feature values in declared order,
     greatest first, nulls lowest (SPEC §6). The point-in-time join and the rows materialization writes
     online both order by it, so both choose the same row."""
-    return ", ".join([f"{alias}.{EVENT_TS} DESC NULLS LAST", f"{alias}.{CREATED_TS} DESC NULLS LAST",
-                      *(f"{alias}.{quote_ident(f)} DESC NULLS LAST" for f in feature_names)])
+    return ", ".join(
+        [
+            f"{alias}.{EVENT_TS} DESC NULLS LAST",
+            f"{alias}.{CREATED_TS} DESC NULLS LAST",
+            *(f"{alias}.{quote_ident(f)} DESC NULLS LAST" for f in feature_names),
+        ]
+    )
 
 
 def feature_columns(view: FeatureView) -> list[str]:

@@ -66,8 +66,13 @@ class PitView:
     ttl: timedelta | None = None
 
 
-def pit_join_sql(entity: str, views: Sequence[PitView], bitemporal: bool = False, strategy: str = "auto",
-                 ts_range: tuple[datetime, datetime] | None = None) -> str:
+def pit_join_sql(
+    entity: str,
+    views: Sequence[PitView],
+    bitemporal: bool = False,
+    strategy: str = "auto",
+    ts_range: tuple[datetime, datetime] | None = None,
+) -> str:
     """SELECT `__row_id` and every view's requested features (named by `output_names`), exactly one row
     per row of `entity`, ordered by `__row_id`.
 
@@ -81,13 +86,16 @@ def pit_join_sql(entity: str, views: Sequence[PitView], bitemporal: bool = False
     if len(parts) == 1:
         return f"{parts[0]}\nORDER BY {ROW_ID}"
     ctes = ",\n".join(f"v{i} AS (\n{part}\n)" for i, part in enumerate(parts))
-    cols = ", ".join(f"v{i}.{quote_ident(name)}" for i, view in enumerate(views) for name in view.output_names)
+    cols = ", ".join(
+        f"v{i}.{quote_ident(name)}" for i, view in enumerate(views) for name in view.output_names
+    )
     joins = "\n".join(f"LEFT JOIN v{i} ON v{i}.{ROW_ID} = e.{ROW_ID}" for i in range(len(parts)))
     return f"WITH {ctes}\nSELECT e.{ROW_ID}, {cols}\nFROM {entity} AS e\n{joins}\nORDER BY e.{ROW_ID}"
 
 
-def _view_sql(entity: str, view: PitView, bitemporal: bool, strategy: str,
-              ts_range: tuple[datetime, datetime] | None) -> str:
+def _view_sql(
+    entity: str, view: PitView, bitemporal: bool, strategy: str, ts_range: tuple[datetime, datetime] | None
+) -> str:
     if strategy == "auto":
         strategy = "range" if bitemporal or view.ttl is not None else "asof"
     if strategy == "asof" and bitemporal:
@@ -121,8 +129,9 @@ def _keys_equal(left: str, right: str, keys: tuple[str, ...]) -> str:
 
 
 def _selected(alias: str, view: PitView) -> str:
-    return ", ".join(f"{alias}.{quote_ident(f)} AS {quote_ident(out)}"
-                     for f, out in zip(view.features, view.output_names))
+    return ", ".join(
+        f"{alias}.{quote_ident(f)} AS {quote_ident(out)}" for f, out in zip(view.features, view.output_names)
+    )
 
 
 def _range_sql(entity: str, view: PitView, rows: str, bitemporal: bool) -> str:

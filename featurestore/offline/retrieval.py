@@ -51,8 +51,14 @@ TIMESTAMP_COLUMN = "event_timestamp"
 _ENTITY = "__entity"
 
 
-def get_historical_features(store: FeatureStore, entity_df: Any, features: Any, full_feature_names: bool = False,
-                            bitemporal: bool = False, strategy: str = "auto") -> RetrievalJob:
+def get_historical_features(
+    store: FeatureStore,
+    entity_df: Any,
+    features: Any,
+    full_feature_names: bool = False,
+    bitemporal: bool = False,
+    strategy: str = "auto",
+) -> RetrievalJob:
     """A point-in-time-correct training set for `entity_df` (see the module docstring and SPEC §6).
 
     The inputs are checked now (unknown features, missing columns, name collisions raise here);
@@ -62,15 +68,26 @@ def get_historical_features(store: FeatureStore, entity_df: Any, features: Any, 
     if strategy not in STRATEGIES:
         raise RetrievalError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
     if strategy == "asof" and bitemporal:
-        raise RetrievalError("bitemporal retrieval needs the 'range' strategy (ASOF cannot check created times)")
+        raise RetrievalError(
+            "bitemporal retrieval needs the 'range' strategy (ASOF cannot check created times)"
+        )
     catalog = store.catalog
     requests = catalog.resolve(features)
     names = output_names(requests, full_feature_names)
     table = entity_table(entity_df, store, catalog)
     times = _check_columns(table, requests, names)
-    return RetrievalJob(store, catalog, table, requests, names, features=features,
-                        full_feature_names=full_feature_names, bitemporal=bitemporal, strategy=strategy,
-                        event_times=times)
+    return RetrievalJob(
+        store,
+        catalog,
+        table,
+        requests,
+        names,
+        features=features,
+        full_feature_names=full_feature_names,
+        bitemporal=bitemporal,
+        strategy=strategy,
+        event_times=times,
+    )
 
 
 class RetrievalJob:
@@ -81,9 +98,19 @@ class RetrievalJob:
     `full_feature_names`, `bitemporal`, `columns` (of the result).
     """
 
-    def __init__(self, store: FeatureStore, catalog: Catalog, entity_df: pa.Table, requests: Sequence[ViewRequest],
-                 names: Sequence[Sequence[str]], features: Any, full_feature_names: bool, bitemporal: bool,
-                 strategy: str = "auto", event_times: pa.ChunkedArray | None = None):
+    def __init__(
+        self,
+        store: FeatureStore,
+        catalog: Catalog,
+        entity_df: pa.Table,
+        requests: Sequence[ViewRequest],
+        names: Sequence[Sequence[str]],
+        features: Any,
+        full_feature_names: bool,
+        bitemporal: bool,
+        strategy: str = "auto",
+        event_times: pa.ChunkedArray | None = None,
+    ):
         self.store = store
         self.entity_df = entity_df
         self.features = features
@@ -99,8 +126,10 @@ class RetrievalJob:
         self._result: pa.Table | None = None
 
     def __repr__(self) -> str:
-        return (f"RetrievalJob({self.entity_df.num_rows} entity rows, features={self.feature_refs}, "
-                f"bitemporal={self.bitemporal})")
+        return (
+            f"RetrievalJob({self.entity_df.num_rows} entity rows, features={self.feature_refs}, "
+            f"bitemporal={self.bitemporal})"
+        )
 
     def to_arrow(self) -> pa.Table:
         """The training set as an Arrow table (entity_df columns, then features)."""
@@ -140,8 +169,13 @@ class RetrievalJob:
         n = entity.num_rows
         times = self._times if self._times is not None else event_times(entity.column(TIMESTAMP_COLUMN))
         keys = list(dict.fromkeys(k for r in self._requests for k in r.view.join_keys))
-        slim = pa.table({ROW_ID: pa.array(np.arange(n, dtype=np.int64)), ENTITY_TS: times,
-                         **{k: _key_column(entity.column(k)) for k in keys}})
+        slim = pa.table(
+            {
+                ROW_ID: pa.array(np.arange(n, dtype=np.int64)),
+                ENTITY_TS: times,
+                **{k: _key_column(entity.column(k)) for k in keys},
+            }
+        )
         attaches = any(isinstance(s, DuckDBSource) and s.database for s in self._catalog.sources.values())
         con = _connection(private=attaches)
         try:
@@ -152,24 +186,38 @@ class RetrievalJob:
                 view = request.view
                 rows_sql, stored = feature_rows_sql(self.store, reader, view)
                 _check_key_types(con, slim, view, rows_sql, stored)
-                views.append(PitView(name=view.name, rows_sql=rows_sql, join_keys=view.join_keys,
-                                     features=request.features, output_names=tuple(outs),
-                                     tie_break=view.feature_names, ttl=view.ttl))
-            sql = pit_join_sql(_ENTITY, views, bitemporal=self.bitemporal, strategy=self._strategy,
-                               ts_range=_min_max(times))
+                views.append(
+                    PitView(
+                        name=view.name,
+                        rows_sql=rows_sql,
+                        join_keys=view.join_keys,
+                        features=request.features,
+                        output_names=tuple(outs),
+                        tie_break=view.feature_names,
+                        ttl=view.ttl,
+                    )
+                )
+            sql = pit_join_sql(
+                _ENTITY, views, bitemporal=self.bitemporal, strategy=self._strategy, ts_range=_min_max(times)
+            )
             try:
                 joined = arrow_table(con, sql)
             except duckdb.Error as e:
-                raise RetrievalError(f"the point-in-time join of {', '.join(repr(v.name) for v in views)} failed: "
-                                     f"{first_line(e)}") from None
+                raise RetrievalError(
+                    f"the point-in-time join of {', '.join(repr(v.name) for v in views)} failed: "
+                    f"{first_line(e)}"
+                ) from None
             if joined.num_rows != n:  # the SQL guarantees one row per entity row
-                raise AssertionError(f"the point-in-time join gave {joined.num_rows} rows for {n} entity rows")
+                raise AssertionError(
+                    f"the point-in-time join gave {joined.num_rows} rows for {n} entity rows"
+                )
             result = entity
             for request, outs in zip(self._requests, self._names):
                 dtypes = {f.name: f.dtype.to_arrow() for f in request.view.features}
                 for feature, out in zip(request.features, outs):
-                    result = result.append_column(pa.field(out, dtypes[feature]),
-                                                  joined.column(out).cast(dtypes[feature]))
+                    result = result.append_column(
+                        pa.field(out, dtypes[feature]), joined.column(out).cast(dtypes[feature])
+                    )
             return result
         finally:
             con.close()
@@ -178,7 +226,9 @@ class RetrievalJob:
 # -- inputs ------------------------------------------------------------------------------------
 
 
-def entity_table(entity_df: Any, store: FeatureStore | None = None, catalog: Catalog | None = None) -> pa.Table:
+def entity_table(
+    entity_df: Any, store: FeatureStore | None = None, catalog: Catalog | None = None
+) -> pa.Table:
     """The entity rows as an Arrow table: pandas and Arrow are converted, SQL strings are run."""
     if isinstance(entity_df, str):
         if store is None or catalog is None:
@@ -194,12 +244,16 @@ def entity_table(entity_df: Any, store: FeatureStore | None = None, catalog: Cat
         try:
             return pa.Table.from_pandas(entity_df, preserve_index=False)
         except (pa.ArrowException, TypeError, ValueError) as e:
-            raise RetrievalError(f"entity_df cannot be converted to Arrow: {e} "
-                                 "(give each column one type, e.g. with df[col].astype(...))") from None
+            raise RetrievalError(
+                f"entity_df cannot be converted to Arrow: {e} "
+                "(give each column one type, e.g. with df[col].astype(...))"
+            ) from None
     if hasattr(entity_df, "__arrow_c_stream__"):  # polars, DuckDB relations, ...
         return pa.table(entity_df)
-    raise RetrievalError(f"entity_df must be a pandas DataFrame, an Arrow table or a SQL string, "
-                         f"got {type(entity_df).__name__}")
+    raise RetrievalError(
+        f"entity_df must be a pandas DataFrame, an Arrow table or a SQL string, "
+        f"got {type(entity_df).__name__}"
+    )
 
 
 def _run_entity_sql(sql: str, store: FeatureStore, catalog: Catalog) -> pa.Table:
@@ -218,14 +272,17 @@ def _run_entity_sql(sql: str, store: FeatureStore, catalog: Catalog) -> pa.Table
         try:
             return arrow_table(con, sql)
         except duckdb.Error as e:
-            raise RetrievalError(f"the entity_df SQL failed: {first_line(e)} (sources readable by name: "
-                                 f"{', '.join(sorted(catalog.sources)) or 'none'})") from None
+            raise RetrievalError(
+                f"the entity_df SQL failed: {first_line(e)} (sources readable by name: "
+                f"{', '.join(sorted(catalog.sources)) or 'none'})"
+            ) from None
     finally:
         con.close()
 
 
-def _check_columns(table: pa.Table, requests: Sequence[ViewRequest], names: Sequence[Sequence[str]]
-                   ) -> pa.ChunkedArray:
+def _check_columns(
+    table: pa.Table, requests: Sequence[ViewRequest], names: Sequence[Sequence[str]]
+) -> pa.ChunkedArray:
     """Refuse malformed entity_dfs and name collisions; returns the event times (see event_times)."""
     columns = table.column_names
     shown = ", ".join(f"'{c}'" for c in columns) or "none"
@@ -234,8 +291,11 @@ def _check_columns(table: pa.Table, requests: Sequence[ViewRequest], names: Sequ
         raise RetrievalError(f"entity_df has more than one column named {', '.join(map(repr, repeated))}")
     if TIMESTAMP_COLUMN not in columns:
         times = [f.name for f in table.schema if pa.types.is_timestamp(f.type) or pa.types.is_date(f.type)]
-        hint = (f"; rename '{times[0]}' to '{TIMESTAMP_COLUMN}'" if len(times) == 1 else
-                f"; add the time each row is observed at as '{TIMESTAMP_COLUMN}'")
+        hint = (
+            f"; rename '{times[0]}' to '{TIMESTAMP_COLUMN}'"
+            if len(times) == 1
+            else f"; add the time each row is observed at as '{TIMESTAMP_COLUMN}'"
+        )
         raise RetrievalError(f"entity_df has no '{TIMESTAMP_COLUMN}' column (its columns: {shown}){hint}")
     times = event_times(table.column(TIMESTAMP_COLUMN))  # raises when they are not timestamps
     for request, outs in zip(requests, names):
@@ -277,8 +337,10 @@ def event_times(column: pa.ChunkedArray) -> pa.ChunkedArray:
         )
     if times.null_count:
         first = times.is_null().to_numpy(zero_copy_only=False).argmax()
-        raise RetrievalError(f"entity_df column '{TIMESTAMP_COLUMN}' has {times.null_count} null value(s) "
-                             f"(the first in row {first}): every row needs a time")
+        raise RetrievalError(
+            f"entity_df column '{TIMESTAMP_COLUMN}' has {times.null_count} null value(s) "
+            f"(the first in row {first}): every row needs a time"
+        )
     return times
 
 
@@ -289,11 +351,14 @@ def _parse_times(column: pa.ChunkedArray) -> pa.ChunkedArray:
         parsed = arrow_table(con, "SELECT TRY_CAST(t AS TIMESTAMPTZ) AS t FROM __times").column("t")
     finally:
         con.close()
-    bad = np.flatnonzero(parsed.is_null().to_numpy(zero_copy_only=False)
-                         & column.is_valid().to_numpy(zero_copy_only=False))
+    bad = np.flatnonzero(
+        parsed.is_null().to_numpy(zero_copy_only=False) & column.is_valid().to_numpy(zero_copy_only=False)
+    )
     if len(bad):
-        raise RetrievalError(f"entity_df column '{TIMESTAMP_COLUMN}': {column[int(bad[0])].as_py()!r} "
-                             f"(row {bad[0]}) is not a timestamp; use ISO 8601, e.g. '2026-01-31 12:00:00'")
+        raise RetrievalError(
+            f"entity_df column '{TIMESTAMP_COLUMN}': {column[int(bad[0])].as_py()!r} "
+            f"(row {bad[0]}) is not a timestamp; use ISO 8601, e.g. '2026-01-31 12:00:00'"
+        )
     return parsed
 
 
@@ -328,17 +393,21 @@ def feature_rows_sql(store: FeatureStore, reader: SourceReader, view: FeatureVie
     return " UNION ALL ".join(f"({p})" for p in parts), bool(stored or pushed)
 
 
-def _check_key_types(con: duckdb.DuckDBPyConnection, slim: pa.Table, view: FeatureView, rows_sql: str,
-                     stored: bool) -> None:
+def _check_key_types(
+    con: duckdb.DuckDBPyConnection, slim: pa.Table, view: FeatureView, rows_sql: str, stored: bool
+) -> None:
     try:
         rel = con.sql(f"SELECT * FROM ({rows_sql})")  # binds the query (reads Parquet footers), runs nothing
         types = dict(zip(rel.columns, (str(t) for t in rel.types)))
     except duckdb.Error as e:
         if stored:
-            raise RetrievalError(f"feature view '{view.name}': its offline storage cannot be read: {first_line(e)} "
-                                 "(if the view changed since it was materialized, materialize it again)") from None
-        raise RetrievalError(f"feature view '{view.name}': its source '{view.source.name}' cannot be read: "
-                             f"{first_line(e)}") from None
+            raise RetrievalError(
+                f"feature view '{view.name}': its offline storage cannot be read: {first_line(e)} "
+                "(if the view changed since it was materialized, materialize it again)"
+            ) from None
+        raise RetrievalError(
+            f"feature view '{view.name}': its source '{view.source.name}' cannot be read: {first_line(e)}"
+        ) from None
     for key in view.join_keys:
         ours, theirs = slim.schema.field(key).type, types[key]
         if not pa.types.is_null(ours) and _key_kind(ours) != _duckdb_kind(theirs):
@@ -373,8 +442,20 @@ def _key_kind(t: pa.DataType) -> str:
 def _duckdb_kind(type_name: str) -> str:
     """_key_kind for a DuckDB type name."""
     name = type_name.upper()
-    if name in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
-                "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE") or name.startswith("DECIMAL"):
+    if name in (
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "UBIGINT",
+        "UHUGEINT",
+        "FLOAT",
+        "DOUBLE",
+    ) or name.startswith("DECIMAL"):
         return "number"
     if name == "VARCHAR" or name.startswith("ENUM"):
         return "string"
@@ -427,6 +508,11 @@ def _configure(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
 def _nullable_pandas_dtype(t: pa.DataType) -> Any:
     import pandas as pd
 
-    mapping = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
-               pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+    mapping = {
+        pa.int8(): pd.Int8Dtype(),
+        pa.int16(): pd.Int16Dtype(),
+        pa.int32(): pd.Int32Dtype(),
+        pa.int64(): pd.Int64Dtype(),
+        pa.bool_(): pd.BooleanDtype(),
+    }
     return mapping.get(t)

@@ -1,8 +1,8 @@
 """Reading sources with DuckDB: each source becomes a SQL expression a query can select from.
 
-    reader = SourceReader(duckdb_connection(), repo_path, catalog.sources)
-    sql = reader.relation(source)            # e.g. "read_parquet(['/repo/data/x.parquet'], ...)"
-    schema = reader.schema(source)           # its real Arrow schema
+reader = SourceReader(duckdb_connection(), repo_path, catalog.sources)
+sql = reader.relation(source)            # e.g. "read_parquet(['/repo/data/x.parquet'], ...)"
+schema = reader.schema(source)           # its real Arrow schema
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from ..definitions import (
 from ..errors import DefinitionError
 
 
-def duckdb_connection(threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+def duckdb_connection(
+    threads: int | None = None, memory_limit: str | None = None
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection set up the way every featurestore query expects (UTC).
 
     `memory_limit` (e.g. "512MB") bounds DuckDB's buffers; beyond it, it spills to a temp folder."""
@@ -46,7 +48,9 @@ def arrow_table(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
     return fetch()
 
 
-def arrow_batches(con: duckdb.DuckDBPyConnection, sql: str, batch_size: int = 100_000) -> pa.RecordBatchReader:
+def arrow_batches(
+    con: duckdb.DuckDBPyConnection, sql: str, batch_size: int = 100_000
+) -> pa.RecordBatchReader:
     """Run a query and stream its rows as Arrow record batches, so memory stays bounded."""
     rel = con.sql(sql)
     fetch = getattr(rel, "to_arrow_reader", None) or rel.fetch_arrow_reader
@@ -82,8 +86,10 @@ class SourceReader:
         if isinstance(source, ParquetSource):
             return f"read_parquet({self._files(source)}, union_by_name = true)"
         if isinstance(source, CsvSource):
-            return (f"read_csv({self._files(source)}, header = true, union_by_name = true, "
-                    f"delim = {quote_literal(source.delimiter)})")
+            return (
+                f"read_csv({self._files(source)}, header = true, union_by_name = true, "
+                f"delim = {quote_literal(source.delimiter)})"
+            )
         if isinstance(source, DataFrameSource):
             view = f"__df_{source.name}"
             if view not in self._registered:
@@ -112,7 +118,9 @@ class SourceReader:
             pattern = self.repo_path / pattern
         matches = sorted(glob.glob(str(pattern), recursive=True))
         if not matches:
-            raise DefinitionError(f"source '{source.name}': no file matches path '{source.path}' (looked for {pattern})")
+            raise DefinitionError(
+                f"source '{source.name}': no file matches path '{source.path}' (looked for {pattern})"
+            )
         return "[" + ", ".join(quote_literal(m) for m in matches) + "]"
 
     def _duckdb(self, source: DuckDBSource) -> str:
@@ -121,8 +129,10 @@ class SourceReader:
             for name, other in self.sources.items():
                 if name != source.name and name not in self._registered and name in source.query:
                     try:
-                        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS "
-                                         f"SELECT * FROM {self.relation(other)}")
+                        self.con.execute(
+                            f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS "
+                            f"SELECT * FROM {self.relation(other)}"
+                        )
                     except DefinitionError:
                         continue  # only an error if the query really reads it; DuckDB will say so
                     self._registered.add(name)
@@ -138,7 +148,9 @@ class SourceReader:
         db = db if db.is_absolute() else self.repo_path / db
         if str(db) not in self._attached:
             if not db.exists():
-                raise DefinitionError(f"source '{source.name}': database file '{source.database}' not found ({db})")
+                raise DefinitionError(
+                    f"source '{source.name}': database file '{source.database}' not found ({db})"
+                )
             alias = f"__db{len(self._attached)}"
             self.con.execute(f"ATTACH {quote_literal(str(db))} AS {alias} (READ_ONLY)")
             self._attached[str(db)] = alias

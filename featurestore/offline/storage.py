@@ -97,14 +97,24 @@ class OfflineStorage:
 
     @staticmethod
     def staged_relation(staging: Path) -> str:
-        return f"read_parquet({quote_literal(str(staging / 'date=*' / '*.parquet'))}, hive_partitioning = false)"
+        return (
+            f"read_parquet({quote_literal(str(staging / 'date=*' / '*.parquet'))}, hive_partitioning = false)"
+        )
 
     @staticmethod
     def staged_days(staging: Path) -> set[date]:
         return {date.fromisoformat(p.name[5:]) for p in staging.glob("date=*") if any(p.glob("*.parquet"))}
 
-    def commit(self, con: duckdb.DuckDBPyConnection, view: FeatureView, staging: Path, predicate: str,
-               days: Iterable[date] = (), cleanup: bool = True, area: str = MATERIALIZED) -> int:
+    def commit(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        view: FeatureView,
+        staging: Path,
+        predicate: str,
+        days: Iterable[date] = (),
+        cleanup: bool = True,
+        area: str = MATERIALIZED,
+    ) -> int:
         """Merge staged rows into storage: in each staged day and each day of `days`, stored rows matching
         `predicate` are replaced by the staged ones. Returns the number of rows now stored in those days.
         With cleanup=False the staging folder is left for the caller to read and remove."""
@@ -116,9 +126,16 @@ class OfflineStorage:
             target_dir = self.view_dir(view.name, area) / f"date={day.isoformat()}"
             target = target_dir / DATA_FILE
             new_dir = staging / f"date={day.isoformat()}"
-            kept = f"SELECT * FROM ({_projected(view, [target])}) WHERE NOT ({predicate})" if target.exists() else None
-            added = (f"SELECT {cols} FROM read_parquet({quote_literal(str(new_dir / '*.parquet'))})"
-                     if new_dir.exists() else None)
+            kept = (
+                f"SELECT * FROM ({_projected(view, [target])}) WHERE NOT ({predicate})"
+                if target.exists()
+                else None
+            )
+            added = (
+                f"SELECT {cols} FROM read_parquet({quote_literal(str(new_dir / '*.parquet'))})"
+                if new_dir.exists()
+                else None
+            )
             if kept is None and added is None:
                 continue
             # Always the same query shape (kept UNION ALL added), so the same rows give the same file bytes.
@@ -130,8 +147,10 @@ class OfflineStorage:
                 continue
             target_dir.mkdir(parents=True, exist_ok=True)
             tmp = target_dir / f".tmp-{uuid.uuid4().hex}.parquet"
-            con.execute(f"COPY (SELECT * FROM ({union}) ORDER BY {order}) TO {quote_literal(str(tmp))} "
-                        "(FORMAT parquet, COMPRESSION snappy)")
+            con.execute(
+                f"COPY (SELECT * FROM ({union}) ORDER BY {order}) TO {quote_literal(str(tmp))} "
+                "(FORMAT parquet, COMPRESSION snappy)"
+            )
             _fsync(tmp)
             os.replace(tmp, target)
             stored_rows += count
@@ -165,7 +184,11 @@ def _projected(view: FeatureView, files: list[Path]) -> str:
     declared = {**view.key_fields, **{f.name: f.dtype for f in view.features}}
     cols = []
     for c in feature_columns(view):
-        kind = "TIMESTAMPTZ" if c in (EVENT_TS, CREATED_TS) else (declared[c].to_duckdb() if c in declared else None)
+        kind = (
+            "TIMESTAMPTZ"
+            if c in (EVENT_TS, CREATED_TS)
+            else (declared[c].to_duckdb() if c in declared else None)
+        )
         expr = quote_ident(c) if c in present else "NULL"
         cols.append(f"CAST({expr} AS {kind}) AS {quote_ident(c)}" if kind else f"{expr} AS {quote_ident(c)}")
     paths = ", ".join(quote_literal(str(f)) for f in files)

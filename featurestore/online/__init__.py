@@ -25,12 +25,12 @@ def open_online_store(config: RepoConfig) -> OnlineStore:
         from .sqlite import SqliteOnlineStore
 
         if online.path is None:
-            raise ConfigError("[online] type = \"sqlite\" needs path = \"data/online.db\" (or FS_ONLINE_PATH)")
+            raise ConfigError('[online] type = "sqlite" needs path = "data/online.db" (or FS_ONLINE_PATH)')
         return SqliteOnlineStore(online.path, ns, timeout=max(online.timeout_seconds, 30.0))
     if online.type == "redis":
         from .redis import RedisOnlineStore
 
         if not online.url:
-            raise ConfigError("[online] type = \"redis\" needs url = \"redis://host:port/db\" (or FS_ONLINE_URL)")
+            raise ConfigError('[online] type = "redis" needs url = "redis://host:port/db" (or FS_ONLINE_URL)')
         return RedisOnlineStore(online.url, ns, timeout=online.timeout_seconds)
     raise ConfigError(f"[online] type must be 'sqlite' or 'redis', got {online.type!r}")

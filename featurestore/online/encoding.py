@@ -112,7 +112,12 @@ def _key_texts(columns: list[pa.ChunkedArray | pa.Array]) -> list[str | None]:
     if len(columns) == 1:
         col = columns[0]
         t = col.type
-        if pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        if (
+            pa.types.is_integer(t)
+            or pa.types.is_string(t)
+            or pa.types.is_large_string(t)
+            or pa.types.is_string_view(t)
+        ):
             return col.cast(pa.string()).to_pylist()  # same text as key_part, in C
         return [key_part(v) for v in col.to_pylist()]
     return [entity_text(vals) for vals in zip(*(c.to_pylist() for c in columns))]
@@ -166,7 +171,7 @@ def value_decoder(dtype: ValueType) -> Callable[[Any], Any] | None:
 def decode_blob(blob: bytes) -> tuple[int, int, list[Any]]:
     """(event time in us, layout id, raw values) of a row blob; see `value_decoder` for timestamps."""
     ts, layout_id = HEADER.unpack_from(blob)
-    return ts, layout_id, msgpack.unpackb(blob[HEADER.size:])
+    return ts, layout_id, msgpack.unpackb(blob[HEADER.size :])
 
 
 def _timestamp_micros(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
@@ -198,8 +203,9 @@ def _python_values(col: Any, dtype: ValueType, view: str, name: str) -> list[Any
         ) from None
 
 
-def encode_rows(view: FeatureView, layout: Layout, prefix: bytes,
-                batch: pa.RecordBatch | pa.Table) -> tuple[list[bytes], list[int], list[bytes]]:
+def encode_rows(
+    view: FeatureView, layout: Layout, prefix: bytes, batch: pa.RecordBatch | pa.Table
+) -> tuple[list[bytes], list[int], list[bytes]]:
     """Row keys, event times (us) and row blobs of a batch, skipping rows with a null key or time."""
     names = batch.schema.names
     missing = [k for k in (*view.join_keys, EVENT_TS) if k not in names]
@@ -210,8 +216,10 @@ def encode_rows(view: FeatureView, layout: Layout, prefix: bytes,
     n = batch.num_rows
     texts = _key_texts([batch.column(k) for k in view.join_keys])
     times = _timestamp_micros(batch.column(EVENT_TS)).to_pylist()
-    columns = [_python_values(batch.column(name), dtype, view.name, name) if name in names else [None] * n
-               for name, dtype in zip(layout.names, layout.types)]
+    columns = [
+        _python_values(batch.column(name), dtype, view.name, name) if name in names else [None] * n
+        for name, dtype in zip(layout.names, layout.types)
+    ]
     pack = msgpack.Packer().pack
     header = HEADER.pack
     layout_id = layout.id

@@ -28,8 +28,16 @@ from .encoding import HEADER, Layout, entity_text, value_decoder, view_prefix
 from .response import NOT_FOUND, OUTSIDE_MAX_AGE, PRESENT, Block, OnlineResponse
 
 __all__ = [
-    "NOT_FOUND", "OUTSIDE_MAX_AGE", "PRESENT", "LookupPlan", "OnlineResponse", "PendingLookup",
-    "get_online_features", "get_online_features_async", "lookup_plan", "start_online_lookup",
+    "NOT_FOUND",
+    "OUTSIDE_MAX_AGE",
+    "PRESENT",
+    "LookupPlan",
+    "OnlineResponse",
+    "PendingLookup",
+    "get_online_features",
+    "get_online_features_async",
+    "lookup_plan",
+    "start_online_lookup",
 ]
 
 _HEADER_SIZE = HEADER.size
@@ -100,15 +108,33 @@ class LookupPlan:
                     entity_columns.append(key)
                     needed_by[key] = view.name
             ttl_us = None if view.ttl is None else int(view.ttl.total_seconds() * 1_000_000)
-            views.append(_ViewPlan(view.name, view_prefix(namespace, view.name), group, layout, positions,
-                                   positions == tuple(range(len(layout.names))), tuple(decoders), tuple(columns),
-                                   ttl_us, (None,) * len(layout.names)))
+            views.append(
+                _ViewPlan(
+                    view.name,
+                    view_prefix(namespace, view.name),
+                    group,
+                    layout,
+                    positions,
+                    positions == tuple(range(len(layout.names))),
+                    tuple(decoders),
+                    tuple(columns),
+                    ttl_us,
+                    (None,) * len(layout.names),
+                )
+            )
         clash = set(dtypes) & set(entity_columns)
         if clash:
             name = sorted(clash)[0]
             raise RetrievalError(f"feature '{name}' has the name of a join key: pass full_feature_names=True")
-        return LookupPlan(tuple(views), tuple(groups), tuple(entity_columns), needed_by, dtypes,
-                          any(v.ttl_us is not None for v in views), tuple((v.prefix, v.group) for v in views))
+        return LookupPlan(
+            tuple(views),
+            tuple(groups),
+            tuple(entity_columns),
+            needed_by,
+            dtypes,
+            any(v.ttl_us is not None for v in views),
+            tuple((v.prefix, v.group) for v in views),
+        )
 
     # -- one request ---------------------------------------------------------------------------
 
@@ -139,7 +165,8 @@ class LookupPlan:
                     if not isinstance(row, Mapping):
                         raise RetrievalError(
                             f"entity row {i} is a {type(row).__name__}, not a dict of join keys like "
-                            f"{{'{key}': ...}}") from None
+                            f"{{'{key}': ...}}"
+                        ) from None
                     if key not in row:
                         raise self._missing(key, f"entity row {i} has {sorted(row)}") from None
                 raise
@@ -159,14 +186,18 @@ class LookupPlan:
             elif not listlike[key]:
                 raise RetrievalError(f"entity_rows['{key}'] must be a list of values, got {values!r}")
             elif not isinstance(values, list):
-                values = values.tolist() if hasattr(values, "tolist") else (
-                    values.to_pylist() if hasattr(values, "to_pylist") else list(values))
+                values = (
+                    values.tolist()
+                    if hasattr(values, "tolist")
+                    else (values.to_pylist() if hasattr(values, "to_pylist") else list(values))
+                )
             if length is None:
                 length = len(values)
             elif len(values) != length:
                 raise RetrievalError(
                     f"entity_rows columns differ in length: '{self.entity_columns[0]}' has {length} values, "
-                    f"'{key}' has {len(values)}")
+                    f"'{key}' has {len(values)}"
+                )
             out[key] = values
         return out
 
@@ -181,7 +212,9 @@ class LookupPlan:
         texts: list[list[bytes | None]] = []
         for group in self.key_groups:
             if len(group) == 1:
-                texts.append([str(v).encode() if type(v) is int else _key_bytes((v,)) for v in entity[group[0]]])
+                texts.append(
+                    [str(v).encode() if type(v) is int else _key_bytes((v,)) for v in entity[group[0]]]
+                )
             else:
                 texts.append([_key_bytes(vals) for vals in zip(*(entity[k] for k in group))])
         keys: list[bytes] = []
@@ -193,8 +226,13 @@ class LookupPlan:
                 keys += [prefix + t for t in group_texts]
         return keys, texts
 
-    def respond(self, store: OnlineStore, entity: dict[str, list[Any]], texts: list[list[bytes | None]],
-                blobs: list[bytes | None]) -> OnlineResponse:
+    def respond(
+        self,
+        store: OnlineStore,
+        entity: dict[str, list[Any]],
+        texts: list[list[bytes | None]],
+        blobs: list[bytes | None],
+    ) -> OnlineResponse:
         """Decode the blobs `read` returned into an OnlineResponse.
 
         The hot loop of every lookup: one pass per view, no attribute lookups or calls it can avoid.
@@ -212,7 +250,7 @@ class LookupPlan:
                 view_blobs = [None if t is None else next(found) for t in group_texts]
                 start += n - group_texts.count(None)
             else:
-                view_blobs = blobs[start:start + n]
+                view_blobs = blobs[start : start + n]
                 start += n
             cutoff = None if ttl_us is None else now_us - ttl_us
             layout_id = layout.id
@@ -255,8 +293,9 @@ class LookupPlan:
         return OnlineResponse(entity, columns, blocks, self.dtypes)
 
 
-def _feature_statuses(vp: _ViewPlan, row_status: list[str],
-                      partial: list[tuple[int, list[int]]]) -> dict[str, list[str]]:
+def _feature_statuses(
+    vp: _ViewPlan, row_status: list[str], partial: list[tuple[int, list[int]]]
+) -> dict[str, list[str]]:
     """Statuses of the features that some rows (written under an older layout) do not have."""
     out: dict[str, list[str]] = {}
     for row, missing in partial:
@@ -271,7 +310,9 @@ def _key_bytes(values: tuple[Any, ...]) -> bytes | None:
     return None if text is None else text.encode("utf-8", "surrogatepass")
 
 
-def _remap(store: OnlineStore, layout_id: int, current: Layout, values: list[Any]) -> tuple[list[Any], list[int]]:
+def _remap(
+    store: OnlineStore, layout_id: int, current: Layout, values: list[Any]
+) -> tuple[list[Any], list[int]]:
     """A row written under another layout, as the current layout's values (matched by name and type)."""
     old = _layouts.get(layout_id)
     if old is None:
@@ -352,8 +393,9 @@ def lookup_plan(store: Any, features: Any, full_feature_names: bool = False) -> 
     return plan
 
 
-def get_online_features(store: Any, features: Any, entity_rows: Any,
-                        full_feature_names: bool = False) -> OnlineResponse:
+def get_online_features(
+    store: Any, features: Any, entity_rows: Any, full_feature_names: bool = False
+) -> OnlineResponse:
     """The latest values of `features` for `entity_rows`, with a status per value, in one round trip.
 
     features: ["view:feature", ...], a FeatureService or its name. entity_rows: a list of dicts
@@ -368,8 +410,9 @@ def get_online_features(store: Any, features: Any, entity_rows: Any,
     return plan.respond(online, entity, texts, online.read(keys))
 
 
-async def get_online_features_async(store: Any, features: Any, entity_rows: Any,
-                                    full_feature_names: bool = False) -> OnlineResponse:
+async def get_online_features_async(
+    store: Any, features: Any, entity_rows: Any, full_feature_names: bool = False
+) -> OnlineResponse:
     """`get_online_features` for asyncio code: the round trip to the store does not block the loop.
 
     (Reading the registry generation, at most once a second, and the first read of a row written
@@ -378,8 +421,9 @@ async def get_online_features_async(store: Any, features: Any, entity_rows: Any,
     return await start_online_lookup(store, features, entity_rows, full_feature_names)
 
 
-def start_online_lookup(store: Any, features: Any, entity_rows: Any,
-                        full_feature_names: bool = False) -> PendingLookup:
+def start_online_lookup(
+    store: Any, features: Any, entity_rows: Any, full_feature_names: bool = False
+) -> PendingLookup:
     """`get_online_features_async`, begun now: the store read is sent before this returns where the
     store can (`OnlineStore.start_read`), so the caller can do other work during the round trip (the
     server validates the request meanwhile). Call it from a coroutine; `await` the result for the
@@ -401,8 +445,14 @@ class PendingLookup:
 
     __slots__ = ("plan", "online", "entity", "texts", "read")
 
-    def __init__(self, plan: LookupPlan, online: OnlineStore, entity: dict[str, list[Any]],
-                 texts: list[list[bytes | None]], read: Any) -> None:
+    def __init__(
+        self,
+        plan: LookupPlan,
+        online: OnlineStore,
+        entity: dict[str, list[Any]],
+        texts: list[list[bytes | None]],
+        read: Any,
+    ) -> None:
         self.plan, self.online, self.entity, self.texts, self.read = plan, online, entity, texts, read
 
     def __await__(self) -> Any:

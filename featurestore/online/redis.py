@@ -121,7 +121,9 @@ class _ErrorReply(Exception):
 
 def _mget(keys: Sequence[bytes]) -> tuple[bytes, int]:
     """The MGETs of `keys` as one payload (one MGET per _KEYS_PER_MGET keys), and how many replies it gets."""
-    payload = b"".join(_pack((b"MGET", *keys[i:i + _KEYS_PER_MGET])) for i in range(0, len(keys), _KEYS_PER_MGET))
+    payload = b"".join(
+        _pack((b"MGET", *keys[i : i + _KEYS_PER_MGET])) for i in range(0, len(keys), _KEYS_PER_MGET)
+    )
     return payload, (len(keys) + _KEYS_PER_MGET - 1) // _KEYS_PER_MGET
 
 
@@ -259,10 +261,16 @@ def _raw_target(url: str) -> dict[str, Any] | None:
     kw = redis.connection.parse_url(url)
     login: list[bytes] = []
     if kw.get("password") is not None:
-        login = [b"AUTH"] + ([kw["username"].encode()] if kw.get("username") else []) + [kw["password"].encode()]
+        login = (
+            [b"AUTH"] + ([kw["username"].encode()] if kw.get("username") else []) + [kw["password"].encode()]
+        )
     db = int(kw.get("db") or 0)
-    return dict(path=kw.get("path"), host=kw.get("host") or "localhost", port=int(kw.get("port") or 6379),
-                hello=[c for c in (login, [b"SELECT", b"%d" % db] if db else []) if c])
+    return dict(
+        path=kw.get("path"),
+        host=kw.get("host") or "localhost",
+        port=int(kw.get("port") or 6379),
+        hello=[c for c in (login, [b"SELECT", b"%d" % db] if db else []) if c],
+    )
 
 
 class RedisOnlineStore(OnlineStore):
@@ -273,18 +281,25 @@ class RedisOnlineStore(OnlineStore):
         self.key_prefix = namespace
         self.timeout = timeout
         self._options: dict[str, Any] = dict(
-            socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=0,
         )
         # One immediate retry on a broken connection (e.g. the server restarted since the pooled
         # connection was opened); a server that is down still fails at once (connection refused).
         self.client = redis.Redis.from_url(
-            url, retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)), **self._options)
+            url,
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
+            **self._options,
+        )
         self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
-            weakref.WeakKeyDictionary())
+            weakref.WeakKeyDictionary()
+        )
         # read_async's own connections: idle ones per event loop (asyncio transports belong to one loop)
         self._raw = _raw_target(url)
         self._raw_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_RawConnection]] = (
-            weakref.WeakKeyDictionary())
+            weakref.WeakKeyDictionary()
+        )
         # read's own connections, idle (any thread pops one), and the process they belong to
         self._sync_idle: list[_SyncConnection] = []
         self._sync_pid = os.getpid()
@@ -341,8 +356,10 @@ class RedisOnlineStore(OnlineStore):
         if layout.id not in self._layouts_saved:
             commands.append([b"HSETNX", self._layouts_key, b"%d" % layout.id, layout.encoded])
         for i in range(0, len(keys), _ROWS_PER_SCRIPT_CALL):
-            ks = keys[i:i + _ROWS_PER_SCRIPT_CALL]
-            commands.append([b"EVALSHA", self._script_sha, b"%d" % len(ks), *ks, *blobs[i:i + _ROWS_PER_SCRIPT_CALL]])
+            ks = keys[i : i + _ROWS_PER_SCRIPT_CALL]
+            commands.append(
+                [b"EVALSHA", self._script_sha, b"%d" % len(ks), *ks, *blobs[i : i + _ROWS_PER_SCRIPT_CALL]]
+            )
         return commands
 
     def _start(self, layout: Layout, keys: list[bytes], blobs: list[bytes]) -> _InFlight:
@@ -481,7 +498,7 @@ class RedisOnlineStore(OnlineStore):
                 return self.client.execute_command("MGET", *keys)
             pipe = self.client.pipeline(transaction=False)
             for i in range(0, len(keys), _KEYS_PER_MGET):
-                pipe.execute_command("MGET", *keys[i:i + _KEYS_PER_MGET])
+                pipe.execute_command("MGET", *keys[i : i + _KEYS_PER_MGET])
             return [blob for part in pipe.execute() for blob in part]
         except _UNAVAILABLE as e:
             raise self._unavailable(e) from e
@@ -492,8 +509,12 @@ class RedisOnlineStore(OnlineStore):
         client = self._async_clients.get(loop)
         if client is None:
             client = redis.asyncio.Redis.from_url(
-                self.url, retry=redis.asyncio.retry.Retry(
-                    NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)), **self._options)
+                self.url,
+                retry=redis.asyncio.retry.Retry(
+                    NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)
+                ),
+                **self._options,
+            )
             self._async_clients[loop] = client
         return client
 
@@ -520,8 +541,14 @@ class RedisOnlineStore(OnlineStore):
             conn.close()
         return self._replies(pool, payload, n, None, None)
 
-    async def _replies(self, pool: list[_RawConnection], payload: bytes, n: int, conn: _RawConnection | None,
-                       sent: asyncio.Future[list[Any]] | None) -> list[bytes | None]:
+    async def _replies(
+        self,
+        pool: list[_RawConnection],
+        payload: bytes,
+        n: int,
+        conn: _RawConnection | None,
+        sent: asyncio.Future[list[Any]] | None,
+    ) -> list[bytes | None]:
         """The blobs of the MGETs in `payload` (n replies), already `sent` on the idle connection `conn`
         or (None) sent on a new connection now; a reused connection found stale is retried once on a new one."""
         reused = conn is not None
@@ -582,7 +609,7 @@ class RedisOnlineStore(OnlineStore):
                 return await client.execute_command("MGET", *keys)
             pipe = client.pipeline(transaction=False)
             for i in range(0, len(keys), _KEYS_PER_MGET):
-                pipe.execute_command("MGET", *keys[i:i + _KEYS_PER_MGET])
+                pipe.execute_command("MGET", *keys[i : i + _KEYS_PER_MGET])
             return [blob for part in await pipe.execute() for blob in part]
         except _UNAVAILABLE as e:
             raise self._unavailable(e) from e

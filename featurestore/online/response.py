@@ -47,8 +47,13 @@ class OnlineResponse:
 
     __slots__ = ("entity_columns", "feature_columns", "_blocks", "_statuses", "_event_timestamps", "_dtypes")
 
-    def __init__(self, entity_columns: dict[str, list[Any]], feature_columns: dict[str, list[Any]],
-                 blocks: list[Block], dtypes: dict[str, ValueType]):
+    def __init__(
+        self,
+        entity_columns: dict[str, list[Any]],
+        feature_columns: dict[str, list[Any]],
+        blocks: list[Block],
+        dtypes: dict[str, ValueType],
+    ):
         self.entity_columns = entity_columns
         self.feature_columns = feature_columns
         self._blocks = blocks  # statuses and event times per view, shared by its features
@@ -95,7 +100,9 @@ class OnlineResponse:
             self._event_timestamps = out
         return self._event_timestamps
 
-    def to_dict(self, include_status: bool = False, include_event_timestamps: bool = False) -> dict[str, list[Any]]:
+    def to_dict(
+        self, include_status: bool = False, include_event_timestamps: bool = False
+    ) -> dict[str, list[Any]]:
         """{column: [values]}: join keys, then each feature (optionally with its status and event time)."""
         if not (include_status or include_event_timestamps):
             return {**self.entity_columns, **self.feature_columns}
@@ -117,7 +124,9 @@ class OnlineResponse:
             dtype = self._dtypes.get(name)
             if dtype is not None:
                 arrays[name] = pa.array(values, type=dtype.to_arrow())
-            elif name.endswith(EVENT_TIMESTAMP_SUFFIX) and name[: -len(EVENT_TIMESTAMP_SUFFIX)] in self._dtypes:
+            elif (
+                name.endswith(EVENT_TIMESTAMP_SUFFIX) and name[: -len(EVENT_TIMESTAMP_SUFFIX)] in self._dtypes
+            ):
                 arrays[name] = pa.array(values, type=pa.timestamp("us", tz="UTC"))
             else:
                 arrays[name] = pa.array(values)

@@ -33,8 +33,10 @@ CREATE TABLE IF NOT EXISTS feature_rows (key BLOB PRIMARY KEY, ts INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS layouts (prefix BLOB NOT NULL, id INTEGER NOT NULL, layout BLOB NOT NULL,
     PRIMARY KEY (prefix, id)) WITHOUT ROWID;
 """
-_UPSERT = ("INSERT INTO feature_rows (key, ts, value) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
-           "ts = excluded.ts, value = excluded.value WHERE excluded.ts >= feature_rows.ts")
+_UPSERT = (
+    "INSERT INTO feature_rows (key, ts, value) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+    "ts = excluded.ts, value = excluded.value WHERE excluded.ts >= feature_rows.ts"
+)
 _MAX_PARAMS = 30_000  # below SQLite's default limit of 32,766 bound parameters
 
 
@@ -105,7 +107,9 @@ class SqliteOnlineStore(OnlineStore):
 
     def _save_layout(self, con: sqlite3.Connection, layout: Layout) -> None:
         if layout.id not in self._layouts_saved:
-            con.execute("INSERT OR IGNORE INTO layouts VALUES (?, ?, ?)", (self.key_prefix, layout.id, layout.encoded))
+            con.execute(
+                "INSERT OR IGNORE INTO layouts VALUES (?, ?, ?)", (self.key_prefix, layout.id, layout.encoded)
+            )
             self._layouts_saved.add(layout.id)
 
     def read(self, keys: Sequence[bytes]) -> list[bytes | None]:
@@ -121,7 +125,7 @@ class SqliteOnlineStore(OnlineStore):
                 con.execute("BEGIN")
                 try:
                     for i in range(0, n, _MAX_PARAMS):
-                        chunk = keys[i:i + _MAX_PARAMS]
+                        chunk = keys[i : i + _MAX_PARAMS]
                         found.update(con.execute(self._select(len(chunk)), chunk).fetchall())
                 finally:
                     con.execute("COMMIT")
@@ -140,9 +144,14 @@ class SqliteOnlineStore(OnlineStore):
 
     def read_layouts(self, layout_ids: Iterable[int]) -> dict[int, bytes]:
         ids = list(layout_ids)
-        rows = self._con().execute(
-            f"SELECT id, layout FROM layouts WHERE prefix = ? AND id IN ({','.join('?' * len(ids))})",
-            (self.key_prefix, *ids)).fetchall()
+        rows = (
+            self._con()
+            .execute(
+                f"SELECT id, layout FROM layouts WHERE prefix = ? AND id IN ({','.join('?' * len(ids))})",
+                (self.key_prefix, *ids),
+            )
+            .fetchall()
+        )
         return dict(rows)
 
     def delete_view(self, view_name: str) -> None:

@@ -15,15 +15,18 @@ from ..auth import require
 from ..schemas import ERRORS, AuditList
 from ..state import State
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require("admin"))],
-                   responses=ERRORS(401, 403, 422))
+router = APIRouter(
+    prefix="/admin", tags=["admin"], dependencies=[Depends(require("admin"))], responses=ERRORS(401, 403, 422)
+)
 
 
 @router.get("/audit", response_model=AuditList, summary="The audit trail, newest first")
 async def audit_log(
     request: Request,
     state: State,
-    action: Annotated[str | None, Query(max_length=100, description="Only entries of this action, e.g. push")] = None,
+    action: Annotated[
+        str | None, Query(max_length=100, description="Only entries of this action, e.g. push")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many entries")] = 100,
 ) -> AuditList:
     entries = await run_in_threadpool(state.store.registry.audit_log, action, limit)

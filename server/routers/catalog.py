@@ -29,8 +29,9 @@ from ..schemas import (
 )
 from ..state import ServerState, State
 
-router = APIRouter(prefix="/catalog", tags=["catalog"], dependencies=[Depends(require("read"))],
-                   responses=ERRORS(401, 403))
+router = APIRouter(
+    prefix="/catalog", tags=["catalog"], dependencies=[Depends(require("read"))], responses=ERRORS(401, 403)
+)
 
 
 def _catalog(state: ServerState) -> Catalog:
@@ -41,26 +42,44 @@ def _catalog(state: ServerState) -> Catalog:
 
 
 def _entity(entity) -> EntityInfo:
-    return EntityInfo(name=entity.name, join_keys=list(entity.join_keys), description=entity.description,
-                      owner=entity.owner, tags=dict(entity.tags))
+    return EntityInfo(
+        name=entity.name,
+        join_keys=list(entity.join_keys),
+        description=entity.description,
+        owner=entity.owner,
+        tags=dict(entity.tags),
+    )
 
 
 def _view(view: FeatureView, registry: Registry, watermarks: dict) -> ViewInfo:
     last = registry.last_materialization(view.name)
     return ViewInfo(
-        name=view.name, entities=[e.name for e in view.entities], join_keys=list(view.join_keys),
+        name=view.name,
+        entities=[e.name for e in view.entities],
+        join_keys=list(view.join_keys),
         features=[FieldInfo(name=f.name, dtype=f.dtype.to_spec()) for f in view.features],
-        source=view.source.name, push=isinstance(view.source, PushSource),
-        ttl_seconds=view.ttl.total_seconds() if view.ttl is not None else None, online=view.online,
-        description=view.description, owner=view.owner, tags=dict(view.tags),
-        freshness=Freshness(watermark=watermarks.get(view.name),
-                            last_materialization=MaterializationInfo(**last) if last else None),
+        source=view.source.name,
+        push=isinstance(view.source, PushSource),
+        ttl_seconds=view.ttl.total_seconds() if view.ttl is not None else None,
+        online=view.online,
+        description=view.description,
+        owner=view.owner,
+        tags=dict(view.tags),
+        freshness=Freshness(
+            watermark=watermarks.get(view.name),
+            last_materialization=MaterializationInfo(**last) if last else None,
+        ),
     )
 
 
 def _service(service) -> ServiceInfo:
-    return ServiceInfo(name=service.name, features=service.refs, description=service.description,
-                       owner=service.owner, tags=dict(service.tags))
+    return ServiceInfo(
+        name=service.name,
+        features=service.refs,
+        description=service.description,
+        owner=service.owner,
+        tags=dict(service.tags),
+    )
 
 
 @router.get("/entities", response_model=EntityList, summary="Entities and their join keys")
@@ -83,8 +102,12 @@ def views(state: State) -> ViewList:
     return ViewList(views=[_view(v, registry, watermarks) for _, v in sorted(_catalog(state).views.items())])
 
 
-@router.get("/views/{name}", response_model=ViewInfo, summary="One feature view with its freshness",
-            responses=ERRORS(404))
+@router.get(
+    "/views/{name}",
+    response_model=ViewInfo,
+    summary="One feature view with its freshness",
+    responses=ERRORS(404),
+)
 def view(name: str, state: State) -> ViewInfo:
     registry = state.store.registry
     return _view(_catalog(state).view(name), registry, registry.watermarks())
@@ -95,6 +118,8 @@ def services(state: State) -> ServiceList:
     return ServiceList(services=[_service(s) for _, s in sorted(_catalog(state).services.items())])
 
 
-@router.get("/services/{name}", response_model=ServiceInfo, summary="One feature service", responses=ERRORS(404))
+@router.get(
+    "/services/{name}", response_model=ServiceInfo, summary="One feature service", responses=ERRORS(404)
+)
 def service(name: str, state: State) -> ServiceInfo:
     return _service(_catalog(state).service(name))

@@ -42,6 +42,7 @@ from ..state import ServerState
 
 router = APIRouter(tags=["features"])
 
+
 def check_batch(rows: list[Any] | dict[str, list[Any]], limit: int, what: str) -> int:
     """The number of rows of a rows-or-columns body; 413 over `limit`, 422 for ragged columns."""
     if isinstance(rows, list):
@@ -53,8 +54,9 @@ def check_batch(rows: list[Any] | dict[str, list[Any]], limit: int, what: str) -
             detail = ", ".join(f"'{k}' has {v}" for k, v in lengths.items())
             raise HTTPException(422, f"{what} columns must have the same length: {detail}")
     if n > limit:
-        raise HTTPException(413, f"{n} {what} rows in one request; the limit is {limit} (max_batch_rows): "
-                                 "split the batch")
+        raise HTTPException(
+            413, f"{n} {what} rows in one request; the limit is {limit} (max_batch_rows): split the batch"
+        )
     return n
 
 
@@ -74,8 +76,9 @@ async def lookup_answer(state: ServerState, body: bytes) -> bytes:
     else:
         if early is not None:
             early[1].discard()
-        lookup = state.store.get_online_features_async(request.features, request.entities,
-                                                       full_feature_names=request.full_feature_names)
+        lookup = state.store.get_online_features_async(
+            request.features, request.entities, full_feature_names=request.full_feature_names
+        )
     bound = state.store.online_store.async_read_bound
     if bound is not None and bound <= state.lookup_timeout:  # it answers (or raises a 503) in time by itself
         response = await lookup
@@ -115,14 +118,19 @@ async def _within(state: ServerState, lookup: Awaitable[Any]) -> Any:
             return await lookup
     except asyncio.TimeoutError:
         state.metrics.online_store_errors.labels("timeout").inc()
-        raise HTTPException(503, f"the online store did not answer within {state.lookup_timeout:g}s; retry later"
-                            ) from None
+        raise HTTPException(
+            503, f"the online store did not answer within {state.lookup_timeout:g}s; retry later"
+        ) from None
 
 
 @router.post(
-    "/features/online", response_model=OnlineFeaturesResponse, summary="Look up the latest feature values",
-    dependencies=[Depends(require("read"))], responses=ERRORS(401, 403, 404, 413, 422, 503),
-    openapi_extra=request_body(OnlineFeaturesRequest))
+    "/features/online",
+    response_model=OnlineFeaturesResponse,
+    summary="Look up the latest feature values",
+    dependencies=[Depends(require("read"))],
+    responses=ERRORS(401, 403, 404, 413, 422, 503),
+    openapi_extra=request_body(OnlineFeaturesRequest),
+)
 @answers_bytes(lookup_answer)
 async def online_features(request: Request) -> Response:
     # The hot path: the body is parsed by pydantic-core straight from bytes, state read off the app.

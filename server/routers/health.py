@@ -30,8 +30,14 @@ async def health() -> Health:
     return Health(status="ok")
 
 
-@router.get("/ready", response_model=Ready, summary="Readiness: definitions applied and online store reachable",
-            responses={503: {"model": ErrorBody, "description": "Not ready: online store unreachable or nothing applied"}})
+@router.get(
+    "/ready",
+    response_model=Ready,
+    summary="Readiness: definitions applied and online store reachable",
+    responses={
+        503: {"model": ErrorBody, "description": "Not ready: online store unreachable or nothing applied"}
+    },
+)
 async def ready(state: State) -> Ready | Response:
     store = state.store
     try:
@@ -41,7 +47,9 @@ async def ready(state: State) -> Ready | Response:
         await asyncio.wait_for(online.read_async([online.key_prefix + READY_PROBE_KEY]), state.lookup_timeout)
     except asyncio.TimeoutError:
         state.metrics.online_store_errors.labels("timeout").inc()
-        return error_response(503, f"not ready: the online store did not answer within {state.lookup_timeout:g}s")
+        return error_response(
+            503, f"not ready: the online store did not answer within {state.lookup_timeout:g}s"
+        )
     except FeatureStoreError as e:
         return error_response(503, f"not ready: {e}")
     except Exception as e:  # a probe answers "not ready", whatever went wrong; details go to the log
@@ -50,9 +58,15 @@ async def ready(state: State) -> Ready | Response:
     return Ready(status="ready", online_store=store.config.online.type, feature_views=views)
 
 
-@router.get("/metrics", summary="Prometheus metrics (text format)", dependencies=[Depends(require("read"))],
-            response_class=Response,
-            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics"},
-                       **ERRORS(401, 403)})
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (text format)",
+    dependencies=[Depends(require("read"))],
+    response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics"},
+        **ERRORS(401, 403),
+    },
+)
 async def metrics(state: State) -> Response:
     return Response(state.metrics.render(), media_type=state.metrics.content_type)

@@ -44,7 +44,10 @@ from ..state import ServerState, State
 from .features import check_batch
 
 # Most specific first: a model that cannot be loaded is the server's trouble, not the client's.
-for _entry in ((ModelRegistryError, 422), (ModelUnavailable, 503)):  # inserted in front: ends up in this order reversed
+for _entry in (
+    (ModelRegistryError, 422),
+    (ModelUnavailable, 503),
+):  # inserted in front: ends up in this order reversed
     if _entry not in ERROR_STATUS:
         ERROR_STATUS.insert(0, _entry)
 
@@ -78,10 +81,12 @@ def model_server(request: Request) -> ModelServer:
 async def require_models(principal: Annotated[Principal, Depends(require("read"))]) -> Principal:
     """Admit callers with the `admin` role or the `models` role (model management without other admin rights)."""
     if principal.role not in MODEL_ROLES:
-        raise HTTPException(403, f"API key '{principal.name}' has role '{principal.role}'; "
-                                 "managing models needs 'admin' or 'models'")
+        raise HTTPException(
+            403,
+            f"API key '{principal.name}' has role '{principal.role}'; "
+            "managing models needs 'admin' or 'models'",
+        )
     return principal
-
 
 
 # -- predict ---------------------------------------------------------------------------------------
@@ -90,15 +95,22 @@ async def require_models(principal: Annotated[Principal, Depends(require("read")
 class PredictRequest(BaseModel):
     """Entity rows to predict for, with any request-time values the model takes."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"entities": [{"driver_id": 1001}, {"driver_id": 1002}]},
-        {"entities": {"driver_id": [1001], "distance": [12.5]}, "return_features": True},
-    ]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"entities": [{"driver_id": 1001}, {"driver_id": 1002}]},
+                {"entities": {"driver_id": [1001], "distance": [12.5]}, "return_features": True},
+            ]
+        },
+    )
 
     entities: Entities = Field(description="Join keys (and request-time values): rows or columns")
     return_features: bool = Field(False, description="Add the feature values the model was given")
     probabilities: bool = Field(False, description="Add predict_proba (classifiers)")
-    request_id: str | None = Field(None, max_length=200, description="Your id for this request (logged); default: a new one")
+    request_id: str | None = Field(
+        None, max_length=200, description="Your id for this request (logged); default: a new one"
+    )
 
 
 class PredictResponse(BaseModel):
@@ -107,8 +119,12 @@ class PredictResponse(BaseModel):
     request_id: str
     predictions: list[Any]
     probabilities: list[list[float]] | None = None
-    features: dict[str, list[Any]] | None = Field(None, description="Input column -> values, in the model's order")
-    missing: list[list[str]] | None = Field(None, description="Per row: inputs that were missing and got a default/null")
+    features: dict[str, list[Any]] | None = Field(
+        None, description="Input column -> values, in the model's order"
+    )
+    missing: list[list[str]] | None = Field(
+        None, description="Per row: inputs that were missing and got a default/null"
+    )
 
 
 async def _bounded(coro: Any, seconds: float) -> Any:
@@ -117,12 +133,27 @@ async def _bounded(coro: Any, seconds: float) -> Any:
 
 
 _PREDICT_PARAMETERS = [
-    {"name": "ref", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 300},
-     "description": "`name`, `name@alias` or `name@3` (plain `name`: its production alias, else its latest version)"},
-    {"name": "version", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1},
-     "description": "A version number"},
-    {"name": "alias", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 100},
-     "description": "An alias, e.g. production"},
+    {
+        "name": "ref",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "maxLength": 300},
+        "description": "`name`, `name@alias` or `name@3` (plain `name`: its production alias, else its latest version)",
+    },
+    {
+        "name": "version",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1},
+        "description": "A version number",
+    },
+    {
+        "name": "alias",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 100},
+        "description": "An alias, e.g. production",
+    },
 ]
 
 
@@ -135,15 +166,22 @@ def _selector(request: Request) -> tuple[str, int | None, str | None]:
         raise HTTPException(422, "model reference too long (name@alias: at most 300 characters, alias 100)")
     if version is not None:
         if not version.isdigit() or not 1 <= int(version) <= MAX_VERSION:
-            raise HTTPException(422, f"query parameter version must be a whole number from 1 to {MAX_VERSION}, "
-                                     f"got {version!r}")
+            raise HTTPException(
+                422,
+                f"query parameter version must be a whole number from 1 to {MAX_VERSION}, got {version!r}",
+            )
         return ref, int(version), alias
     return ref, None, alias
 
 
-@router.post("/models/{ref}/predict", response_model=PredictResponse, summary="Predict with a model",
-             dependencies=[Depends(require("read"))], responses=ERRORS(401, 403, 404, 413, 422, 503),
-             openapi_extra={**request_body(PredictRequest), "parameters": _PREDICT_PARAMETERS})
+@router.post(
+    "/models/{ref}/predict",
+    response_model=PredictResponse,
+    summary="Predict with a model",
+    dependencies=[Depends(require("read"))],
+    responses=ERRORS(401, 403, 404, 413, 422, 503),
+    openapi_extra={**request_body(PredictRequest), "parameters": _PREDICT_PARAMETERS},
+)
 async def predict(request: Request) -> Response:
     # The hot path, written like POST /features/online: the endpoint takes only the request (FastAPI's
     # per-parameter work costs more than the model server itself), the body is parsed from bytes.
@@ -152,16 +190,28 @@ async def predict(request: Request) -> Response:
     state: ServerState = request.app.state.fs
     server = model_server(request)
     check_batch(body.entities, state.max_batch_rows, "entity")
-    if server.cached(ref, version, alias) is None:  # first use: load the model before the lookup's clock starts
+    if (
+        server.cached(ref, version, alias) is None
+    ):  # first use: load the model before the lookup's clock starts
         await run_in_threadpool(server.get, ref, version, alias)
     try:
-        out = await _bounded(server.predict_async(ref, body.entities, version=version, alias=alias,
-                                                  return_features=body.return_features,
-                                                  probabilities=body.probabilities, request_id=body.request_id),
-                             state.lookup_timeout)
+        out = await _bounded(
+            server.predict_async(
+                ref,
+                body.entities,
+                version=version,
+                alias=alias,
+                return_features=body.return_features,
+                probabilities=body.probabilities,
+                request_id=body.request_id,
+            ),
+            state.lookup_timeout,
+        )
     except (asyncio.TimeoutError, TimeoutError):
         state.metrics.online_store_errors.labels("timeout").inc()
-        return error_response(503, f"the online store did not answer within {state.lookup_timeout:g}s; retry later")
+        return error_response(
+            503, f"the online store did not answer within {state.lookup_timeout:g}s; retry later"
+        )
     out["predictions"] = finite(out["predictions"])
     if "features" in out:
         out["features"] = {k: finite(v) for k, v in out["features"].items()}
@@ -225,17 +275,31 @@ def _info(mv: Any) -> ModelVersionInfo:
     return ModelVersionInfo(**d)
 
 
-@router.get("/catalog/models", response_model=ModelList, summary="Registered models", tags=["catalog"],
-            dependencies=[Depends(require("read"))], responses=ERRORS(401, 403))
+@router.get(
+    "/catalog/models",
+    response_model=ModelList,
+    summary="Registered models",
+    tags=["catalog"],
+    dependencies=[Depends(require("read"))],
+    responses=ERRORS(401, 403),
+)
 def list_models(state: State) -> ModelList:
     return ModelList(models=[ModelSummary(**m) for m in state.store.models.list()])
 
 
-@router.get("/catalog/models/{name}", response_model=ModelDetail, summary="One model, its versions and aliases",
-            tags=["catalog"], dependencies=[Depends(require("read"))], responses=ERRORS(401, 403, 404, 422))
+@router.get(
+    "/catalog/models/{name}",
+    response_model=ModelDetail,
+    summary="One model, its versions and aliases",
+    tags=["catalog"],
+    dependencies=[Depends(require("read"))],
+    responses=ERRORS(401, 403, 404, 422),
+)
 def get_model(name: Annotated[str, Path(max_length=200)], state: State) -> ModelDetail:
     models = state.store.models
-    return ModelDetail(name=name, versions=[_info(v) for v in models.versions(name)], aliases=models.aliases(name))
+    return ModelDetail(
+        name=name, versions=[_info(v) for v in models.versions(name)], aliases=models.aliases(name)
+    )
 
 
 # -- managing models ---------------------------------------------------------------------------------
@@ -246,29 +310,52 @@ class AliasRequest(BaseModel):
     version: int = Field(ge=1, le=MAX_VERSION, description="The version the alias points at from now on")
 
 
-@router.put("/models/{name}/aliases/{alias}", response_model=ModelVersionInfo, summary="Point an alias at a version",
-            dependencies=[Depends(require_models)], responses=ERRORS(401, 403, 404, 422),
-            openapi_extra=request_body(AliasRequest))
-async def set_alias(name: Annotated[str, Path(max_length=200)], alias: Annotated[str, Path(max_length=100)],
-                    request: Request, state: State,
-                    principal: Annotated[Principal, Depends(require_models)]) -> ModelVersionInfo:
+@router.put(
+    "/models/{name}/aliases/{alias}",
+    response_model=ModelVersionInfo,
+    summary="Point an alias at a version",
+    dependencies=[Depends(require_models)],
+    responses=ERRORS(401, 403, 404, 422),
+    openapi_extra=request_body(AliasRequest),
+)
+async def set_alias(
+    name: Annotated[str, Path(max_length=200)],
+    alias: Annotated[str, Path(max_length=100)],
+    request: Request,
+    state: State,
+    principal: Annotated[Principal, Depends(require_models)],
+) -> ModelVersionInfo:
     body = await parse_body(request, AliasRequest)  # bad JSON is a 422 like every other body
     # the app's model server hears of the move and loads the new version before this returns
     mv = await run_in_threadpool(state.store.models.set_alias, name, alias, body.version, principal.name)
     return _info(mv)
 
 
-@router.delete("/models/{name}/aliases/{alias}", status_code=204, summary="Remove an alias",
-               dependencies=[Depends(require_models)], responses=ERRORS(401, 403, 404, 422))
-async def delete_alias(name: Annotated[str, Path(max_length=200)], alias: Annotated[str, Path(max_length=100)],
-                       state: State, principal: Annotated[Principal, Depends(require_models)]) -> Response:
+@router.delete(
+    "/models/{name}/aliases/{alias}",
+    status_code=204,
+    summary="Remove an alias",
+    dependencies=[Depends(require_models)],
+    responses=ERRORS(401, 403, 404, 422),
+)
+async def delete_alias(
+    name: Annotated[str, Path(max_length=200)],
+    alias: Annotated[str, Path(max_length=100)],
+    state: State,
+    principal: Annotated[Principal, Depends(require_models)],
+) -> Response:
     await run_in_threadpool(state.store.models.delete_alias, name, alias, principal.name)
     return Response(status_code=204)
 
 
-@router.post("/models/{name}/versions", response_model=ModelVersionInfo, status_code=201,
-             summary="Register a new version from a .skops or .onnx file (request body)",
-             dependencies=[Depends(require_models)], responses=ERRORS(401, 403, 404, 413, 422))
+@router.post(
+    "/models/{name}/versions",
+    response_model=ModelVersionInfo,
+    status_code=201,
+    summary="Register a new version from a .skops or .onnx file (request body)",
+    dependencies=[Depends(require_models)],
+    responses=ERRORS(401, 403, 404, 413, 422),
+)
 async def register(
     name: Annotated[str, Path(max_length=200)],
     request: Request,
@@ -284,14 +371,37 @@ async def register(
     data = await request.body()
     if not data:
         raise HTTPException(422, f"the request body must be the model file ({format})")
-    mv = await run_in_threadpool(_register, state, name, data, format, feature_service, training_set, description,
-                                 missing_policy, request_features, principal.name)
-    await audit.record(request, "model_register_http", f"model:{name}", {"version": mv.version, "format": format})
+    mv = await run_in_threadpool(
+        _register,
+        state,
+        name,
+        data,
+        format,
+        feature_service,
+        training_set,
+        description,
+        missing_policy,
+        request_features,
+        principal.name,
+    )
+    await audit.record(
+        request, "model_register_http", f"model:{name}", {"version": mv.version, "format": format}
+    )
     return _info(mv)
 
 
-def _register(state: ServerState, name: str, data: bytes, fmt: str, feature_service: str, training_set: str | None,
-              description: str, missing_policy: str, request_features: list[str], actor: str) -> Any:
+def _register(
+    state: ServerState,
+    name: str,
+    data: bytes,
+    fmt: str,
+    feature_service: str,
+    training_set: str | None,
+    description: str,
+    missing_policy: str,
+    request_features: list[str],
+    actor: str,
+) -> Any:
     if fmt == "skops":
         import skops.io as sio
 
@@ -300,7 +410,8 @@ def _register(state: ServerState, name: str, data: bytes, fmt: str, feature_serv
             if untrusted:
                 raise ModelRegistryError(
                     f"the skops file holds types skops does not trust by default {untrusted}: register it from "
-                    "Python (store.models.register) where you can decide to trust them")
+                    "Python (store.models.register) where you can decide to trust them"
+                )
             model = sio.loads(data, trusted=[])
         except ModelRegistryError:
             raise
@@ -308,6 +419,13 @@ def _register(state: ServerState, name: str, data: bytes, fmt: str, feature_serv
             raise ModelRegistryError(f"the request body is not a readable skops file: {e}") from None
     else:
         model = data
-    return state.store.models.register(name, model, feature_service=feature_service, training_set=training_set,
-                                       description=description, missing_policy=missing_policy,
-                                       request_features=request_features, actor=actor)
+    return state.store.models.register(
+        name,
+        model,
+        feature_service=feature_service,
+        training_set=training_set,
+        description=description,
+        missing_policy=missing_policy,
+        request_features=request_features,
+        actor=actor,
+    )

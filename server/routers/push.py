@@ -74,9 +74,14 @@ def _push(store: FeatureStore, source: str, rows: Any, to: str) -> int:
     return store.push(source, to_table(rows, column_types(store, source)), to=to)
 
 
-@router.post("/push/{source}", response_model=PushResponse, summary="Push rows to a push source's feature views",
-             dependencies=[Depends(require("write"))], responses=ERRORS(401, 403, 404, 413, 422, 503),
-             openapi_extra=request_body(PushRequest))
+@router.post(
+    "/push/{source}",
+    response_model=PushResponse,
+    summary="Push rows to a push source's feature views",
+    dependencies=[Depends(require("write"))],
+    responses=ERRORS(401, 403, 404, 413, 422, 503),
+    openapi_extra=request_body(PushRequest),
+)
 async def push(source: Annotated[str, Path(max_length=200)], request: Request, state: State) -> PushResponse:
     body = await parse_body(request, PushRequest)  # one pass in pydantic-core; bad UTF-8 or JSON is a 422
     n = check_batch(body.rows, state.max_batch_rows, "pushed")

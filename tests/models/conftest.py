@@ -49,20 +49,26 @@ def stats_rows(hours: int = 48, shift: float = 0.0) -> pa.Table:
             conv.append(round(float(rng.random()) + shift, 6))
             acc.append(round(float(rng.random()), 6))
             trips.append(int(rng.integers(0, 100)))
-    return pa.table({
-        "driver_id": pa.array(ids, pa.int64()),
-        "event_timestamp": pa.array(ts, pa.timestamp("us", tz="UTC")),
-        "created": pa.array([t + timedelta(minutes=5) for t in ts], pa.timestamp("us", tz="UTC")),
-        "conv_rate": pa.array(conv, pa.float64()),
-        "acc_rate": pa.array(acc, pa.float64()),
-        "trips": pa.array(trips, pa.int64()),
-    })
+    return pa.table(
+        {
+            "driver_id": pa.array(ids, pa.int64()),
+            "event_timestamp": pa.array(ts, pa.timestamp("us", tz="UTC")),
+            "created": pa.array([t + timedelta(minutes=5) for t in ts], pa.timestamp("us", tz="UTC")),
+            "conv_rate": pa.array(conv, pa.float64()),
+            "acc_rate": pa.array(acc, pa.float64()),
+            "trips": pa.array(trips, pa.int64()),
+        }
+    )
 
 
-def build_store(root: Path, online: str = "sqlite", redis_url: str | None = None, config: str = "") -> FeatureStore:
+def build_store(
+    root: Path, online: str = "sqlite", redis_url: str | None = None, config: str = ""
+) -> FeatureStore:
     """The driver repo in `root`, applied and materialized up to now."""
     if online == "redis":
-        cfg = f'[online]\ntype = "redis"\nurl = "{redis_url}"\nkey_prefix = "fstest-{uuid.uuid4().hex[:10]}"\n'
+        cfg = (
+            f'[online]\ntype = "redis"\nurl = "{redis_url}"\nkey_prefix = "fstest-{uuid.uuid4().hex[:10]}"\n'
+        )
     else:
         cfg = '[online]\ntype = "sqlite"\npath = "data/online.db"\n'
     make_repo(root, {"features.py": DEFINITIONS}, {"data/stats.parquet": stats_rows()}, config=cfg + config)

@@ -11,15 +11,30 @@ from featurestore.cli import cli
 
 
 def run(store, *args):
-    result = CliRunner().invoke(cli, ["--repo", str(store.repo_path), "models", *args], catch_exceptions=False,
-                                env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        cli, ["--repo", str(store.repo_path), "models", *args], catch_exceptions=False, env={"COLUMNS": "200"}
+    )
     return result.exit_code, result.output
 
 
 def test_models_cli_round_trip(store, linear_model, tmp_path):
     sio.dump(linear_model, tmp_path / "eta.skops")
-    code, out = run(store, "register", "eta", str(tmp_path / "eta.skops"), "-s", "driver_activity",
-                    "--metric", "mae=1.5", "--tag", "team=rides", "--default", "trips=0", "--alias", "staging")
+    code, out = run(
+        store,
+        "register",
+        "eta",
+        str(tmp_path / "eta.skops"),
+        "-s",
+        "driver_activity",
+        "--metric",
+        "mae=1.5",
+        "--tag",
+        "team=rides",
+        "--default",
+        "trips=0",
+        "--alias",
+        "staging",
+    )
     assert code == 0, out
     assert "Registered eta version 1 (sklearn/skops" in out and "eta@staging -> version 1" in out
     code, out = run(store, "register", "eta", str(tmp_path / "eta.skops"), "-s", "driver_activity")
@@ -42,7 +57,12 @@ def test_models_cli_round_trip(store, linear_model, tmp_path):
     code, out = run(store, "show", "eta")
     assert code == 0 and "driver_activity" in out
     code, out = run(store, "history", "eta")
-    assert code == 0 and "registered version 2" in out and "production -> 1 (was 2)" in out and "removed staging" in out
+    assert (
+        code == 0
+        and "registered version 2" in out
+        and "production -> 1 (was 2)" in out
+        and "removed staging" in out
+    )
 
 
 def test_models_cli_errors_are_one_line(store, linear_model, tmp_path):

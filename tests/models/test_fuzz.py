@@ -18,8 +18,12 @@ from server import create_app  # noqa: E402
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 ADMIN_KEY = "admin-key-0123456789"
-CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
-          checks.response_schema_conformance]
+CHECKS = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+]
 EXAMPLES = 30
 
 
@@ -28,7 +32,9 @@ def fuzz_server(tmp_path_factory, redis_server):
     from sklearn.linear_model import LogisticRegression
 
     config = f'[server]\nmax_batch_rows = 50\n[[server.api_keys]]\nname = "boss"\nrole = "admin"\nkey = "{ADMIN_KEY}"\n'
-    store = build_store(tmp_path_factory.mktemp("fuzz-models"), "redis", redis_url=redis_server.url, config=config)
+    store = build_store(
+        tmp_path_factory.mktemp("fuzz-models"), "redis", redis_url=redis_server.url, config=config
+    )
     df, y = training_frame()
     model = LogisticRegression().fit(df, y > y.median())
     store.models.register("eta", model, feature_service="driver_activity", missing_policy="null")
@@ -49,7 +55,9 @@ def test_fuzzed_model_requests_get_no_5xx_and_match_the_schema(fuzz_server, mode
     failures = []
 
     def fuzz(op):
-        @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         @given(case=op.as_strategy(generation_mode=GenerationMode(mode)))
         def run(case):
             response = case.call(base_url=fuzz_server.url, headers={"X-API-Key": ADMIN_KEY}, timeout=10)

@@ -20,8 +20,12 @@ from tests.server.conftest import LiveServer
 
 pytestmark = pytest.mark.redis
 
-KEYS = {"reader": ("read", "read-key-0123456789"), "writer": ("write", "write-key-0123456789"),
-        "boss": ("admin", "admin-key-0123456789"), "ml": ("models", "models-key-0123456789")}
+KEYS = {
+    "reader": ("read", "read-key-0123456789"),
+    "writer": ("write", "write-key-0123456789"),
+    "boss": ("admin", "admin-key-0123456789"),
+    "ml": ("models", "models-key-0123456789"),
+}
 
 
 def app_for(store, **options):
@@ -31,9 +35,12 @@ def app_for(store, **options):
 
 @pytest.fixture(scope="module")
 def redis_store(tmp_path_factory, redis_server):
-    keys = "".join(f'[[server.api_keys]]\nname = "{n}"\nrole = "{r}"\nkey = "{k}"\n' for n, (r, k) in KEYS.items())
-    store = build_store(tmp_path_factory.mktemp("http-repo"), "redis", redis_url=redis_server.url,
-                        config="[server]\n" + keys)
+    keys = "".join(
+        f'[[server.api_keys]]\nname = "{n}"\nrole = "{r}"\nkey = "{k}"\n' for n, (r, k) in KEYS.items()
+    )
+    store = build_store(
+        tmp_path_factory.mktemp("http-repo"), "redis", redis_url=redis_server.url, config="[server]\n" + keys
+    )
     yield store
     store.close()
 
@@ -58,14 +65,20 @@ def test_predict_over_http_is_the_model_on_the_online_features(redis_store, live
     redis_store.models.set_alias("eta_http", "production", mv.version)
     drivers = [5, 2, 17, 5]
     with live.client(headers=auth("reader")) as client:
-        r = client.post("/models/eta_http@production/predict",
-                        json={"entities": [{"driver_id": d} for d in drivers], "return_features": True})
+        r = client.post(
+            "/models/eta_http@production/predict",
+            json={"entities": [{"driver_id": d} for d in drivers], "return_features": True},
+        )
         assert r.status_code == 200, r.text
         body = r.json()
-        by_query = client.post("/models/eta_http/predict", params={"version": mv.version},
-                               json={"entities": {"driver_id": drivers}}).json()
-    online = redis_store.get_online_features([f"driver_stats:{c}" for c in FEATURES],
-                                             [{"driver_id": d} for d in drivers]).to_dict()
+        by_query = client.post(
+            "/models/eta_http/predict",
+            params={"version": mv.version},
+            json={"entities": {"driver_id": drivers}},
+        ).json()
+    online = redis_store.get_online_features(
+        [f"driver_stats:{c}" for c in FEATURES], [{"driver_id": d} for d in drivers]
+    ).to_dict()
     expected = model.predict(pd.DataFrame({c: online[c] for c in FEATURES}))
     assert body["predictions"] == expected.tolist()  # exactly: same floats through JSON
     assert by_query["predictions"] == body["predictions"]
@@ -81,22 +94,49 @@ def test_bad_predict_requests_get_4xx_not_500(redis_store, live):
     with live.client(headers=auth("reader")) as client:
         cases = [
             ("/models/nope/predict", {"entities": [{"driver_id": 1}]}, 404, "unknown model 'nope'"),
-            ("/models/eta_bad@nope/predict", {"entities": [{"driver_id": 1}]}, 404, "alias of model 'eta_bad'"),
+            (
+                "/models/eta_bad@nope/predict",
+                {"entities": [{"driver_id": 1}]},
+                404,
+                "alias of model 'eta_bad'",
+            ),
             ("/models/eta_bad/predict", {"entities": [{"driver_id": 999}]}, 422, "NOT_FOUND"),
             ("/models/eta_bad/predict", {"entities": [{"rider": 1}]}, 422, "join key 'driver_id'"),
             ("/models/eta_bad/predict", {"entities": "x"}, 422, "entities"),
-            ("/models/eta_bad/predict", {"entities": [{"driver_id": 1}], "probabilities": True}, 422, "predict_proba"),
+            (
+                "/models/eta_bad/predict",
+                {"entities": [{"driver_id": 1}], "probabilities": True},
+                422,
+                "predict_proba",
+            ),
             # versions past SQLite's integers are a client's mistake, not a 500
-            ("/models/eta_bad@99999999999999999999999/predict", {"entities": [{"driver_id": 1}]}, 422, "version"),
-            ("/models/eta_bad/predict?version=99999999999999999999999", {"entities": [{"driver_id": 1}]}, 422,
-             "version"),
+            (
+                "/models/eta_bad@99999999999999999999999/predict",
+                {"entities": [{"driver_id": 1}]},
+                422,
+                "version",
+            ),
+            (
+                "/models/eta_bad/predict?version=99999999999999999999999",
+                {"entities": [{"driver_id": 1}]},
+                422,
+                "version",
+            ),
         ]
         # a version whose artifact was changed on disk cannot be served: the server's trouble, 503
-        mv = redis_store.models.register("eta_broken", LinearRegression().fit(df, y), feature_service="driver_activity")
+        mv = redis_store.models.register(
+            "eta_broken", LinearRegression().fit(df, y), feature_service="driver_activity"
+        )
         path = redis_store.models.artifact_path(mv)
         path.write_bytes(path.read_bytes() + b"!")
-        cases.append((f"/models/eta_broken@{mv.version}/predict", {"entities": [{"driver_id": 1}]}, 503,
-                      "modified after registration"))
+        cases.append(
+            (
+                f"/models/eta_broken@{mv.version}/predict",
+                {"entities": [{"driver_id": 1}]},
+                503,
+                "modified after registration",
+            )
+        )
         for path, body, status, message in cases:
             r = client.post(path, json=body)
             assert r.status_code == status, (path, body, r.text)
@@ -137,7 +177,9 @@ def test_hot_swap_under_concurrent_requests(redis_store, live):
                 assert r.status_code == 200, r.text
                 # the server loaded the new version before answering: the next request gets it
                 with live.client(headers=auth("reader")) as client:
-                    body = client.post("/models/swap@production/predict", json={"entities": [{"driver_id": 3}]}).json()
+                    body = client.post(
+                        "/models/swap@production/predict", json={"entities": [{"driver_id": 3}]}
+                    ).json()
                 assert body["version"] == v
         time.sleep(0.15)
     finally:
@@ -150,7 +192,13 @@ def test_hot_swap_under_concurrent_requests(redis_store, live):
     assert all(value_of[v] == p for v, p in seen)  # a version never answers with another's model
     assert {v for v, _ in seen} == set(versions)
     history = [e for e in redis_store.models.history("swap") if e["event"] == "alias_set"]
-    assert [e["version"] for e in history] == [versions[0], versions[1], versions[2], versions[0], versions[2]]
+    assert [e["version"] for e in history] == [
+        versions[0],
+        versions[1],
+        versions[2],
+        versions[0],
+        versions[2],
+    ]
     assert {e["actor"] for e in history[1:]} == {"ml"}
 
 
@@ -163,8 +211,11 @@ def test_roles_guard_model_endpoints(redis_store, live, tmp_path):
     redis_store.models.register("eta_roles", model, feature_service="driver_activity")
     data = sio.dumps(model)
     calls = {
-        "register": ("POST", "/models/eta_roles/versions", {"params": {"feature_service": "driver_activity"},
-                                                            "content": data}),
+        "register": (
+            "POST",
+            "/models/eta_roles/versions",
+            {"params": {"feature_service": "driver_activity"}, "content": data},
+        ),
         "alias": ("PUT", "/models/eta_roles/aliases/production", {"json": {"version": 1}}),
         "predict": ("POST", "/models/eta_roles/predict", {"json": {"entities": [{"driver_id": 1}]}}),
         "list": ("GET", "/catalog/models", {}),
@@ -185,18 +236,28 @@ def test_roles_guard_model_endpoints(redis_store, live, tmp_path):
         detail = client.get("/catalog/models/eta_roles", headers=auth("reader")).json()
         assert [v["version"] for v in detail["versions"]] == [1, 2, 3]
         assert detail["versions"][1]["registered_by"] == "ml" and detail["aliases"] == {"production": 1}
-        assert client.delete("/models/eta_roles/aliases/production", headers=auth("reader")).status_code == 403
+        assert (
+            client.delete("/models/eta_roles/aliases/production", headers=auth("reader")).status_code == 403
+        )
         assert client.delete("/models/eta_roles/aliases/production", headers=auth("boss")).status_code == 204
         # registration over HTTP reads no pickles and refuses a signature that does not match the service
-        r = client.post("/models/eta_roles/versions", params={"feature_service": "rates"}, content=data,
-                        headers=auth("boss"))
+        r = client.post(
+            "/models/eta_roles/versions",
+            params={"feature_service": "rates"},
+            content=data,
+            headers=auth("boss"),
+        )
         assert r.status_code == 422 and "do not match" in r.json()["error"]
         buf = io.BytesIO()
         import joblib
 
         joblib.dump(model, buf)
-        r = client.post("/models/eta_roles/versions", params={"feature_service": "driver_activity"},
-                        content=buf.getvalue(), headers=auth("boss"))
+        r = client.post(
+            "/models/eta_roles/versions",
+            params={"feature_service": "driver_activity"},
+            content=buf.getvalue(),
+            headers=auth("boss"),
+        )
         assert r.status_code == 422 and "skops" in r.json()["error"]
     audit = {(a["action"], a["actor"]) for a in redis_store.registry.audit_log()}
     assert ("model_alias_set", "ml") in audit and ("model_alias_delete", "boss") in audit
@@ -209,10 +270,14 @@ def test_prediction_log_of_the_server(redis_store, live):
     df, y = training_frame()
     redis_store.models.register("eta_log", LinearRegression().fit(df, y), feature_service="driver_activity")
     with live.client(headers=auth("reader")) as client:
-        body = client.post("/models/eta_log/predict", json={"entities": [{"driver_id": 8}, {"driver_id": 9}],
-                                                            "request_id": "abc"}).json()
+        body = client.post(
+            "/models/eta_log/predict",
+            json={"entities": [{"driver_id": 8}, {"driver_id": 9}], "request_id": "abc"},
+        ).json()
     server: ModelServer = live.app.state.model_server
     server.log.flush()
     rows = server.log.read("eta_log").to_pylist()
     assert [(r["request_id"], r["driver_id"], r["prediction"]) for r in rows] == [
-        ("abc", 8, body["predictions"][0]), ("abc", 9, body["predictions"][1])]
+        ("abc", 8, body["predictions"][0]),
+        ("abc", 9, body["predictions"][1]),
+    ]

@@ -18,11 +18,13 @@ from tests.repo_builder import write_table
 
 
 def entity_df(drivers=(1, 2, 3, 4, 2), hours_ago=(1, 2, 3, 5, 8)):
-    return pd.DataFrame({
-        "driver_id": list(drivers),
-        "event_timestamp": [NOW - timedelta(hours=h) for h in hours_ago],
-        "label": [float(i) for i in range(len(drivers))],
-    })
+    return pd.DataFrame(
+        {
+            "driver_id": list(drivers),
+            "event_timestamp": [NOW - timedelta(hours=h) for h in hours_ago],
+            "label": [float(i) for i in range(len(drivers))],
+        }
+    )
 
 
 def test_a_saved_training_set_regenerates_to_the_same_fingerprint(store):
@@ -38,7 +40,9 @@ def test_a_saved_training_set_regenerates_to_the_same_fingerprint(store):
     assert comparison.same and comparison.changes == () and "identically" in str(comparison)
 
     # saving the same thing again is a no-op; something else under the same name is refused
-    again = store.save_training_set("eta_train", store.get_historical_features(entity_df(), "driver_activity"))
+    again = store.save_training_set(
+        "eta_train", store.get_historical_features(entity_df(), "driver_activity")
+    )
     assert again.fingerprint == ts.fingerprint and again.created_at == ts.created_at
     other = store.get_historical_features(entity_df(drivers=(5, 6, 7, 8, 9)), "driver_activity")
     with pytest.raises(ModelRegistryError, match="already exists with another fingerprint"):
@@ -56,11 +60,15 @@ def test_the_comparison_says_what_changed(store):
     store.materialize(NOW - timedelta(days=5), NOW)
     comparison = store.training_sets.compare("eta_train")
     assert not comparison.same
-    assert comparison.changes == ("column 'conv_rate' changed",
-                                  "definitions and entity rows are the same: the source data (or offline storage) changed")
+    assert comparison.changes == (
+        "column 'conv_rate' changed",
+        "definitions and entity rows are the same: the source data (or offline storage) changed",
+    )
 
     # a definition changed
-    (store.repo_path / "features.py").write_text(DEFINITIONS.replace("ttl=timedelta(days=1)", "ttl=timedelta(days=2)"))
+    (store.repo_path / "features.py").write_text(
+        DEFINITIONS.replace("ttl=timedelta(days=1)", "ttl=timedelta(days=2)")
+    )
     store.apply()
     changes = store.training_sets.compare("eta_train").changes
     assert "feature view 'driver_stats' definition changed (version 1 -> 2)" in changes
@@ -77,14 +85,19 @@ def test_models_record_the_training_set_they_were_trained_on(store):
     assert (mv.training_set, mv.training_fingerprint) == ("eta_train", ts.fingerprint)
 
     store.get_historical_features(entity_df(), features="rates").save("rates_only")
-    with pytest.raises(ModelRegistryError, match=r"training set 'rates_only' does not hold .*driver_stats:trips"):
+    with pytest.raises(
+        ModelRegistryError, match=r"training set 'rates_only' does not hold .*driver_stats:trips"
+    ):
         store.models.register("eta", model, feature_service="driver_activity", training_set="rates_only")
     df, y = training_frame(columns=["conv_rate", "acc_rate"])
     narrow = LinearRegression().fit(df, y)
-    assert store.models.register("narrow", narrow, feature_service="rates", training_set=ts).training_set == "eta_train"
+    assert (
+        store.models.register("narrow", narrow, feature_service="rates", training_set=ts).training_set
+        == "eta_train"
+    )
 
 
-_values = st.lists(st.one_of(st.none(), st.integers(-2**40, 2**40)), min_size=1, max_size=30)
+_values = st.lists(st.one_of(st.none(), st.integers(-(2**40), 2**40)), min_size=1, max_size=30)
 
 
 @settings(max_examples=50, deadline=None)
@@ -92,7 +105,7 @@ _values = st.lists(st.one_of(st.none(), st.integers(-2**40, 2**40)), min_size=1,
 def test_column_hashes_depend_on_values_not_on_chunking(values, chunks, offset):
     whole = pa.chunked_array([pa.array(values, pa.int64())])
     size = max(1, len(values) // chunks)
-    pieces = [pa.array(values[i:i + size], pa.int64()) for i in range(0, len(values), size)]
+    pieces = [pa.array(values[i : i + size], pa.int64()) for i in range(0, len(values), size)]
     assert hash_column(pa.chunked_array(pieces, pa.int64())) == hash_column(whole)
     text = [None if v is None else str(v) for v in values]
     sliced = pa.array(["pad"] * offset + text, pa.string()).slice(offset)

@@ -11,8 +11,18 @@ from featurestore.models import PredictionLog
 
 
 def row(i, model="eta", version=1, ts=None, **extra):
-    return {"request_id": f"r{i}", "ts": ts or datetime.now(timezone.utc), "model": model, "model_version": version,
-            "row": 0, "driver_id": i, "features": {"x": float(i)}, "missing": [], "prediction": i * 2.0, **extra}
+    return {
+        "request_id": f"r{i}",
+        "ts": ts or datetime.now(timezone.utc),
+        "model": model,
+        "model_version": version,
+        "row": 0,
+        "driver_id": i,
+        "features": {"x": float(i)},
+        "missing": [],
+        "prediction": i * 2.0,
+        **extra,
+    }
 
 
 def test_the_background_thread_writes_the_buffer(tmp_path):
@@ -35,8 +45,14 @@ def test_files_split_by_model_version_and_day(tmp_path):
     assert log.flush() == 4
     files = sorted(p.relative_to(tmp_path).parts[:2] for p in tmp_path.rglob("part-*.parquet"))
     today = datetime.now(timezone.utc).date().isoformat()
-    assert files == sorted([("eta", f"date={today}"), ("eta", f"date={today}"),
-                            ("eta", f"date={yesterday.date().isoformat()}"), ("other", f"date={today}")])
+    assert files == sorted(
+        [
+            ("eta", f"date={today}"),
+            ("eta", f"date={today}"),
+            ("eta", f"date={yesterday.date().isoformat()}"),
+            ("other", f"date={today}"),
+        ]
+    )
     table = log.read("eta")
     assert table.num_rows == 3 and "extra_input" in table.column_names  # versions' columns are unioned
     one = pq.read_table(next((tmp_path / "other").rglob("*.parquet")))

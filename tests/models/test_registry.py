@@ -24,8 +24,15 @@ class Doubler:
 
 def test_register_load_round_trip(store, linear_model):
     df, _ = training_frame()
-    mv = store.models.register("eta", linear_model, feature_service="driver_activity", metrics={"r2": np.float64(0.9)},
-                               params={"fit_intercept": True}, tags={"team": "rides"}, description="ETA model")
+    mv = store.models.register(
+        "eta",
+        linear_model,
+        feature_service="driver_activity",
+        metrics={"r2": np.float64(0.9)},
+        params={"fit_intercept": True},
+        tags={"team": "rides"},
+        description="ETA model",
+    )
     assert (mv.name, mv.version, mv.flavor, mv.format) == ("eta", 1, "sklearn", "skops")
     assert mv.columns == FEATURES
     assert mv.feature_refs == [f"driver_stats:{f}" for f in FEATURES]
@@ -89,11 +96,20 @@ def test_signature_mismatch_is_refused_at_registration(store):
 
     # the model's own column order wins; a request-time value may complete the signature
     df3, y3 = training_frame(columns=["trips", "distance", "conv_rate", "acc_rate"])
-    mv = store.models.register("eta", LinearRegression().fit(df3, y3), feature_service="driver_activity",
-                               request_features=["distance"])
+    mv = store.models.register(
+        "eta",
+        LinearRegression().fit(df3, y3),
+        feature_service="driver_activity",
+        request_features=["distance"],
+    )
     assert mv.columns == ["trips", "distance", "conv_rate", "acc_rate"]
     assert mv.request_features == ["distance"]
-    assert [i.ref for i in mv.inputs] == ["driver_stats:trips", None, "driver_stats:conv_rate", "driver_stats:acc_rate"]
+    assert [i.ref for i in mv.inputs] == [
+        "driver_stats:trips",
+        None,
+        "driver_stats:conv_rate",
+        "driver_stats:acc_rate",
+    ]
 
 
 def test_aliases_move_with_history_and_audit(store, linear_model):
@@ -109,16 +125,28 @@ def test_aliases_move_with_history_and_audit(store, linear_model):
     store.models.delete_alias("eta", "staging")
     assert store.models.aliases("eta") == {"production": 2}
 
-    moves = [(e["event"], e["alias"], e["from_version"], e["version"], e["actor"])
-             for e in store.models.history("eta") if e["event"] != "register"]
-    assert moves == [("alias_set", "production", None, 1, "tester"), ("alias_set", "staging", None, 3, "ci"),
-                     ("alias_set", "production", 1, 2, "tester"), ("alias_delete", "staging", 3, None, "tester")]
-    audit = [(a["action"], a["target"], a["detail"]) for a in reversed(store.registry.audit_log())
-             if a["action"].startswith("model_alias")]
-    assert audit == [("model_alias_set", "model:eta@production", {"from": None, "to": 1}),
-                     ("model_alias_set", "model:eta@staging", {"from": None, "to": 3}),
-                     ("model_alias_set", "model:eta@production", {"from": 1, "to": 2}),
-                     ("model_alias_delete", "model:eta@staging", {"from": 3})]
+    moves = [
+        (e["event"], e["alias"], e["from_version"], e["version"], e["actor"])
+        for e in store.models.history("eta")
+        if e["event"] != "register"
+    ]
+    assert moves == [
+        ("alias_set", "production", None, 1, "tester"),
+        ("alias_set", "staging", None, 3, "ci"),
+        ("alias_set", "production", 1, 2, "tester"),
+        ("alias_delete", "staging", 3, None, "tester"),
+    ]
+    audit = [
+        (a["action"], a["target"], a["detail"])
+        for a in reversed(store.registry.audit_log())
+        if a["action"].startswith("model_alias")
+    ]
+    assert audit == [
+        ("model_alias_set", "model:eta@production", {"from": None, "to": 1}),
+        ("model_alias_set", "model:eta@staging", {"from": None, "to": 3}),
+        ("model_alias_set", "model:eta@production", {"from": 1, "to": 2}),
+        ("model_alias_delete", "model:eta@staging", {"from": 3}),
+    ]
 
 
 def test_bad_references_and_names_get_clear_errors(store, linear_model):
@@ -135,7 +163,9 @@ def test_bad_references_and_names_get_clear_errors(store, linear_model):
     with pytest.raises(ModelRegistryError, match="model name"):
         store.models.register("bad/name", linear_model, feature_service="driver_activity")
     with pytest.raises(ModelRegistryError, match="not one of its inputs.*did you mean 'trips'"):
-        store.models.register("eta", linear_model, feature_service="driver_activity", missing_policy={"trip": 0})
+        store.models.register(
+            "eta", linear_model, feature_service="driver_activity", missing_policy={"trip": 0}
+        )
     with pytest.raises(ModelRegistryError, match="predict"):
         store.models.register("eta", object(), feature_service="driver_activity")
 
@@ -148,9 +178,11 @@ def test_onnx_models_are_served_by_onnxruntime(store):
     weights = np.array([[2.0], [-1.0], [0.01]], dtype=np.float32)
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["X", "W"], ["XW"]), helper.make_node("Add", ["XW", "B"], ["Y"])],
-        "linear", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 3])],
+        "linear",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 3])],
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1])],
-        [numpy_helper.from_array(weights, "W"), numpy_helper.from_array(np.array([0.5], np.float32), "B")])
+        [numpy_helper.from_array(weights, "W"), numpy_helper.from_array(np.array([0.5], np.float32), "B")],
+    )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     onnx.checker.check_model(proto)
     mv = store.models.register("linear", proto, feature_service="driver_activity")

@@ -14,8 +14,9 @@ from tests.models.conftest import FEATURES, STALE_DRIVER, training_frame
 
 
 def online_frame(store, drivers, columns):
-    values = store.get_online_features([f"driver_stats:{c}" for c in columns],
-                                       [{"driver_id": d} for d in drivers]).to_dict()
+    values = store.get_online_features(
+        [f"driver_stats:{c}" for c in columns], [{"driver_id": d} for d in drivers]
+    ).to_dict()
     return pd.DataFrame({c: values[c] for c in columns})
 
 
@@ -50,18 +51,25 @@ def test_missing_and_stale_features_follow_the_policy(store, server):
     df, y = training_frame()
     model = LinearRegression().fit(df, y)
     store.models.register("strict", model, feature_service="driver_activity")
-    store.models.register("lenient", model, feature_service="driver_activity",
-                          missing_policy={"conv_rate": 0.5, "driver_stats:acc_rate": 0.25, "trips": 10})
+    store.models.register(
+        "lenient",
+        model,
+        feature_service="driver_activity",
+        missing_policy={"conv_rate": 0.5, "driver_stats:acc_rate": 0.25, "trips": 10},
+    )
     store.models.register("partial", model, feature_service="driver_activity", missing_policy={"trips": 10})
-    with pytest.raises(MissingFeatureError, match=r"'conv_rate'.*entity row 1 \{'driver_id': 999\}.*NOT_FOUND"):
+    with pytest.raises(
+        MissingFeatureError, match=r"'conv_rate'.*entity row 1 \{'driver_id': 999\}.*NOT_FOUND"
+    ):
         server.predict("strict", [{"driver_id": 1}, {"driver_id": 999}])
     with pytest.raises(MissingFeatureError, match="OUTSIDE_MAX_AGE"):
         server.predict("strict", [{"driver_id": STALE_DRIVER}])
     with pytest.raises(MissingFeatureError, match="conv_rate"):
         server.predict("partial", [{"driver_id": 999}])
 
-    out = server.predict("lenient", [{"driver_id": 1}, {"driver_id": 999}, {"driver_id": STALE_DRIVER}],
-                         return_features=True)
+    out = server.predict(
+        "lenient", [{"driver_id": 1}, {"driver_id": 999}, {"driver_id": STALE_DRIVER}], return_features=True
+    )
     known = online_frame(store, [1], FEATURES)
     filled = pd.DataFrame({"conv_rate": [0.5, 0.5], "acc_rate": [0.25, 0.25], "trips": [10, 10]})
     expected = model.predict(pd.concat([known, filled], ignore_index=True))
@@ -77,8 +85,9 @@ def test_null_policy_passes_missing_values_to_the_model(store, server):
     model = HistGradientBoostingRegressor(max_iter=5).fit(df, y)
     store.models.register("hgb", model, feature_service="driver_activity", missing_policy="null")
     out = server.predict("hgb", [{"driver_id": 999}, {"driver_id": 2}])
-    frame = pd.concat([pd.DataFrame({c: [np.nan] for c in FEATURES}), online_frame(store, [2], FEATURES)],
-                      ignore_index=True)
+    frame = pd.concat(
+        [pd.DataFrame({c: [np.nan] for c in FEATURES}), online_frame(store, [2], FEATURES)], ignore_index=True
+    )
     assert out["predictions"] == model.predict(frame).tolist()
 
 
@@ -106,8 +115,11 @@ def test_alias_moves_swap_the_served_version(store, server):
 
     df, _ = training_frame()
     for value in (1.0, 2.0):
-        store.models.register("const", DummyRegressor(strategy="constant", constant=value).fit(df, [0] * len(df)),
-                              feature_service="driver_activity")
+        store.models.register(
+            "const",
+            DummyRegressor(strategy="constant", constant=value).fit(df, [0] * len(df)),
+            feature_service="driver_activity",
+        )
     store.models.set_alias("const", "production", 1)
     assert server.predict("const@production", [{"driver_id": 1}])["predictions"] == [1.0]
     assert server.predict("const", [{"driver_id": 1}])["version"] == 1
@@ -141,8 +153,11 @@ def test_an_alias_moved_while_it_is_first_resolved_is_followed(store, monkeypatc
 
     df, _ = training_frame()
     for value in (1.0, 2.0):
-        store.models.register("const", DummyRegressor(strategy="constant", constant=value).fit(df, [0] * len(df)),
-                              feature_service="driver_activity")
+        store.models.register(
+            "const",
+            DummyRegressor(strategy="constant", constant=value).fit(df, [0] * len(df)),
+            feature_service="driver_activity",
+        )
     store.models.set_alias("const", "production", 1)
     store.models.set_alias("const", "staging", 1)
     with ModelServer(store, log_predictions=False, watch=False) as server:
@@ -173,8 +188,9 @@ def test_a_model_that_fails_on_its_input_is_a_clear_error(store, server):
     from sklearn.linear_model import LinearRegression
 
     df, y = training_frame()
-    store.models.register("eta", LinearRegression().fit(df, y), feature_service="driver_activity",
-                          missing_policy="null")  # LinearRegression cannot take the NaN this lets through
+    store.models.register(
+        "eta", LinearRegression().fit(df, y), feature_service="driver_activity", missing_policy="null"
+    )  # LinearRegression cannot take the NaN this lets through
     assert len(server.predict("eta", [{"driver_id": 1}])["predictions"]) == 1
     with pytest.raises(PredictionFailed, match="model eta@1 failed on this input: ValueError.*NaN"):
         server.predict("eta", [{"driver_id": 999}])
@@ -187,8 +203,12 @@ def test_every_prediction_is_logged(store, tmp_path):
 
     df, y = training_frame()
     model = LinearRegression().fit(df, y)
-    store.models.register("eta", model, feature_service="driver_activity",
-                          missing_policy={"conv_rate": 0.0, "acc_rate": 0.0, "trips": 0})
+    store.models.register(
+        "eta",
+        model,
+        feature_service="driver_activity",
+        missing_policy={"conv_rate": 0.0, "acc_rate": 0.0, "trips": 0},
+    )
     log = PredictionLog(tmp_path / "predictions", flush_interval=60)
     with ModelServer(store, prediction_log=log) as server:
         first = server.predict("eta", [{"driver_id": 1}, {"driver_id": 999}], request_id="req-1")
@@ -199,7 +219,10 @@ def test_every_prediction_is_logged(store, tmp_path):
         assert len(files) == 1
     rows = log.read("eta").to_pylist()
     assert [(r["request_id"], r["row"], r["driver_id"], r["model_version"]) for r in rows] == [
-        ("req-1", 0, 1, 1), ("req-1", 1, 999, 1), (second["request_id"], 0, 2, 1)]
+        ("req-1", 0, 1, 1),
+        ("req-1", 1, 999, 1),
+        (second["request_id"], 0, 2, 1),
+    ]
     assert [r["prediction"] for r in rows] == first["predictions"] + second["predictions"]
     online = online_frame(store, [1], FEATURES).iloc[0].to_dict()
     assert rows[0]["features"] == pytest.approx(online)

@@ -50,11 +50,23 @@ trip_features = FeatureService(name="trip_features", features=[user_2m[["u_int",
 """
 
 SOURCES = {
-    "user": {"keys": {"user_id": pa.int64()},
-             "features": {"u_int": pa.int64(), "u_float": pa.float64(), "u_str": pa.string(), "u_bool": pa.bool_()},
-             "created": True, "file": "data/user.parquet"},
-    "route": {"keys": {"origin": pa.string(), "dest": pa.int64()},
-              "features": {"r_int": pa.int32(), "r_str": pa.string()}, "created": False, "file": "data/route.parquet"},
+    "user": {
+        "keys": {"user_id": pa.int64()},
+        "features": {
+            "u_int": pa.int64(),
+            "u_float": pa.float64(),
+            "u_str": pa.string(),
+            "u_bool": pa.bool_(),
+        },
+        "created": True,
+        "file": "data/user.parquet",
+    },
+    "route": {
+        "keys": {"origin": pa.string(), "dest": pa.int64()},
+        "features": {"r_int": pa.int32(), "r_str": pa.string()},
+        "created": False,
+        "file": "data/route.parquet",
+    },
 }
 VIEWS = {  # name -> (source, ttl)
     "user_none": ("user", None),
@@ -74,7 +86,9 @@ def view_features(view: str) -> list[str]:
 
 def build_store(root: Path) -> FeatureStore:
     """The repo on disk with empty sources, applied."""
-    path = make_repo(root, {"defs.py": DEFINITIONS}, {s["file"]: _table(name, [], None) for name, s in SOURCES.items()})
+    path = make_repo(
+        root, {"defs.py": DEFINITIONS}, {s["file"]: _table(name, [], None) for name, s in SOURCES.items()}
+    )
     store = FeatureStore(path)
     store.apply()
     return store
@@ -94,7 +108,9 @@ def write_storage(store: FeatureStore, view: str, rows: list[dict[str, Any]]) ->
         if r["ts"] is not None:  # storage never holds rows without an event time
             by_day[r["ts"].astimezone(timezone.utc).date().isoformat()].append(r)
     for day, day_rows in by_day.items():
-        columns = {k: pa.array([r[k] for r in day_rows], t) for k, t in {**spec["keys"], **spec["features"]}.items()}
+        columns = {
+            k: pa.array([r[k] for r in day_rows], t) for k, t in {**spec["keys"], **spec["features"]}.items()
+        }
         columns["__event_ts"] = pa.array([r["ts"] for r in day_rows], pa.timestamp("us", "UTC"))
         columns["__created_ts"] = pa.array([r.get("created") for r in day_rows], pa.timestamp("us", "UTC"))
         path = store.offline_storage.view_dir(view) / f"date={day}" / DATA_FILE

@@ -72,8 +72,14 @@ def reference(entity_rows, requests, feature_rows, bitemporal):
                 candidates.append(f)
             best = None
             if candidates:
-                best = max(candidates, key=lambda f: (f["ts"], value_key(f["created"]),
-                                                      *(value_key(f[n]) for n in view_features(view))))
+                best = max(
+                    candidates,
+                    key=lambda f: (
+                        f["ts"],
+                        value_key(f["created"]),
+                        *(value_key(f[n]) for n in view_features(view)),
+                    ),
+                )
             for feature, name in zip(features, names):
                 values[name] = None if best is None else best[feature]
         out.append(values)
@@ -103,24 +109,39 @@ dests = st.sampled_from([1, 2])
 
 @st.composite
 def feature_row(draw, source):
-    row = {"ts": draw(maybe(grid_times, one_in=10)),
-           "created": draw(maybe(grid_times, one_in=3)) if SOURCES[source]["created"] else None}
+    row = {
+        "ts": draw(maybe(grid_times, one_in=10)),
+        "created": draw(maybe(grid_times, one_in=3)) if SOURCES[source]["created"] else None,
+    }
     if source == "user":
-        row.update(user_id=draw(maybe(user_ids)), u_int=draw(maybe(st.integers(-2, 2))),
-                   u_float=draw(maybe(st.sampled_from([0.0, 1.5, -2.25, math.inf, math.nan]))),
-                   u_str=draw(maybe(st.sampled_from(["", "a", "b", "é"]))), u_bool=draw(maybe(st.booleans())))
+        row.update(
+            user_id=draw(maybe(user_ids)),
+            u_int=draw(maybe(st.integers(-2, 2))),
+            u_float=draw(maybe(st.sampled_from([0.0, 1.5, -2.25, math.inf, math.nan]))),
+            u_str=draw(maybe(st.sampled_from(["", "a", "b", "é"]))),
+            u_bool=draw(maybe(st.booleans())),
+        )
     else:
-        row.update(origin=draw(maybe(origins)), dest=draw(maybe(dests)), r_int=draw(maybe(st.integers(-2, 2))),
-                   r_str=draw(maybe(st.sampled_from(["x", "y"]))))
+        row.update(
+            origin=draw(maybe(origins)),
+            dest=draw(maybe(dests)),
+            r_int=draw(maybe(st.integers(-2, 2))),
+            r_str=draw(maybe(st.sampled_from(["x", "y"]))),
+        )
     return row
 
 
 @st.composite
 def entity_row(draw, anchors=()):
     """An entity row; with anchors, often one with the keys of a feature row and a time on its ttl edges."""
-    row = {"user_id": draw(maybe(st.sampled_from([1, 2, 3, 4]))), "origin": draw(maybe(st.sampled_from(["a", "b", "c"]))),
-           "dest": draw(maybe(dests)), "ts": draw(grid_times) + timedelta(seconds=draw(st.sampled_from([0, 0, 30]))),
-           "label": draw(st.integers(0, 1)), "note": draw(maybe(st.text("xyz", max_size=2)))}
+    row = {
+        "user_id": draw(maybe(st.sampled_from([1, 2, 3, 4]))),
+        "origin": draw(maybe(st.sampled_from(["a", "b", "c"]))),
+        "dest": draw(maybe(dests)),
+        "ts": draw(grid_times) + timedelta(seconds=draw(st.sampled_from([0, 0, 30]))),
+        "label": draw(st.integers(0, 1)),
+        "note": draw(maybe(st.text("xyz", max_size=2))),
+    }
     anchors = [a for a in anchors if a["ts"] is not None]
     if anchors and draw(st.integers(0, 3)):
         anchor = draw(st.sampled_from(anchors))
@@ -156,24 +177,39 @@ def requests(draw):
     return [(v, fs, [f"{v}__{f}" if full else f for f in fs]) for v, fs in chosen], full
 
 
-ZONES = {"UTC": timezone.utc, "America/New_York": ZoneInfo("America/New_York"),
-         "+05:30": timezone(timedelta(hours=5, minutes=30))}
+ZONES = {
+    "UTC": timezone.utc,
+    "America/New_York": ZoneInfo("America/New_York"),
+    "+05:30": timezone(timedelta(hours=5, minutes=30)),
+}
 
 
 def entity_table(rows, fmt, zone):
     """Entity rows as pandas or Arrow, with times naive (UTC) or in `zone`."""
     times = [r["ts"].replace(tzinfo=None) if zone is None else r["ts"].astimezone(ZONES[zone]) for r in rows]
-    columns = {"user_id": [r["user_id"] for r in rows], "origin": [r["origin"] for r in rows],
-               "dest": [r["dest"] for r in rows], "event_timestamp": times,
-               "label": [r["label"] for r in rows], "note": [r["note"] for r in rows]}
+    columns = {
+        "user_id": [r["user_id"] for r in rows],
+        "origin": [r["origin"] for r in rows],
+        "dest": [r["dest"] for r in rows],
+        "event_timestamp": times,
+        "label": [r["label"] for r in rows],
+        "note": [r["note"] for r in rows],
+    }
     if fmt == "arrow":
-        return pa.table({**columns, "user_id": pa.array(columns["user_id"], pa.int64()),
-                         "dest": pa.array(columns["dest"], pa.int64()),
-                         "event_timestamp": pa.array(times, pa.timestamp("us", zone))})
+        return pa.table(
+            {
+                **columns,
+                "user_id": pa.array(columns["user_id"], pa.int64()),
+                "dest": pa.array(columns["dest"], pa.int64()),
+                "event_timestamp": pa.array(times, pa.timestamp("us", zone)),
+            }
+        )
     df = pd.DataFrame(columns)
     df["user_id"] = df["user_id"].astype("Int64")  # as a pandas user with missing ids would have them
-    df["dest"] = df["dest"].astype("float64")      # ... or as pandas makes them by default
-    df["event_timestamp"] = pd.to_datetime(df["event_timestamp"]) if rows else pd.Series([], dtype="datetime64[us]")
+    df["dest"] = df["dest"].astype("float64")  # ... or as pandas makes them by default
+    df["event_timestamp"] = (
+        pd.to_datetime(df["event_timestamp"]) if rows else pd.Series([], dtype="datetime64[us]")
+    )
     return df
 
 
@@ -206,12 +242,15 @@ def test_training_sets_match_the_reference(store, data, request, bitemporal, fmt
     names = [n for _, _, ns in reqs for n in ns]
 
     for strategy in ("auto", "range") if bitemporal else ("auto", "range", "asof"):
-        job = get_historical_features(store, entity_df, refs, full_feature_names=full, bitemporal=bitemporal,
-                                      strategy=strategy)
+        job = get_historical_features(
+            store, entity_df, refs, full_feature_names=full, bitemporal=bitemporal, strategy=strategy
+        )
         result = job.to_arrow()
         assert result.column_names == [*given_table.column_names, *names]
         assert result.select(given_table.column_names).equals(given_table), "entity columns changed"
         got = result.select(names).to_pylist()
         assert len(got) == len(expected)
         for i, (g, e) in enumerate(zip(got, expected)):
-            assert all(same(g[n], e[n]) for n in names), f"strategy {strategy}, row {i} ({rows[i]}): {g} != {e}"
+            assert all(same(g[n], e[n]) for n in names), (
+                f"strategy {strategy}, row {i} ({rows[i]}): {g} != {e}"
+            )

@@ -46,10 +46,20 @@ route_src = PushSource(name="route_push")
 types_src = PushSource(name="types_push")
 
 ALL_TYPES = [
-    Field("i32", Int32), Field("i64", Int64), Field("f32", Float32), Field("f64", Float64), Field("s", String),
-    Field("b", Bool), Field("ts", UnixTimestamp), Field("raw", Bytes), Field("ints", Array(Int64)),
-    Field("strs", Array(String)), Field("floats", Array(Float64)), Field("flags", Array(Bool)),
-    Field("times", Array(UnixTimestamp)), Field("blobs", Array(Bytes)),
+    Field("i32", Int32),
+    Field("i64", Int64),
+    Field("f32", Float32),
+    Field("f64", Float64),
+    Field("s", String),
+    Field("b", Bool),
+    Field("ts", UnixTimestamp),
+    Field("raw", Bytes),
+    Field("ints", Array(Int64)),
+    Field("strs", Array(String)),
+    Field("floats", Array(Float64)),
+    Field("flags", Array(Bool)),
+    Field("times", Array(UnixTimestamp)),
+    Field("blobs", Array(Bytes)),
 ]
 
 
@@ -60,33 +70,66 @@ def catalog(extra_driver_feature: bool = False) -> Catalog:
         driver_fields.append(Field("rating", Float64))
     views = [
         FeatureView(name="all_types", entities=[driver], schema=ALL_TYPES, source=types_src),
-        FeatureView(name="driver_stats", entities=[driver], ttl=timedelta(days=1), schema=driver_fields,
-                    source=driver_src),
-        FeatureView(name="customer_profile", entities=[customer], schema=[Field("age", Int64), Field("city", String)],
-                    source=customer_src),
-        FeatureView(name="route_stats", entities=[route], ttl=timedelta(hours=1),
-                    schema=[Field("origin", Int64), Field("destination", String), Field("eta", Float64)],
-                    source=route_src),
-        FeatureView(name="driver_customer", entities=[driver, customer], schema=[Field("rides", Int64)],
-                    source=driver_src),
-        FeatureView(name="offline_only", entities=[driver], schema=[Field("x", Int64)], source=customer_src,
-                    online=False),
+        FeatureView(
+            name="driver_stats",
+            entities=[driver],
+            ttl=timedelta(days=1),
+            schema=driver_fields,
+            source=driver_src,
+        ),
+        FeatureView(
+            name="customer_profile",
+            entities=[customer],
+            schema=[Field("age", Int64), Field("city", String)],
+            source=customer_src,
+        ),
+        FeatureView(
+            name="route_stats",
+            entities=[route],
+            ttl=timedelta(hours=1),
+            schema=[Field("origin", Int64), Field("destination", String), Field("eta", Float64)],
+            source=route_src,
+        ),
+        FeatureView(
+            name="driver_customer",
+            entities=[driver, customer],
+            schema=[Field("rides", Int64)],
+            source=driver_src,
+        ),
+        FeatureView(
+            name="offline_only",
+            entities=[driver],
+            schema=[Field("x", Int64)],
+            source=customer_src,
+            online=False,
+        ),
     ]
     service = FeatureService(name="ranking", features=[views[1][["trips"]], views[2]])
-    return Catalog(entities={e.name: e for e in (driver, customer, route)},
-                   sources={s.name: s for s in (driver_src, customer_src, route_src, types_src)},
-                   views={v.name: v for v in views}, services={service.name: service})
+    return Catalog(
+        entities={e.name: e for e in (driver, customer, route)},
+        sources={s.name: s for s in (driver_src, customer_src, route_src, types_src)},
+        views={v.name: v for v in views},
+        services={service.name: service},
+    )
 
 
-def open_store(root: Path, backend: str, redis_url: str | None = None, key_prefix: str | None = None,
-               timeout: float = 1.0, sqlite_path: Path | None = None) -> FeatureStore:
+def open_store(
+    root: Path,
+    backend: str,
+    redis_url: str | None = None,
+    key_prefix: str | None = None,
+    timeout: float = 1.0,
+    sqlite_path: Path | None = None,
+) -> FeatureStore:
     if backend == "sqlite":
         online = f'[online]\ntype = "sqlite"\npath = "{sqlite_path or "data/online.db"}"\n'
         if key_prefix:
             online += f'key_prefix = "{key_prefix}"\n'
     else:
-        online = (f'[online]\ntype = "redis"\nurl = "{redis_url}"\nkey_prefix = "{key_prefix}"\n'
-                  f"timeout_seconds = {timeout}\n")
+        online = (
+            f'[online]\ntype = "redis"\nurl = "{redis_url}"\nkey_prefix = "{key_prefix}"\n'
+            f"timeout_seconds = {timeout}\n"
+        )
     make_repo(root, {}, project="online_suite", config=online)
     store = FeatureStore(root)
     store.apply(catalog())
@@ -153,9 +196,25 @@ class OwnRedis:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir, "--loglevel", "warning", *self.options],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--loglevel",
+                "warning",
+                *self.options,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while True:
             try:

@@ -87,7 +87,9 @@ def test_writes_survive_a_flushed_script_cache(tmp_path, redis_url, key_prefix):
     store.close()
 
 
-def test_key_layout_is_one_string_per_view_and_entity_under_the_project_prefix(tmp_path, redis_url, key_prefix):
+def test_key_layout_is_one_string_per_view_and_entity_under_the_project_prefix(
+    tmp_path, redis_url, key_prefix
+):
     store = open_store(tmp_path, "redis", redis_url, key_prefix=key_prefix)
     write_one(store, 3)
     client = redis.Redis.from_url(redis_url)
@@ -102,9 +104,15 @@ def test_commands_are_packed_as_resp_arrays_of_bulk_strings():
     def plain(args):  # the RESP spelling, one argument at a time
         return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
 
-    commands = [[b"MGET", *(b"p:v:%d" % i for i in range(300))], (b"GET", b""), [b"SET", b"k", bytes(range(256)) * 40],
-                [b"SET", b"\r\n$", b"x" * 1023], (b"PING",)]
+    commands = [
+        [b"MGET", *(b"p:v:%d" % i for i in range(300))],
+        (b"GET", b""),
+        [b"SET", b"k", bytes(range(256)) * 40],
+        [b"SET", b"\r\n$", b"x" * 1023],
+        (b"PING",),
+    ]
     for command in commands:
         assert _pack(command) == plain(command)
     import hiredis
+
     assert _pack(commands[0]) == hiredis.pack_command(tuple(commands[0]))

@@ -34,8 +34,10 @@ def test_auth_and_select_from_the_url(own_redis):
     keys = list(data) + [PREFIX + b"missing"]
 
     async def main():
-        for url in (f"redis://:s3cr%3Aet@127.0.0.1:{server.port}/3",
-                    f"redis://default:s3cr%3Aet@127.0.0.1:{server.port}/3"):
+        for url in (
+            f"redis://:s3cr%3Aet@127.0.0.1:{server.port}/3",
+            f"redis://default:s3cr%3Aet@127.0.0.1:{server.port}/3",
+        ):
             store = RedisOnlineStore(url, PREFIX, timeout=1.0)
             assert await store.read_async(keys) == list(data.values()) + [None]
             assert await store.read_async(keys[:1]) == [data[keys[0]]]  # again, on the pooled connection
@@ -50,7 +52,9 @@ def test_auth_and_select_from_the_url(own_redis):
 
 
 def test_unix_socket_url(own_redis, tmp_path):
-    path = Path(tempfile.mkdtemp(prefix="fsr-")) / "r.sock"  # short: unix socket paths are limited to ~100 bytes
+    path = (
+        Path(tempfile.mkdtemp(prefix="fsr-")) / "r.sock"
+    )  # short: unix socket paths are limited to ~100 bytes
     server = own_redis("--unixsocket", str(path), "--unixsocketperm", "700")
     data = fill(redis.Redis(unix_socket_path=str(path), db=2), 5)
 
@@ -69,7 +73,7 @@ def test_many_concurrent_reads_on_one_loop_get_their_own_values(redis_url):
     store = RedisOnlineStore(redis_url, PREFIX, timeout=2.0)
 
     async def one(i: int) -> None:
-        mine = keys[i * 7 % 1000: i * 7 % 1000 + 1 + i % 150] + [PREFIX + b"missing%d" % i]
+        mine = keys[i * 7 % 1000 : i * 7 % 1000 + 1 + i % 150] + [PREFIX + b"missing%d" % i]
         for _ in range(3):
             assert await store.read_async(mine) == [data[k] for k in mine[:-1]] + [None]
             await asyncio.sleep(0)
@@ -80,7 +84,9 @@ def test_many_concurrent_reads_on_one_loop_get_their_own_values(redis_url):
         assert len(store._raw_pools[asyncio.get_running_loop()]) <= _MAX_IDLE_ASYNC
         big = keys[::-1] + [PREFIX + b"missing"]
         assert await asyncio.gather(store.read_async(big), store.read_async(keys[:5])) == [
-            [data[k] for k in big[:-1]] + [None], [data[k] for k in keys[:5]]]
+            [data[k] for k in big[:-1]] + [None],
+            [data[k] for k in keys[:5]],
+        ]
         await store.aclose()
         assert asyncio.get_running_loop() not in store._raw_pools
 
@@ -172,7 +178,7 @@ def test_start_read_sends_before_it_is_awaited_and_a_discarded_read_leaves_the_p
         # discarded: the next reads (on the same loop, at once) get their own replies, never its one
         PendingLookup(None, None, None, None, store.start_read(keys[:20])).discard()  # type: ignore[arg-type]
         for i in range(5):
-            assert await store.read_async(keys[20 + i:30 + i]) == [data[k] for k in keys[20 + i:30 + i]]
+            assert await store.read_async(keys[20 + i : 30 + i]) == [data[k] for k in keys[20 + i : 30 + i]]
         await asyncio.sleep(0.05)
         pool = store._raw_pools[loop]
         assert 1 <= len(pool) <= 2 and not any(conn.stale() for conn in pool)  # the discarded one came back

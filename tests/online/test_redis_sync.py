@@ -36,7 +36,7 @@ def test_each_read_is_one_mget_on_a_reused_connection(own_redis):
     store = RedisOnlineStore(f"redis://127.0.0.1:{server.port}/0", b"p:", timeout=1.0)
     before, clients = mget_calls(admin), admin.info("clients")["connected_clients"]
     for i in range(50):
-        mine = keys[i:i + 1 + i % 120] + [b"p:missing"]
+        mine = keys[i : i + 1 + i % 120] + [b"p:missing"]
         assert store.read(mine) == [data[k] for k in mine[:-1]] + [None]
     assert mget_calls(admin) - before == 50
     assert admin.info("clients")["connected_clients"] == clients + 1  # one connection, kept and reused
@@ -53,7 +53,10 @@ def test_auth_and_select_from_the_url_and_unix_sockets(own_redis):
     data = values(redis.Redis(port=server.port, password="s3cr:et", db=3), b"p:", 10)
     redis.Redis(port=server.port, password="s3cr:et", db=0).set(b"p:k0", b"db0")  # must not be read
     keys = list(data)
-    for url in (f"redis://:s3cr%3Aet@127.0.0.1:{server.port}/3", f"redis://default:s3cr%3Aet@127.0.0.1:{server.port}/3"):
+    for url in (
+        f"redis://:s3cr%3Aet@127.0.0.1:{server.port}/3",
+        f"redis://default:s3cr%3Aet@127.0.0.1:{server.port}/3",
+    ):
         store = RedisOnlineStore(url, b"p:", timeout=1.0)
         assert store.read(keys) == list(data.values())
         assert store.read(keys[:1]) == [data[keys[0]]]  # again, on the kept connection
@@ -65,7 +68,9 @@ def test_auth_and_select_from_the_url_and_unix_sockets(own_redis):
         assert store._sync_idle == []  # a connection that got an error reply is not kept
         store.close()
 
-    path = Path(tempfile.mkdtemp(prefix="fsr-")) / "r.sock"  # short: unix socket paths are limited to ~100 bytes
+    path = (
+        Path(tempfile.mkdtemp(prefix="fsr-")) / "r.sock"
+    )  # short: unix socket paths are limited to ~100 bytes
     own_redis("--unixsocket", str(path), "--unixsocketperm", "700")
     data = values(redis.Redis(unix_socket_path=str(path), db=2), b"p:", 5)
     store = RedisOnlineStore(f"unix://{path}?db=2", b"p:", timeout=1.0)
@@ -99,11 +104,13 @@ def test_threads_reading_at_once_get_their_own_values(redis_url, key_prefix):
     store.close()
 
 
-def _child_reads(store: RedisOnlineStore, data: dict[bytes, bytes], rounds: int, out: multiprocessing.Queue) -> None:
+def _child_reads(
+    store: RedisOnlineStore, data: dict[bytes, bytes], rounds: int, out: multiprocessing.Queue
+) -> None:
     try:
         keys = list(data)
         for i in range(rounds):
-            mine = keys[i % 50: i % 50 + 30]
+            mine = keys[i % 50 : i % 50 + 30]
             if store.read(mine) != [data[k] for k in mine]:
                 out.put("wrong values")
                 return
@@ -124,7 +131,7 @@ def test_a_forked_child_does_not_share_the_parents_connections(redis_url, key_pr
     for child in children:
         child.start()
     for i in range(300):  # meanwhile, the parent reads on its own connection
-        mine = keys[i % 70: i % 70 + 30]
+        mine = keys[i % 70 : i % 70 + 30]
         assert store.read(mine) == [data[k] for k in mine]
     for child in children:
         child.join(30)

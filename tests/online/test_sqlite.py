@@ -16,8 +16,14 @@ def _writer(repo: str, stamps: list[int]) -> None:
     store = FeatureStore(repo)
     v = store.catalog.view("driver_stats")
     for ts in stamps:
-        store.online_store.write(v, rows(v, {"driver_id": [1, 2], "trips": [ts, -ts], "conv_rate": [0.0, 0.0]},
-                                         NOW - timedelta(seconds=1000 - ts)))
+        store.online_store.write(
+            v,
+            rows(
+                v,
+                {"driver_id": [1, 2], "trips": [ts, -ts], "conv_rate": [0.0, 0.0]},
+                NOW - timedelta(seconds=1000 - ts),
+            ),
+        )
     store.close()
 
 
@@ -36,8 +42,13 @@ def test_processes_writing_one_file_keep_the_newest_row(tmp_path):
     for p in procs:
         p.join()
         assert p.exitcode == 0
-    assert store.get_online_features(["driver_stats:trips"], {"driver_id": [1, 2]}).values["trips"] == [299, -299]
-    assert all(a is None or b >= a for a, b in zip(seen, seen[1:]) if b is not None)  # never went back in time
+    assert store.get_online_features(["driver_stats:trips"], {"driver_id": [1, 2]}).values["trips"] == [
+        299,
+        -299,
+    ]
+    assert all(
+        a is None or b >= a for a, b in zip(seen, seen[1:]) if b is not None
+    )  # never went back in time
     store.close()
 
 

@@ -52,37 +52,56 @@ route_stats = FeatureView(
 driver_activity = FeatureService(name="driver_activity", features=[driver_stats[["conv_rate", "trips"]]])
 """
 
-KEYS = {"reader": ("read", "read-key-0123456789"), "writer": ("write", "write-key-0123456789"),
-        "boss": ("admin", "admin-key-0123456789")}
+KEYS = {
+    "reader": ("read", "read-key-0123456789"),
+    "writer": ("write", "write-key-0123456789"),
+    "boss": ("admin", "admin-key-0123456789"),
+}
 
 
 def driver_rows() -> pa.Table:
     """Drivers 1..20; driver 7 has a NaN rate and null city; rows are 2 hours old (outside driver_fresh's ttl
     for the odd drivers, whose rows are older)."""
     ids = list(range(1, 21))
-    return pa.table({
-        "driver_id": pa.array(ids, pa.int64()),
-        "conv_rate": pa.array([float("nan") if i == 7 else i / 100 for i in ids], pa.float64()),
-        "trips": pa.array([i * 10 for i in ids], pa.int64()),
-        "city": pa.array([None if i == 7 else f"city-{i}" for i in ids], pa.string()),
-        "photo": pa.array([bytes([i, 0, 255]) for i in ids], pa.binary()),
-        "recent": pa.array([[i, i + 1] for i in ids], pa.list_(pa.int64())),
-        "last_trip": pa.array([NOW - timedelta(days=i) for i in ids], pa.timestamp("us", tz="UTC")),
-        "active": pa.array([i % 2 == 0 for i in ids], pa.bool_()),
-        "event_timestamp": pa.array([NOW - timedelta(hours=2 if i % 2 else 0, minutes=1) for i in ids],
-                                    pa.timestamp("us", tz="UTC")),
-    })
+    return pa.table(
+        {
+            "driver_id": pa.array(ids, pa.int64()),
+            "conv_rate": pa.array([float("nan") if i == 7 else i / 100 for i in ids], pa.float64()),
+            "trips": pa.array([i * 10 for i in ids], pa.int64()),
+            "city": pa.array([None if i == 7 else f"city-{i}" for i in ids], pa.string()),
+            "photo": pa.array([bytes([i, 0, 255]) for i in ids], pa.binary()),
+            "recent": pa.array([[i, i + 1] for i in ids], pa.list_(pa.int64())),
+            "last_trip": pa.array([NOW - timedelta(days=i) for i in ids], pa.timestamp("us", tz="UTC")),
+            "active": pa.array([i % 2 == 0 for i in ids], pa.bool_()),
+            "event_timestamp": pa.array(
+                [NOW - timedelta(hours=2 if i % 2 else 0, minutes=1) for i in ids],
+                pa.timestamp("us", tz="UTC"),
+            ),
+        }
+    )
 
 
 def route_rows() -> pa.Table:
-    return pa.table({
-        "origin": ["a", "a", "b"], "destination": ["b", "c", "a"], "duration": [1.5, 2.5, 3.5],
-        "event_timestamp": pa.array([NOW] * 3, pa.timestamp("us", tz="UTC")),
-    })
+    return pa.table(
+        {
+            "origin": ["a", "a", "b"],
+            "destination": ["b", "c", "a"],
+            "duration": [1.5, 2.5, 3.5],
+            "event_timestamp": pa.array([NOW] * 3, pa.timestamp("us", tz="UTC")),
+        }
+    )
 
 
-def build_repo(root: Path, online: str, *, redis_url: str | None = None, key_prefix: str = "test",
-               api_keys: bool = False, max_batch_rows: int = 1000, timeout: float = 0.5) -> FeatureStore:
+def build_repo(
+    root: Path,
+    online: str,
+    *,
+    redis_url: str | None = None,
+    key_prefix: str = "test",
+    api_keys: bool = False,
+    max_batch_rows: int = 1000,
+    timeout: float = 0.5,
+) -> FeatureStore:
     """A repo in `root` with the definitions above applied and rows pushed online; returns its store."""
     if online == "redis":
         online_cfg = f'[online]\ntype = "redis"\nurl = "{redis_url}"\nkey_prefix = "{key_prefix}"\n'
@@ -151,8 +170,9 @@ def redis_repo(folder: Path, redis_server, **options) -> FeatureStore:
     """The test repo on the shared Redis server, under a key prefix of its own."""
     import uuid
 
-    return build_repo(folder, "redis", redis_url=redis_server.url, key_prefix=f"fstest-{uuid.uuid4().hex[:10]}",
-                      **options)
+    return build_repo(
+        folder, "redis", redis_url=redis_server.url, key_prefix=f"fstest-{uuid.uuid4().hex[:10]}", **options
+    )
 
 
 @contextmanager

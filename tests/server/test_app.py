@@ -28,11 +28,15 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_catalog_lists_definitions_with_freshness(tmp_path):
     store = build_repo(tmp_path, "sqlite")
     start, end = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 1, 2, tzinfo=timezone.utc)
-    store.registry.record_materialization("driver_stats", start, end, rows=20, online_rows=20, advance_watermark=True)
+    store.registry.record_materialization(
+        "driver_stats", start, end, rows=20, online_rows=20, advance_watermark=True
+    )
     with serve(store) as server, server.client() as client:
         entities = client.get("/catalog/entities").json()["entities"]
-        assert [(e["name"], e["join_keys"]) for e in entities] == [("driver", ["driver_id"]),
-                                                                   ("route", ["origin", "destination"])]
+        assert [(e["name"], e["join_keys"]) for e in entities] == [
+            ("driver", ["driver_id"]),
+            ("route", ["origin", "destination"]),
+        ]
         views = {v["name"]: v for v in client.get("/catalog/views").json()["views"]}
         assert set(views) == {"driver_stats", "driver_fresh", "route_stats"}
         stats = views["driver_stats"]
@@ -46,10 +50,20 @@ def test_catalog_lists_definitions_with_freshness(tmp_path):
         assert views["route_stats"]["ttl_seconds"] is None and views["driver_fresh"]["ttl_seconds"] == 3600
         assert client.get("/catalog/views/driver_fresh").json()["name"] == "driver_fresh"
         services = client.get("/catalog/services").json()["services"]
-        assert services == [{"name": "driver_activity", "features": ["driver_stats:conv_rate", "driver_stats:trips"],
-                             "description": "", "owner": "", "tags": {}}]
-        for path, name in [("/catalog/views/driver_stat", "driver_stats"), ("/catalog/services/activity", None),
-                           ("/catalog/entities/drivr", "driver")]:
+        assert services == [
+            {
+                "name": "driver_activity",
+                "features": ["driver_stats:conv_rate", "driver_stats:trips"],
+                "description": "",
+                "owner": "",
+                "tags": {},
+            }
+        ]
+        for path, name in [
+            ("/catalog/views/driver_stat", "driver_stats"),
+            ("/catalog/services/activity", None),
+            ("/catalog/entities/drivr", "driver"),
+        ]:
             r = client.get(path)
             assert r.status_code == 404
             if name:
@@ -64,7 +78,9 @@ def test_an_empty_registry_has_an_empty_catalog_and_is_not_ready(tmp_path):
         assert client.get("/catalog/views").json() == {"views": []}
         r = client.get("/ready")
         assert r.status_code == 503 and "apply" in r.json()["error"]
-        r = client.post("/features/online", json={"features": ["driver_stats:trips"], "entities": [{"driver_id": 1}]})
+        r = client.post(
+            "/features/online", json={"features": ["driver_stats:trips"], "entities": [{"driver_id": 1}]}
+        )
         assert r.status_code == 503 and "fs apply" in r.json()["error"]
     store.close()
 
@@ -72,9 +88,17 @@ def test_an_empty_registry_has_an_empty_catalog_and_is_not_ready(tmp_path):
 def test_health_ready_metrics(sqlite_server_live):
     with sqlite_server_live.client() as client:
         assert client.get("/health").json() == {"status": "ok"}
-        assert client.get("/ready").json() == {"status": "ready", "online_store": "sqlite", "feature_views": 3}
-        client.post("/features/online", json={"features": ["driver_stats:trips"], "entities": [{"driver_id": 1}]})
-        client.post("/features/online", json={"features": ["driver_stats:nope"], "entities": [{"driver_id": 1}]})
+        assert client.get("/ready").json() == {
+            "status": "ready",
+            "online_store": "sqlite",
+            "feature_views": 3,
+        }
+        client.post(
+            "/features/online", json={"features": ["driver_stats:trips"], "entities": [{"driver_id": 1}]}
+        )
+        client.post(
+            "/features/online", json={"features": ["driver_stats:nope"], "entities": [{"driver_id": 1}]}
+        )
         client.get("/no/such/path")
         r = client.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
@@ -82,7 +106,10 @@ def test_health_ready_metrics(sqlite_server_live):
     assert 'fs_http_requests_total{endpoint="/features/online",method="POST",status="200"}' in text
     assert 'fs_http_requests_total{endpoint="/features/online",method="POST",status="404"}' in text
     assert 'fs_http_requests_total{endpoint="<unmatched>",method="GET",status="404"}' in text
-    assert 'fs_http_request_duration_seconds_bucket{endpoint="/features/online",le="0.005",method="POST"}' in text
+    assert (
+        'fs_http_request_duration_seconds_bucket{endpoint="/features/online",le="0.005",method="POST"}'
+        in text
+    )
 
 
 def test_two_apps_in_one_process_keep_their_own_metrics(sqlite_store):
@@ -115,8 +142,11 @@ def test_unexpected_errors_are_a_generic_500_and_extra_routers_mount(sqlite_stor
 
 def test_protocol_level_mistakes(sqlite_store):
     with serve(sqlite_store, max_body_bytes=1000) as server, server.client() as client:
-        r = client.post("/features/online", content=b"{" + b" " * 2000 + b"}",
-                        headers={"content-type": "application/json"})
+        r = client.post(
+            "/features/online",
+            content=b"{" + b" " * 2000 + b"}",
+            headers={"content-type": "application/json"},
+        )
         assert r.status_code == 413 and "1000 bytes" in r.json()["error"]
 
         def chunks():
@@ -141,7 +171,9 @@ def test_serve_in_a_subprocess_with_two_workers(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FS_METRICS_DIR": str(shared)}
     code = f"from server.run import serve; serve({str(tmp_path)!r}, '127.0.0.1', {port}, 2)"
     start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         body = {"features": ["driver_stats:trips"], "entities": {"driver_id": [1, 2]}}
         while True:
@@ -153,16 +185,23 @@ def test_serve_in_a_subprocess_with_two_workers(tmp_path):
                 assert time.monotonic() - start < 30, "server did not start"
                 time.sleep(0.05)
         assert r.status_code == 200 and r.json()["values"]["trips"] == [10, 20]
-        while len(list(shared.glob("worker-*.json"))) < 2:  # both workers up (each writes a snapshot at start)
+        while (
+            len(list(shared.glob("worker-*.json"))) < 2
+        ):  # both workers up (each writes a snapshot at start)
             assert proc.poll() is None and time.monotonic() - start < 30, "the second worker did not start"
             time.sleep(0.05)
-        answered = 1 + sum(httpx.post(f"http://127.0.0.1:{port}/features/online", json=body, timeout=5).status_code
-                           == 200 for _ in range(30))  # a connection each: the workers share them
+        answered = 1 + sum(
+            httpx.post(f"http://127.0.0.1:{port}/features/online", json=body, timeout=5).status_code == 200
+            for _ in range(30)
+        )  # a connection each: the workers share them
         # Whichever worker a scrape reaches, it counts every worker's lookups (theirs as of their
         # last snapshot, at most a second old): soon every scrape shows the same exact total.
         deadline = time.monotonic() + 15
         while True:
-            seen = [_lookups_counted(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text) for _ in range(8)]
+            seen = [
+                _lookups_counted(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
+                for _ in range(8)
+            ]
             if seen == [answered] * 8 or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
@@ -180,7 +219,10 @@ def _lookups_counted(metrics_text: str) -> float:
     for family in text_string_to_metric_families(metrics_text):
         for sample in family.samples:
             if sample.name == "fs_http_requests_total" and sample.labels == {
-                    "method": "POST", "endpoint": "/features/online", "status": "200"}:
+                "method": "POST",
+                "endpoint": "/features/online",
+                "status": "200",
+            }:
                 return sample.value
     return 0.0
 

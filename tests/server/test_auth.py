@@ -37,8 +37,13 @@ ENDPOINTS = [
     ("GET", "/admin/audit", None, "admin"),
 ]
 RANK = {None: 0, "read": 1, "write": 2, "admin": 3}
-CALLERS = {"no key": None, "wrong key": "not-a-key-0123456789", "read": KEYS["reader"][1],
-           "write": KEYS["writer"][1], "admin": KEYS["boss"][1]}
+CALLERS = {
+    "no key": None,
+    "wrong key": "not-a-key-0123456789",
+    "read": KEYS["reader"][1],
+    "write": KEYS["writer"][1],
+    "admin": KEYS["boss"][1],
+}
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +66,11 @@ def expected_status(caller: str, role: str | None) -> int:
 @pytest.mark.parametrize("header", ["bearer", "x-api-key"])
 def test_auth_matrix(keyed, caller, header, caplog):
     key = CALLERS[caller]
-    headers = {} if key is None else (
-        {"Authorization": f"Bearer {key}"} if header == "bearer" else {"X-API-Key": key})
+    headers = (
+        {}
+        if key is None
+        else ({"Authorization": f"Bearer {key}"} if header == "bearer" else {"X-API-Key": key})
+    )
     caplog.set_level(logging.DEBUG)
     with keyed.client(headers=headers) as client:
         for method, path, body, role in ENDPOINTS:
@@ -83,16 +91,28 @@ def test_the_matrix_covers_every_endpoint_and_the_document_shows_the_roles(keyed
     # The model endpoints (server/routers/models.py) have their own auth tests in tests/models/.
     paths = {p: ops for p, ops in doc["paths"].items() if "/models" not in p}
     documented = {(m.upper(), p) for p, ops in paths.items() for m in ops}
-    table = {(m, p.replace("driver_stats", "{name}").replace("driver_activity", "{name}")
-              .replace("entities/driver", "entities/{name}").replace("route_push", "{source}"))
-             for m, p, _, _ in ENDPOINTS if p not in ("/docs", "/openapi.json")}
+    table = {
+        (
+            m,
+            p.replace("driver_stats", "{name}")
+            .replace("driver_activity", "{name}")
+            .replace("entities/driver", "entities/{name}")
+            .replace("route_push", "{source}"),
+        )
+        for m, p, _, _ in ENDPOINTS
+        if p not in ("/docs", "/openapi.json")
+    }
     assert documented == table
     roles = {(m, p): r for m, p, _, r in ENDPOINTS}
     for path, ops in paths.items():
         for method, op in ops.items():
             guarded = bool(op.get("security"))
-            concrete = [k for k in roles if k[0] == method.upper() and
-                        (k[1] == path or path.endswith("}") and k[1].startswith(path.rsplit("/", 1)[0] + "/"))]
+            concrete = [
+                k
+                for k in roles
+                if k[0] == method.upper()
+                and (k[1] == path or path.endswith("}") and k[1].startswith(path.rsplit("/", 1)[0] + "/"))
+            ]
             assert concrete, path
             assert guarded == (roles[concrete[0]] is not None), path
 
@@ -115,5 +135,10 @@ def test_keys_from_the_environment(tmp_path, monkeypatch):
         assert client.get("/catalog/views").status_code == 401
         ok = client.get("/catalog/views", headers={"Authorization": "bearer env-key-0123456789"})
         assert ok.status_code == 200
-        assert client.post("/push/route_push", json=PUSH, headers={"X-API-Key": "env-key-0123456789"}).status_code == 403
+        assert (
+            client.post(
+                "/push/route_push", json=PUSH, headers={"X-API-Key": "env-key-0123456789"}
+            ).status_code
+            == 403
+        )
     store.close()

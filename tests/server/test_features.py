@@ -38,20 +38,44 @@ def expected(store, features, entities, full=False, status=False, stamps=False):
     return out
 
 
-ALL = ["driver_stats:conv_rate", "driver_stats:trips", "driver_stats:city", "driver_stats:photo",
-       "driver_stats:recent", "driver_stats:last_trip", "driver_stats:active"]
+ALL = [
+    "driver_stats:conv_rate",
+    "driver_stats:trips",
+    "driver_stats:city",
+    "driver_stats:photo",
+    "driver_stats:recent",
+    "driver_stats:last_trip",
+    "driver_stats:active",
+]
 
 CASES = [
-    pytest.param(dict(features=ALL, entities=[{"driver_id": i} for i in (1, 7, 8, 999)]), id="rows-every-type"),
+    pytest.param(
+        dict(features=ALL, entities=[{"driver_id": i} for i in (1, 7, 8, 999)]), id="rows-every-type"
+    ),
     pytest.param(dict(features=ALL, entities={"driver_id": [7, 2, 2, 999]}), id="columns-duplicates"),
     pytest.param(dict(features="driver_activity", entities={"driver_id": [3, 4]}), id="service"),
-    pytest.param(dict(features=["driver_stats:conv_rate", "driver_fresh:conv_rate"], entities={"driver_id": [1, 2, 50]},
-                      full_feature_names=True, include_status=True, include_event_timestamps=True), id="ttl-statuses"),
-    pytest.param(dict(features=["route_stats:duration", "driver_stats:trips"],
-                      entities=[{"origin": "a", "destination": "b", "driver_id": 1},
-                                {"origin": "b", "destination": "a", "driver_id": None},
-                                {"origin": "a", "destination": None, "driver_id": "2"}],
-                      include_status=True), id="composite-keys-and-nulls"),
+    pytest.param(
+        dict(
+            features=["driver_stats:conv_rate", "driver_fresh:conv_rate"],
+            entities={"driver_id": [1, 2, 50]},
+            full_feature_names=True,
+            include_status=True,
+            include_event_timestamps=True,
+        ),
+        id="ttl-statuses",
+    ),
+    pytest.param(
+        dict(
+            features=["route_stats:duration", "driver_stats:trips"],
+            entities=[
+                {"origin": "a", "destination": "b", "driver_id": 1},
+                {"origin": "b", "destination": "a", "driver_id": None},
+                {"origin": "a", "destination": None, "driver_id": "2"},
+            ],
+            include_status=True,
+        ),
+        id="composite-keys-and-nulls",
+    ),
     pytest.param(dict(features=["driver_stats:trips"], entities=[]), id="no-rows"),
 ]
 
@@ -63,17 +87,34 @@ def test_http_answers_equal_in_process_answers(live, body):
         r = client.post("/features/online", json=body)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/json"
-    want = expected(store, body["features"], body["entities"], body.get("full_feature_names", False),
-                    body.get("include_status", False), body.get("include_event_timestamps", False))
+    want = expected(
+        store,
+        body["features"],
+        body["entities"],
+        body.get("full_feature_names", False),
+        body.get("include_status", False),
+        body.get("include_event_timestamps", False),
+    )
     assert r.json() == want
 
 
 def test_values_statuses_and_encodings(live):
     with live.client() as client:
-        r = client.post("/features/online", json={
-            "features": ["driver_stats:conv_rate", "driver_stats:city", "driver_stats:photo", "driver_fresh:conv_rate",
-                         "driver_stats:last_trip"],
-            "entities": {"driver_id": [7, 8, 999]}, "full_feature_names": True, "include_status": True})
+        r = client.post(
+            "/features/online",
+            json={
+                "features": [
+                    "driver_stats:conv_rate",
+                    "driver_stats:city",
+                    "driver_stats:photo",
+                    "driver_fresh:conv_rate",
+                    "driver_stats:last_trip",
+                ],
+                "entities": {"driver_id": [7, 8, 999]},
+                "full_feature_names": True,
+                "include_status": True,
+            },
+        )
     body = r.json()
     values, statuses = body["values"], body["statuses"]
     assert values["driver_id"] == [7, 8, 999]
@@ -88,27 +129,71 @@ def test_values_statuses_and_encodings(live):
     assert "event_timestamps" not in body
 
 
-@pytest.mark.parametrize("body, status, words", [
-    ({"features": ["driver_stats:conv_rat"], "entities": [{"driver_id": 1}]}, 404, ["conv_rat", "did you mean 'conv_rate'"]),
-    ({"features": ["driver_stat:conv_rate"], "entities": [{"driver_id": 1}]}, 404, ["driver_stat", "driver_stats"]),
-    ({"features": "driver_activty", "entities": [{"driver_id": 1}]}, 404, ["driver_activty", "driver_activity"]),
-    ({"features": ["driver_stats:conv_rate", "driver_fresh:conv_rate"], "entities": [{"driver_id": 1}]}, 422,
-     ["full_feature_names"]),
-    ({"features": ["conv_rate"], "entities": [{"driver_id": 1}]}, 422, ["view:feature"]),
-    ({"features": [], "entities": [{"driver_id": 1}]}, 422, ["body.features"]),
-    ({"entities": [{"driver_id": 1}]}, 422, ["body.features", "required"]),
-    ({"features": ["driver_stats:trips"]}, 422, ["body.entities", "required"]),
-    ({"features": ["driver_stats:trips"], "entities": 3}, 422, ["body.entities", "rows", "columns"]),
-    ({"features": ["driver_stats:trips"], "entities": [{"driver_id": {"a": 1}}]}, 422, ["body.entities.0.driver_id"]),
-    ({"features": ["driver_stats:trips"], "entities": {"driver_id": [1, 2], "x": [1]}}, 422, ["same length"]),
-    ({"features": ["driver_stats:trips"], "entities": [{"driver": 1}]}, 422, ["driver_id"]),
-    ({"features": ["driver_stats:trips"], "entities": [1, 2]}, 422, ["body.entities.0"]),
-    ({"features": ["driver_stats:trips"], "entities": [{"driver_id": 1}], "include_status": "yes"}, 422,
-     ["body.include_status"]),
-    ({"features": ["driver_stats:trips"], "entities": [{"driver_id": 1}], "extra": 1}, 422, ["body.extra"]),
-    ({"features": ["driver_stats:trips"], "entities": {"driver_id": list(range(1001))}}, 413, ["1001", "1000"]),
-    ({"features": ["driver_stats:trips"], "entities": [{"driver_id": 1}] * 1001}, 413, ["max_batch_rows"]),
-])
+@pytest.mark.parametrize(
+    "body, status, words",
+    [
+        (
+            {"features": ["driver_stats:conv_rat"], "entities": [{"driver_id": 1}]},
+            404,
+            ["conv_rat", "did you mean 'conv_rate'"],
+        ),
+        (
+            {"features": ["driver_stat:conv_rate"], "entities": [{"driver_id": 1}]},
+            404,
+            ["driver_stat", "driver_stats"],
+        ),
+        (
+            {"features": "driver_activty", "entities": [{"driver_id": 1}]},
+            404,
+            ["driver_activty", "driver_activity"],
+        ),
+        (
+            {
+                "features": ["driver_stats:conv_rate", "driver_fresh:conv_rate"],
+                "entities": [{"driver_id": 1}],
+            },
+            422,
+            ["full_feature_names"],
+        ),
+        ({"features": ["conv_rate"], "entities": [{"driver_id": 1}]}, 422, ["view:feature"]),
+        ({"features": [], "entities": [{"driver_id": 1}]}, 422, ["body.features"]),
+        ({"entities": [{"driver_id": 1}]}, 422, ["body.features", "required"]),
+        ({"features": ["driver_stats:trips"]}, 422, ["body.entities", "required"]),
+        ({"features": ["driver_stats:trips"], "entities": 3}, 422, ["body.entities", "rows", "columns"]),
+        (
+            {"features": ["driver_stats:trips"], "entities": [{"driver_id": {"a": 1}}]},
+            422,
+            ["body.entities.0.driver_id"],
+        ),
+        (
+            {"features": ["driver_stats:trips"], "entities": {"driver_id": [1, 2], "x": [1]}},
+            422,
+            ["same length"],
+        ),
+        ({"features": ["driver_stats:trips"], "entities": [{"driver": 1}]}, 422, ["driver_id"]),
+        ({"features": ["driver_stats:trips"], "entities": [1, 2]}, 422, ["body.entities.0"]),
+        (
+            {"features": ["driver_stats:trips"], "entities": [{"driver_id": 1}], "include_status": "yes"},
+            422,
+            ["body.include_status"],
+        ),
+        (
+            {"features": ["driver_stats:trips"], "entities": [{"driver_id": 1}], "extra": 1},
+            422,
+            ["body.extra"],
+        ),
+        (
+            {"features": ["driver_stats:trips"], "entities": {"driver_id": list(range(1001))}},
+            413,
+            ["1001", "1000"],
+        ),
+        (
+            {"features": ["driver_stats:trips"], "entities": [{"driver_id": 1}] * 1001},
+            413,
+            ["max_batch_rows"],
+        ),
+    ],
+)
 def test_client_mistakes_get_a_4xx_that_says_what_is_wrong(live, body, status, words):
     good = {"features": ["driver_stats:trips"], "entities": {"driver_id": [3, 4]}}
     with live.client() as client:
@@ -141,10 +226,14 @@ def test_concurrent_lookups_all_answer_with_the_right_rows(redis_server_live):
         with redis_server_live.client() as client:
             for i in range(15):
                 ids = [(seed + i + k) % 25 + 1 for k in range(5)]  # 21..25 do not exist
-                r = client.post("/features/online", json={"features": ["driver_stats:trips"],
-                                                          "entities": {"driver_id": ids}})
-                ok.append(r.status_code == 200 and
-                          r.json()["values"]["trips"] == [d * 10 if d <= 20 else None for d in ids])
+                r = client.post(
+                    "/features/online",
+                    json={"features": ["driver_stats:trips"], "entities": {"driver_id": ids}},
+                )
+                ok.append(
+                    r.status_code == 200
+                    and r.json()["values"]["trips"] == [d * 10 if d <= 20 else None for d in ids]
+                )
         return ok
 
     with ThreadPoolExecutor(16) as pool:
@@ -162,11 +251,17 @@ def test_an_oversized_batch_reads_nothing_from_the_store(redis_server_live, redi
 
     with redis_server_live.client() as http:
         before = mgets()
-        r = http.post("/features/online", json={"features": ["driver_stats:trips"],
-                                                 "entities": {"driver_id": list(range(1001))}})
+        r = http.post(
+            "/features/online",
+            json={"features": ["driver_stats:trips"], "entities": {"driver_id": list(range(1001))}},
+        )
         assert r.status_code == 413 and mgets() == before
-        assert http.post("/features/online", json={"features": ["driver_stats:trips"],
-                                                    "entities": {"driver_id": [1]}}).status_code == 200
+        assert (
+            http.post(
+                "/features/online", json={"features": ["driver_stats:trips"], "entities": {"driver_id": [1]}}
+            ).status_code
+            == 200
+        )
         assert mgets() == before + 1
 
 
@@ -185,7 +280,9 @@ def test_a_lookup_begun_early_is_used_only_for_the_request_as_validated(sqlite_s
     state = create_app(sqlite_store).state.fs
     body = {"features": ["driver_stats:trips"], "entities": {"driver_id": [3, 4]}}
     misread = {"features": ["driver_stats:trips"], "entities": {"driver_id": [5, 6]}}
-    monkeypatch.setattr(features, "orjson", type("Misreading", (), {"loads": staticmethod(lambda b: misread)}))
+    monkeypatch.setattr(
+        features, "orjson", type("Misreading", (), {"loads": staticmethod(lambda b: misread)})
+    )
     discarded = []
     discard = PendingLookup.discard
     monkeypatch.setattr(PendingLookup, "discard", lambda self: discarded.append(self.entity) or discard(self))

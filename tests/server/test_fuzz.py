@@ -18,15 +18,20 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 # Not `negative_data_rejection`: the server ignores unknown query parameters (as FastAPI does), and
 # the key header we add to every case would undo a case that drops it. Invalid bodies, paths and
 # values are still generated (negative mode) and must get a documented 4xx, never a 5xx.
-CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
-          checks.response_schema_conformance]
+CHECKS = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+]
 EXAMPLES = 40  # per operation and mode; ~15 operations
 
 
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory, redis_server):
-    with serve_redis_repo(tmp_path_factory.mktemp("fuzz-repo"), redis_server, api_keys=True,
-                          max_batch_rows=200) as server:
+    with serve_redis_repo(
+        tmp_path_factory.mktemp("fuzz-repo"), redis_server, api_keys=True, max_batch_rows=200
+    ) as server:
         yield server
 
 
@@ -45,7 +50,9 @@ def test_fuzzed_requests_get_no_5xx_and_match_the_schema(fuzz_server, mode):
     failures = []
 
     def fuzz(op):
-        @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         @given(case=op.as_strategy(generation_mode=GenerationMode(mode)))
         def run(case):
             response = case.call(base_url=fuzz_server.url, headers=headers, timeout=10)

@@ -27,14 +27,21 @@ def test_counts_and_histogram_match_the_observations():
     def labels(**kw):
         return frozenset(kw.items())
 
-    assert got[("fs_http_requests_total", labels(method="POST", endpoint="/features/online", status="200"))] == 6
-    assert got[("fs_http_requests_total", labels(method="POST", endpoint="/features/online", status="404"))] == 1
+    assert (
+        got[("fs_http_requests_total", labels(method="POST", endpoint="/features/online", status="200"))] == 6
+    )
+    assert (
+        got[("fs_http_requests_total", labels(method="POST", endpoint="/features/online", status="404"))] == 1
+    )
     assert got[("fs_http_requests_total", labels(method="GET", endpoint="/health", status="200"))] == 1
     lookups = [*observed, 0.002]
     for bound in (*_BUCKETS, float("inf")):
         le = "+Inf" if bound == float("inf") else repr(bound)
         expected = sum(1 for v in lookups if v <= bound)
-        key = ("fs_http_request_duration_seconds_bucket", labels(method="POST", endpoint="/features/online", le=le))
+        key = (
+            "fs_http_request_duration_seconds_bucket",
+            labels(method="POST", endpoint="/features/online", le=le),
+        )
         assert got[key] == expected, le
     series = labels(method="POST", endpoint="/features/online")
     assert got[("fs_http_request_duration_seconds_count", series)] == len(lookups)
@@ -68,8 +75,14 @@ def test_workers_sharing_a_folder_each_scrape_the_sum_of_all(tmp_path, caplog):
 
     lookups = labels(method="POST", endpoint="/features/online")
     for got in (first_only, samples(second)):
-        assert got[("fs_http_requests_total", labels(method="POST", endpoint="/features/online", status="200"))] == 5
-        assert got[("fs_http_requests_total", labels(method="POST", endpoint="/features/online", status="404"))] == 1
+        assert (
+            got[("fs_http_requests_total", labels(method="POST", endpoint="/features/online", status="200"))]
+            == 5
+        )
+        assert (
+            got[("fs_http_requests_total", labels(method="POST", endpoint="/features/online", status="404"))]
+            == 1
+        )
         assert got[("fs_http_request_duration_seconds_count", lookups)] == 6
         assert abs(got[("fs_http_request_duration_seconds_sum", lookups)] - 7.2046) < 1e-9
         for bound in (*_BUCKETS, float("inf")):
@@ -79,11 +92,18 @@ def test_workers_sharing_a_folder_each_scrape_the_sum_of_all(tmp_path, caplog):
         assert got[("fs_online_store_errors_total", labels(reason="timeout"))] == 3
         assert got[("fs_pushed_rows_total", labels(source="driver_push", to="online"))] == 5
         assert ("fs_http_requests_total", labels(method="GET", endpoint="/health", status="200")) not in got
-    created = [m.registry.get_sample_value("fs_online_store_errors_created", {"reason": "timeout"})
-               for m in (first, second)]
+    created = [
+        m.registry.get_sample_value("fs_online_store_errors_created", {"reason": "timeout"})
+        for m in (first, second)
+    ]
     assert first_only[("fs_online_store_errors_created", labels(reason="timeout"))] == min(created)
-    assert samples(alone)[("fs_http_requests_total", labels(method="GET", endpoint="/health", status="200"))] == 1
-    assert not any(k[0] == "fs_http_requests_total" and ("endpoint", "/features/online") in k[1] for k in samples(alone))
+    assert (
+        samples(alone)[("fs_http_requests_total", labels(method="GET", endpoint="/health", status="200"))]
+        == 1
+    )
+    assert not any(
+        k[0] == "fs_http_requests_total" and ("endpoint", "/features/online") in k[1] for k in samples(alone)
+    )
     assert len(list(tmp_path.glob("worker-*.json"))) == 2
 
     # The second worker dies: what it published keeps counting, so totals never go down.

@@ -26,8 +26,9 @@ def own_redis():
 
 
 def test_503_fast_while_redis_is_down_then_recovery_without_restart(tmp_path, own_redis):
-    store = build_repo(tmp_path, "redis", redis_url=own_redis.url, key_prefix=f"fstest-{uuid.uuid4().hex[:8]}",
-                       timeout=0.5)
+    store = build_repo(
+        tmp_path, "redis", redis_url=own_redis.url, key_prefix=f"fstest-{uuid.uuid4().hex[:8]}", timeout=0.5
+    )
     with serve(store) as server, server.client(timeout=10) as client:
         assert client.post("/features/online", json=LOOKUP).json()["values"]["trips"] == [30]
         assert client.get("/ready").status_code == 200
@@ -61,15 +62,25 @@ def test_503_fast_while_redis_is_down_then_recovery_without_restart(tmp_path, ow
     store.close()
 
 
-@pytest.mark.parametrize("store_timeout, lookup_timeout", [(0.3, 0.8), (1.5, 0.3)],
-                         ids=["the store's timer", "the app's timer, set below the store's"])
-def test_a_hung_store_answers_503_within_the_lookup_timeout(tmp_path, own_redis, store_timeout, lookup_timeout):
+@pytest.mark.parametrize(
+    "store_timeout, lookup_timeout",
+    [(0.3, 0.8), (1.5, 0.3)],
+    ids=["the store's timer", "the app's timer, set below the store's"],
+)
+def test_a_hung_store_answers_503_within_the_lookup_timeout(
+    tmp_path, own_redis, store_timeout, lookup_timeout
+):
     """SIGSTOP the Redis process: connections stay open but nothing answers."""
     import os
     import signal
 
-    store = build_repo(tmp_path, "redis", redis_url=own_redis.url, key_prefix=f"fstest-{uuid.uuid4().hex[:8]}",
-                       timeout=store_timeout)
+    store = build_repo(
+        tmp_path,
+        "redis",
+        redis_url=own_redis.url,
+        key_prefix=f"fstest-{uuid.uuid4().hex[:8]}",
+        timeout=store_timeout,
+    )
     with serve(store, lookup_timeout=lookup_timeout) as server, server.client(timeout=10) as client:
         assert client.post("/features/online", json=LOOKUP).status_code == 200
         os.kill(own_redis.process.pid, signal.SIGSTOP)
@@ -102,7 +113,9 @@ def test_a_store_without_bounded_reads_is_cut_off_at_the_lookup_timeout(sqlite_s
     monkeypatch.setattr(SqliteOnlineStore, "read", hung)
     with serve(sqlite_store, lookup_timeout=0.3) as server, server.client(timeout=10) as client:
         start = time.monotonic()
-        r = client.post("/features/online", json={"features": ["driver_stats:trips"], "entities": [{"driver_id": 1}]})
+        r = client.post(
+            "/features/online", json={"features": ["driver_stats:trips"], "entities": [{"driver_id": 1}]}
+        )
         elapsed = time.monotonic() - start
         assert r.status_code == 503 and "did not answer within 0.3s" in r.json()["error"], r.text
         assert r.headers["retry-after"] == "1"

@@ -15,8 +15,10 @@ LOOKUP = json.dumps({"features": ["driver_stats:trips"], "entities": {"driver_id
 
 
 def post(body: bytes, extra: bytes = b"") -> bytes:
-    return (b"POST /features/online HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n%s\r\n" % (len(body), extra)) + body
+    return (
+        b"POST /features/online HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n%s\r\n" % (len(body), extra)
+    ) + body
 
 
 GET_HEALTH = b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -67,7 +69,9 @@ def connect(server) -> socket.socket:
     return sock
 
 
-def test_lookups_are_answered_by_the_protocol_with_the_apps_answer(sqlite_server_live, answered_here, monkeypatch):
+def test_lookups_are_answered_by_the_protocol_with_the_apps_answer(
+    sqlite_server_live, answered_here, monkeypatch
+):
     from server.middleware import ServerMiddleware
 
     as_bytes = []
@@ -97,22 +101,31 @@ def test_pipelined_fast_and_ordinary_requests_are_answered_in_order(sqlite_serve
     assert "nope" in json.loads(answers[2][2])["error"]
     assert json.loads(answers[0][2]) == json.loads(answers[4][2])
     # The first lookup is read whole; the later ones, pipelined behind other requests, queue in uvicorn.
-    assert answered_here == [("whole", "/features/online"), ("hook", "/features/online"), ("hook", "/features/online")]
+    assert answered_here == [
+        ("whole", "/features/online"),
+        ("hook", "/features/online"),
+        ("hook", "/features/online"),
+    ]
 
 
 def test_connection_close_expect_continue_and_chunked_bodies(sqlite_server_live, answered_here):
     with connect(sqlite_server_live) as sock:  # Expect: 100-continue: the body is sent after the 100
-        sock.sendall(post(b"", b"Expect: 100-continue\r\n").replace(b"Content-Length: 0", b"Content-Length: %d"
-                                                                     % len(LOOKUP)))
+        sock.sendall(
+            post(b"", b"Expect: 100-continue\r\n").replace(
+                b"Content-Length: 0", b"Content-Length: %d" % len(LOOKUP)
+            )
+        )
         assert sock.recv(100).startswith(b"HTTP/1.1 100")
         sock.sendall(LOOKUP)
         [(status, _, _)] = read_answers(sock, 1)
         assert status == 200
     with connect(sqlite_server_live) as sock:  # a chunked body, then Connection: close
         half = len(LOOKUP) // 2
-        sock.sendall(b"POST /features/online HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
-                     b"Connection: close\r\n\r\n%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n"
-                     % (half, LOOKUP[:half], len(LOOKUP) - half, LOOKUP[half:]))
+        sock.sendall(
+            b"POST /features/online HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: close\r\n\r\n%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n"
+            % (half, LOOKUP[:half], len(LOOKUP) - half, LOOKUP[half:])
+        )
         [(status, headers, _)] = read_answers(sock, 1)
         assert status == 200 and headers.get("connection") == "close"
         assert sock.recv(100) == b""  # the server closed the connection
@@ -128,7 +141,9 @@ def test_a_client_that_goes_away_mid_body_does_not_break_the_server(sqlite_serve
 
 
 @pytest.mark.parametrize("telemetry", [False, True])
-def test_the_fast_lane_keeps_out_of_fastapis_way_only_without_its_telemetry(sqlite_store, monkeypatch, telemetry):
+def test_the_fast_lane_keeps_out_of_fastapis_way_only_without_its_telemetry(
+    sqlite_store, monkeypatch, telemetry
+):
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
@@ -225,13 +240,13 @@ def test_the_bytes_road_answers_errors_exactly_as_the_asgi_road(tmp_path):
     good = {"features": ["driver_stats:trips"], "entities": {"driver_id": [1, 2]}}
     cases = [
         (reader, json.dumps(good).encode()),
-        (None, json.dumps(good).encode()),                                          # 401
-        ("not-a-key-0123456789", json.dumps(good).encode()),                       # 401
-        (reader, b'{"features": ["driver_stats:trips"], "entities": '),            # 422 bad JSON
+        (None, json.dumps(good).encode()),  # 401
+        ("not-a-key-0123456789", json.dumps(good).encode()),  # 401
+        (reader, b'{"features": ["driver_stats:trips"], "entities": '),  # 422 bad JSON
         (reader, json.dumps({**good, "features": ["driver_stats:trip"]}).encode()),  # 404 with a suggestion
         (reader, json.dumps({**good, "entities": {"driver_id": list(range(6))}}).encode()),  # 413 batch
         (reader, json.dumps({**good, "entities": {"driver_id": [1], "x": [1, 2]}}).encode()),  # 422 ragged
-        (writer, json.dumps({**good, "include_status": "yes"}).encode()),         # 422 field
+        (writer, json.dumps({**good, "include_status": "yes"}).encode()),  # 422 field
     ]
     kept = ("content-type", "retry-after", "www-authenticate")
     with serve(store) as server, TestClient(create_app(store)) as asgi, connect(server) as sock:
@@ -239,8 +254,7 @@ def test_the_bytes_road_answers_errors_exactly_as_the_asgi_road(tmp_path):
             extra = b"X-API-Key: %s\r\n" % key.encode() if key else b""
             sock.sendall(post(body, extra))
             [(status, headers, answer)] = read_answers(sock, 1)
-            expected = asgi.post("/features/online", content=body,
-                                 headers={"X-API-Key": key} if key else {})
+            expected = asgi.post("/features/online", content=body, headers={"X-API-Key": key} if key else {})
             assert status == expected.status_code, (key, body)
             assert json.loads(answer) == expected.json()
             assert {k: headers.get(k) for k in kept} == {k: expected.headers.get(k) for k in kept}
@@ -253,8 +267,10 @@ def test_a_refused_caller_is_answered_before_its_body_is_read(tmp_path, answered
 
     store = build_repo(tmp_path, "sqlite", api_keys=True)
     with serve(store) as server, connect(server) as sock:
-        sock.sendall(b"POST /features/online HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 50000\r\n\r\n" + LOOKUP)
+        sock.sendall(
+            b"POST /features/online HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 50000\r\n\r\n" + LOOKUP
+        )
         [(status, headers, body)] = read_answers(sock, 1)
         assert status == 401 and headers["www-authenticate"] == "Bearer"
     assert answered_here == [("hook", "/features/online")]
@@ -288,7 +304,9 @@ def test_the_access_log_has_the_requests_answered_whole(sqlite_store):
         def emit(self, record):
             self.lines.append(record.getMessage())
 
-    server = LiveServer(create_app(sqlite_store), access_log=True, log_level="info")  # configures uvicorn's loggers
+    server = LiveServer(
+        create_app(sqlite_store), access_log=True, log_level="info"
+    )  # configures uvicorn's loggers
     lines = Lines()
     access = logging.getLogger("uvicorn.access")
     access.addHandler(lines)

@@ -17,15 +17,25 @@ LATER = (datetime.now(timezone.utc) + timedelta(seconds=30)).isoformat()
 
 
 def row(driver_id: int, **overrides):
-    base = {"driver_id": driver_id, "conv_rate": 0.5, "trips": 3, "city": "paris", "photo": base64.b64encode(b"\x00\x01").decode(),
-            "recent": [1, 2], "last_trip": "2026-01-02T03:04:05Z", "active": True, "event_timestamp": LATER}
+    base = {
+        "driver_id": driver_id,
+        "conv_rate": 0.5,
+        "trips": 3,
+        "city": "paris",
+        "photo": base64.b64encode(b"\x00\x01").decode(),
+        "recent": [1, 2],
+        "last_trip": "2026-01-02T03:04:05Z",
+        "active": True,
+        "event_timestamp": LATER,
+    }
     return {**base, **overrides}
 
 
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory, redis_server):
-    with serve_redis_repo(tmp_path_factory.mktemp("push-repo"), redis_server, api_keys=True,
-                          max_batch_rows=50) as server:
+    with serve_redis_repo(
+        tmp_path_factory.mktemp("push-repo"), redis_server, api_keys=True, max_batch_rows=50
+    ) as server:
         yield server
 
 
@@ -42,9 +52,19 @@ def test_pushed_rows_are_served_by_the_next_lookup(keyed):
         columns = {k: [row(103)[k]] for k in row(103)}
         r = client.post("/push/driver_push", json={"rows": columns, "to": "online"})
         assert r.json()["rows"] == 1
-        got = client.post("/features/online", json={
-            "features": ["driver_stats:conv_rate", "driver_stats:city", "driver_stats:photo", "driver_stats:recent",
-                         "driver_stats:last_trip"], "entities": {"driver_id": [101, 102, 103]}}).json()["values"]
+        got = client.post(
+            "/features/online",
+            json={
+                "features": [
+                    "driver_stats:conv_rate",
+                    "driver_stats:city",
+                    "driver_stats:photo",
+                    "driver_stats:recent",
+                    "driver_stats:last_trip",
+                ],
+                "entities": {"driver_id": [101, 102, 103]},
+            },
+        ).json()["values"]
     assert got["conv_rate"] == [0.5, "NaN", 0.5]
     assert got["city"] == ["paris", None, "paris"]
     assert got["photo"] == [base64.b64encode(b"\x00\x01").decode()] * 3
@@ -72,20 +92,27 @@ def test_every_push_is_audited_with_the_key_name_and_row_count(keyed):
     assert KEYS["writer"][1] not in str(store.registry.audit_log(limit=100))  # names, never keys
 
 
-@pytest.mark.parametrize("body, status, words", [
-    ({"rows": [row(1, trips=2.5)]}, 422, ["trips", "row 0"]),
-    ({"rows": [row(1), row(2, photo="%%%")]}, 422, ["photo", "row 1", "base64"]),
-    ({"rows": [row(1, event_timestamp="yesterday")]}, 422, ["event_timestamp"]),
-    ({"rows": [row(1, event_timestamp=None)]}, 422, ["event_timestamp"]),
-    ({"rows": [row(1, event_timestamp="2999-01-01T00:00:00Z")]}, 422, ["event_timestamp", "row 0", "future"]),
-    ({"rows": [{k: v for k, v in row(1).items() if k != "trips"}]}, 422, ["trips", "missing"]),
-    ({"rows": [{**row(1), "driver_id": None}]}, 422, ["driver_id", "null"]),
-    ({"rows": [row(1, city={"a": 1})]}, 422, ["body.rows.0.city"]),
-    ({"rows": [row(1)], "to": "elsewhere"}, 422, ["body.to"]),
-    ({"rows": {"driver_id": [1, 2], "trips": [1]}}, 422, ["same length"]),
-    ({"rows": [row(i) for i in range(51)]}, 413, ["51", "50"]),
-    ({}, 422, ["body.rows"]),
-])
+@pytest.mark.parametrize(
+    "body, status, words",
+    [
+        ({"rows": [row(1, trips=2.5)]}, 422, ["trips", "row 0"]),
+        ({"rows": [row(1), row(2, photo="%%%")]}, 422, ["photo", "row 1", "base64"]),
+        ({"rows": [row(1, event_timestamp="yesterday")]}, 422, ["event_timestamp"]),
+        ({"rows": [row(1, event_timestamp=None)]}, 422, ["event_timestamp"]),
+        (
+            {"rows": [row(1, event_timestamp="2999-01-01T00:00:00Z")]},
+            422,
+            ["event_timestamp", "row 0", "future"],
+        ),
+        ({"rows": [{k: v for k, v in row(1).items() if k != "trips"}]}, 422, ["trips", "missing"]),
+        ({"rows": [{**row(1), "driver_id": None}]}, 422, ["driver_id", "null"]),
+        ({"rows": [row(1, city={"a": 1})]}, 422, ["body.rows.0.city"]),
+        ({"rows": [row(1)], "to": "elsewhere"}, 422, ["body.to"]),
+        ({"rows": {"driver_id": [1, 2], "trips": [1]}}, 422, ["same length"]),
+        ({"rows": [row(i) for i in range(51)]}, 413, ["51", "50"]),
+        ({}, 422, ["body.rows"]),
+    ],
+)
 def test_bad_batches_are_refused_whole(keyed, body, status, words):
     store = keyed.app.state.fs.store
     with writer(keyed) as client:
@@ -94,7 +121,9 @@ def test_bad_batches_are_refused_whole(keyed, body, status, words):
     for word in words:
         assert word in r.json()["error"]
     # nothing partial: driver 2 (second row of the base64 case) was not written
-    assert get_online_features(store, ["driver_stats:city"], [{"driver_id": 2}]).to_dict()["city"] == ["city-2"]
+    assert get_online_features(store, ["driver_stats:city"], [{"driver_id": 2}]).to_dict()["city"] == [
+        "city-2"
+    ]
 
 
 def test_unknown_and_non_push_sources(keyed):
@@ -106,14 +135,30 @@ def test_unknown_and_non_push_sources(keyed):
 def test_push_to_offline_and_both(tmp_path):
     store = build_repo(tmp_path, "sqlite")
     with serve(store) as server, server.client() as client:
-        r = client.post("/push/route_push", json={"to": "both", "rows": [
-            {"origin": "x", "destination": "y", "duration": 9.0, "event_timestamp": LATER}]})
+        r = client.post(
+            "/push/route_push",
+            json={
+                "to": "both",
+                "rows": [{"origin": "x", "destination": "y", "duration": 9.0, "event_timestamp": LATER}],
+            },
+        )
         assert r.status_code == 200, r.text
-        r = client.post("/push/route_push", json={"to": "offline", "rows": [
-            {"origin": "x", "destination": "z", "duration": 1.0, "event_timestamp": LATER}]})
+        r = client.post(
+            "/push/route_push",
+            json={
+                "to": "offline",
+                "rows": [{"origin": "x", "destination": "z", "duration": 1.0, "event_timestamp": LATER}],
+            },
+        )
         assert r.status_code == 200, r.text
-        got = client.post("/features/online", json={"features": ["route_stats:duration"], "include_status": True,
-                                                    "entities": {"origin": ["x", "x"], "destination": ["y", "z"]}})
+        got = client.post(
+            "/features/online",
+            json={
+                "features": ["route_stats:duration"],
+                "include_status": True,
+                "entities": {"origin": ["x", "x"], "destination": ["y", "z"]},
+            },
+        )
     assert got.json()["values"]["duration"] == [9.0, None]  # offline-only rows are not online
     assert store.offline_storage is not None
     store.close()
