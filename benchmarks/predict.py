@@ -170,7 +170,7 @@ def over_http(port: int, entities: int, n: int) -> dict:
 
 def start_server(repo: Path, port: int) -> subprocess.Popen:
     code = (
-        "import sys; from server.run import serve; serve(sys.argv[1], '127.0.0.1', int(sys.argv[2]), 1, "
+        "import sys; from featurestore.server.run import serve; serve(sys.argv[1], '127.0.0.1', int(sys.argv[2]), 1, "
         "log_level='warning')"
     )
     proc = subprocess.Popen(

@@ -5,7 +5,7 @@
 What it does:
 1. starts its own redis-server on a free port, builds a feature repo in a temp folder (one view of
    10 features, 10,000 entities pushed online);
-2. starts the server in a subprocess (`fs serve`, or `server.run.serve` when the CLI is missing) and
+2. starts the server in a subprocess (`fs serve`, or `featurestore.server.run.serve` when the CLI is missing) and
    measures the time from process start to the first answered lookup;
 3. for 1 and 100 entities: `store.get_online_features` in-process and the same lookup over HTTP on
    loopback with one client, interleaved in rounds so both meet the same machine (p50/p99, CPU per
@@ -222,7 +222,7 @@ def paired(
 CANNED_SERVER = """
 import pickle, sys
 import uvicorn
-from server.run import uvicorn_options
+from featurestore.server.run import uvicorn_options
 answers = pickle.loads(open(sys.argv[1], "rb").read())
 async def app(scope, receive, send):
     body = b""
@@ -323,7 +323,7 @@ def start_server(repo: Path, port: int, workers: int) -> tuple[subprocess.Popen,
         cmd = [
             sys.executable,
             "-c",
-            f"from server.run import serve; serve({str(repo)!r}, '127.0.0.1', {port}, {workers})",
+            f"from featurestore.server.run import serve; serve({str(repo)!r}, '127.0.0.1', {port}, {workers})",
         ]
         how = "server.run.serve"
     request = http_request(bodies(1, 10, 1)[0])

@@ -47,7 +47,7 @@ def serve_a_model(store: FeatureStore, job, trips: pd.DataFrame, training: pd.Da
     from fastapi.testclient import TestClient
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from server import create_app
+    from featurestore.server import create_app
 
     job.save("trip_completion_train", overwrite=True)  # fingerprinted: definitions, entity rows, result
     X = training.drop(columns=trips.columns).astype("float64")

@@ -321,7 +321,7 @@ def push(ctx: click.Context, source: str, file: str, to: str) -> None:
 @handle_errors
 def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
     """Serve online features (and models) over HTTP; OpenAPI docs at /docs."""
-    from server.run import serve as run_server
+    from featurestore.server.run import serve as run_server
 
     run_server(ctx.obj["repo"], host, port, workers)
 

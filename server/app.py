@@ -1,11 +1,11 @@
 """The app factory: `create_app(store)` builds the FastAPI app of the feature server.
 
     from featurestore import FeatureStore
-    from server import create_app
+    from featurestore.server import create_app
     app = create_app(FeatureStore("definitions"))      # then: uvicorn, or `fs serve`
 
 The app is a list of routers (`ROUTERS`, one module per area under `server/routers/`) around a small
-shared state (`server.state.ServerState`): the store, the API-key checker, metrics and limits.
+shared state (`featurestore.server.state.ServerState`): the store, the API-key checker, metrics and limits.
 Routers hold no business logic: they parse, call `FeatureStore`, and encode.
 
 Adding a router (e.g. model predictions): write `server/routers/models.py` with
@@ -87,7 +87,7 @@ class FeatureServerApp(FastAPI):
 
     def fast_lane_of(self, scope: Scope) -> Lane | None:
         """The fast lane of this HTTP request, its scope readied as Starlette would; None: the ordinary road.
-        (`server.protocol.FastLaneProtocol` asks it too, to answer from the protocol.)"""
+        (`featurestore.server.protocol.FastLaneProtocol` asks it too, to answer from the protocol.)"""
         if self._instrumented():
             return None
         lane = self.layer.fast_lane.match(scope)
@@ -131,7 +131,7 @@ def create_app(
     - `max_body_bytes`: larger request bodies get 413 before they are read.
     - `routers`: more routers to mount (after `ROUTERS`).
     - `metrics_dir`: the folder the worker processes of one server share, so that `/metrics` on any
-      of them counts the requests of all (`server.metrics`; `fs serve --workers N` makes one).
+      of them counts the requests of all (`featurestore.server.metrics`; `fs serve --workers N` makes one).
     """
     config = store.config
     keys = tuple(config.server.api_keys if api_keys is None else api_keys)

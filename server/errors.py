@@ -112,7 +112,7 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers above on `app` (unexpected errors: see `server.middleware`)."""
+    """Register the handlers above on `app` (unexpected errors: see `featurestore.server.middleware`)."""
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(FeatureStoreError, _on_store_error)

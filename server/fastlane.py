@@ -2,15 +2,15 @@
 
 A request to `POST /features/online` crosses about a dozen ASGI layers and FastAPI's dependency
 solver before the handler runs: about 100 us of CPU per request, as much as the lookup itself.
-The app's one layer (`server.middleware.ServerMiddleware`: metrics, error catch-all, body limit)
+The app's one layer (`featurestore.server.middleware.ServerMiddleware`: metrics, error catch-all, body limit)
 calls the eligible routes of the routers it was given directly: their `require(...)` checks, then
 their endpoint, then the app's exception handlers on failure. It is asked before FastAPI's own
-layers, by the app (`server.app.FeatureServerApp`) or by `fs serve`'s protocol (`server.protocol`).
+layers, by the app (`featurestore.server.app.FeatureServerApp`) or by `fs serve`'s protocol (`featurestore.server.protocol`).
 Nothing else is skipped: the same handler code runs, with the same auth, limits, error bodies and
 metrics labels, and the route stays in the OpenAPI document.
 
 A route is eligible when its endpoint takes only the `Request` (it parses its own body with
-`server.schemas.parse_body`) and its only dependencies are `require(role)` checks. Other routes
+`featurestore.server.schemas.parse_body`) and its only dependencies are `require(role)` checks. Other routes
 take the ordinary road. (FastAPI's `app.dependency_overrides` do not apply on the fast lane.)
 A path with parameters (`/models/{ref}/predict`) is eligible too when the endpoint reads them from
 `request.path_params`: such routes are matched by their regex after the exact paths, so they must
@@ -49,7 +49,7 @@ def eligible(route: APIRoute) -> bool:
 
 class FastLane:
     """The eligible routes of `routers`, answered directly; see the module docstring. Not a middleware
-    of its own: `match` finds a request's lane, `server.middleware.ServerMiddleware` calls its `answer`.
+    of its own: `match` finds a request's lane, `featurestore.server.middleware.ServerMiddleware` calls its `answer`.
 
     The routers must be mounted on the app without a prefix or router-level dependencies (their
     routes' own paths and dependencies are what the fast lane reads).

@@ -10,7 +10,7 @@ Exposed at `GET /metrics` in the Prometheus text format:
   unreachable (`unavailable`) or too slow (`timeout`).
 - `fs_pushed_rows_total{source, to}`: rows accepted by `POST /push/{source}`.
 
-`server.middleware.ServerMiddleware` times and counts the requests.
+`featurestore.server.middleware.ServerMiddleware` times and counts the requests.
 
 **Several workers.** With `fs serve --workers N`, a scrape reaches one worker process, yet must show
 the counts of all of them (a counter that jumps between workers' values reads as resets to

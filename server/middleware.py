@@ -3,20 +3,20 @@
 Every request crosses it, so it is one pure-ASGI layer rather than four (each layer costs a
 coroutine, often a `send` wrapper, per request). In order, for an HTTP request:
 
-1. metrics: times the request and counts its answer by route template (`server.metrics`);
+1. metrics: times the request and counts its answer by route template (`featurestore.server.metrics`);
 2. catch-all: any exception no handler took is logged with its traceback and answered with a
    generic 500 (or, once the answer has started, re-raised so the server drops the connection);
    a middleware rather than an `Exception` handler, which Starlette re-raises to the server after
    answering (and uvicorn would log the traceback a second time);
 3. body limit: 413 for a body over `max_bytes`, by Content-Length before reading, or while reading;
-4. fast lane: the eligible routes answered directly (`server.fastlane`); other requests go on to
+4. fast lane: the eligible routes answered directly (`featurestore.server.fastlane`); other requests go on to
    the app's routing.
 
-The app (`server.app.FeatureServerApp`) also calls `serve` itself, before FastAPI's own layers, for
+The app (`featurestore.server.app.FeatureServerApp`) also calls `serve` itself, before FastAPI's own layers, for
 the requests of the fast lane: the same four steps, without the three layers FastAPI and Starlette
 put around every middleware (error page, telemetry, body limit), which a fast-lane request never needs.
 `fs serve`'s protocol calls `serve_bytes` for a fast-lane request it read whole: the same steps
-with the body in hand and the answer as bytes (`server.protocol`).
+with the body in hand and the answer as bytes (`featurestore.server.protocol`).
 """
 
 from __future__ import annotations

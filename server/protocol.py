@@ -3,7 +3,7 @@
 uvicorn hands every request to the ASGI app through its own machinery: a request cycle with an
 event for the body, the proxy-headers middleware, an exception wrapper per request (`run_asgi`),
 then the app's `__call__`, and writes the answer's head and body separately. For the requests of
-the fast lane (`server.fastlane`: the online lookup and predictions), `FastLaneProtocol` calls the
+the fast lane (`featurestore.server.fastlane`: the online lookup and predictions), `FastLaneProtocol` calls the
 app's one layer (`ServerMiddleware.serve`: metrics, catch-all, body limit, auth, the handler)
 directly, on one of two roads:
 

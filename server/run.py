@@ -1,15 +1,15 @@
 """Run the feature server with uvicorn: what `fs serve --host --port --workers` calls.
 
-    from server.run import serve
+    from featurestore.server.run import serve
     serve("definitions", "127.0.0.1", 6566, workers=1)
 
 uvloop and httptools are used when installed (the `server` extra brings them via uvicorn[standard]);
-with httptools, the protocol is `server.protocol.FastLaneProtocol` (uvicorn's, answering the fast
+with httptools, the protocol is `featurestore.server.protocol.FastLaneProtocol` (uvicorn's, answering the fast
 lane from the protocol).
 With several workers, each process builds its own app from `$FS_REPO` through the factory
-`server.run:app_from_env`, and the workers share a metrics folder (`$FS_METRICS_DIR`, a temporary
-one unless set) so a scrape of any worker counts the requests of all (`server.metrics`). Running
-`server.run:app_from_env` under another process manager (gunicorn with uvicorn workers), set
+`featurestore.server.run:app_from_env`, and the workers share a metrics folder (`$FS_METRICS_DIR`, a temporary
+one unless set) so a scrape of any worker counts the requests of all (`featurestore.server.metrics`). Running
+`featurestore.server.run:app_from_env` under another process manager (gunicorn with uvicorn workers), set
 `FS_METRICS_DIR` to a folder of that server's own, emptied before it starts (`serve` empties the
 one it is given of earlier snapshots).
 Access logs are off by default: `/metrics` counts every request.
@@ -83,7 +83,7 @@ def serve(
             for old in Path(os.environ[METRICS_DIR_ENV]).glob(SNAPSHOTS):
                 old.unlink(missing_ok=True)
         try:
-            uvicorn.run("server.run:app_from_env", factory=True, workers=workers, **options)
+            uvicorn.run("featurestore.server.run:app_from_env", factory=True, workers=workers, **options)
         finally:
             if own_metrics is not None:
                 shutil.rmtree(own_metrics, ignore_errors=True)

@@ -1,1 +1,1 @@
-"""The routers of the feature server, one module per area; `server.app.ROUTERS` mounts them."""
+"""The routers of the feature server, one module per area; `featurestore.server.app.ROUTERS` mounts them."""

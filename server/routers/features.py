@@ -11,7 +11,7 @@ event loop (`_begun`: the early lookup is used only for the request as validated
 cannot hold requests: the app's `lookup_timeout` answers 503, by its own timer, or by the store's
 when the store's async reads give up by themselves within it (`OnlineStore.async_read_bound`:
 Redis, after about twice its `timeout_seconds`). The answer is encoded straight to JSON bytes with
-orjson (see `server.encoding` for NaN, timestamps and bytes).
+orjson (see `featurestore.server.encoding` for NaN, timestamps and bytes).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
     -> {"source": "driver_stats_push", "to": "online", "rows": 1}
 
 Rows come as a list of objects or as an object of columns. JSON values are typed by the views fed
-by the source (see `server.encoding.decode_column`: timestamps as RFC 3339 or epoch seconds, bytes
+by the source (see `featurestore.server.encoding.decode_column`: timestamps as RFC 3339 or epoch seconds, bytes
 as base64, "NaN"/"Infinity"), then `store.push` validates the whole batch before writing anything:
 a bad batch gets 422 naming the column and row, and nothing is written. Columns no view uses are
 ignored. Every push, accepted or refused, is recorded in the audit trail (who, source, rows, result).

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis import checks  # noqa: E402
 
-from server import create_app  # noqa: E402
+from featurestore.server import create_app  # noqa: E402
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

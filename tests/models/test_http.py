@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from featurestore.models.serving import ModelServer
-from server import app as server_app
-from server import create_app
-from server.routers import models as models_router
+from featurestore.server import app as server_app
+from featurestore.server import create_app
+from featurestore.server.routers import models as models_router
 from tests.models.conftest import FEATURES, build_store, training_frame
 from tests.server.conftest import LiveServer
 

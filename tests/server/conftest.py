@@ -16,8 +16,8 @@ import pytest
 import uvicorn
 
 from featurestore import FeatureStore
-from server import create_app
-from server.run import uvicorn_options
+from featurestore.server import create_app
+from featurestore.server.run import uvicorn_options
 from tests.redis_server import free_port
 from tests.repo_builder import make_repo
 

@@ -1,5 +1,5 @@
 """The rest of the app: catalog with freshness, health/ready/metrics, error bodies, extra routers,
-and `server.run.serve` in a real subprocess with several workers."""
+and `featurestore.server.run.serve` in a real subprocess with several workers."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends
 from prometheus_client.parser import text_string_to_metric_families
 
 from featurestore import FeatureStore
-from server.auth import require
+from featurestore.server.auth import require
 from tests.redis_server import free_port
 from tests.repo_builder import make_repo
 from tests.server.conftest import DEFINITIONS, build_repo, serve
@@ -169,7 +169,7 @@ def test_serve_in_a_subprocess_with_two_workers(tmp_path):
     port = free_port()
     shared = tmp_path / "metrics"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FS_METRICS_DIR": str(shared)}
-    code = f"from server.run import serve; serve({str(tmp_path)!r}, '127.0.0.1', {port}, 2)"
+    code = f"from featurestore.server.run import serve; serve({str(tmp_path)!r}, '127.0.0.1', {port}, 2)"
     start = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -230,7 +230,7 @@ def _lookups_counted(metrics_text: str) -> float:
 def test_serve_with_workers_makes_and_removes_its_own_metrics_folder(tmp_path, monkeypatch):
     import uvicorn
 
-    from server import run
+    from featurestore.server import run
 
     build_repo(tmp_path, "sqlite").close()
     monkeypatch.delenv(run.METRICS_DIR_ENV, raising=False)

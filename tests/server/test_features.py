@@ -274,8 +274,8 @@ def test_a_lookup_begun_early_is_used_only_for_the_request_as_validated(sqlite_s
     import orjson
 
     from featurestore.online.lookup import PendingLookup
-    from server import create_app
-    from server.routers import features
+    from featurestore.server import create_app
+    from featurestore.server.routers import features
 
     state = create_app(sqlite_store).state.fs
     body = {"features": ["driver_stats:trips"], "entities": {"driver_id": [3, 4]}}

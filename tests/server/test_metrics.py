@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.metrics import _BUCKETS, Metrics
+from featurestore.server.metrics import _BUCKETS, Metrics
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, frozenset], float]:

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from server.protocol import FastLaneProtocol
+from featurestore.server.protocol import FastLaneProtocol
 from tests.server.conftest import serve
 
 LOOKUP = json.dumps({"features": ["driver_stats:trips"], "entities": {"driver_id": [1, 2]}}).encode()
@@ -72,7 +72,7 @@ def connect(server) -> socket.socket:
 def test_lookups_are_answered_by_the_protocol_with_the_apps_answer(
     sqlite_server_live, answered_here, monkeypatch
 ):
-    from server.middleware import ServerMiddleware
+    from featurestore.server.middleware import ServerMiddleware
 
     as_bytes = []
     serve_bytes = ServerMiddleware.serve_bytes
@@ -147,7 +147,7 @@ def test_the_fast_lane_keeps_out_of_fastapis_way_only_without_its_telemetry(
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from server import create_app
+    from featurestore.server import create_app
 
     app = create_app(sqlite_store)
     if not hasattr(app, "_native_telemetry"):
@@ -211,7 +211,7 @@ def test_shutdown_finishes_the_lookup_in_flight_then_closes(sqlite_store, slow_l
     import threading
     import time
 
-    from server import create_app
+    from featurestore.server import create_app
     from tests.server.conftest import LiveServer
 
     server = LiveServer(create_app(sqlite_store)).start()
@@ -232,7 +232,7 @@ def test_the_bytes_road_answers_errors_exactly_as_the_asgi_road(tmp_path):
     error must still be the app's own answer: compared with the same app behind TestClient."""
     from fastapi.testclient import TestClient
 
-    from server import create_app
+    from featurestore.server import create_app
     from tests.server.conftest import KEYS, build_repo
 
     store = build_repo(tmp_path, "sqlite", api_keys=True, max_batch_rows=5)
@@ -278,7 +278,7 @@ def test_a_refused_caller_is_answered_before_its_body_is_read(tmp_path, answered
 
 
 def test_large_bodies_take_uvicorns_road(sqlite_server_live, answered_here):
-    from server.protocol import WHOLE_BODY_LIMIT
+    from featurestore.server.protocol import WHOLE_BODY_LIMIT
 
     ids = list(range(1, 21)) * (WHOLE_BODY_LIMIT // 60)  # over the limit, under max_batch_rows? no: 413
     big = json.dumps({"features": ["driver_stats:trips"], "entities": {"driver_id": ids}}).encode()
@@ -293,7 +293,7 @@ def test_large_bodies_take_uvicorns_road(sqlite_server_live, answered_here):
 def test_the_access_log_has_the_requests_answered_whole(sqlite_store):
     import logging
 
-    from server import create_app
+    from featurestore.server import create_app
     from tests.server.conftest import LiveServer
 
     class Lines(logging.Handler):
@@ -327,7 +327,7 @@ def test_a_lookup_cut_short_by_shutdown_gets_a_500_and_a_close(sqlite_store, mon
     """uvicorn cancels what is still running after timeout_graceful_shutdown: the client learns it."""
     import threading
 
-    from server import create_app
+    from featurestore.server import create_app
     from tests.server.conftest import LiveServer
 
     delay_reads(monkeypatch, sqlite_store, 5)
