@@ -13,13 +13,16 @@
     ignore = ["generate_data.py"]   # python files of the repo that are not definitions
     [server]
     max_batch_rows = 10000
+    max_header_bytes = 65536        # request line + headers; larger: 431, connection closed
+    read_timeout_seconds = 10       # a request's headers and body must arrive within it
     [[server.api_keys]]
     name = "ranker"; role = "read"; key_env = "RANKER_KEY"   # or key = "..." (avoid committing keys)
 
 Environment variables override the file, so one repo deploys to several places:
 `FS_PROJECT`, `FS_OFFLINE_PATH`, `FS_ONLINE_TYPE`, `FS_ONLINE_PATH`, `FS_ONLINE_URL` (a redis:// URL
 also sets the type to redis), `FS_ONLINE_KEY_PREFIX`, `FS_REGISTRY_PATH`,
-`FS_API_KEYS` ("name:role:key,name:role:key"), `FS_MAX_BATCH_ROWS`.
+`FS_API_KEYS` ("name:role:key,name:role:key"), `FS_MAX_BATCH_ROWS`, `FS_MAX_HEADER_BYTES`,
+`FS_READ_TIMEOUT_SECONDS`.
 """
 
 from __future__ import annotations
@@ -64,8 +67,12 @@ class ApiKey:
 
 @dataclass(frozen=True)
 class ServerConfig:
+    """`[server]`: API keys, the batch limit, and the connection limits of `fs serve`."""
+
     api_keys: tuple[ApiKey, ...] = ()
     max_batch_rows: int = 10_000
+    max_header_bytes: int = 64 * 1024  # a request's line and headers; over it: 431 and the connection closed
+    read_timeout_seconds: float = 10.0  # for a request's headers and body to arrive, from its first byte
 
 
 @dataclass(frozen=True)
@@ -135,7 +142,7 @@ def parse_config(raw: dict[str, Any], repo: Path, env: Mapping[str, str], where:
         return path if path.is_absolute() else (repo / path)
 
     project = env.get("FS_PROJECT") or raw.get("project")
-    if not isinstance(project, str) or not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$", project):
+    if not isinstance(project, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_\-]*", project):
         raise ConfigError(
             f"{where}: 'project' must be a name of letters, digits, '_' or '-', got {project!r}"
         )
@@ -145,12 +152,9 @@ def parse_config(raw: dict[str, Any], repo: Path, env: Mapping[str, str], where:
 
     online = section("online")
     online_type = env.get("FS_ONLINE_TYPE") or online.get("type", "sqlite")
-    url = env.get("FS_ONLINE_URL") or online.get("url")
-    if (
-        env.get("FS_ONLINE_URL")
-        and not env.get("FS_ONLINE_TYPE")
-        and url.startswith(("redis://", "rediss://", "unix://"))
-    ):
+    env_url = env.get("FS_ONLINE_URL")
+    url = env_url or online.get("url")
+    if env_url and not env.get("FS_ONLINE_TYPE") and env_url.startswith(("redis://", "rediss://", "unix://")):
         online_type = "redis"
     if online_type not in ONLINE_TYPES:
         raise ConfigError(f"{where}: [online] type must be one of {list(ONLINE_TYPES)}, got {online_type!r}")
@@ -207,13 +211,47 @@ def _server(raw: dict[str, Any], env: Mapping[str, str], where: str) -> ServerCo
         if len(parts) != 3:
             raise ConfigError(f"FS_API_KEYS entry {i} must be name:role:key")
         keys.append(_api_key(parts[0], parts[1], parts[2], "FS_API_KEYS"))
+    max_rows = _whole(
+        env.get("FS_MAX_BATCH_ROWS") or raw.get("max_batch_rows", 10_000), "max_batch_rows", 1, where
+    )
+    header_bytes = _whole(
+        env.get("FS_MAX_HEADER_BYTES") or raw.get("max_header_bytes", ServerConfig.max_header_bytes),
+        "max_header_bytes",
+        1024,
+        where,
+    )
+    read_timeout = env.get("FS_READ_TIMEOUT_SECONDS") or raw.get(
+        "read_timeout_seconds", ServerConfig.read_timeout_seconds
+    )
     try:
-        max_rows = int(env.get("FS_MAX_BATCH_ROWS") or raw.get("max_batch_rows", 10_000))
-    except ValueError:
-        raise ConfigError(f"{where}: max_batch_rows must be a whole number") from None
-    if max_rows < 1:
-        raise ConfigError(f"{where}: max_batch_rows must be at least 1")
-    return ServerConfig(api_keys=tuple(keys), max_batch_rows=max_rows)
+        if isinstance(read_timeout, bool):
+            raise ValueError
+        read_timeout = float(read_timeout)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{where}: read_timeout_seconds must be a number of seconds, got {read_timeout!r}"
+        ) from None
+    if not 0 < read_timeout < float("inf"):
+        raise ConfigError(f"{where}: read_timeout_seconds must be more than 0, got {read_timeout!r}")
+    return ServerConfig(
+        api_keys=tuple(keys),
+        max_batch_rows=max_rows,
+        max_header_bytes=header_bytes,
+        read_timeout_seconds=read_timeout,
+    )
+
+
+def _whole(value: Any, name: str, least: int, where: str) -> int:
+    """`value` (from the file or the environment) as a whole number of at least `least`, else a ConfigError."""
+    try:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {name} must be a whole number, got {value!r}") from None
+    if number < least:
+        raise ConfigError(f"{where}: {name} must be at least {least}, got {number}")
+    return number
 
 
 def _api_key(name: Any, role: Any, key: Any, where: str) -> ApiKey:

@@ -19,21 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Receive, Scope, Send
 
 from featurestore import FeatureStore
 from featurestore.config import ApiKey
 
 from .auth import Authenticator
 from .errors import install_error_handlers
-from .fastlane import FastLane, Lane
 from .metrics import PUBLISH_SECONDS, Metrics
 from .middleware import ServerMiddleware
 from .routers import admin, catalog, features, health, models, push
@@ -42,7 +39,7 @@ from .state import ServerState
 log = logging.getLogger("featurestore.server")
 
 # Order matters for speed: FastAPI tries routes in order (about 10 us each), so probes and the
-# per-request endpoints come first. POST /features/online and /models/{ref}/predict take the fast lane (server/fastlane.py).
+# per-request endpoints (the lookup, predictions) come first.
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     features.router,
@@ -66,51 +63,6 @@ Errors are `{"error": "...", "detail": [...]}`.
 """
 
 
-class FeatureServerApp(FastAPI):
-    """The FastAPI app of the feature server: FastAPI, but the fast lane is answered before FastAPI's layers.
-
-    Every other request (and every request while FastAPI's own OpenTelemetry instrumentation is
-    configured, so its spans stay complete) takes FastAPI's ordinary road, where the same
-    `ServerMiddleware` sits as the app's one middleware.
-    """
-
-    layer: ServerMiddleware  # set by create_app
-    _fs_telemetry_checked_at = float("-inf")
-    _fs_telemetry_on = False
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        lane = self.fast_lane_of(scope) if scope["type"] == "http" else None
-        if lane is None:
-            await super().__call__(scope, receive, send)
-        else:
-            await self.layer.serve(scope, receive, send, lane)
-
-    def fast_lane_of(self, scope: Scope) -> Lane | None:
-        """The fast lane of this HTTP request, its scope readied as Starlette would; None: the ordinary road.
-        (`featurestore.server.protocol.FastLaneProtocol` asks it too, to answer from the protocol.)"""
-        if self._instrumented():
-            return None
-        lane = self.layer.fast_lane.match(scope)
-        if lane is not None:
-            scope["app"] = self  # handlers read request.app
-            if self.root_path:
-                scope["root_path"] = self.root_path
-        return lane
-
-    def _instrumented(self) -> bool:
-        """Whether FastAPI's native telemetry is on: asked at most once a second (the check reads the
-        environment), and once on, for good (OpenTelemetry providers are set once per process)."""
-        if not self._fs_telemetry_on:
-            now = time.monotonic()
-            if now - self._fs_telemetry_checked_at >= 1.0:
-                self._fs_telemetry_checked_at = now
-                native = getattr(
-                    self, "_native_telemetry", None
-                )  # FastAPIs without native telemetry have none
-                self._fs_telemetry_on = native is not None and bool(native.enabled())
-        return self._fs_telemetry_on
-
-
 def create_app(
     store: FeatureStore,
     *,
@@ -120,7 +72,7 @@ def create_app(
     max_body_bytes: int = 64 * 1024 * 1024,
     routers: Iterable[APIRouter] = (),
     metrics_dir: str | Path | None = None,
-) -> FeatureServerApp:
+) -> FastAPI:
     """The feature server app for `store`.
 
     - `api_keys`: defaults to `store.config.server.api_keys`; empty = open server (a warning is logged).
@@ -164,22 +116,16 @@ def create_app(
         if online is not None and hasattr(online, "aclose"):
             await online.aclose()  # connections bound to this event loop
 
-    app = FeatureServerApp(
+    app = FastAPI(
         title="featurestore feature server", version=_version(), description=DESCRIPTION, lifespan=lifespan
     )
     app.state.fs = state
     install_error_handlers(app)
     for router in (*ROUTERS, *routers):
         app.include_router(router)
-    # One layer for metrics, the 500 catch-all, the body limit and the fast lane (server/middleware.py),
-    # also called by the app itself for fast-lane requests (FeatureServerApp.__call__).
-    app.layer = ServerMiddleware(
-        None,
-        metrics=state.metrics,
-        max_body_bytes=max_body_bytes,
-        fast_lane=FastLane([features.router, models.router]),
-    )
-    app.add_middleware(app.layer.around)
+    # Metrics, the 500 catch-all and the body limit, as one layer (server/middleware.py). Middleware a
+    # user adds later wraps this one, so it sees every request, lookups and predictions included.
+    app.add_middleware(ServerMiddleware, metrics=state.metrics, max_body_bytes=max_body_bytes)
     return app
 
 

@@ -3,9 +3,10 @@
     from featurestore.server.run import serve
     serve("definitions", "127.0.0.1", 6566, workers=1)
 
-uvloop and httptools are used when installed (the `server` extra brings them via uvicorn[standard]);
-with httptools, the protocol is `featurestore.server.protocol.FastLaneProtocol` (uvicorn's, answering the fast
-lane from the protocol).
+uvicorn runs with uvloop and httptools (the `server` extra brings them via uvicorn[standard]), its
+HTTP protocol inside `featurestore.server.connection.LimitedConnection`, which adds the header cap
+and the read timeout of `[server]` (`max_header_bytes`, `read_timeout_seconds`) that uvicorn lacks.
+Every request then goes through the ASGI app and its middleware as usual.
 With several workers, each process builds its own app from `$FS_REPO` through the factory
 `featurestore.server.run:app_from_env`, and the workers share a metrics folder (`$FS_METRICS_DIR`, a temporary
 one unless set) so a scrape of any worker counts the requests of all (`featurestore.server.metrics`). Running
@@ -17,7 +18,6 @@ Access logs are off by default: `/metrics` counts every request.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import shutil
@@ -28,9 +28,10 @@ from typing import Any
 from fastapi import FastAPI
 
 from featurestore import FeatureStore
-from featurestore.config import find_repo
+from featurestore.config import ServerConfig
 
 from .app import create_app
+from .connection import LimitedConnection
 from .metrics import SNAPSHOTS
 
 REPO_ENV = "FS_REPO"
@@ -38,19 +39,14 @@ METRICS_DIR_ENV = "FS_METRICS_DIR"
 log = logging.getLogger("featurestore.server")
 
 
-def _fastest(preferred: str, fallback: str) -> str:
-    return preferred if importlib.util.find_spec(preferred) is not None else fallback
-
-
-def uvicorn_options(**overrides: Any) -> dict[str, Any]:
-    """The uvicorn settings `fs serve` runs with (the tests' live servers use them too)."""
-    http: Any = _fastest("httptools", "h11")
-    if http == "httptools":
-        from .protocol import FastLaneProtocol, hooks_uvicorn
-
-        if hooks_uvicorn():
-            http = FastLaneProtocol
-    return {"loop": _fastest("uvloop", "asyncio"), "http": http, "server_header": False, **overrides}
+def uvicorn_options(server: ServerConfig | None = None, **overrides: Any) -> dict[str, Any]:
+    """The uvicorn settings `fs serve` runs with, for the `[server]` settings `server` (default: the
+    defaults); the tests' live servers use them too."""
+    server = server or ServerConfig()
+    http = LimitedConnection.factory(
+        max_header_bytes=server.max_header_bytes, read_timeout=server.read_timeout_seconds
+    )
+    return {"loop": "auto", "http": http, "server_header": False, **overrides}
 
 
 def app_from_env() -> FastAPI:
@@ -72,10 +68,13 @@ def serve(
     """Serve the repo at `repo_path` (None: the current folder's) until interrupted."""
     import uvicorn
 
-    options = uvicorn_options(host=host, port=port, log_level=log_level, access_log=access_log)
+    store = FeatureStore(repo_path)
+    options = uvicorn_options(
+        store.config.server, host=host, port=port, log_level=log_level, access_log=access_log
+    )
     if workers > 1:
         # Each worker is a fresh process: pass the repo by environment and let it build its own app.
-        os.environ[REPO_ENV] = str(find_repo(repo_path))
+        os.environ[REPO_ENV] = str(store.config.repo_path)
         own_metrics = None
         if not os.environ.get(METRICS_DIR_ENV):
             own_metrics = os.environ[METRICS_DIR_ENV] = tempfile.mkdtemp(prefix="fs-serve-metrics-")
@@ -89,4 +88,4 @@ def serve(
                 shutil.rmtree(own_metrics, ignore_errors=True)
                 del os.environ[METRICS_DIR_ENV]
     else:
-        uvicorn.run(create_app(FeatureStore(repo_path)), **options)
+        uvicorn.run(create_app(store), **options)

@@ -18,7 +18,6 @@ from pydantic import (
     WithJsonSchema,
 )
 from pydantic_core import core_schema
-from starlette.requests import ClientDisconnect
 
 # -- shared ---------------------------------------------------------------------------------------
 
@@ -45,7 +44,7 @@ def _one_of(choices: list[core_schema.CoreSchema], message: str) -> GetPydanticS
     """A union validated in pydantic-core that fails with ONE plain message, not one error per member."""
     return GetPydanticSchema(
         lambda _type, _handler: core_schema.union_schema(
-            choices, custom_error_type="invalid_value", custom_error_message=message
+            list(choices), custom_error_type="invalid_value", custom_error_message=message
         )
     )
 
@@ -111,6 +110,9 @@ class ErrorBody(BaseModel):
     """Every error answer."""
 
     error: str = Field(description="What is wrong, and what to do about it")
+    code: str | None = Field(
+        None, description="A stable name of the error, for the errors that have one: `model_error`"
+    )
     detail: list[ErrorDetail] | None = Field(None, description="Each problem of an invalid request")
 
 
@@ -121,6 +123,7 @@ _ERROR_TEXT = {
     413: "Too many rows in one request (max_batch_rows) or body too large",
     422: "Invalid request: the message names the field",
     503: "Online store unreachable or too slow, or nothing applied; retry later",
+    500: "A fault of the server: a model that did not answer one prediction per row (`code`: `model_error`)",
 }
 
 
@@ -339,7 +342,7 @@ async def parse_body(request: Request, model: type[M]) -> M:
     dependency resolution); errors are the same RequestValidationError, with `body.` locations.
     Declare the body for the OpenAPI document with `openapi_extra=request_body(model)`.
     """
-    return parse_json(await read_body(request), model)
+    return parse_json(await request.body(), model)
 
 
 def parse_json(body: bytes, model: type[M]) -> M:
@@ -353,28 +356,6 @@ def parse_json(body: bytes, model: type[M]) -> M:
                 for err in e.errors(include_url=False, include_input=False)
             ]
         ) from None
-
-
-async def read_body(request: Request) -> bytes:
-    """`await request.body()` without its async generator: the same bytes, cached on the request."""
-    body = getattr(request, "_body", None)
-    if body is None:
-        if request._stream_consumed:
-            raise RuntimeError("Stream consumed")
-        receive = request.receive
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.request":
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    break
-            elif message["type"] == "http.disconnect":
-                request._is_disconnected = True
-                raise ClientDisconnect()
-        request._stream_consumed = True
-        body = request._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    return body
 
 
 def request_body(model: type[BaseModel]) -> dict[str, Any]:

@@ -44,6 +44,7 @@ def test_environment_overrides_the_file(tmp_path):
         ('project = "p"\n[online]\ntype = "redis"\n', "needs url"),
         ('project = "p"\nunknown = 1\n', "unknown setting"),
         ('project = "has space"\n', "'project' must be"),
+        ('project = "p\\n"\n', "'project' must be"),  # a trailing newline: fullmatch, not match + $
         ("project = \n", "not valid TOML"),
         ('project = "p"\n[[server.api_keys]]\nname = "a"\nrole = "root"\nkey = "0123456789"\n', "roles are"),
         ('project = "p"\n[[server.api_keys]]\nname = "a"\nrole = "read"\nkey = "short"\n', "at least 8"),

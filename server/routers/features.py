@@ -29,13 +29,11 @@ from featurestore.online.lookup import PendingLookup
 
 from ..auth import require
 from ..encoding import JSONBytesResponse, dumps, finite
-from ..fastlane import answers_bytes
 from ..schemas import (
     ERRORS,
     OnlineFeaturesRequest,
     OnlineFeaturesResponse,
     parse_json,
-    read_body,
     request_body,
 )
 from ..state import ServerState
@@ -131,8 +129,7 @@ async def _within(state: ServerState, lookup: Awaitable[Any]) -> Any:
     responses=ERRORS(401, 403, 404, 413, 422, 503),
     openapi_extra=request_body(OnlineFeaturesRequest),
 )
-@answers_bytes(lookup_answer)
 async def online_features(request: Request) -> Response:
-    # The hot path: the body is parsed by pydantic-core straight from bytes, state read off the app.
-    # Under `fs serve`, the protocol calls lookup_answer itself (server/protocol.py).
-    return JSONBytesResponse(await lookup_answer(request.app.state.fs, await read_body(request)))
+    # The hot path: the endpoint takes only the request (FastAPI's per-parameter work would cost more
+    # than the validation), the body is parsed by pydantic-core straight from bytes.
+    return JSONBytesResponse(await lookup_answer(request.app.state.fs, await request.body()))

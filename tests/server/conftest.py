@@ -127,7 +127,7 @@ class LiveServer:
         self.app = app
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        # The settings of `fs serve` (its HTTP protocol answers the fast lane itself), and any others given.
+        # The settings of `fs serve` (its connection limits included), and any others given.
         settings = {"log_level": "warning", "lifespan": "on", "access_log": False, **options}
         config = uvicorn.Config(app, **uvicorn_options(host="127.0.0.1", port=self.port, **settings))
         self.server = uvicorn.Server(config)
