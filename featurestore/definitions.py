@@ -24,12 +24,12 @@ import pyarrow as pa
 from .errors import DefinitionError
 from .types import ValueType
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: `match` with `$` lets "name\n" through
 RESERVED_COLUMNS = ("event_timestamp",)  # the entity_df's timestamp column; not usable as a feature name
 
 
 def _check_name(kind: str, name: Any) -> None:
-    if not isinstance(name, str) or not _NAME.match(name) or name.startswith("__"):
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name.startswith("__"):
         raise DefinitionError(
             f"{kind} name {name!r} is invalid: use letters, digits and underscores, not starting with a digit "
             "(names starting with '__' are reserved)"
@@ -37,11 +37,11 @@ def _check_name(kind: str, name: Any) -> None:
 
 
 def _tags(kind: str, name: str, tags: Any) -> dict[str, str]:
-    tags = dict(tags or {})
-    for k, v in tags.items():
+    checked: dict[str, str] = dict(tags or {})
+    for k, v in checked.items():
         if not isinstance(k, str) or not isinstance(v, str):
             raise DefinitionError(f"{kind} '{name}': tags must map strings to strings, got {k!r}: {v!r}")
-    return tags
+    return checked
 
 
 def _freeze(obj: Any, **values: Any) -> None:
@@ -339,9 +339,10 @@ def to_arrow_table(data: Any, what: str) -> pa.Table:
     try:
         import pandas as pd
     except ImportError:  # pragma: no cover - pandas is a dependency
-        pd = None
-    if pd is not None and isinstance(data, pd.DataFrame):
-        return pa.Table.from_pandas(data, preserve_index=False)
+        pass
+    else:
+        if isinstance(data, pd.DataFrame):
+            return pa.Table.from_pandas(data, preserve_index=False)
     raise DefinitionError(f"{what}: expected a pandas DataFrame or an Arrow table, got {type(data).__name__}")
 
 
@@ -362,7 +363,10 @@ class FeatureView:
     name: str
     entities: tuple[Entity, ...] = ()
     schema: tuple[Field, ...] = ()
-    source: DataSource | None = None
+    # Every FeatureView has a source (__post_init__ refuses one without). The None default only keeps
+    # the field order and turns a missing source into a DefinitionError; dataclasses cannot say
+    # "required, validated later" for a field after defaulted ones.
+    source: DataSource = None  # type: ignore[assignment]
     ttl: timedelta | None = None
     online: bool = True
     description: str = ""

@@ -1,5 +1,6 @@
 """From exceptions to HTTP answers. Every error body is `{"error": "<what is wrong>"}`, plus `"detail"`
-(a list of `{"field", "message", "type"}`) for invalid requests.
+(a list of `{"field", "message", "type"}`) for invalid requests, plus `"code"` (a stable name a
+client can branch on) for the errors that have one, e.g. `model_error`.
 
 | exception                                   | status | meaning                                        |
 |---------------------------------------------|--------|------------------------------------------------|
@@ -9,9 +10,12 @@
 | batch over `max_batch_rows`, body too large | 413    |                                                |
 | OnlineStoreUnavailable, lookup timeout      | 503    | with `Retry-After`; the next request retries   |
 | NotAppliedError                             | 503    | nothing applied to the registry yet            |
+| ModelOutputError (models router)            | 500    | `"code": "model_error"`; the message is logged |
 | anything else                               | 500    | generic body; the traceback goes to the log    |
 
-Clients never see a stack trace. Other routers extend `ERROR_STATUS` for their own exception classes.
+Clients never see a stack trace. Other routers extend `ERROR_STATUS` for their own exception classes,
+and `ERROR_CODE` for those that answer a `"code"` (the models router: `ModelOutputError`, 500,
+`model_error`).
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (PushError, 422),
     (DefinitionError, 422),
 ]
+# The `"code"` of the answer, for the classes that have one; most specific first, the first match wins.
+ERROR_CODE: list[tuple[type[Exception], str]] = []
 
 
 def error_response(
@@ -53,9 +59,12 @@ def error_response(
     message: str,
     detail: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    code: str | None = None,
 ) -> JSONResponse:
     """The one shape of every error answer."""
     body: dict[str, Any] = {"error": message}
+    if code is not None:
+        body["code"] = code
     if detail is not None:
         body["detail"] = detail
     if status == 503:
@@ -97,7 +106,10 @@ async def _on_store_error(request: Request, exc: FeatureStoreError) -> JSONRespo
         if isinstance(exc, cls):
             if status == 503 and isinstance(exc, OnlineStoreUnavailable):
                 request.app.state.fs.metrics.online_store_errors.labels("unavailable").inc()
-            return error_response(status, str(exc))
+            if status == 500:  # the server's trouble (a broken model), not the client's: say it in the log
+                log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
+            code = next((c for cls, c in ERROR_CODE if isinstance(exc, cls)), None)
+            return error_response(status, str(exc), code=code)
     return await _on_unexpected(request, exc)
 
 
@@ -113,6 +125,8 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers above on `app` (unexpected errors: see `featurestore.server.middleware`)."""
-    app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(FeatureStoreError, _on_store_error)
+    # Starlette types a handler as taking any Exception, though it calls one only with the class it is
+    # registered for: these narrower handlers are right, its type is too wide.
+    app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(FeatureStoreError, _on_store_error)  # type: ignore[arg-type]

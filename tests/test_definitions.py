@@ -46,7 +46,7 @@ def test_entity_defaults_join_key_to_its_name_and_allows_composite_keys():
     assert Entity(name="route", join_keys=["origin", "dest"]).join_keys == ("origin", "dest")
 
 
-@pytest.mark.parametrize("name", ["", "1abc", "has space", "dash-name", "__reserved", None])
+@pytest.mark.parametrize("name", ["", "1abc", "has space", "dash-name", "__reserved", "driver\n", None])
 def test_invalid_names_are_refused(name):
     with pytest.raises(DefinitionError, match="invalid"):
         Entity(name=name)

@@ -11,12 +11,20 @@ scikit-learn, skops and onnxruntime are imported only when a model needs them
 from .lineage import TrainingSet, TrainingSetComparison, TrainingSets
 from .prediction_log import PredictionLog
 from .registry import ModelInput, ModelRegistry, ModelVersion, parse_model_ref
-from .serving import LoadedModel, MissingFeatureError, ModelServer, ModelUnavailable, PredictionFailed
+from .serving import (
+    LoadedModel,
+    MissingFeatureError,
+    ModelOutputError,
+    ModelServer,
+    ModelUnavailable,
+    PredictionFailed,
+)
 
 __all__ = [
     "LoadedModel",
     "MissingFeatureError",
     "ModelInput",
+    "ModelOutputError",
     "ModelRegistry",
     "ModelServer",
     "ModelUnavailable",

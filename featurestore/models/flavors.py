@@ -11,7 +11,8 @@ file that differs from the one registered.
   Other objects with `predict` are written with joblib (pickle): only ever loaded after the sha256
   check, because unpickling runs code.
 - `onnx`: an `onnx.ModelProto`, ONNX bytes or a path to a `.onnx` file; served by onnxruntime,
-  when it is installed (`pip install featurestore[onnx]`).
+  when it is installed (`pip install featurestore[onnx]`). A model whose tensors keep their data in
+  other files (ONNX external data) is refused at registration and at load (see `onnx_safety`).
 
 Heavy libraries (scikit-learn, skops, joblib, onnxruntime) are imported only when used.
 """
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelRegistryError
+from .onnx_safety import check_onnx_model, harden
 
 
 @dataclass
@@ -114,13 +116,16 @@ class OnnxModel:
 
     `predict(X)` feeds X (rows x features, cast to float32) to the graph's first input and returns
     its first output; `predict_proba` returns the second output when the graph has one
-    (the skl2onnx convention for classifiers).
+    (the skl2onnx convention for classifiers). The bytes are checked first: a model that would read
+    other files (ONNX external data) is refused (`featurestore.models.onnx_safety`); `what` starts
+    that error's message.
     """
 
-    def __init__(self, data: bytes):
+    def __init__(self, data: bytes, what: str = "the ONNX model"):
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
+        check_onnx_model(data, what)
+        options = harden(ort.SessionOptions())
         options.intra_op_num_threads = 1  # one request is small; threads cost more than they give
         self.session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
         first = self.session.get_inputs()[0]
@@ -132,7 +137,8 @@ class OnnxModel:
     def _run(self, X: Any) -> list[Any]:
         import numpy as np
 
-        return self.session.run(None, {self.input_name: np.asarray(X, dtype=np.float32)})
+        outputs: list[Any] = self.session.run(None, {self.input_name: np.asarray(X, dtype=np.float32)})
+        return outputs
 
     def predict(self, X: Any) -> Any:
         out = self._run(X)[0]
@@ -153,7 +159,8 @@ def _onnx_bytes(model: Any) -> bytes | None:
     if isinstance(model, (str, os.PathLike)) and str(model).endswith(".onnx"):
         return Path(model).read_bytes()
     if type(model).__name__ == "ModelProto" and hasattr(model, "SerializeToString"):
-        return model.SerializeToString()
+        data: bytes = model.SerializeToString()
+        return data
     return None
 
 
@@ -176,7 +183,7 @@ class OnnxFlavor(Flavor):
             raise ModelRegistryError(
                 f"{saved.file} is an ONNX model and onnxruntime is not installed: pip install 'featurestore[onnx]'"
             )
-        return OnnxModel(data)
+        return OnnxModel(data, saved.file)
 
 
 FLAVORS: dict[str, Flavor] = {f.name: f for f in (OnnxFlavor(), SklearnFlavor())}
@@ -215,15 +222,24 @@ def read_model_file(path: str | os.PathLike[str]) -> Any:
     if suffix == ".skops":
         import skops.io as sio
 
-        untrusted = sio.get_untrusted_types(file=p)
+        try:
+            untrusted = sio.get_untrusted_types(file=p)
+        except Exception as e:
+            raise ModelRegistryError(f"{p} is not a readable skops file: {type(e).__name__}: {e}") from None
         if untrusted:
             raise ModelRegistryError(
                 f"{p} holds types skops does not trust by default: {untrusted}; "
                 "load it yourself with skops.io.load(..., trusted=[...]) and register the object"
             )
-        return sio.load(p, trusted=[])
+        try:
+            return sio.load(p, trusted=[])
+        except Exception as e:
+            raise ModelRegistryError(f"{p} is not a readable skops file: {type(e).__name__}: {e}") from None
     if suffix in (".joblib", ".pkl", ".pickle"):
         import joblib
 
-        return joblib.load(p)
+        try:
+            return joblib.load(p)
+        except Exception as e:
+            raise ModelRegistryError(f"{p} could not be unpickled: {type(e).__name__}: {e}") from None
     raise ModelRegistryError(f"{p}: unknown model file type {suffix!r} (use .skops, .onnx, .joblib or .pkl)")

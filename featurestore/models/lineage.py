@@ -167,7 +167,15 @@ class TrainingSets:
         Saving the same name again is a no-op when the fingerprint is the same, and an error when it
         differs (pass overwrite=True to replace it).
         """
-        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        # a folder name: no path separators, no hidden names, no control characters ("eta\n")
+        if (
+            not isinstance(name, str)
+            or not name
+            or "/" in name
+            or "\\" in name
+            or name.startswith(".")
+            or not name.isprintable()
+        ):
             raise ModelRegistryError(
                 f"training set name {name!r} is invalid: use a plain name such as 'eta_train'"
             )
@@ -237,7 +245,7 @@ class TrainingSets:
         outputs = [c for cols in output_names(requests, inputs["full_feature_names"]) for c in cols]
         refs = tuple(f"{r.view.name}:{f}" for r in requests for f in r.features)
         versions = self.registry.versions()
-        definitions = {}
+        definitions: dict[str, dict[str, Any]] = {}
         for r in requests:
             source = r.view.source
             definitions[r.view.name] = {

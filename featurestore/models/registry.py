@@ -20,6 +20,7 @@ else its latest version). Aliases cannot be all digits, nor "latest".
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import re
@@ -54,8 +55,9 @@ _SCHEMA = (
         new_version INTEGER, actor TEXT NOT NULL, at TEXT NOT NULL)""",
 )
 
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+# Matched with fullmatch: `match` with `$` would let a trailing newline through (a folder "eta\n").
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+_ALIAS = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 DEFAULT_ALIAS = "production"
 _COLUMNS = (
     "name, version, flavor, format, artifact, sha256, size, details, feature_service, signature, "
@@ -240,11 +242,11 @@ class ModelRegistry:
         "fail" (422), "null" (predict with a missing value), or {"feature": default, ...} (listed
         features get a default, the others fail).
         """
-        if not isinstance(name, str) or not _MODEL_NAME.match(name):
+        if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
             raise ModelRegistryError(
                 f"model name {name!r} is invalid: use letters, digits, '_', '-' or '.', not starting with '-' or '.'"
             )
-        if isinstance(model, (str, Path)) and not str(model).endswith(".onnx"):
+        if isinstance(model, (str, Path)):  # .onnx files too: a missing file is a clear error
             model = read_model_file(model)
         chosen = flavor_for(model, flavor)
         _check_fitted(model, name)
@@ -257,7 +259,7 @@ class ModelRegistry:
         catalog.service(service_name)  # unknown name -> UnknownNameError with a suggestion
         probe = model
         if chosen.name == "onnx":  # its input width is known only from the graph
-            probe = _onnx_probe(model)
+            probe = _onnx_probe(model, name)
         inputs, full_names = signature(probe, catalog, service_name, list(request_features), name)
         policy = normalize_missing_policy(missing_policy, inputs, name)
         ts_name, ts_fingerprint = self._training_set(training_set, inputs, name)
@@ -365,7 +367,7 @@ class ModelRegistry:
             for n, v, fs, d, by, at, count in rows
         ]
 
-    def versions(self, name: str) -> list[ModelVersion]:
+    def versions(self, name: str) -> builtins.list[ModelVersion]:  # (`list` is a method here)
         """Every version of `name`, oldest first."""
         self._check_exists(name)
         aliases = self._aliases(name)
@@ -415,7 +417,8 @@ class ModelRegistry:
         return {a: v for (_, a), v in sorted(self._aliases(name).items())}
 
     def _aliases(self, name: str | None = None) -> dict[tuple[str, str], int]:
-        sql, params = "SELECT name, alias, version FROM model_aliases", ()
+        sql = "SELECT name, alias, version FROM model_aliases"
+        params: tuple[str, ...] = ()
         if name is not None:
             sql, params = sql + " WHERE name = ?", (name,)
         return {(n, a): v for n, a, v in self.registry.read(sql, params)}
@@ -479,7 +482,7 @@ class ModelRegistry:
 
         The target's artifact is checked (sha256) first: an alias never moves to a file that would not load.
         """
-        if not isinstance(alias, str) or not _ALIAS.match(alias) or alias == "latest":
+        if not isinstance(alias, str) or not _ALIAS.fullmatch(alias) or alias == "latest":
             raise ModelRegistryError(
                 f"alias {alias!r} is invalid: use letters, digits, '_' or '-', starting with a letter "
                 "('latest' and numbers are reserved)"
@@ -529,7 +532,7 @@ class ModelRegistry:
         )
         self._notify(name)
 
-    def history(self, name: str) -> list[dict[str, Any]]:
+    def history(self, name: str) -> builtins.list[dict[str, Any]]:
         """What happened to a model, oldest first: registrations and alias moves, with who and when."""
         self._check_exists(name)
         events = [
@@ -581,8 +584,8 @@ class ModelRegistry:
         data = self.read_artifact(mv)
         try:
             return FLAVORS[mv.flavor].load(data, SavedArtifact(Path(mv.artifact).name, mv.format, mv.details))
-        except ModelRegistryError:
-            raise
+        except ModelRegistryError as e:
+            raise ModelRegistryError(f"model {mv.ref}: {e}") from e
         except Exception as e:
             raise ModelRegistryError(f"model {mv.ref}: could not load its {mv.format} artifact: {e}") from e
 
@@ -610,15 +613,26 @@ def _check_fitted(model: Any, name: str) -> None:
         pass
 
 
-def _onnx_probe(model: Any) -> Any:
-    """An OnnxModel to read the graph's input width from, when onnxruntime is installed."""
+def _onnx_probe(model: Any, name: str) -> Any:
+    """An OnnxModel to read the graph's input width from, when onnxruntime is installed. Bytes that are
+    not a self-contained ONNX model (`onnx_safety`), or that onnxruntime cannot load, are refused
+    here (ModelRegistryError, HTTP 422), so a version that could never serve is not registered."""
     import importlib.util
 
     from .flavors import OnnxModel, _onnx_bytes
+    from .onnx_safety import check_onnx_model
 
+    what = f"model '{name}'"
+    data = _onnx_bytes(model) or b""
+    check_onnx_model(data, what)  # also without onnxruntime: the file is kept, and served elsewhere
     if importlib.util.find_spec("onnxruntime") is None:
         return object()
-    return OnnxModel(_onnx_bytes(model) or b"")
+    try:
+        return OnnxModel(data, what)
+    except ModelRegistryError:
+        raise
+    except Exception as e:
+        raise ModelRegistryError(f"{what}: onnxruntime cannot load this ONNX model: {e}") from None
 
 
 def signature(

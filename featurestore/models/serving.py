@@ -8,7 +8,8 @@
 One prediction is: resolve the reference to a loaded model (a dict lookup), ONE online lookup of the
 model's features (its frozen signature, see featurestore.models.registry), assemble the columns in the
 order the model expects, apply its missing-value policy, `model.predict`, buffer a log row per entity
-row. Nothing is read from the registry on that path.
+row. Nothing is read from the registry on that path. A model that does not answer one prediction per
+row raises ModelOutputError (HTTP 500, code `model_error`) and nothing is logged.
 
 Models are loaded once per version and kept. A reference by alias ("eta@production", or "eta" = its
 production alias, else its latest version) is resolved when first used and re-resolved when aliases
@@ -59,6 +60,11 @@ class PredictionFailed(ModelRegistryError):
 
 class ModelUnavailable(ModelRegistryError):
     """A registered version could not be loaded (artifact modified or gone, library missing): HTTP 503."""
+
+
+class ModelOutputError(ModelRegistryError):
+    """The model did not answer one prediction per row (a fault of the model, not of the request):
+    HTTP 500 with code `model_error`. Nothing is logged as a prediction."""
 
 
 @dataclass
@@ -222,8 +228,8 @@ class ModelServer:
                         targets[key],
                     )
             in_use = {(name, v) for (name, _), v in self._targets.items()} | self._pinned
-            for key in [k for k in self._loaded if k not in in_use]:
-                self._loaded.pop(key, None)  # requests holding it finish with it
+            for unused in [k for k in self._loaded if k not in in_use]:
+                self._loaded.pop(unused, None)  # requests holding it finish with it
 
     def _check_generation(self) -> None:
         if self.models.generation() != self._generation:
@@ -253,9 +259,10 @@ class ModelServer:
         columns, missing = self._assemble(loaded, rows, values, statuses)
         X = _matrix(columns, mv.columns, len(rows), loaded.frame_columns if loaded.use_frame else None)
         try:
-            predictions = _plain(loaded.model.predict(X))
+            raw = loaded.model.predict(X)
         except Exception as e:
             raise PredictionFailed(f"model {mv.ref} failed on this input: {type(e).__name__}: {e}") from e
+        predictions = _per_row(raw, mv, "predictions", len(rows))
         out: dict[str, Any] = {
             "model": mv.name,
             "version": mv.version,
@@ -267,9 +274,10 @@ class ModelServer:
             if proba is None:
                 raise RetrievalError(f"model {mv.ref} has no predict_proba: it gives no probabilities")
             try:
-                out["probabilities"] = _plain(proba(X))
+                raw = proba(X)
             except Exception as e:
                 raise PredictionFailed(f"model {mv.ref} failed on this input: {type(e).__name__}: {e}") from e
+            out["probabilities"] = _per_row(raw, mv, "probabilities", len(rows))
         if return_features:
             out["features"] = columns
             out["missing"] = missing
@@ -290,7 +298,8 @@ class ModelServer:
         """Predict for entity rows (dicts of join keys, plus any request-time values the model takes).
 
         Returns {"model", "version", "request_id", "predictions"[, "probabilities"][, "features",
-        "missing"]}; raises MissingFeatureError, UnknownNameError, RetrievalError on bad input.
+        "missing"]}; raises MissingFeatureError, UnknownNameError, RetrievalError on bad input, and
+        ModelOutputError when the model does not answer one prediction per row.
         """
         prepared = self.prepare(ref, entity_rows, version=version, alias=alias, request_id=request_id)
         response = self._lookup(prepared)
@@ -467,7 +476,8 @@ def _rows(entity_rows: Any) -> list[dict[str, Any]]:
             raise RetrievalError("no entity rows: pass at least one row of join keys")
         return list(entity_rows)
     if hasattr(entity_rows, "to_dict") and hasattr(entity_rows, "columns"):  # a pandas DataFrame
-        return entity_rows.to_dict("records")
+        records: list[dict[str, Any]] = entity_rows.to_dict("records")
+        return records
     raise RetrievalError('entity rows must be a list of dicts ([{"driver_id": 1}]) or a dict of columns')
 
 
@@ -500,6 +510,26 @@ def _matrix(columns: dict[str, list[Any]], order: list[str], n: int, frame_colum
             return pd.DataFrame(X, columns=frame_columns)
         return pd.DataFrame(dict(zip(order, data)), columns=frame_columns)
     return X if X is not None else np.array(data, dtype=object).T.reshape(n, len(order))
+
+
+def _per_row(out: Any, mv: ModelVersion, what: str, n: int) -> list[Any]:
+    """The model's answer as one JSON-able value per row; ModelOutputError when it is not that (the
+    prediction log and the client would otherwise get values that belong to no row, or miss some)."""
+    if hasattr(out, "tolist"):
+        out = out.tolist()
+    if isinstance(out, (str, bytes, dict)) or not hasattr(out, "__len__"):
+        raise ModelOutputError(
+            f"model {mv.ref} returned {type(out).__name__} {_short(out)} as its {what}, not one per row "
+            f"({n} rows)"
+        )
+    if len(out) != n:
+        raise ModelOutputError(f"model {mv.ref} returned {len(out)} {what} for {n} rows")
+    return _plain(out)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _plain(out: Any) -> list[Any]:

@@ -15,6 +15,9 @@ Predict needs `read`. The business logic lives in `featurestore.models.serving.M
 (one per app, created on first use, closed with the app): this module parses, calls, encodes.
 Registration over HTTP takes only formats that run no code when read: skops files holding types skops
 trusts by default, and ONNX. Pickled models are registered from Python or `fs models register`.
+Uploads are untrusted: a file that does not parse or load, or an ONNX model whose tensors keep their
+data in other files (external data), is refused with a 422 naming the problem. A model that does not
+answer one prediction per row is a 500 with `"code": "model_error"` (and nothing is logged).
 """
 
 from __future__ import annotations
@@ -33,23 +36,27 @@ from starlette.responses import Response
 from featurestore.compat import timeout
 from featurestore.errors import ModelRegistryError
 from featurestore.models.registry import MAX_VERSION
-from featurestore.models.serving import ModelServer, ModelUnavailable
+from featurestore.models.serving import ModelOutputError, ModelServer, ModelUnavailable
 
 from .. import audit
 from ..auth import Principal, require
 from ..encoding import JSONBytesResponse, dumps, finite
-from ..errors import ERROR_STATUS, error_response
+from ..errors import ERROR_CODE, ERROR_STATUS, error_response
 from ..schemas import ERRORS, Entities, parse_body, request_body
 from ..state import ServerState, State
 from .features import check_batch
 
-# Most specific first: a model that cannot be loaded is the server's trouble, not the client's.
+# Most specific first: a model that cannot be loaded, or answers the wrong number of predictions, is
+# the server's trouble, not the client's.
 for _entry in (
     (ModelRegistryError, 422),
     (ModelUnavailable, 503),
+    (ModelOutputError, 500),
 ):  # inserted in front: ends up in this order reversed
     if _entry not in ERROR_STATUS:
         ERROR_STATUS.insert(0, _entry)
+if (ModelOutputError, "model_error") not in ERROR_CODE:
+    ERROR_CODE.insert(0, (ModelOutputError, "model_error"))
 
 MODEL_ROLES = ("admin", "models")
 
@@ -179,7 +186,7 @@ def _selector(request: Request) -> tuple[str, int | None, str | None]:
     response_model=PredictResponse,
     summary="Predict with a model",
     dependencies=[Depends(require("read"))],
-    responses=ERRORS(401, 403, 404, 413, 422, 503),
+    responses=ERRORS(401, 403, 404, 413, 422, 500, 503),
     openapi_extra={**request_body(PredictRequest), "parameters": _PREDICT_PARAMETERS},
 )
 async def predict(request: Request) -> Response:

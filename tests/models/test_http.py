@@ -5,9 +5,12 @@ without a failed request; roles guard registration, alias moves and predictions.
 from __future__ import annotations
 
 import io
+import logging
+import os
 import threading
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -15,6 +18,7 @@ from featurestore.models.serving import ModelServer
 from featurestore.server import app as server_app
 from featurestore.server import create_app
 from featurestore.server.routers import models as models_router
+from tests.models import onnx_files
 from tests.models.conftest import FEATURES, build_store, training_frame
 from tests.server.conftest import LiveServer
 
@@ -281,3 +285,124 @@ def test_prediction_log_of_the_server(redis_store, live):
         ("abc", 8, body["predictions"][0]),
         ("abc", 9, body["predictions"][1]),
     ]
+
+
+# -- model files are untrusted input ----------------------------------------------------------------
+
+CONFIG = "featurestore.toml"  # the server's config, in its working directory: it holds the API keys
+
+
+def register_onnx(client, name, data):
+    return client.post(
+        f"/models/{name}/versions",
+        params={"feature_service": "driver_activity", "format": "onnx"},
+        content=data,
+    )
+
+
+def test_onnx_uploads_that_read_a_server_file_are_refused(redis_store, live, monkeypatch):
+    monkeypatch.chdir(redis_store.config.repo_path)  # as under `fs serve` in the repo
+    size = os.path.getsize(CONFIG)
+    uploads = {
+        "relative": (
+            onnx_files.reads_file(CONFIG, size),
+            f"graph.initializer['F'] keeps its data in '{CONFIG}'",
+        ),
+        "absolute": (
+            onnx_files.reads_file("/etc/passwd", 16),
+            "graph.initializer['F'] keeps its data in '/etc/passwd'",
+        ),
+        "in a subgraph": (
+            onnx_files.reads_file_in_subgraph(CONFIG, size),
+            f"graph.node['choose'].attribute['then_branch'].g.initializer['F'] keeps its data in '{CONFIG}'",
+        ),
+    }
+    with live.client(headers=auth("ml")) as client:
+        for case, (data, message) in uploads.items():
+            r = register_onnx(client, "leak", data)
+            assert r.status_code == 422, (case, r.text)
+            assert r.json()["error"].startswith(f"model 'leak': tensor {message} (ONNX external data)"), case
+        assert client.get("/catalog/models/leak").status_code == 404
+        r = client.post("/models/leak/predict", json={"entities": [{"driver_id": 1}]})
+        assert r.status_code == 404 and KEYS["boss"][1] not in r.text
+
+
+def test_a_planted_onnx_model_that_reads_a_server_file_is_not_served(redis_store, live, monkeypatch):
+    monkeypatch.chdir(redis_store.config.repo_path)
+    redis_store.models.register("planted", onnx_files.linear(), feature_service="driver_activity")
+    onnx_files.plant(redis_store, "planted", 1, onnx_files.reads_file(CONFIG, os.path.getsize(CONFIG)))
+    with live.client(headers=auth("reader")) as client:
+        r = client.post("/models/planted/predict", json={"entities": [{"driver_id": 1}]})
+    assert r.status_code == 503, r.text
+    assert r.json()["error"].startswith(
+        f"model planted@1: model.onnx: tensor graph.initializer['F'] keeps its data in '{CONFIG}'"
+    )
+    assert KEYS["boss"][1] not in r.text
+
+
+def test_uploads_that_are_not_a_model_answer_422_naming_the_problem(redis_store, live):
+    uploads = [
+        (
+            "onnx",
+            b"hello",
+            "model 'junk': not a valid ONNX model (protobuf): wire type 4 (field 13) at byte 2",
+        ),
+        ("onnx", np.random.default_rng(11).bytes(300), "model 'junk': not a valid ONNX model (protobuf): "),
+        ("onnx", b"\x08\x07", "model 'junk': not an ONNX model: it has no graph"),
+        (
+            "onnx",
+            onnx_files.linear().replace(b"MatMul", b"NoSuch"),
+            "model 'junk': onnxruntime cannot load this ONNX model: ",
+        ),
+        ("skops", b"hello", "the request body is not a readable skops file: "),
+    ]
+    with live.client(headers=auth("ml")) as client:
+        for fmt, data, message in uploads:
+            r = client.post(
+                "/models/junk/versions",
+                params={"feature_service": "driver_activity", "format": fmt},
+                content=data,
+            )
+            assert r.status_code == 422, (data[:20], r.text)
+            assert r.json()["error"].startswith(message), r.text
+        assert client.get("/catalog/models/junk").status_code == 404
+
+
+def test_a_model_answering_the_wrong_number_of_predictions_is_a_model_error(redis_store, live, caplog):
+    redis_store.models.register("five", onnx_files.fixed_length(5), feature_service="driver_activity")
+    with live.client(headers=auth("reader")) as client, caplog.at_level(logging.ERROR, "featurestore.server"):
+        rows = [{"driver_id": 1}, {"driver_id": 2}]
+        r = client.post("/models/five/predict", json={"entities": rows, "request_id": "wrong-count"})
+        assert r.status_code == 500
+        assert r.json() == {"error": "model five@1 returned 5 predictions for 2 rows", "code": "model_error"}
+        # as many rows as it answers: served (the count is checked, not the model)
+        rows = [{"driver_id": d} for d in range(1, 6)]
+        r = client.post("/models/five/predict", json={"entities": rows, "request_id": "right-count"})
+        assert r.status_code == 200 and r.json()["predictions"] == [0, 1, 2, 3, 4]
+        # other errors keep their bodies, without a code
+        r = client.post("/models/five/predict", json={"entities": [{"driver_id": 1}], "bogus": 1})
+        assert r.status_code == 422 and "code" not in r.json()
+    assert "model five@1 returned 5 predictions for 2 rows" in caplog.text  # the operator learns of it
+    server: ModelServer = live.app.state.model_server
+    server.log.flush()
+    assert {r["request_id"] for r in server.log.read("five").to_pylist()} == {"right-count"}
+
+
+def test_names_with_a_trailing_newline_are_refused(redis_store, live):
+    import skops.io as sio
+    from sklearn.linear_model import LinearRegression
+
+    df, y = training_frame()
+    model = LinearRegression().fit(df, y)
+    redis_store.models.register("eta_nl", model, feature_service="driver_activity")
+    with live.client(headers=auth("boss")) as client:
+        r = client.post(
+            "/models/nl%0A/versions", params={"feature_service": "driver_activity"}, content=sio.dumps(model)
+        )
+        assert r.status_code == 422 and r.json()["error"].startswith("model name 'nl\\n' is invalid"), r.text
+        r = client.put("/models/eta_nl/aliases/production%0A", json={"version": 1})
+        assert r.status_code == 422 and r.json()["error"].startswith("alias 'production\\n' is invalid"), (
+            r.text
+        )
+    assert not (redis_store.config.models_path / "nl\n").exists()
+    assert "nl\n" not in redis_store.models.names() and redis_store.models.aliases("eta_nl") == {}

@@ -122,3 +122,11 @@ def test_table_hash_names_each_column():
     assert list(columns) == ["a", "b"]
     assert hash_table(table.rename_columns(["a", "c"]))[0] != digest
     assert hash_table(pa.table({"a": [1, 2], "b": ["x", ""]}))[1]["b"] != columns["b"]  # null is not ""
+
+
+@pytest.mark.parametrize("name", ["eta\n", "a/b", "..", ".hidden", "x\\y", "tab\there", ""])
+def test_training_set_names_that_are_no_plain_folder_name_are_refused(store, name):
+    job = store.get_historical_features(entity_df(), features="driver_activity")
+    with pytest.raises(ModelRegistryError, match="training set name .* is invalid"):
+        job.save(name)
+    assert not any(p.name.startswith(("eta", "tab")) for p in store.training_sets.root.glob("*"))

@@ -13,6 +13,7 @@ def test_models_all_is_pinned():
         "LoadedModel",
         "MissingFeatureError",
         "ModelInput",
+        "ModelOutputError",
         "ModelRegistry",
         "ModelServer",
         "ModelUnavailable",

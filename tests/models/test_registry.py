@@ -157,11 +157,14 @@ def test_bad_references_and_names_get_clear_errors(store, linear_model):
         store.models.load("eta@production")
     with pytest.raises(UnknownNameError, match="version of model 'eta'.*known: '1'"):
         store.models.load("eta", version=4)
-    for alias in ("3", "latest", "bad alias"):
+    for alias in ("3", "latest", "bad alias", "production\n"):
         with pytest.raises(ModelRegistryError, match="alias"):
             store.models.set_alias("eta", alias, 1)
-    with pytest.raises(ModelRegistryError, match="model name"):
-        store.models.register("bad/name", linear_model, feature_service="driver_activity")
+    assert store.models.aliases("eta") == {}
+    for name in ("bad/name", "eta\n"):  # a trailing newline too (the name becomes a folder)
+        with pytest.raises(ModelRegistryError, match="model name"):
+            store.models.register(name, linear_model, feature_service="driver_activity")
+    assert store.models.names() == ["eta"]
     with pytest.raises(ModelRegistryError, match="not one of its inputs.*did you mean 'trips'"):
         store.models.register(
             "eta", linear_model, feature_service="driver_activity", missing_policy={"trip": 0}

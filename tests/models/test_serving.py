@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 
 from featurestore import ModelRegistryError, RetrievalError, UnknownNameError
-from featurestore.models import MissingFeatureError, ModelServer, PredictionFailed, PredictionLog
+from featurestore.models import (
+    MissingFeatureError,
+    ModelOutputError,
+    ModelServer,
+    PredictionFailed,
+    PredictionLog,
+)
 from tests.models.conftest import FEATURES, STALE_DRIVER, training_frame
 
 
@@ -196,6 +202,43 @@ def test_a_model_that_fails_on_its_input_is_a_clear_error(store, server):
         server.predict("eta", [{"driver_id": 999}])
     with pytest.raises(ModelRegistryError, match="not fitted"):
         store.models.register("eta", LinearRegression(), feature_service="driver_activity")
+
+
+class EveryOtherRow:
+    """A broken model: it answers for every other row only (or, with `scalar`, one number in all),
+    and one probability row too many."""
+
+    n_features_in_ = 3
+
+    def __init__(self, scalar: bool = False):
+        self.scalar = scalar
+
+    def predict(self, X):
+        X = np.asarray(X, dtype=float)
+        return X.sum() if self.scalar else X[::2, 0]
+
+    def predict_proba(self, X):
+        return np.full((len(X) + 1, 2), 0.5)
+
+
+def test_a_model_that_does_not_answer_one_prediction_per_row_is_an_error(store, tmp_path):
+    store.models.register("halves", EveryOtherRow(), feature_service="driver_activity")
+    store.models.register("scalar", EveryOtherRow(scalar=True), feature_service="driver_activity")
+    log = PredictionLog(tmp_path / "predictions", flush_interval=60)
+    with ModelServer(store, prediction_log=log) as server:
+        assert len(server.predict("halves", [{"driver_id": 1}])["predictions"]) == 1
+        assert log.pending == 1
+        with pytest.raises(ModelOutputError, match=r"^model halves@1 returned 2 predictions for 3 rows$"):
+            server.predict("halves", [{"driver_id": d} for d in (1, 2, 3)])
+        with pytest.raises(ModelOutputError, match=r"^model halves@1 returned 2 probabilities for 1 rows$"):
+            server.predict("halves", [{"driver_id": 1}], probabilities=True)
+        with pytest.raises(
+            ModelOutputError,
+            match=r"^model scalar@1 returned float \S+ as its predictions, not one per row \(2 rows\)$",
+        ):
+            server.predict("scalar", [{"driver_id": 1}, {"driver_id": 2}])
+        assert log.pending == 1  # nothing logged for the refused answers
+    assert issubclass(ModelOutputError, ModelRegistryError)
 
 
 def test_every_prediction_is_logged(store, tmp_path):
