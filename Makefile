@@ -36,8 +36,12 @@ bench: $(STAMP)
 	$(PY) benchmarks/server.py
 	$(PY) benchmarks/predict.py
 
+# ruff (lint and format) on the Python of the repo; mypy: strict on featurestore/ and server/
+# (what it checks and how is set in pyproject.toml, [tool.mypy]).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check featurestore server tests benchmarks definitions
+	$(VENV)/bin/ruff format --check featurestore server tests benchmarks definitions
+	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) .venv-pandas2 definitions/data .pytest_cache .hypothesis .bench
+	rm -rf $(VENV) .venv-pandas2 definitions/data .pytest_cache .hypothesis .bench .mypy_cache

@@ -42,12 +42,13 @@ class Catalog:
     services: dict[str, FeatureService] = field(default_factory=dict)
 
     def by_kind(self, kind: str) -> dict[str, Any]:
-        return {
+        kinds: dict[str, dict[str, Any]] = {
             "entity": self.entities,
             "source": self.sources,
             "feature_view": self.views,
             "feature_service": self.services,
-        }[kind]
+        }
+        return kinds[kind]
 
     def objects(self) -> Iterable[tuple[str, str, Any]]:
         for kind in KINDS:

@@ -122,8 +122,8 @@ def list_(ctx: click.Context, kind: str) -> None:
         table = Table(title="Feature services")
         table.add_column("name")
         table.add_column("features")
-        for s in catalog.services.values():
-            table.add_row(s.name, ", ".join(s.refs))
+        for service in catalog.services.values():
+            table.add_row(service.name, ", ".join(service.refs))
         console.print(table)
 
 

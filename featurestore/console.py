@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .errors import FeatureStoreError
 
+if TYPE_CHECKING:
+    from rich.console import Console
 
-def console(stderr: bool = False) -> Any:
+    from .store import FeatureStore
+
+
+def console(stderr: bool = False) -> Console:
     """A rich console (imported lazily: `fs --help` stays fast)."""
     from rich.console import Console
 
@@ -32,7 +37,7 @@ def handle_errors(fn: Any) -> Any:
     return wrapper
 
 
-def open_store(ctx: click.Context) -> Any:
+def open_store(ctx: click.Context) -> FeatureStore:
     """The FeatureStore of the repo named by the global --repo option (or found from the current folder)."""
     from .store import FeatureStore
 

@@ -94,9 +94,8 @@ def parse_time(value: Any, what: str) -> datetime:
         value = datetime(value.year, value.month, value.day)
     if not isinstance(value, datetime):
         raise MaterializationError(f"{what} must be a datetime or an ISO string, got {value!r}")
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    return aware.astimezone(timezone.utc)
 
 
 def _check_end(end: datetime) -> None:

@@ -73,7 +73,7 @@ def push(store: Any, source_name: str, df: Any, to: str = "online") -> int:
         for view, rows in prepared:
             if view.online:
                 store.online_store.write(view, rows.drop_columns([CREATED_TS]))
-    return table.num_rows
+    return int(table.num_rows)
 
 
 def feature_rows(view: FeatureView, source: PushSource, table: pa.Table, pushed_at: datetime) -> pa.Table:
@@ -135,7 +135,7 @@ def _check_not_future(
 
 
 def _first_null(col: pa.ChunkedArray) -> int:
-    return pc.index(pc.is_null(col), True).as_py()
+    return int(pc.index(pc.is_null(col), True).as_py())
 
 
 def _cast(col: pa.ChunkedArray, dtype: ValueType, where: str, name: str) -> pa.ChunkedArray:
@@ -181,7 +181,7 @@ def _timestamps(col: pa.ChunkedArray, where: str, name: str, required: bool) -> 
     if pa.types.is_null(t):
         return col.cast(_UTC_US)
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        parsed = []
+        parsed: list[datetime | None] = []
         for i, text in enumerate(col.to_pylist()):
             if text is None:
                 parsed.append(None)

@@ -163,18 +163,18 @@ def check_catalog(catalog: Catalog, origins: dict[tuple[str, str], str]) -> list
     for service in catalog.services.values():
         where = origins.get(("feature_service", service.name), "?")
         for proj in service.features:
-            view = catalog.views.get(proj.view_name)
-            if view is None:
+            served = catalog.views.get(proj.view_name)
+            if served is None:
                 problems.append(
                     f"{where}: feature service '{service.name}' uses unknown feature view "
                     f"'{proj.view_name}'{did_you_mean(proj.view_name, catalog.views)}"
                 )
                 continue
             for f in proj.features:
-                if f not in view.feature_names:
+                if f not in served.feature_names:
                     problems.append(
-                        f"{where}: feature service '{service.name}': view '{view.name}' has no feature "
-                        f"'{f}'{did_you_mean(f, view.feature_names)}"
+                        f"{where}: feature service '{service.name}': view '{served.name}' has no feature "
+                        f"'{f}'{did_you_mean(f, served.feature_names)}"
                     )
     return problems
 

@@ -25,9 +25,14 @@ from .plan import Plan, diff
 from .registry import Registry
 
 if TYPE_CHECKING:
+    from .materialize import MaterializeResult
     from .models.lineage import TrainingSet, TrainingSets
     from .models.registry import ModelRegistry
+    from .offline.retrieval import RetrievalJob
+    from .offline.storage import OfflineStorage
     from .online.base import OnlineStore
+    from .online.lookup import PendingLookup
+    from .online.response import OnlineResponse
 
 
 CATALOG_POLL_SECONDS = 1.0
@@ -62,7 +67,7 @@ class FeatureStore:
         return open_online_store(self.config)
 
     @cached_property
-    def offline_storage(self) -> Any:
+    def offline_storage(self) -> OfflineStorage:
         from .offline.storage import OfflineStorage
 
         return OfflineStorage(self.config.offline_path)
@@ -82,7 +87,7 @@ class FeatureStore:
         return TrainingSets(self)
 
     def save_training_set(
-        self, name: str, job: Any, description: str = "", overwrite: bool = False
+        self, name: str, job: RetrievalJob, description: str = "", overwrite: bool = False
     ) -> TrainingSet:
         """Save the training set of a RetrievalJob under `name`, with its fingerprint (same as `job.save(name)`)."""
         return self.training_sets.save(name, job, description=description, overwrite=overwrite)
@@ -160,7 +165,7 @@ class FeatureStore:
         end: datetime | str,
         views: list[str] | None = None,
         progress: bool = False,
-    ) -> Any:
+    ) -> MaterializeResult:
         """Write source rows with start <= event time <= end to offline storage, and the latest row per
         entity to the online store; see featurestore.materialize."""
         from .materialize import materialize
@@ -169,7 +174,7 @@ class FeatureStore:
 
     def materialize_incremental(
         self, end: datetime | str | None = None, views: list[str] | None = None, progress: bool = False
-    ) -> Any:
+    ) -> MaterializeResult:
         """Materialize each view from its watermark up to `end` (default: now)."""
         from .materialize import materialize_incremental
 
@@ -179,7 +184,7 @@ class FeatureStore:
 
     def get_historical_features(
         self, entity_df: Any, features: Any, full_feature_names: bool = False, bitemporal: bool = False
-    ) -> Any:
+    ) -> RetrievalJob:
         """A point-in-time-correct training set (SPEC §6) as a RetrievalJob (to_pandas/to_arrow/to_parquet)."""
         from .offline.retrieval import get_historical_features
 
@@ -187,7 +192,9 @@ class FeatureStore:
             self, entity_df, features, full_feature_names=full_feature_names, bitemporal=bitemporal
         )
 
-    def get_online_features(self, features: Any, entity_rows: Any, full_feature_names: bool = False) -> Any:
+    def get_online_features(
+        self, features: Any, entity_rows: Any, full_feature_names: bool = False
+    ) -> OnlineResponse:
         """The latest feature values for entity rows, with a status per value (SPEC §7)."""
         return online_lookup.get_online_features(
             self, features, entity_rows, full_feature_names=full_feature_names
@@ -195,13 +202,15 @@ class FeatureStore:
 
     async def get_online_features_async(
         self, features: Any, entity_rows: Any, full_feature_names: bool = False
-    ) -> Any:
+    ) -> OnlineResponse:
         """`get_online_features` for asyncio code: the online store round trip does not block the loop."""
         return await online_lookup.get_online_features_async(
             self, features, entity_rows, full_feature_names=full_feature_names
         )
 
-    def start_online_lookup(self, features: Any, entity_rows: Any, full_feature_names: bool = False) -> Any:
+    def start_online_lookup(
+        self, features: Any, entity_rows: Any, full_feature_names: bool = False
+    ) -> PendingLookup:
         """`get_online_features_async`, begun at once: the online store request is on its way when this
         returns (Redis), so other work overlaps the round trip. From a coroutine: `await` the result for
         the OnlineResponse, or call its `discard()` (featurestore.online.lookup.PendingLookup)."""

@@ -7,6 +7,7 @@ Field("recent_trip_ids", Array(Int64))
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -103,10 +104,10 @@ _DUCKDB = {
 
 
 def _is_int(t: pa.DataType) -> bool:
-    return pa.types.is_integer(t)
+    return bool(pa.types.is_integer(t))
 
 
-_ACCEPTS = {
+_ACCEPTS: dict[str, Callable[[pa.DataType], bool]] = {
     "Int32": _is_int,
     "Int64": _is_int,
     "Float32": lambda t: pa.types.is_floating(t) or _is_int(t) or pa.types.is_decimal(t),

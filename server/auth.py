@@ -85,9 +85,9 @@ def key_in(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
         elif name == b"x-api-key" and api_key is None:
             api_key = value.decode("latin-1")
     if auth:
-        scheme, _, value = auth.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
     return api_key or None
 
 
@@ -108,7 +108,10 @@ class RoleCheck(APIKeyHeader):
         self.role = role
         self.__name__ = f"require_{role}"
 
-    async def __call__(self, request: Request) -> Principal:  # async: FastAPI runs a plain def in a thread
+    # FastAPI calls a dependency by its own signature (APIKeyHeader is the base only for the OpenAPI
+    # security scheme, so this __call__ differs from its on purpose); async: FastAPI runs a plain def
+    # in a thread.
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
         return self.admit(request.app.state.fs.auth, request.scope)
 
     def admit(self, authenticator: Authenticator, scope: Scope) -> Principal:

@@ -178,9 +178,9 @@ def decode_column(name: str, values: list[Any], dtype: ValueType) -> pa.Array:
     "NaN"/"Infinity"/"-Infinity"; integers: integers (or integral floats, 3.0), never truncated.
     Raises DecodeError naming the column and the row.
     """
-    convert = _CONVERT.get(dtype.element.name if dtype.is_list else dtype.name)
+    convert = _CONVERT.get(dtype.element.name if dtype.element is not None else dtype.name)
     if convert is not None:
-        out = []
+        out: list[Any] = []
         for i, v in enumerate(values):
             try:
                 if v is None:

@@ -32,7 +32,8 @@ class ServerState:
 
 async def get_state(request: Request) -> ServerState:
     """FastAPI dependency: the ServerState of the app serving this request."""
-    return request.app.state.fs
+    state: ServerState = request.app.state.fs
+    return state
 
 
 State = Annotated[ServerState, Depends(get_state)]

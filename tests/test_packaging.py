@@ -24,7 +24,14 @@ def _shipped_folders() -> dict[str, Path]:
     mapping = config.get("package-dir", {})
     out = {}
     for package in config["packages"]:
-        parent = next((p for p in sorted(mapping, key=len, reverse=True) if package == p or package.startswith(p + ".")), None)
+        parent = next(
+            (
+                p
+                for p in sorted(mapping, key=len, reverse=True)
+                if package == p or package.startswith(p + ".")
+            ),
+            None,
+        )
         if parent is None:
             out[package] = ROOT / package.replace(".", "/")
         else:
@@ -35,7 +42,11 @@ def _shipped_folders() -> dict[str, Path]:
 def test_every_package_folder_is_shipped_and_only_under_featurestore():
     shipped = _shipped_folders()
     assert all(name == "featurestore" or name.startswith("featurestore.") for name in shipped)
-    on_disk = {init.parent.resolve() for top in ("featurestore", "server") for init in (ROOT / top).rglob("__init__.py")}
+    on_disk = {
+        init.parent.resolve()
+        for top in ("featurestore", "server")
+        for init in (ROOT / top).rglob("__init__.py")
+    }
     assert {p.resolve() for p in shipped.values()} == on_disk
     assert shipped["featurestore.server"] == ROOT / "server"
 
@@ -54,7 +65,9 @@ def test_the_server_is_importable_as_featurestore_server_only(tmp_path):
         "import importlib.util, featurestore.server as s; "
         "print(s.__file__); print(importlib.util.find_spec('server'))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
     where, top_level = out.stdout.split("\n")[:2]
     assert Path(where).resolve() == ROOT / "server" / "__init__.py"
     assert top_level == "None"

@@ -45,6 +45,7 @@ from .storage import PUSHED
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..models.lineage import TrainingSet
     from ..store import FeatureStore
 
 TIMESTAMP_COLUMN = "event_timestamp"
@@ -143,9 +144,9 @@ class RetrievalJob:
 
         table = self.to_arrow()
         n_entity = self.entity_df.num_columns
-        entity = table.select(range(n_entity)).to_pandas()
-        feats = table.select(range(n_entity, table.num_columns))
-        feats = feats.replace_schema_metadata(None).to_pandas(types_mapper=_nullable_pandas_dtype)
+        entity: pd.DataFrame = table.select(range(n_entity)).to_pandas()
+        feature_table = table.select(range(n_entity, table.num_columns)).replace_schema_metadata(None)
+        feats: pd.DataFrame = feature_table.to_pandas(types_mapper=_nullable_pandas_dtype)
         feats.index = entity.index  # rows align by position (an Arrow entity_df may carry a pandas index)
         return pd.concat([entity, feats], axis=1)
 
@@ -158,7 +159,7 @@ class RetrievalJob:
         pq.write_table(self.to_arrow(), path)
         return path
 
-    def save(self, name: str, description: str = "", overwrite: bool = False) -> Any:
+    def save(self, name: str, description: str = "", overwrite: bool = False) -> TrainingSet:
         """Record this training set and its fingerprint under `name` (see featurestore.models.lineage)."""
         return self.store.save_training_set(name, self, description=description, overwrite=overwrite)
 
@@ -389,6 +390,7 @@ def feature_rows_sql(store: FeatureStore, reader: SourceReader, view: FeatureVie
     if pushed:
         parts.append(pushed)
     if not parts:  # only materialized files without a record of their range (should not happen)
+        assert stored is not None  # without stored rows, the source was read or its error raised
         parts.append(stored)
     return " UNION ALL ".join(f"({p})" for p in parts), bool(stored or pushed)
 

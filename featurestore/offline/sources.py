@@ -137,20 +137,21 @@ class SourceReader:
                         continue  # only an error if the query really reads it; DuckDB will say so
                     self._registered.add(name)
             if source.database:
-                alias = self._attach(source)
+                alias = self._attach(source, source.database)
                 self.con.execute(f"USE {alias}")
             return f"({source.query})"
-        alias = self._attach(source) if source.database else None
-        return f"{alias}.{quote_ident(source.table)}" if alias else quote_ident(source.table)
+        table = source.table
+        assert table is not None  # a DuckDBSource has a table or a query (checked when it is defined)
+        if source.database:
+            return f"{self._attach(source, source.database)}.{quote_ident(table)}"
+        return quote_ident(table)
 
-    def _attach(self, source: DuckDBSource) -> str:
-        db = Path(source.database)
+    def _attach(self, source: DuckDBSource, database: str) -> str:
+        db = Path(database)
         db = db if db.is_absolute() else self.repo_path / db
         if str(db) not in self._attached:
             if not db.exists():
-                raise DefinitionError(
-                    f"source '{source.name}': database file '{source.database}' not found ({db})"
-                )
+                raise DefinitionError(f"source '{source.name}': database file '{database}' not found ({db})")
             alias = f"__db{len(self._attached)}"
             self.con.execute(f"ATTACH {quote_literal(str(db))} AS {alias} (READ_ONLY)")
             self._attached[str(db)] = alias

@@ -169,7 +169,7 @@ class OfflineStorage:
         with self.locked(view.name):
             staging = self.stage(con, view, "SELECT * FROM __append_rows")
             self.commit(con, view, staging, predicate="FALSE", area=PUSHED)
-        return rows.num_rows
+        return int(rows.num_rows)
 
     def delete_view(self, view_name: str) -> None:
         shutil.rmtree(self.view_dir(view_name), ignore_errors=True)

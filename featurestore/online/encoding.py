@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 import pyarrow as pa
@@ -63,7 +63,7 @@ def key_part(value: Any) -> str | None:
     """The text of one join-key value; None for a null (which matches nothing)."""
     t = type(value)
     if t is str:
-        return value
+        return cast(str, value)
     if t is int:
         return str(value)
     if value is None:
@@ -118,7 +118,7 @@ def _key_texts(columns: list[pa.ChunkedArray | pa.Array]) -> list[str | None]:
             or pa.types.is_large_string(t)
             or pa.types.is_string_view(t)
         ):
-            return col.cast(pa.string()).to_pylist()  # same text as key_part, in C
+            return cast("list[str | None]", col.cast(pa.string()).to_pylist())  # as key_part, in C
         return [key_part(v) for v in col.to_pylist()]
     return [entity_text(vals) for vals in zip(*(c.to_pylist() for c in columns))]
 
@@ -188,15 +188,16 @@ def _python_values(col: Any, dtype: ValueType, view: str, name: str) -> list[Any
     """A feature column as Python values the way row blobs hold them (timestamps as integer us)."""
     try:
         if dtype.name == "UnixTimestamp":
-            return _timestamp_micros(col).to_pylist()
+            return cast("list[Any]", _timestamp_micros(col).to_pylist())
         if dtype.is_list and dtype.element is not None and dtype.element.name == "UnixTimestamp":
             if pa.types.is_timestamp(col.type.value_type) and col.type.value_type.tz is None:
                 col = col.cast(pa.list_(pa.timestamp(col.type.value_type.unit, tz="UTC")))
-            return col.cast(pa.list_(_UTC_US), safe=False).cast(pa.list_(pa.int64())).to_pylist()
+            micros = col.cast(pa.list_(_UTC_US), safe=False).cast(pa.list_(pa.int64()))
+            return cast("list[Any]", micros.to_pylist())
         target = dtype.to_arrow()
         if col.type != target:
             col = col.cast(target)
-        return col.to_pylist()
+        return cast("list[Any]", col.to_pylist())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
         raise FeatureStoreError(
             f"feature view '{view}': column '{name}' of type {col.type} cannot be stored as {dtype!r}: {e}"

@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 import pyarrow as pa
@@ -218,12 +218,12 @@ class LookupPlan:
             else:
                 texts.append([_key_bytes(vals) for vals in zip(*(entity[k] for k in group))])
         keys: list[bytes] = []
-        for prefix, group in self.prefixes:
-            group_texts = texts[group]
+        for prefix, index in self.prefixes:
+            group_texts = texts[index]
             if None in group_texts:
                 keys += [prefix + t for t in group_texts if t is not None]
-            else:
-                keys += [prefix + t for t in group_texts]
+            else:  # no None in it: the test per key is saved
+                keys += [prefix + t for t in cast("list[bytes]", group_texts)]
         return keys, texts
 
     def respond(
@@ -289,7 +289,8 @@ class LookupPlan:
             for i, dec in vp.decoders:
                 cols[i] = [None if v is None else dec(v) for v in cols[i]]
             columns.update(zip(names, cols))
-            blocks.append((names, row_status, row_ts, partial and _feature_statuses(vp, row_status, partial)))
+            statuses = _feature_statuses(vp, row_status, partial) if partial else None
+            blocks.append((names, row_status, row_ts, statuses))
         return OnlineResponse(entity, columns, blocks, self.dtypes)
 
 
@@ -455,7 +456,7 @@ class PendingLookup:
     ) -> None:
         self.plan, self.online, self.entity, self.texts, self.read = plan, online, entity, texts, read
 
-    def __await__(self) -> Any:
+    def __await__(self) -> Generator[Any, Any, OnlineResponse]:
         blobs = yield from self.read.__await__()
         return self.plan.respond(self.online, self.entity, self.texts, blobs)
 

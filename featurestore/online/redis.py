@@ -41,7 +41,7 @@ import socket
 import weakref
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 import pyarrow as pa
@@ -199,6 +199,7 @@ class _RawConnection(asyncio.Protocol):
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # typeshed types the argument BaseTransport; a stream connection is given a Transport
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
@@ -222,11 +223,11 @@ class _RawConnection(asyncio.Protocol):
 
     def send(self, payload: bytes, n: int) -> asyncio.Future[list[Any]]:
         """Send `payload` now; the future gets its n replies (an error reply sets _ErrorReply: the caller closes us)."""
-        if self.lost:
+        if self.lost or self.transport is None:  # (no transport: never, connection_made comes first)
             raise ConnectionError("connection closed by the server")
         self.replies, self.wanted = [], n
         self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(payload)  # type: ignore[union-attr]
+        self.transport.write(payload)
         return self.waiter
 
     def stale(self) -> bool:
@@ -495,7 +496,7 @@ class RedisOnlineStore(OnlineStore):
     def _read_redis_py(self, keys: Sequence[bytes]) -> list[bytes | None]:
         try:
             if len(keys) <= _KEYS_PER_MGET:
-                return self.client.execute_command("MGET", *keys)
+                return cast("list[bytes | None]", self.client.execute_command("MGET", *keys))
             pipe = self.client.pipeline(transaction=False)
             for i in range(0, len(keys), _KEYS_PER_MGET):
                 pipe.execute_command("MGET", *keys[i : i + _KEYS_PER_MGET])
@@ -554,13 +555,13 @@ class RedisOnlineStore(OnlineStore):
         reused = conn is not None
         for attempt in (1, 2):
             try:
-                if conn is None:
+                if conn is None or sent is None:
                     conn = await self._raw_connect()
                     sent = conn.send(payload, n)
                 # a timer on the reply itself: a third of asyncio.timeout's cost (which cancels the task)
                 timer = asyncio.get_running_loop().call_later(self.timeout, _expire, sent, self.timeout)
                 try:
-                    replies = await sent  # type: ignore[misc]
+                    replies = await sent
                 finally:
                     timer.cancel()
             except BaseException as e:
@@ -606,7 +607,7 @@ class RedisOnlineStore(OnlineStore):
         client = self._async_client()
         try:
             if len(keys) <= _KEYS_PER_MGET:
-                return await client.execute_command("MGET", *keys)
+                return cast("list[bytes | None]", await client.execute_command("MGET", *keys))
             pipe = client.pipeline(transaction=False)
             for i in range(0, len(keys), _KEYS_PER_MGET):
                 pipe.execute_command("MGET", *keys[i : i + _KEYS_PER_MGET])
@@ -619,7 +620,8 @@ class RedisOnlineStore(OnlineStore):
         if not ids:
             return {}
         try:
-            values = self.client.hmget(self._layouts_key, ids)
+            # bytes: the client does not decode responses (redis-py types the reply bytes | str)
+            values = cast("list[bytes | None]", self.client.hmget(self._layouts_key, ids))
         except _UNAVAILABLE as e:
             raise self._unavailable(e) from e
         return {i: v for i, v in zip(ids, values) if v is not None}

@@ -14,12 +14,15 @@ ttl at read time: the value is null). A PRESENT value may itself be null (the fe
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from ..types import ValueType
 from .encoding import from_micros
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PRESENT = "PRESENT"
 NOT_FOUND = "NOT_FOUND"
@@ -132,9 +135,12 @@ class OnlineResponse:
                 arrays[name] = pa.array(values)
         return pa.table(arrays)
 
-    def to_pandas(self, include_status: bool = False, include_event_timestamps: bool = False) -> Any:
+    def to_pandas(self, include_status: bool = False, include_event_timestamps: bool = False) -> pd.DataFrame:
         """The response as a pandas DataFrame (integers as nullable Int32/Int64, booleans as boolean)."""
         import pandas as pd
 
         mapping = {pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
-        return self.to_arrow(include_status, include_event_timestamps).to_pandas(types_mapper=mapping.get)
+        frame: pd.DataFrame = self.to_arrow(include_status, include_event_timestamps).to_pandas(
+            types_mapper=mapping.get
+        )
+        return frame

@@ -52,7 +52,13 @@ class SqliteOnlineStore(OnlineStore):
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         this = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: (store := this()) and store._forget_connections())
+
+        def forget_in_child() -> None:
+            store = this()
+            if store is not None:
+                store._forget_connections()
+
+        os.register_at_fork(after_in_child=forget_in_child)
         self._select_sql: dict[int, str] = {}
         self._layouts_saved: set[int] = set()
         try:
@@ -62,7 +68,8 @@ class SqliteOnlineStore(OnlineStore):
 
     def _con(self) -> sqlite3.Connection:
         try:
-            return self._local.con
+            con: sqlite3.Connection = self._local.con
+            return con
         except AttributeError:
             pass
         con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)

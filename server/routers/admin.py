@@ -31,4 +31,4 @@ async def audit_log(
 ) -> AuditList:
     entries = await run_in_threadpool(state.store.registry.audit_log, action, limit)
     await audit.record(request, "read_audit", "audit", {"action": action, "limit": limit})
-    return AuditList(entries=entries)
+    return AuditList.model_validate({"entries": entries})  # (each entry's dict validated as an AuditEntry)

@@ -7,10 +7,12 @@ the registry's SQLite reads never block the event loop.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter, Depends
 
 from featurestore.catalog import Catalog
-from featurestore.definitions import FeatureView, PushSource
+from featurestore.definitions import Entity, FeatureService, FeatureView, PushSource
 from featurestore.errors import NotAppliedError, unknown
 from featurestore.registry import Registry
 
@@ -41,7 +43,7 @@ def _catalog(state: ServerState) -> Catalog:
         return Catalog()  # nothing applied yet: an empty catalog, not an error
 
 
-def _entity(entity) -> EntityInfo:
+def _entity(entity: Entity) -> EntityInfo:
     return EntityInfo(
         name=entity.name,
         join_keys=list(entity.join_keys),
@@ -51,7 +53,7 @@ def _entity(entity) -> EntityInfo:
     )
 
 
-def _view(view: FeatureView, registry: Registry, watermarks: dict) -> ViewInfo:
+def _view(view: FeatureView, registry: Registry, watermarks: dict[str, datetime]) -> ViewInfo:
     last = registry.last_materialization(view.name)
     return ViewInfo(
         name=view.name,
@@ -72,7 +74,7 @@ def _view(view: FeatureView, registry: Registry, watermarks: dict) -> ViewInfo:
     )
 
 
-def _service(service) -> ServiceInfo:
+def _service(service: FeatureService) -> ServiceInfo:
     return ServiceInfo(
         name=service.name,
         features=service.refs,

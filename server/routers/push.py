@@ -44,9 +44,9 @@ def column_types(store: FeatureStore, source_name: str) -> dict[str, ValueType]:
             types.setdefault(name, dtype)
         for field in view.features:
             types.setdefault(field.name, field.dtype)
-    for name in (source.timestamp_field, source.created_timestamp_field):
-        if name:
-            types[name] = UnixTimestamp
+    for column in (source.timestamp_field, source.created_timestamp_field):
+        if column:
+            types[column] = UnixTimestamp
     return types
 
 
