@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from featurestore import FeatureStore
@@ -34,6 +35,7 @@ from .errors import install_error_handlers
 from .metrics import PUBLISH_SECONDS, Metrics
 from .middleware import ServerMiddleware
 from .routers import admin, catalog, features, health, models, push
+from .routing import DirectRoute
 from .state import ServerState
 
 log = logging.getLogger("featurestore.server")
@@ -48,6 +50,9 @@ ROUTERS: tuple[APIRouter, ...] = (
     catalog.router,
     admin.router,
 )
+
+# The per-request endpoints, answered as plain Starlette routes ahead of FastAPI's (server/routing.py).
+DIRECT_ENDPOINTS = (features.online_features, models.predict)
 
 DESCRIPTION = """
 Online feature lookups, pushes and the catalog of a featurestore repo.
@@ -123,6 +128,13 @@ def create_app(
     install_error_handlers(app)
     for router in (*ROUTERS, *routers):
         app.include_router(router)
+    direct = [
+        r
+        for router in ROUTERS
+        for r in router.routes
+        if isinstance(r, APIRoute) and r.endpoint in DIRECT_ENDPOINTS
+    ]
+    app.router.routes[:0] = [DirectRoute(route) for route in direct]  # ahead of FastAPI's (server/routing.py)
     # Metrics, the 500 catch-all and the body limit, as one layer (server/middleware.py). Middleware a
     # user adds later wraps this one, so it sees every request, lookups and predictions included.
     app.add_middleware(ServerMiddleware, metrics=state.metrics, max_body_bytes=max_body_bytes)

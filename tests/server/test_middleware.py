@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import pytest
+from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from featurestore.server import create_app
+from featurestore.server.auth import require
 from tests.server.conftest import LiveServer
 
 # A value for each path parameter of the app's routes; a new parameter fails the test until it has one.
@@ -98,3 +101,46 @@ def test_a_users_middleware_and_cors_see_every_route(guarded):
         lookup = client.post("/features/online", json=BODIES["/features/online"])
         assert lookup.status_code == 200 and lookup.json()["values"]["trips"] == [10]
     assert seen == [path for _, _, path in routes] + ["/features/online"]
+
+
+def test_lookups_and_predictions_take_the_direct_routes_inside_the_stack(guarded, monkeypatch):
+    """The per-request endpoints are answered by plain Starlette routes (server/routing.py) ahead of
+    FastAPI's, after the middleware above: a user's middleware saw them (the tests above), and so do
+    the app's metrics, labelled by the route's template."""
+    from featurestore.server.routing import DirectRoute
+
+    server, app, _ = guarded
+    direct = [r for r in app.router.routes if isinstance(r, DirectRoute)]
+    assert sorted(r.path for r in direct) == ["/features/online", "/models/{ref}/predict"]
+    answered = []
+    for route in direct:
+
+        async def spy(request, answer=route.answer):
+            answered.append(request.url.path)
+            return await answer(request)
+
+        monkeypatch.setattr(route, "answer", spy)
+    with server.client(headers={"Host": "good.example"}) as client:
+        assert client.post("/features/online", json=BODIES["/features/online"]).status_code == 200
+        assert client.post("/models/nomodel/predict", json=BODIES["/models/{ref}/predict"]).status_code == 404
+        metrics = client.get("/metrics").text
+    assert answered == ["/features/online", "/models/nomodel/predict"]
+    assert 'endpoint="/models/{ref}/predict",method="POST",status="404"' in metrics
+    assert 'endpoint="/features/online",method="POST",status="200"' in metrics
+
+
+def test_a_direct_route_takes_only_a_request_and_role_checks():
+    from featurestore.server.routing import DirectRoute
+
+    async def takes_a_name(name: str): ...
+
+    async def takes_the_request(request: Request): ...
+
+    with pytest.raises(ValueError, match="takes only the Request"):
+        DirectRoute(APIRoute("/x/{name}", takes_a_name, methods=["POST"]))
+    with pytest.raises(ValueError, match="only dependencies are require"):
+        DirectRoute(APIRoute("/x", takes_the_request, methods=["POST"], dependencies=[Depends(lambda: 1)]))
+    route = DirectRoute(
+        APIRoute("/x", takes_the_request, methods=["POST"], dependencies=[Depends(require("write"))])
+    )
+    assert [c.role for c in route.checks] == ["write"] and route.methods == {"POST"}
