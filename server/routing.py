@@ -6,12 +6,12 @@ predict endpoints take only the `Request` (they parse their own body), and their
 are `require(role)` checks, so they need none of it: `DirectRoute` answers such an `APIRoute` as a
 Starlette `Route` put ahead of it in the app's router. It is still one request path: uvicorn, the
 app, every middleware (a user's too), the exception handlers, then this route. The `APIRoute` stays
-where it is, for the OpenAPI document; it receives no requests.
+where it is, for the OpenAPI document (and for the case below).
 
     app.router.routes.insert(0, DirectRoute(api_route))   # what create_app does for DIRECT_ENDPOINTS
 
-What a direct route does not get: FastAPI's `app.dependency_overrides` (its checks are called as
-they are).
+While an app has `dependency_overrides` (tests, a company's own auth in place of `require`), its
+direct routes match nothing, so FastAPI's routes answer and the overrides apply as everywhere else.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from __future__ import annotations
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from .auth import RoleCheck
 
@@ -51,10 +52,18 @@ class DirectRoute(Route):
             include_in_schema=False,
         )
 
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        app = scope.get("app")
+        if app is not None and getattr(app, "dependency_overrides", None):
+            return Match.NONE, {}  # FastAPI's own route answers, where the overrides apply
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE:  # as FastAPI: metrics label requests (a 405 too) by the path template
+            child_scope["route"] = self.api_route
+        return match, child_scope
+
     async def _respond(self, request: Request) -> Response:
-        scope = request.scope
-        scope["route"] = self.api_route  # what FastAPI sets: metrics label requests by its path template
         auth = request.app.state.fs.auth
+        scope = request.scope
         for check in self.checks:
             check.admit(auth, scope)
         response: Response = await self.answer(request)

@@ -26,6 +26,7 @@ import atexit
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import ModelRegistryError
@@ -74,6 +75,9 @@ _TENSOR_EXTERNAL_DATA = 13  # repeated StringStringEntryProto {key = 1, value = 
 _TENSOR_DATA_LOCATION = 14  # enum DataLocation {DEFAULT = 0, EXTERNAL = 1}
 
 _VARINT, _FIXED64, _LENGTH, _START_GROUP, _END_GROUP, _FIXED32 = range(6)
+_MAX_TAG = 0xFFFFFFFF  # protobuf reads a tag as 32 bits (and drops higher bits, which would hide a field)
+_MAX_FIELD = (1 << 29) - 1
+_MAX_DEPTH = 100  # protobuf's own default nesting limit; onnxruntime refuses deeper models anyway
 
 
 class _Malformed(Exception):
@@ -92,17 +96,17 @@ def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
     raise _Malformed(f"a truncated or over-long varint at byte {pos}")
 
 
-def _fields(data: bytes, start: int, end: int) -> list[tuple[int, int, Any]]:
-    """The fields of the message in data[start:end]: (number, wire type, int value or (start, end) span)."""
-    out: list[tuple[int, int, Any]] = []
+def _fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, Any]]:
+    """The fields of the message in data[start:end], one at a time: (number, wire type, int value or
+    (start, end) span)."""
     pos = start
     while pos < end:
         at = pos
         value: Any = None
         key, pos = _varint(data, pos, end)
         number, wire = key >> 3, key & 7
-        if number == 0:
-            raise _Malformed(f"field number 0 at byte {at}")
+        if number == 0 or key > _MAX_TAG or number > _MAX_FIELD:
+            raise _Malformed(f"field number {number} at byte {at}")
         if wire == _VARINT:
             value, pos = _varint(data, pos, end)
         elif wire == _LENGTH:
@@ -116,8 +120,7 @@ def _fields(data: bytes, start: int, end: int) -> list[tuple[int, int, Any]]:
                 raise _Malformed(f"field {number} at byte {at} runs past the end of its message")
         else:  # groups (3, 4) never appear in ONNX; 6 and 7 do not exist
             raise _Malformed(f"wire type {wire} (field {number}) at byte {at}")
-        out.append((number, wire, value))
-    return out
+        yield number, wire, value
 
 
 def _text(data: bytes, span: tuple[int, int], limit: int = 200) -> str:
@@ -136,19 +139,41 @@ def _external_location(data: bytes, span: tuple[int, int]) -> str | None:
     return value if key == "location" else None
 
 
-def _check_tensor(data: bytes, fields: list[tuple[int, int, Any]], where: str, what: str) -> None:
-    location: int | None = None
-    entries: list[tuple[int, int]] = []
-    for number, wire, value in fields:
-        if number == _TENSOR_DATA_LOCATION and wire == _VARINT:
-            location = value  # the last one wins, as in protobuf
-        elif number == _TENSOR_EXTERNAL_DATA and wire == _LENGTH:
-            entries.append(value)
-    if not entries and not location:
-        return
-    files = [f for f in (_external_location(data, e) for e in entries) if f is not None]
-    kept = f" in {', '.join(repr(f) for f in files)}" if files else " in another file"
-    raise ModelRegistryError(
+class _Message:
+    """One message being read: its type, its fields still to come, and its place in the model (the
+    path is built only for an error message, from the parents' names seen so far)."""
+
+    __slots__ = ("counts", "field", "fields", "graph", "index", "kind", "name", "parent")
+
+    def __init__(
+        self,
+        kind: str,
+        fields: Iterator[tuple[int, int, Any]],
+        parent: _Message | None,
+        field: str,
+        index: int | None = None,
+    ):
+        self.kind, self.fields, self.parent, self.field, self.index = kind, fields, parent, field, index
+        self.name: str | None = None
+        self.counts: dict[int, int] = {}
+        self.graph = False  # (a ModelProto) it has a graph
+
+    def path(self) -> str:
+        parts = []
+        message: _Message | None = self
+        while message is not None:
+            if message.field:  # named by its name, else by its index in a repeated field
+                if message.name:
+                    parts.append(f"{message.field}['{message.name}']")
+                else:
+                    parts.append(message.field + (f"[{message.index}]" if message.index is not None else ""))
+            message = message.parent
+        return ".".join(reversed(parts))
+
+
+def _refuse_external(what: str, where: str, location: str | None) -> ModelRegistryError:
+    kept = f" in {location!r}" if location else " in another file"
+    return ModelRegistryError(
         f"{what}: tensor {where} keeps its data{kept} (ONNX external data): refused, because a registered "
         "model must be one self-contained file and the server must not read files a model names. Save the "
         "model with its tensors inside: onnx.save_model(onnx.load(path), new_path, save_as_external_data=False)"
@@ -158,38 +183,45 @@ def _check_tensor(data: bytes, fields: list[tuple[int, int, Any]], where: str, w
 def check_onnx_model(data: bytes, what: str = "the ONNX model") -> None:
     """Raise ModelRegistryError unless `data` is a well-formed ONNX ModelProto with a graph and no
     tensor anywhere in it keeps its data outside the model (external data). `what` starts the message
-    (e.g. "model 'eta'"). It does not check that onnxruntime can run the graph."""
+    (e.g. "model 'eta'"). It does not check that onnxruntime can run the graph.
+
+    One pass over the bytes, depth first, with an explicit stack of messages being read (at most
+    `_MAX_DEPTH` deep), so its time and memory grow with the file, not faster."""
     data = bytes(data)
-    # An explicit stack, not recursion: subgraphs nest to any depth. Entries: a message's type, its
-    # span, and its place (path of the parent, field name, index in a repeated field).
-    stack: list[tuple[str, int, int, str, str, int | None]] = [("ModelProto", 0, len(data), "", "", None)]
+    stack = [_Message("ModelProto", _fields(data, 0, len(data)), None, "")]
     try:
         while stack:
-            kind, start, end, parent, field_name, index = stack.pop()
-            fields = _fields(data, start, end)
-            if kind == "ModelProto" and not any(n == _MODEL_GRAPH and w == _LENGTH for n, w, _ in fields):
-                raise ModelRegistryError(f"{what}: not an ONNX model: it has no graph")
-            name_field = _NAME_FIELD.get(kind)
-            names = [_text(data, v) for n, w, v in fields if n == name_field and w == _LENGTH]
-            if names and names[-1]:  # the last one wins, as in protobuf
-                field_name += f"['{names[-1]}']"
-            elif index is not None:
-                field_name += f"[{index}]"
-            here = f"{parent}.{field_name}" if parent and field_name else parent or field_name
-            if kind == "TensorProto":
-                _check_tensor(data, fields, here, what)
+            message = stack[-1]
+            field = next(message.fields, None)
+            if field is None:
+                stack.pop()
+                if message.kind == "ModelProto" and not message.graph:
+                    raise ModelRegistryError(f"{what}: not an ONNX model: it has no graph")
                 continue
-            children = _CHILDREN[kind]
-            counts: dict[int, int] = {}
-            found: list[tuple[str, int, int, str, str, int | None]] = []
-            for number, wire, value in fields:
-                child = children.get(number)
-                if child is None or wire != _LENGTH:  # a wire type protobuf would not read as this field
-                    continue
-                child_field, child_kind, repeated = child
-                counts[number] = counts.get(number, -1) + 1
-                found.append((child_kind, *value, here, child_field, counts[number] if repeated else None))
-            stack.extend(reversed(found))  # visited in the model's order: the first bad tensor is named
+            number, wire, value = field
+            kind = message.kind
+            if wire == _LENGTH and number == _NAME_FIELD.get(kind):
+                message.name = _text(data, value) or None  # the last one wins, as in protobuf
+            if kind == "TensorProto":
+                if number == _TENSOR_EXTERNAL_DATA and wire == _LENGTH:
+                    raise _refuse_external(what, message.path(), _external_location(data, value))
+                if number == _TENSOR_DATA_LOCATION and wire == _VARINT and value:
+                    raise _refuse_external(what, message.path(), None)
+                continue
+            if kind == "ModelProto" and number == _MODEL_GRAPH and wire == _LENGTH:
+                message.graph = True
+            child = _CHILDREN[kind].get(number)
+            if child is None or wire != _LENGTH:  # a wire type protobuf would not read as this field
+                continue
+            if len(stack) >= _MAX_DEPTH:
+                raise ModelRegistryError(
+                    f"{what}: not a usable ONNX model: nested deeper than {_MAX_DEPTH} levels"
+                )
+            child_field, child_kind, repeated = child
+            index = message.counts[number] = message.counts.get(number, -1) + 1
+            stack.append(
+                _Message(child_kind, _fields(data, *value), message, child_field, index if repeated else None)
+            )
     except _Malformed as e:
         raise ModelRegistryError(f"{what}: not a valid ONNX model (protobuf): {e}") from None
 

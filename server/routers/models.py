@@ -23,7 +23,9 @@ answer one prediction per row is a 500 with `"code": "model_error"` (and nothing
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
+import zipfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
@@ -397,6 +399,27 @@ async def register(
     return _info(mv)
 
 
+# A skops file is a zip archive: what it unpacks to is bounded before skops reads any of it.
+MAX_UNPACKED_BYTES = 1 << 30
+
+
+def _check_unpacked_size(data: bytes) -> None:
+    """Refuse a zip archive whose members would unpack to more than MAX_UNPACKED_BYTES (a zip bomb:
+    deflate reaches about 1000:1). Python's zipfile reads a member up to its recorded size only."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError) as e:
+        raise ModelRegistryError(
+            f"the request body is not a readable skops file (a zip archive): {e}"
+        ) from None
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise ModelRegistryError(
+            f"the skops file unpacks to {unpacked} bytes, over the {MAX_UNPACKED_BYTES} this server reads: "
+            "register a model this large from Python (store.models.register)"
+        )
+
+
 def _register(
     state: ServerState,
     name: str,
@@ -413,6 +436,7 @@ def _register(
         import skops.io as sio
 
         try:
+            _check_unpacked_size(data)
             untrusted = sio.get_untrusted_types(data=data)
             if untrusted:
                 raise ModelRegistryError(

@@ -354,7 +354,7 @@ def test_uploads_that_are_not_a_model_answer_422_naming_the_problem(redis_store,
             onnx_files.linear().replace(b"MatMul", b"NoSuch"),
             "model 'junk': onnxruntime cannot load this ONNX model: ",
         ),
-        ("skops", b"hello", "the request body is not a readable skops file: "),
+        ("skops", b"hello", "the request body is not a readable skops file (a zip archive): "),
     ]
     with live.client(headers=auth("ml")) as client:
         for fmt, data, message in uploads:
@@ -366,6 +366,29 @@ def test_uploads_that_are_not_a_model_answer_422_naming_the_problem(redis_store,
             assert r.status_code == 422, (data[:20], r.text)
             assert r.json()["error"].startswith(message), r.text
         assert client.get("/catalog/models/junk").status_code == 404
+
+
+def test_a_skops_upload_that_unpacks_past_the_limit_is_refused_unread(redis_store, live, monkeypatch):
+    """A zip bomb: 2 MiB of zeros deflate to about 2 KB; with the limit at 1 MiB it is refused before
+    skops reads it."""
+    import zipfile
+
+    from featurestore.server.routers import models as models_router
+
+    monkeypatch.setattr(models_router, "MAX_UNPACKED_BYTES", 1 << 20)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("schema.json", b"0" * (2 << 20))
+    read = []
+    monkeypatch.setattr("skops.io.get_untrusted_types", lambda **kw: read.append(kw) or [])
+    with live.client(headers=auth("ml")) as client:
+        r = client.post(
+            "/models/bomb/versions",
+            params={"feature_service": "driver_activity", "format": "skops"},
+            content=buffer.getvalue(),
+        )
+    assert r.status_code == 422 and "unpacks to 2097152 bytes, over the 1048576" in r.json()["error"]
+    assert read == []
 
 
 def test_a_model_answering_the_wrong_number_of_predictions_is_a_model_error(redis_store, live, caplog):

@@ -13,6 +13,7 @@ import pytest
 from featurestore import ModelRegistryError
 from featurestore.models import ModelServer, ModelUnavailable, flavors
 from featurestore.models.flavors import OnnxModel
+from featurestore.models.onnx_safety import check_onnx_model
 from tests.models import onnx_files
 
 pytest.importorskip("onnxruntime")
@@ -141,3 +142,66 @@ def test_model_files_that_do_not_parse_name_the_file(store, tmp_path):
             store.models.register("junk", tmp_path / name, feature_service="driver_activity")
     with pytest.raises(ModelRegistryError, match=f"model file {tmp_path / 'nope.onnx'} not found"):
         store.models.register("junk", tmp_path / "nope.onnx", feature_service="driver_activity")
+
+
+# -- found by a hostile review ---------------------------------------------------------------------
+
+
+def _varint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, v = v & 0x7F, v >> 7
+        out.append(b | 0x80 if v else b)
+        if not v:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes, high_bit: bool = False) -> bytes:
+    """A length-delimited field; with `high_bit`, its tag carries bit 32, which protobuf's 32-bit tag
+    reader (onnxruntime's) drops: the same field to onnxruntime, a field number past 2^29 to a reader
+    that keeps every bit."""
+    key = (number << 3) | 2
+    return _varint(key | (1 << 32) if high_bit else key) + _varint(len(payload)) + payload
+
+
+def test_a_field_tag_with_bits_past_32_cannot_hide_external_data():
+    from onnx import TensorProto, helper
+
+    tensor = TensorProto(name="F", data_type=TensorProto.UINT8, dims=[27]).SerializeToString()
+    entry = _field(1, b"location") + _field(2, b"featurestore.toml")
+    tensor += _field(13, entry, high_bit=True)
+    graph = helper.make_graph([], "g", [], []).SerializeToString() + _field(5, tensor)
+    data = _field(7, graph)
+    with pytest.raises(ModelRegistryError, match="not a valid ONNX model .*field number"):
+        check_onnx_model(data, "model 'm'")
+
+
+def test_deep_nesting_is_refused_at_protobufs_limit():
+    """2,000 nested If subgraphs: refused at depth 100, reading only that far (a walk to the bottom
+    rebuilt each level's path: 40,000 levels took about 15 s)."""
+    from onnx import helper
+
+    graph = helper.make_graph([], "g", [], []).SerializeToString()
+    for _ in range(2_000):  # graph -> node -> attribute -> g -> ...
+        attribute = _field(1, b"then_branch") + _field(6, graph)
+        node = _field(5, attribute)
+        graph = _field(1, node)
+    data = _field(7, graph)
+    with pytest.raises(ModelRegistryError, match="nested deeper than 100 levels"):
+        check_onnx_model(data, "model 'deep'")
+
+
+def test_many_tiny_messages_are_read_in_bounded_memory():
+    """256K empty nodes: the walk holds one message per level, not every field of the file (a list of
+    them took about 80 bytes each)."""
+    import tracemalloc
+
+    graph = _field(1, b"") * (256 * 1024)  # 256K empty NodeProto fields
+    data = _field(7, graph)
+    tracemalloc.start()
+    try:
+        check_onnx_model(data, "model 'wide'")  # no tensor anywhere: accepted by the walker
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < len(data) + 1024 * 1024  # the copy of the bytes, plus a little

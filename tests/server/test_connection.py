@@ -9,6 +9,7 @@ import time
 from contextlib import contextmanager
 
 import pytest
+from fastapi import APIRouter, WebSocket  # module level: the endpoint's annotations resolve here
 
 from tests.server.conftest import serve
 
@@ -395,3 +396,107 @@ def test_fs_serve_takes_the_limits_from_the_config(tmp_path, monkeypatch):
     import pickle  # the setting crosses to --workers processes
 
     assert pickle.loads(pickle.dumps(http)).keywords == http.keywords
+
+
+# -- found by a hostile review: no request shape turns the limits off --------------------------------
+
+
+@pytest.mark.parametrize(
+    "upgrade",
+    [
+        b"Connection: Upgrade\r\nUpgrade: h2c\r\n",  # what curl --http2 sends on http://
+        b"Connection: Upgrade\r\nUpgrade: foo\r\n",
+        b"Connection: Upgrade\r\nUpgrade: websocket\r\nConnection: keep-alive\r\n",  # uvicorn reads the last
+    ],
+)
+def test_an_upgrade_request_served_as_http_keeps_the_limits(sqlite_store, upgrade):
+    with limited(sqlite_store, max_header_bytes=4096, read_timeout=1.0) as server:
+        with connect(server) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n" + upgrade + b"\r\n")
+            assert read_answers(sock, 1)[0][0] == 200
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\nX-Pad: %s\r\n\r\n" % (b"a" * 8000))
+            took, got = closed_within(sock, 2.0)
+            assert b"200 OK" not in got  # refused and closed (no status: not the first request)
+        with connect(server) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n" + upgrade + b"\r\n")
+            assert read_answers(sock, 1)[0][0] == 200
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n")  # then a partial request
+            took, _ = closed_within(sock, 1.0 + 1.0)
+
+
+def test_trailers_and_chunk_sizes_of_a_chunked_body_are_capped(sqlite_store):
+    head = b"POST /features/online HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    body = b"%x\r\n%s\r\n" % (len(LOOKUP), LOOKUP)
+    with limited(sqlite_store, max_header_bytes=4096, read_timeout=5.0) as server:
+        with connect(server) as sock:  # small trailers: served
+            sock.sendall(head + body + b"0\r\nX-Trailer: ok\r\n\r\n")
+            assert read_answers(sock, 1)[0][0] == 200
+        with connect(server) as sock:  # one endless trailer field, in pieces
+            sock.sendall(head + body + b"0\r\nX-Trailer: ")
+            sent = 0
+            try:
+                while sent < 8 * 1024 * 1024:  # bounded
+                    sock.sendall(b"a" * 65536)
+                    sent += 65536
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            assert sent < 4 * 1024 * 1024, sent
+        with connect(server) as sock:  # a chunk extension that never ends
+            sock.sendall(head + b"5;ext=")
+            try:
+                for _ in range(8):  # bounded; past the cap it is refused
+                    time.sleep(0.05)
+                    sock.sendall(b"x" * 2000)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            took, got = closed_within(sock, 2.0)
+            assert b"200 OK" not in got
+
+
+def test_headers_written_tightly_up_to_the_cap_are_not_refused(sqlite_store):
+    """The count never exceeds a request's true size: 300 headers written `a:b` with no space."""
+    headers = b"".join(b"h%d:%s\r\n" % (i, b"v" * 20) for i in range(300))
+    request = b"GET /health HTTP/1.1\r\nHost:t\r\n" + headers + b"\r\n"
+    with limited(sqlite_store, max_header_bytes=len(request)) as server, connect(server) as sock:
+        sock.sendall(request)
+        assert read_answers(sock, 1)[0][0] == 200
+
+
+def test_bytes_after_a_connection_close_request_stay_limited(sqlite_store):
+    """As uvicorn's parser, ours accepts data after `Connection: close` (so it keeps counting)."""
+    with limited(sqlite_store, max_header_bytes=4096, read_timeout=1.0) as server, connect(server) as sock:
+        sock.sendall(
+            GET_HEALTH.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n") + b"GET /x HTTP/1.1\r\nX: "
+        )
+        [(status, headers, _)] = read_answers(sock, 1)
+        assert status == 200 and headers.get("connection") == "close"
+        closed_within(sock, 2.0)
+
+
+def test_a_websocket_lives_past_the_read_timeout(sqlite_store):
+    """uvicorn hands a WebSocket to a protocol of its own: the request timer stops there."""
+    from websockets.sync.client import connect as ws_connect
+
+    from featurestore.server import create_app
+    from featurestore.server.connection import LimitedConnection
+    from tests.server.conftest import LiveServer
+
+    router = APIRouter()
+
+    @router.websocket("/echo")
+    async def echo(ws: WebSocket):
+        await ws.accept()
+        while True:
+            await ws.send_text(await ws.receive_text())
+
+    http = LimitedConnection.factory(max_header_bytes=4096, read_timeout=0.5)
+    server = LiveServer(create_app(sqlite_store, routers=[router]), http=http).start()
+    try:
+        with ws_connect(f"ws://127.0.0.1:{server.port}/echo", open_timeout=5) as ws:
+            ws.send("one")
+            assert ws.recv(timeout=5) == "one"
+            time.sleep(1.2)  # over twice the read timeout
+            ws.send("two")
+            assert ws.recv(timeout=5) == "two"
+    finally:
+        server.stop()

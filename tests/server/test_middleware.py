@@ -144,3 +144,36 @@ def test_a_direct_route_takes_only_a_request_and_role_checks():
         APIRoute("/x", takes_the_request, methods=["POST"], dependencies=[Depends(require("write"))])
     )
     assert [c.role for c in route.checks] == ["write"] and route.methods == {"POST"}
+
+
+def test_dependency_overrides_apply_to_the_direct_routes_too(sqlite_store):
+    """A company's own check in place of require(...) (app.dependency_overrides) guards every route."""
+    from fastapi import HTTPException
+    from fastapi.testclient import TestClient
+
+    def company_sso():
+        raise HTTPException(401, "company SSO says no")
+
+    app = create_app(sqlite_store)
+    app.dependency_overrides[require("read")] = company_sso
+    with TestClient(app) as client:
+        for method, path, body in [
+            ("GET", "/catalog/views", None),
+            ("POST", "/features/online", BODIES["/features/online"]),
+            ("POST", "/models/nomodel/predict", BODIES["/models/{ref}/predict"]),
+        ]:
+            r = client.request(method, path, json=body)
+            assert r.status_code == 401 and r.json()["error"] == "company SSO says no", (path, r.text)
+    app.dependency_overrides.clear()
+    with TestClient(app) as client:
+        assert client.post("/features/online", json=BODIES["/features/online"]).status_code == 200
+
+
+def test_a_wrong_method_on_a_direct_route_is_a_405_labelled_by_its_route(sqlite_store):
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(sqlite_store)) as client:
+        r = client.get("/features/online")
+        assert r.status_code == 405 and r.headers["allow"] == "POST"
+        metrics = client.get("/metrics").text
+    assert 'endpoint="/features/online",method="GET",status="405"' in metrics
