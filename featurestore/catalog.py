@@ -19,7 +19,7 @@ from .definitions import (
     PushSource,
     parse_ref,
 )
-from .errors import DefinitionError, RetrievalError, unknown
+from .errors import DefinitionError, RetrievalError, UnknownNameError, unknown
 
 KINDS = ("entity", "source", "feature_view", "feature_service")
 
@@ -40,6 +40,9 @@ class Catalog:
     sources: dict[str, DataSource] = field(default_factory=dict)
     views: dict[str, FeatureView] = field(default_factory=dict)
     services: dict[str, FeatureService] = field(default_factory=dict)
+    # (kind, name) -> where it is defined ("features.py:12"), for a catalog loaded from a repo; not part
+    # of any spec (apply records it beside the spec, so moving a definition is no change).
+    locations: dict[tuple[str, str], str] = field(default_factory=dict, compare=False)
 
     def by_kind(self, kind: str) -> dict[str, Any]:
         kinds: dict[str, dict[str, Any]] = {
@@ -135,9 +138,12 @@ class Catalog:
         wanted: dict[str, list[str]] = {}
         for item in items:
             if isinstance(item, FeatureView):
-                pairs = [(item.name, f) for f in item.feature_names]
+                pairs = self._all_features(item.name, [f.name for f in item.schema])
             elif isinstance(item, FeatureViewProjection):
-                pairs = [(item.view_name, f) for f in item.features]
+                if item.whole_view:
+                    pairs = self._all_features(item.view_name, item.features)
+                else:
+                    pairs = [(item.view_name, f) for f in item.features]
             elif isinstance(item, str):
                 pairs = [parse_ref(item)]
             else:
@@ -146,12 +152,26 @@ class Catalog:
                 )
             for view_name, feature in pairs:
                 view = self.view(view_name)
+                if feature in view.join_keys:
+                    raise UnknownNameError(
+                        f"'{feature}' is a join key of feature view '{view_name}', not a feature: entity rows "
+                        f"carry it (its features: {', '.join(view.feature_names)})"
+                    )
                 if feature not in view.feature_names:
+                    # The applied view was checked against its source at apply, so its field is the
+                    # right spelling and suggesting it is safe here.
                     raise unknown(f"feature of view '{view_name}':", feature, view.feature_names)
                 names = wanted.setdefault(view_name, [])
                 if feature not in names:
                     names.append(feature)
         return [ViewRequest(self.views[v], tuple(fs)) for v, fs in wanted.items()]
+
+    def _all_features(self, view_name: str, fields: Sequence[str]) -> list[tuple[str, str]]:
+        """A whole view's fields as (view, feature) pairs, without its join keys as this catalog
+        knows them: a view object held by the caller may name its entities by string, and then
+        only the applied view knows which of its fields are keys."""
+        keys = set(self.view(view_name).join_keys)
+        return [(view_name, f) for f in fields if f not in keys]
 
 
 def output_names(requests: Sequence[ViewRequest], full_feature_names: bool) -> list[list[str]]:

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from .errors import DefinitionError
+from .sites import record_site
 from .types import ValueType
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: `match` with `$` lets "name\n" through
@@ -70,6 +71,7 @@ class Entity:
 
     def __post_init__(self) -> None:
         _check_name("entity", self.name)
+        record_site(self)  # where it is defined, for the registry (not part of the spec)
         keys = tuple(self.join_keys) if self.join_keys else (self.name,)
         if isinstance(self.join_keys, str):
             keys = (self.join_keys,)
@@ -94,10 +96,16 @@ class Entity:
 
 
 class EntityRef(Entity):
-    """An entity named by a string in `FeatureView(entities=["driver"])`; the repo loader resolves it."""
+    """An entity named by a string in `FeatureView(entities=["driver"])`; the repo loader resolves it.
+
+    Its join keys are unknown until then (empty), so no schema field is taken for a key by guess: the
+    loader rebuilds the view with the named Entity, which decides keys and features as an Entity
+    object given directly would.
+    """
 
     def __init__(self, name: str):
         super().__init__(name=name)
+        _freeze(self, join_keys=())
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,7 @@ class DataSource:
 
     def __post_init__(self) -> None:
         _check_name("source", self.name)
+        record_site(self)  # where it is defined, for the registry (not part of the spec)
         _check_name(f"source '{self.name}': timestamp_field", self.timestamp_field)
         if self.created_timestamp_field is not None:
             _check_name(f"source '{self.name}': created_timestamp_field", self.created_timestamp_field)
@@ -375,6 +384,7 @@ class FeatureView:
 
     def __post_init__(self) -> None:
         _check_name("feature view", self.name)
+        record_site(self)  # where it is defined, for the registry (not part of the spec)
         where = f"feature view '{self.name}'"
         entities = tuple(EntityRef(e) if isinstance(e, str) else e for e in (self.entities or ()))
         if not entities:
@@ -472,24 +482,23 @@ class FeatureView:
 
 @dataclass(frozen=True)
 class FeatureViewProjection:
-    """Some features of a view: what `view[["a", "b"]]` returns."""
+    """Some features of a view: what `view[["a", "b"]]` returns.
+
+    Names are checked where the whole repo is known (the repo loader, against the view and its
+    source's columns, so a misspelled view field is told apart from a misspelled request) and when a
+    lookup resolves them, not here. `whole_view` marks a service's `features=[view]`: all the view's
+    features, re-read once the view's entities are resolved (an entity named by string decides only
+    then which schema fields are keys).
+    """
 
     view_name: str
     features: tuple[str, ...]
     view: FeatureView | None = field(default=None, compare=False, repr=False)
+    whole_view: bool = field(default=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.features:
             raise DefinitionError(f"projection of '{self.view_name}' selects no features")
-        if self.view is not None:
-            unknown_names = [n for n in self.features if n not in self.view.feature_names]
-            if unknown_names:
-                from .errors import did_you_mean
-
-                n = unknown_names[0]
-                raise DefinitionError(
-                    f"feature view '{self.view_name}' has no feature '{n}'{did_you_mean(n, self.view.feature_names)}"
-                )
 
     @property
     def refs(self) -> list[str]:
@@ -512,10 +521,11 @@ class FeatureService:
 
     def __post_init__(self) -> None:
         _check_name("feature service", self.name)
+        record_site(self)  # where it is defined, for the registry (not part of the spec)
         projections = []
         for item in self.features or ():
             if isinstance(item, FeatureView):
-                item = FeatureViewProjection(item.name, item.feature_names, view=item)
+                item = FeatureViewProjection(item.name, item.feature_names, view=item, whole_view=True)
             if not isinstance(item, FeatureViewProjection):
                 raise DefinitionError(
                     f"feature service '{self.name}': features must be feature views or view[[...]] projections, got {item!r}"

@@ -11,6 +11,7 @@ when they are not module-level names.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import fnmatch
 import importlib.util
 import sys
@@ -20,9 +21,18 @@ from typing import Any
 
 from .catalog import Catalog
 from .config import RepoConfig
-from .definitions import DataSource, Entity, EntityRef, FeatureService, FeatureView, PushSource
+from .definitions import (
+    DataSource,
+    Entity,
+    EntityRef,
+    FeatureService,
+    FeatureView,
+    FeatureViewProjection,
+    PushSource,
+)
 from .errors import DefinitionError, FeatureStoreError, RepoError, did_you_mean
 from .offline.sources import SourceReader, duckdb_connection
+from .sites import location as definition_location
 
 _KIND_NAMES = {
     "entity": "entity",
@@ -51,6 +61,7 @@ def load_repo(config: RepoConfig, validate_sources: bool = True) -> Catalog:
     """Import the repo's definition files and validate them; raise RepoError with every problem."""
     problems: list[str] = []
     found: dict[tuple[str, str], tuple[Any, str]] = {}  # (kind, name) -> (object, file)
+    locations: dict[tuple[str, str], str] = {}  # (kind, name) -> "file.py:LINE" where it was made
 
     def add(kind: str, obj: Any, where: str) -> None:
         key = (kind, obj.name)
@@ -63,6 +74,7 @@ def load_repo(config: RepoConfig, validate_sources: bool = True) -> Catalog:
                 )
             return
         found[key] = (obj, where)
+        locations[key] = definition_location(obj, config.repo_path) or where
 
     root = str(config.repo_path)
     added_path = root not in sys.path
@@ -73,14 +85,8 @@ def load_repo(config: RepoConfig, validate_sources: bool = True) -> Catalog:
             rel = str(path.relative_to(config.repo_path))
             try:
                 module = _import(path, config)
-            except FeatureStoreError as e:
-                problems.append(f"{rel}: {e}")
-                continue
-            except Exception as e:  # the user's code failed to import: show where
-                tb = traceback.extract_tb(e.__traceback__)
-                frame = next((f for f in reversed(tb) if f.filename == str(path)), tb[-1] if tb else None)
-                line = f" (line {frame.lineno})" if frame else ""
-                problems.append(f"{rel}{line}: {type(e).__name__}: {e}")
+            except Exception as e:  # the user's code failed to import: show where, in their file
+                problems.append(import_problem(e, path, config.repo_path))
                 continue
             for value in vars(module).values():
                 if isinstance(value, FeatureView):
@@ -101,15 +107,16 @@ def load_repo(config: RepoConfig, validate_sources: bool = True) -> Catalog:
         if added_path:
             sys.path.remove(root)
 
-    catalog = Catalog()
+    catalog = Catalog(locations=locations)
     origins: dict[tuple[str, str], str] = {}
     for (kind, name), (obj, where) in found.items():
         catalog.by_kind(kind)[name] = obj
         origins[(kind, name)] = where
     problems += _resolve_entity_refs(catalog, origins)
-    problems += check_catalog(catalog, origins)
-    if validate_sources:
-        problems += check_sources(catalog, origins, config)
+    schemas, source_problems = source_schemas(catalog, origins, config) if validate_sources else (None, [])
+    problems += check_catalog(catalog, origins, schemas)
+    if schemas is not None:
+        problems += source_problems + check_sources(catalog, origins, schemas)
     if problems:
         raise RepoError(problems)
     return catalog
@@ -133,8 +140,83 @@ def _resolve_entity_refs(catalog: Catalog, origins: dict[tuple[str, str], str]) 
                 e = catalog.entities[e.name]
             resolved.append(e)
         else:
-            catalog.views[name] = dataclasses.replace(view, entities=tuple(resolved))
+            try:  # rebuilt as if given the Entity objects: their join keys decide which fields are keys
+                catalog.views[name] = dataclasses.replace(view, entities=tuple(resolved))
+            except DefinitionError as e:
+                problems.append(f"{origins[('feature_view', name)]}: {e}")
+    # A service of whole views (`features=[view]`) takes each view's features as resolved now.
+    for name, service in list(catalog.services.items()):
+        if not any(p.whole_view and p.view_name in catalog.views for p in service.features):
+            continue
+        projections = []
+        for p in service.features:
+            whole = catalog.views.get(p.view_name) if p.whole_view else None
+            if whole is not None:
+                p = FeatureViewProjection(whole.name, whole.feature_names, view=whole, whole_view=True)
+            projections.append(p)
+        catalog.services[name] = dataclasses.replace(service, features=tuple(projections))
     return problems
+
+
+def import_problem(error: BaseException, path: Path, root: Path) -> str:
+    """An import failure as `file (line N): error`, located in the user's code, not the loader's.
+
+    The line is the innermost one of the user's code that failed: a SyntaxError's own file, line and
+    column (the compiler raised it, so no frame of that file is on the stack), else the innermost
+    traceback frame in a file of the repo. When that is another file than the one being imported
+    (a helper it imports or calls), both are named. The offending line is shown beneath, with carets
+    under a syntax error's columns.
+    """
+    rel = _relative(path, root)
+    frames = traceback.extract_tb(error.__traceback__)
+    outer = next((f for f in reversed(frames) if _same_file(f.filename, path)), None)
+    caret: int | None = None
+    width = 1
+    if isinstance(error, SyntaxError) and error.filename and _in_repo(error.filename, root):
+        where, lineno, code = error.filename, error.lineno, error.text
+        caret = error.offset
+        if caret and error.end_offset and error.end_lineno in (None, lineno):
+            width = max(1, error.end_offset - caret)
+        message = f"{type(error).__name__}: {error.msg}"
+    else:
+        inner = next((f for f in reversed(frames) if _in_repo(f.filename, root)), None)
+        where, lineno, code = (inner.filename, inner.lineno, inner.line) if inner else (str(path), None, None)
+        ours = isinstance(error, FeatureStoreError)  # our messages already say what is wrong
+        message = str(error) if ours else f"{type(error).__name__}: {error}"
+    if _same_file(where, path):
+        location = f"{rel} (line {lineno})" if lineno else rel
+    else:
+        at = f"{_relative(Path(where), root)} line {lineno}" if lineno else _relative(Path(where), root)
+        location = f"{rel} (line {outer.lineno}, in {at})" if outer else f"{rel} (in {at})"
+    text = f"{location}: {message}"
+    if code and code.strip():
+        line = code.rstrip("\n").expandtabs()
+        indent = len(line) - len(line.lstrip())
+        text += f"\n      {line.strip()}"
+        if caret is not None and caret > indent:
+            text += "\n      " + " " * (caret - 1 - indent) + "^" * width
+    return text
+
+
+def _same_file(filename: str, path: Path) -> bool:
+    return filename == str(path) or Path(filename) == path
+
+
+def _in_repo(filename: str, root: Path) -> bool:
+    """Whether a traceback frame's file is the user's code in the repo (not an installed package)."""
+    try:
+        parts = Path(filename).relative_to(root).parts
+    except ValueError:
+        return False
+    return not any(part.startswith(".") or part in ("venv", "site-packages") for part in parts)
+
+
+def _relative(path: Path, root: Path) -> str:
+    """`path` relative to the repo root when inside it, else as given."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def _import(path: Path, config: RepoConfig) -> Any:
@@ -146,8 +228,11 @@ def _import(path: Path, config: RepoConfig) -> Any:
     return module
 
 
-def check_catalog(catalog: Catalog, origins: dict[tuple[str, str], str]) -> list[str]:
-    """Cross-object checks that need no data: references resolve, names don't clash."""
+def check_catalog(
+    catalog: Catalog, origins: dict[tuple[str, str], str], schemas: dict[str, Any] | None = None
+) -> list[str]:
+    """Cross-object checks: references resolve, names don't clash. `schemas` (source name -> Arrow
+    schema, when read) tells which side of a misspelled feature name is the typo."""
     problems = []
     for view in catalog.views.values():
         where = origins.get(("feature_view", view.name), "?")
@@ -170,17 +255,43 @@ def check_catalog(catalog: Catalog, origins: dict[tuple[str, str], str]) -> list
                     f"'{proj.view_name}'{did_you_mean(proj.view_name, catalog.views)}"
                 )
                 continue
+            schema = schemas.get(served.source.name) if schemas is not None else None
+            columns = {c.name for c in schema} if schema is not None else None
             for f in proj.features:
                 if f not in served.feature_names:
-                    problems.append(
-                        f"{where}: feature service '{service.name}': view '{served.name}' has no feature "
-                        f"'{f}'{did_you_mean(f, served.feature_names)}"
-                    )
+                    problems.append(f"{where}: {_missing_feature(service.name, served, f, columns)}")
     return problems
 
 
-def check_sources(catalog: Catalog, origins: dict[tuple[str, str], str], config: RepoConfig) -> list[str]:
-    """Check every view against its source's real schema: columns exist, types fit."""
+def _missing_feature(service: str, view: FeatureView, name: str, columns: set[str] | None) -> str:
+    """Why a service's feature is not in its view, and which name to fix.
+
+    A suggestion is only as good as its reference: when the view's close field is not a column of the
+    source either, the view's field is the likely typo, and suggesting it would spread the typo.
+    """
+    asks = f"feature service '{service}' asks for '{view.name}:{name}'"
+    if name in view.join_keys:
+        return f"{asks}, a join key of view '{view.name}', not a feature: entity rows carry it; drop it"
+    lacks = f"{asks}, which view '{view.name}' does not define"
+    src = view.source.name
+    close = difflib.get_close_matches(name, view.feature_names, n=1, cutoff=0.6)
+    if close and columns is not None and close[0] not in columns:
+        return (
+            f"{lacks}; its field '{close[0]}' is not a column of source '{src}' either"
+            f"{did_you_mean(close[0], columns)}: the view's field is likely the typo"
+        )
+    if not close and columns is not None and name in columns:
+        return (
+            f"{lacks}; source '{src}' has a column '{name}': add Field(\"{name}\", ...) to the view's "
+            "schema, or drop it from the service"
+        )
+    return f"{lacks}{did_you_mean(name, view.feature_names)}"
+
+
+def source_schemas(
+    catalog: Catalog, origins: dict[tuple[str, str], str], config: RepoConfig
+) -> tuple[dict[str, Any], list[str]]:
+    """Each readable source's real Arrow schema by name, and a problem per unreadable source."""
     problems = []
     reader = SourceReader(duckdb_connection(), config.repo_path, catalog.sources)
     schemas: dict[str, Any] = {}
@@ -192,6 +303,14 @@ def check_sources(catalog: Catalog, origins: dict[tuple[str, str], str], config:
             schemas[source.name] = reader.schema(source)
         except DefinitionError as e:
             problems.append(f"{where}: {e}")
+    return schemas, problems
+
+
+def check_sources(
+    catalog: Catalog, origins: dict[tuple[str, str], str], schemas: dict[str, Any]
+) -> list[str]:
+    """Check every view against its source's real schema (`source_schemas`): columns exist, types fit."""
+    problems = []
     for view in catalog.views.values():
         schema = schemas.get(view.source.name)
         if schema is None:

@@ -20,6 +20,7 @@ from featurestore import (
     ParquetSource,
     PushSource,
     String,
+    UnknownNameError,
     ValueType,
 )
 from featurestore.catalog import Catalog
@@ -87,6 +88,12 @@ def test_key_fields_in_schema_declare_key_types_not_features():
     assert v.join_keys == ("driver_id",)
 
 
+def test_an_entity_named_by_string_decides_no_keys_until_resolved():
+    # Its join keys are the named Entity's, known only when the repo is loaded: no field is a key by guess.
+    v = view(entities=["driver"], schema=[Field("driver", Int64), Field("conv_rate", Float64)])
+    assert v.join_keys == () and v.feature_names == ("driver", "conv_rate")
+
+
 def test_zero_ttl_means_unbounded_and_bad_ttl_is_refused():
     assert view(ttl=timedelta(0)).ttl is None
     with pytest.raises(DefinitionError, match="ttl"):
@@ -97,8 +104,10 @@ def test_projection_and_service():
     v = view()
     proj = v[["conv_rate"]]
     assert proj.refs == ["stats_view:conv_rate"]
-    with pytest.raises(DefinitionError, match="did you mean 'conv_rate'"):
-        v[["conv_rat"]]
+    # A name is checked where the view's source is known too (repo load), or when a lookup resolves it.
+    typo = v[["conv_rat"]]
+    with pytest.raises(UnknownNameError, match="did you mean 'conv_rate'"):
+        Catalog(entities={"driver": driver}, sources={"stats": src}, views={"stats_view": v}).resolve(typo)
     svc = FeatureService(name="svc", features=[proj, v])
     assert svc.refs == ["stats_view:conv_rate", "stats_view:conv_rate", "stats_view:trips"]
     with pytest.raises(DefinitionError, match="lists no features"):
