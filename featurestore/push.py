@@ -4,9 +4,12 @@
 
 Every row is checked against the schema of every view fed by the source BEFORE anything is
 written: a missing column, a value of the wrong type, a null join key or a bad timestamp refuses
-the whole batch with a PushError naming the column and the row. Then `to="offline"` appends the
-rows to offline storage, `"online"` writes them to the online store (newest event time wins), and
-`"both"` does offline first, then online.
+the whole batch with a PushError naming the column and the row. Join keys are checked like
+features, against their declared type or, undeclared, their type in the view's source (or in its
+offline storage: `featurestore.keys.key_types`); only lossless casts are made (int32 -> int64,
+1001.0 -> 1001), never text to numbers or numbers to text, so a pushed row cannot change the type
+of a stored column. Then `to="offline"` appends the rows to offline storage, `"online"` writes
+them to the online store (newest event time wins), and `"both"` does offline first, then online.
 
 Timestamps: the source's `timestamp_field` is required (timestamps, dates or ISO 8601 strings;
 naive = UTC). The source's `created_timestamp_field`, when it has one, is optional: rows without it
@@ -20,6 +23,7 @@ seconds is the usual cause). Offline-only pushes may hold future rows.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,6 +32,7 @@ import pyarrow.compute as pc
 
 from .definitions import FeatureView, PushSource, to_arrow_table
 from .errors import DefinitionError, PushError
+from .keys import DECLARED, KeyType, key_types
 from .materialize import CLOCK_SKEW
 from .offline.features import CREATED_TS, EVENT_TS
 from .types import ValueType
@@ -58,8 +63,12 @@ def push(store: Any, source_name: str, df: Any, to: str = "online") -> int:
         table = to_arrow_table(df, f"push to '{source_name}'")
     except DefinitionError as e:
         raise PushError(str(e)) from None
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:  # a pandas column of mixed types: [3, "abc"]
+        raise PushError(f"push to '{source_name}': {_mixed_column(df, e)}") from None
     pushed_at = datetime.now(timezone.utc)
-    prepared = [(view, feature_rows(view, source, table, pushed_at)) for view in views]  # validate all first
+    prepared = [  # validate all first
+        (view, feature_rows(view, source, table, pushed_at, key_types(store, view))) for view in views
+    ]
     if to in ("online", "both"):
         for view, rows in prepared:
             if view.online:
@@ -76,8 +85,16 @@ def push(store: Any, source_name: str, df: Any, to: str = "online") -> int:
     return int(table.num_rows)
 
 
-def feature_rows(view: FeatureView, source: PushSource, table: pa.Table, pushed_at: datetime) -> pa.Table:
-    """The pushed rows in the internal feature-row shape of `view`, or a PushError naming column and row."""
+def feature_rows(
+    view: FeatureView,
+    source: PushSource,
+    table: pa.Table,
+    pushed_at: datetime,
+    keys: Mapping[str, KeyType] | None = None,
+) -> pa.Table:
+    """The pushed rows in the internal feature-row shape of `view`, or a PushError naming column and row.
+
+    `keys`: the known type of each join key (`featurestore.keys.key_types`); default: the declared ones."""
     where = f"push to '{source.name}' (feature view '{view.name}')"
     names = table.column_names
 
@@ -87,15 +104,16 @@ def feature_rows(view: FeatureView, source: PushSource, table: pa.Table, pushed_
         return table.column(name)
 
     out: dict[str, pa.ChunkedArray] = {}
-    declared = view.key_fields
+    if keys is None:
+        keys = {k: KeyType(t, DECLARED) for k, t in view.key_fields.items()}
     for key in view.join_keys:
         col = column(key, "a join key")
         if col.null_count:
             raise PushError(
                 f"{where}: join key '{key}' is null in row {_first_null(col)}; every row needs a key"
             )
-        if key in declared:
-            col = _cast(col, declared[key], where, key)
+        if key in keys:
+            col = _cast(col, keys[key].dtype, where, key, keys[key].origin)
         elif pa.types.is_integer(col.type):
             col = col.cast(pa.int64())
         elif pa.types.is_large_string(col.type) or pa.types.is_dictionary(col.type):
@@ -134,11 +152,31 @@ def _check_not_future(
         )
 
 
+def _mixed_column(df: Any, error: Exception) -> str:
+    """Which column of a pandas DataFrame holds values of more than one type, and the first odd row."""
+    for name in getattr(df, "columns", ()):
+        values = list(df[name])
+        kinds = [type(v) for v in values if _present(v)]
+        if kinds and any(k is not kinds[0] for k in kinds):
+            row = next(i for i, v in enumerate(values) if _present(v) and type(v) is not kinds[0])
+            return (
+                f"column '{name}' row {row}: {values[row]!r} is a {type(values[row]).__name__}, but the column "
+                f"holds {kinds[0].__name__} values; give each column one type"
+            )
+    return f"the batch cannot be read as typed columns ({error}); give each column one type"
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and value != value)
+
+
 def _first_null(col: pa.ChunkedArray) -> int:
     return int(pc.index(pc.is_null(col), True).as_py())
 
 
-def _cast(col: pa.ChunkedArray, dtype: ValueType, where: str, name: str) -> pa.ChunkedArray:
+def _cast(
+    col: pa.ChunkedArray, dtype: ValueType, where: str, name: str, origin: str = DECLARED
+) -> pa.ChunkedArray:
     target = dtype.to_arrow()
     if col.type == target:
         return col
@@ -148,7 +186,19 @@ def _cast(col: pa.ChunkedArray, dtype: ValueType, where: str, name: str) -> pa.C
         col.type
     )  # pandas ints with NaN
     if not (pa.types.is_null(col.type) or dtype.accepts(col.type) or integer_from_float):
-        raise PushError(f"{where}: column '{name}' has type {col.type}, but the view declares it {dtype!r}")
+        shown = ""
+        if col.null_count < len(col):
+            row = int(pc.index(pc.is_valid(col), True).as_py())
+            shown = f" (row {row}: {col[row].as_py()!r})"
+        declares = (
+            f"the view declares it {dtype!r}"
+            if origin == DECLARED
+            else f"the view reads it as {dtype!r}, its type {origin}"
+        )
+        raise PushError(
+            f"{where}: column '{name}' has type {col.type}, but {declares}{shown}; "
+            "a push converts only without loss (int32 -> int64, 3.0 -> 3)"
+        )
     try:
         return col.cast(target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:

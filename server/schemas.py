@@ -31,9 +31,13 @@ _SCALAR_SCHEMA = [
 ]
 
 
+# Integers are taken whole, of any size: a bounded integer member would hand an integer beyond 64
+# bits to the float member, which takes it as an approximation (99999999999999999999999 -> 1e+23)
+# and looks another key up. Whole, it is refused by what reads it, naming field and row: the key
+# rule (featurestore.keys) for join keys, the column's type for pushed values.
 _SCALARS = [
     core_schema.bool_schema(strict=True),
-    core_schema.int_schema(strict=True, ge=INT64_MIN, le=INT64_MAX),
+    core_schema.int_schema(strict=True),
     core_schema.float_schema(strict=True),
     core_schema.str_schema(strict=True),
     core_schema.none_schema(),

@@ -217,3 +217,142 @@ def test_rows_from_the_future_are_refused_online_and_kept_offline(store):
     assert store.push("driver_push", future, to="offline") == 3  # planned values, read by time-travel only
     assert store.push("driver_push", future.iloc[:2], to="online") == 2  # within the clock skew
     assert online(store).values["trips"] == [10, 20, None]
+
+
+# -- join keys typed by the source (issue 12.1): a wrongly typed push cannot poison offline storage ----
+
+UNDECLARED = """
+from featurestore import Entity, FeatureView, Field, Float64, Int64, ParquetSource, PushSource
+
+driver = Entity(name="driver", join_keys=["driver_id"])
+stats = ParquetSource(name="stats", path="data/stats.parquet", timestamp_field="event_timestamp")
+stats_push = PushSource(name="stats_push", batch_source=stats)
+live_push = PushSource(name="live_push", timestamp_field="event_timestamp")
+driver_stats = FeatureView(name="driver_stats", entities=[driver], source=stats_push,
+                           schema=[Field("conv_rate", Float64), Field("trips", Int64)])
+driver_live = FeatureView(name="driver_live", entities=[driver], source=live_push, schema=[Field("speed", Float64)])
+"""
+
+
+def undeclared_store(root) -> FeatureStore:
+    """driver_id declared nowhere: its type (int64) comes from the Parquet batch source, as in definitions/."""
+    make_repo(
+        root,
+        {"features.py": UNDECLARED},
+        {
+            "data/stats.parquet": pa.table(
+                {
+                    "driver_id": pa.array([1, 2], pa.int64()),
+                    "conv_rate": [0.1, 0.2],
+                    "trips": [1, 2],
+                    "event_timestamp": pa.array([T0 - timedelta(days=1)] * 2, pa.timestamp("us", tz="UTC")),
+                }
+            )
+        },
+    )
+    store = FeatureStore(root)
+    store.apply()
+    return store
+
+
+def pushed(ids, **overrides) -> pd.DataFrame:
+    data = {
+        "driver_id": ids,
+        "conv_rate": [0.5] * len(ids),
+        "trips": [7] * len(ids),
+        "speed": [9.5] * len(ids),
+    }
+    data["event_timestamp"] = [T0] * len(ids)
+    return pd.DataFrame({**data, **overrides})
+
+
+def training(store, ids, refs=("driver_stats:trips",)):
+    entity_df = pd.DataFrame({"driver_id": ids, "event_timestamp": [T0 + timedelta(hours=1)] * len(ids)})
+    return store.get_historical_features(entity_df, list(refs)).to_pandas()
+
+
+def day_files(store, view):
+    return {f: f.read_bytes() for f in store.offline_storage.files(view)}
+
+
+@pytest.fixture
+def undeclared(tmp_path):
+    store = undeclared_store(tmp_path)
+    yield store
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (pushed([3, "abc"]), r"column 'driver_id' row 1: 'abc' is a str, but the column holds int values"),
+        (pushed(["3", "abc"]), r"column 'driver_id'.*Int64, its type in source 'stats' \(row 0: '3'\)"),
+        (pushed([3.5]), r"column 'driver_id' row 0: value 3.5 is not a valid Int64"),
+        (
+            pushed([3], conv_rate=["abc"]),
+            r"column 'conv_rate' has type (large_)?string, but the view declares it Float64 \(row 0: 'abc'\)",
+        ),
+    ],
+)
+@pytest.mark.parametrize("to", ["both", "offline", "online"])
+def test_a_wrongly_typed_push_is_refused_and_stored_files_keep_their_types(undeclared, bad, message, to):
+    store = undeclared
+    assert store.push("stats_push", pushed([1, 2], trips=[11, 12]), to="both") == 2
+    before = day_files(store, "driver_stats")
+    with pytest.raises(PushError, match=message):
+        store.push("stats_push", bad, to=to)
+    assert day_files(store, "driver_stats") == before  # nothing rewritten
+    assert store.get_online_features(["driver_stats:trips"], [{"driver_id": 3}]).statuses["trips"] == [
+        NOT_FOUND
+    ]
+    # later training sets and integer pushes still work
+    assert training(store, [1, 2])["trips"].tolist() == [11, 12]
+    assert store.push("stats_push", pushed([3], trips=[13]), to="both") == 1
+    assert training(store, [3])["trips"].tolist() == [13]
+    for f in store.offline_storage.files("driver_stats"):
+        assert pq.read_schema(f).field("driver_id").type == pa.int64()
+
+
+def test_lossless_key_casts_are_made(undeclared):
+    store = undeclared
+    table = pa.Table.from_pandas(pushed([1, 2]), preserve_index=False)
+    table = table.set_column(0, "driver_id", table.column("driver_id").cast(pa.int32()))
+    assert store.push("stats_push", table, to="both") == 2
+    assert store.push("stats_push", pushed([3.0]), to="both") == 1  # pandas ints with gaps are floats
+    assert training(store, [1, 2, 3])["trips"].tolist() == [7, 7, 7]
+    (f,) = store.offline_storage.files("driver_stats", "pushed")
+    assert pq.read_schema(f).field("driver_id").type == pa.int64()
+
+
+def test_a_key_known_only_from_pushed_rows_keeps_its_type(undeclared):
+    """A push source without a batch source: the first push to offline storage sets the key's type."""
+    store = undeclared
+    assert store.push("live_push", pushed([1]), to="offline") == 1
+    with pytest.raises(PushError, match=r"column 'driver_id'.*Int64, its type in its offline storage"):
+        store.push("live_push", pushed(["abc"]), to="both")
+    assert training(store, [1], ["driver_live:speed"])["speed"].tolist() == [9.5]
+
+
+def test_offline_storage_refuses_rows_that_would_change_a_stored_column_type(undeclared):
+    """The guard under push: appending rows of another column type to a day file is refused."""
+    store = undeclared
+    store.push("stats_push", pushed([1]), to="offline")
+    before = day_files(store, "driver_stats")
+    (path,) = before
+    view = store.catalog.view("driver_stats")
+    rows = pa.table(
+        {
+            "driver_id": ["abc"],
+            "conv_rate": [0.5],
+            "trips": pa.array([1], pa.int64()),
+            "__event_ts": pa.array([T0], pa.timestamp("us", tz="UTC")),
+            "__created_ts": pa.array([T0], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    with pytest.raises(PushError, match=rf"'driver_id' is int64 in offline storage \({path}\) but string"):
+        store.offline_storage.append(view, rows)
+    assert day_files(store, "driver_stats") == before
+    narrower = rows.set_column(0, "driver_id", pa.array([2], pa.int32()))
+    assert store.offline_storage.append(view, narrower) == 1  # lossless: stored as int64
+    assert pq.read_schema(path).field("driver_id").type == pa.int64()
+    assert training(store, [1, 2])["trips"].tolist() == [7, 1]

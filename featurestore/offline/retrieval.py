@@ -17,7 +17,8 @@ the answer.
   declared types (to_pandas: integers and booleans as nullable pandas dtypes, so nulls stay nulls).
   The pandas index of the entity_df is not kept; rows come back in the same order.
 - Each view's rows come from offline storage when the view has been materialized, else from its
-  source directly.
+  source directly. A stored file that cannot be read raises `CorruptOfflineFileError` naming it
+  (see `featurestore.offline.storage`: a damaged day of pushed rows is moved to the quarantine).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import pyarrow as pa
 from ..catalog import Catalog, ViewRequest, output_names
 from ..definitions import DuckDBSource, FeatureView
 from ..errors import DefinitionError, RetrievalError, did_you_mean
+from ..keys import arrow_key_column, rule_of
 from .features import EVENT_TS, source_rows_sql, ts_literal
 from .pit import ENTITY_TS, ROW_ID, STRATEGIES, PitView, pit_join_sql
 from .sources import SourceReader, arrow_table, duckdb_connection, first_line, quote_ident, quote_literal
@@ -180,13 +182,12 @@ class RetrievalJob:
         attaches = any(isinstance(s, DuckDBSource) and s.database for s in self._catalog.sources.values())
         con = _connection(private=attaches)
         try:
-            con.register(_ENTITY, slim)
             reader = SourceReader(con, self.store.repo_path, self._catalog.sources)
             views = []
             for request, outs in zip(self._requests, self._names):
                 view = request.view
                 rows_sql, stored = feature_rows_sql(self.store, reader, view)
-                _check_key_types(con, slim, view, rows_sql, stored)
+                slim = _check_key_types(con, slim, view, rows_sql, stored)
                 views.append(
                     PitView(
                         name=view.name,
@@ -198,12 +199,16 @@ class RetrievalJob:
                         ttl=view.ttl,
                     )
                 )
+            con.register(_ENTITY, slim)  # its key columns as the key rule reads them (featurestore.keys)
             sql = pit_join_sql(
                 _ENTITY, views, bitemporal=self.bitemporal, strategy=self._strategy, ts_range=_min_max(times)
             )
             try:
                 joined = arrow_table(con, sql)
             except duckdb.Error as e:
+                # The stored files' footers were read and sound; a damaged data page shows only now.
+                for request in self._requests:
+                    self.store.offline_storage.check(request.view)  # raises CorruptOfflineFileError
                 raise RetrievalError(
                     f"the point-in-time join of {', '.join(repr(v.name) for v in views)} failed: "
                     f"{first_line(e)}"
@@ -397,7 +402,9 @@ def feature_rows_sql(store: FeatureStore, reader: SourceReader, view: FeatureVie
 
 def _check_key_types(
     con: duckdb.DuckDBPyConnection, slim: pa.Table, view: FeatureView, rows_sql: str, stored: bool
-) -> None:
+) -> pa.Table:
+    """`slim` with its key columns read by the key rule (`featurestore.keys`: integer keys from digit
+    strings and whole floats, string keys from strings only), or a RetrievalError naming key and row."""
     try:
         rel = con.sql(f"SELECT * FROM ({rows_sql})")  # binds the query (reads Parquet footers), runs nothing
         types = dict(zip(rel.columns, (str(t) for t in rel.types)))
@@ -410,7 +417,13 @@ def _check_key_types(
         raise RetrievalError(
             f"feature view '{view.name}': its source '{view.source.name}' cannot be read: {first_line(e)}"
         ) from None
+    declared = view.key_fields
     for key in view.join_keys:
+        rule = rule_of(declared[key]) if key in declared else _DUCKDB_RULES.get(types[key].upper())
+        if rule is not None:
+            index = slim.schema.get_field_index(key)
+            slim = slim.set_column(index, key, arrow_key_column(slim.column(index), rule, key, view.name))
+            continue
         ours, theirs = slim.schema.field(key).type, types[key]
         if not pa.types.is_null(ours) and _key_kind(ours) != _duckdb_kind(theirs):
             raise RetrievalError(
@@ -418,6 +431,17 @@ def _check_key_types(
                 f"({theirs.lower()}) in feature view '{view.name}': convert the entity_df column "
                 f"(e.g. df['{key}'].astype(...))"
             )
+    return slim
+
+
+# The key rule of a key without a declared type, by its type in the view's rows (as featurestore.keys
+# infers it from the source for online lookups: every integer type reads as Int64).
+_DUCKDB_RULES = {
+    **dict.fromkeys(
+        ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"), "Int64"
+    ),
+    "VARCHAR": "String",
+}
 
 
 def _key_column(column: pa.ChunkedArray) -> pa.ChunkedArray:

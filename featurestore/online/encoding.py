@@ -4,7 +4,9 @@
 `b"rides:driver_hourly_stats:1001"`. `<entity>` is the text of the join-key values in the view's
 join-key order, joined by \\x1f for composite keys. Key text is lenient about types on purpose:
 1001, 1001.0, numpy.int64(1001) and "1001" are the same key, so a lookup from an HTTP query string
-or the CLI finds what materialization wrote from an Int64 column.
+or the CLI finds what materialization wrote from an Int64 column. Which values a lookup accepts for a
+key of a known type (digit strings for integer keys, strings only for string keys) is decided
+before, by the key rule of `featurestore.keys`.
 
 **Row blob** = a 12-byte header (event time in microseconds since the epoch as a big-endian int64,
 then the layout id as a uint32) followed by the row's feature values as one msgpack array, in the

@@ -21,7 +21,9 @@ import msgpack
 import pyarrow as pa
 
 from ..catalog import Catalog, output_names
+from ..definitions import FeatureView
 from ..errors import RetrievalError
+from ..keys import BOUNDS, KeyType, KeyValueError, canonical, canonical_column, key_types, rule_of
 from ..types import ValueType
 from .base import OnlineStore
 from .encoding import HEADER, Layout, entity_text, value_decoder, view_prefix
@@ -76,9 +78,18 @@ class LookupPlan:
     dtypes: dict[str, ValueType]  # output feature column -> type
     has_ttl: bool
     prefixes: tuple[tuple[bytes, int], ...]  # (row key prefix, key group) per view
+    # The rule (featurestore.keys) each join key's values follow: "Int64", "Int32", "String", None = as given
+    key_rules: dict[str, str | None]
 
     @staticmethod
-    def build(catalog: Catalog, features: Any, full_feature_names: bool, namespace: bytes) -> LookupPlan:
+    def build(
+        catalog: Catalog,
+        features: Any,
+        full_feature_names: bool,
+        namespace: bytes,
+        key_types: Callable[[FeatureView], Mapping[str, KeyType]] | None = None,
+    ) -> LookupPlan:
+        """The plan of a lookup; `key_types` gives each view's known join-key types (none: all as given)."""
         requests = catalog.resolve(features)
         names = output_names(requests, full_feature_names)
         groups: dict[tuple[str, ...], int] = {}
@@ -86,8 +97,13 @@ class LookupPlan:
         needed_by: dict[str, str] = {}
         views = []
         dtypes: dict[str, ValueType] = {}
+        key_rules: dict[str, str | None] = {}
         for request, columns in zip(requests, names):
             view = request.view
+            known = key_types(view) if key_types is not None and view.online else {}
+            for key in view.join_keys:
+                if key_rules.get(key) is None:
+                    key_rules[key] = rule_of(known[key].dtype) if key in known else None
             if not view.online:
                 raise RetrievalError(
                     f"feature view '{view.name}' is not served online (online=False): set online=True and "
@@ -134,6 +150,7 @@ class LookupPlan:
             dtypes,
             any(v.ttl_us is not None for v in views),
             tuple((v.prefix, v.group) for v in views),
+            key_rules,
         )
 
     # -- one request ---------------------------------------------------------------------------
@@ -210,13 +227,39 @@ class LookupPlan:
     def row_keys(self, entity: dict[str, list[Any]]) -> tuple[list[bytes], list[list[bytes | None]]]:
         """All row keys to read (nulls left out), and per key group the encoded entity texts."""
         texts: list[list[bytes | None]] = []
+        rules = self.key_rules
         for group in self.key_groups:
             if len(group) == 1:
-                texts.append(
-                    [str(v).encode() if type(v) is int else _key_bytes((v,)) for v in entity[group[0]]]
-                )
+                key = group[0]
+                values = entity[key]
+                rule = rules.get(key)
+                if rule is None:
+                    texts.append([str(v).encode() if type(v) is int else _key_bytes((v,)) for v in values])
+                    continue
+                try:
+                    if rule == "String":
+                        texts.append(
+                            [
+                                v.encode("utf-8", "surrogatepass") if type(v) is str else _ruled(v, rule)
+                                for v in values
+                            ]
+                        )
+                    else:
+                        lo, hi = BOUNDS[rule]
+                        texts.append(
+                            [
+                                str(v).encode() if type(v) is int and lo <= v <= hi else _ruled(v, rule)
+                                for v in values
+                            ]
+                        )
+                except KeyValueError:  # find the row, for the message
+                    canonical_column(values, rule, key, self.needed_by[key], "entity")
+                    raise
             else:
-                texts.append([_key_bytes(vals) for vals in zip(*(entity[k] for k in group))])
+                columns = [
+                    canonical_column(entity[k], rules.get(k), k, self.needed_by[k], "entity") for k in group
+                ]
+                texts.append([_key_bytes(vals) for vals in zip(*columns)])
         keys: list[bytes] = []
         for prefix, index in self.prefixes:
             group_texts = texts[index]
@@ -306,6 +349,14 @@ def _feature_statuses(
     return out
 
 
+def _ruled(value: Any, rule: str) -> bytes | None:
+    """The row-key text of a key value off the fast path: converted by the rule, or KeyValueError."""
+    value = canonical(value, rule)
+    if value is None:
+        return None
+    return str(value).encode() if type(value) is int else _key_bytes((value,))
+
+
 def _key_bytes(values: tuple[Any, ...]) -> bytes | None:
     text = entity_text(values)
     return None if text is None else text.encode("utf-8", "surrogatepass")
@@ -386,7 +437,9 @@ def lookup_plan(store: Any, features: Any, full_feature_names: bool = False) -> 
     key = (_features_key(features), full_feature_names)
     plan = plans.get(key) if key[0] is not None else None
     if plan is None:
-        plan = LookupPlan.build(catalog, features, full_feature_names, online.key_prefix)
+        plan = LookupPlan.build(
+            catalog, features, full_feature_names, online.key_prefix, lambda view: key_types(store, view)
+        )
         if key[0] is not None:
             if len(plans) >= _MAX_PLANS:
                 plans.clear()

@@ -14,6 +14,7 @@ ignored. Every push, accepted or refused, is recorded in the audit trail (who, s
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Annotated, Any
 
 import pyarrow as pa
@@ -22,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from featurestore import FeatureStore
 from featurestore.errors import FeatureStoreError, PushError
+from featurestore.keys import key_types
 from featurestore.types import UnixTimestamp, ValueType
 
 from .. import audit
@@ -40,8 +42,8 @@ def column_types(store: FeatureStore, source_name: str) -> dict[str, ValueType]:
     source = catalog.push_source(source_name)
     types: dict[str, ValueType] = {}
     for view in catalog.views_of_source(source_name):
-        for name, dtype in view.key_fields.items():
-            types.setdefault(name, dtype)
+        for name, key in key_types(store, view).items():  # declared, else from the source or storage
+            types.setdefault(name, key.dtype)
         for field in view.features:
             types.setdefault(field.name, field.dtype)
     for column in (source.timestamp_field, source.created_timestamp_field):
@@ -50,8 +52,13 @@ def column_types(store: FeatureStore, source_name: str) -> dict[str, ValueType]:
     return types
 
 
-def to_table(rows: list[dict[str, Any]] | dict[str, list[Any]], types: dict[str, ValueType]) -> pa.Table:
-    """Rows or columns of JSON values as an Arrow table of the columns the views use (untyped keys as given)."""
+def to_table(
+    rows: list[dict[str, Any]] | dict[str, list[Any]],
+    types: dict[str, ValueType],
+    keys: Collection[str] = (),
+) -> pa.Table:
+    """Rows or columns of JSON values as an Arrow table of the columns the views use (`keys` of unknown
+    type as given)."""
     if isinstance(rows, list):
         names = list(dict.fromkeys(k for row in rows for k in row))
         columns = {name: [row.get(name) for row in rows] for name in names}
@@ -62,16 +69,19 @@ def to_table(rows: list[dict[str, Any]] | dict[str, list[Any]], types: dict[str,
         dtype = types.get(name)
         if dtype is not None:
             arrays[name] = decode_column(name, values, dtype)
-        else:  # a join key without a declared type, or a column no view uses
+        else:  # a join key of a type not known yet (nothing to read it from), or a column no view uses
             try:
                 arrays[name] = pa.array(values)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-                continue  # push names the column if a view needs it
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as e:
+                if name in keys:
+                    raise DecodeError(f"column '{name}' (a join key) cannot be read: {e}") from None
+                continue  # not used by any view
     return pa.table(arrays)
 
 
 def _push(store: FeatureStore, source: str, rows: Any, to: str) -> int:
-    return store.push(source, to_table(rows, column_types(store, source)), to=to)
+    keys = {k for view in store.catalog.views_of_source(source) for k in view.join_keys}
+    return store.push(source, to_table(rows, column_types(store, source), keys), to=to)
 
 
 @router.post(

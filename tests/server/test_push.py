@@ -6,10 +6,12 @@ from __future__ import annotations
 import base64
 from datetime import datetime, timedelta, timezone
 
+import pandas as pd
 import pytest
 
 from featurestore.online.lookup import get_online_features
 from tests.server.conftest import KEYS, build_repo, serve, serve_redis_repo
+from tests.test_push import undeclared_store
 
 pytestmark = pytest.mark.redis
 
@@ -160,5 +162,56 @@ def test_push_to_offline_and_both(tmp_path):
             },
         )
     assert got.json()["values"]["duration"] == [9.0, None]  # offline-only rows are not online
-    assert store.offline_storage is not None
+    # Both offline pushes are in offline storage, read back as a training set would read them; the
+    # rows pushed online only at build time (a -> b) are not.
+    later = datetime.fromisoformat(LATER) + timedelta(hours=1)
+    entity_df = pd.DataFrame(
+        {
+            "origin": ["x", "x", "a", "x"],
+            "destination": ["y", "z", "b", "w"],
+            "event_timestamp": [later] * 4,
+        }
+    )
+    training = store.get_historical_features(entity_df, ["route_stats:duration"]).to_pandas()
+    assert training["duration"].tolist()[:2] == [9.0, 1.0]
+    assert training["duration"].isna().tolist()[2:] == [True, True]
+    before = store.get_historical_features(
+        entity_df.assign(event_timestamp=datetime.fromisoformat(LATER) - timedelta(seconds=1)),
+        ["route_stats:duration"],
+    ).to_pandas()
+    assert before["duration"].isna().all()  # point in time: not before their event time
+    store.close()
+
+
+def test_a_wrongly_typed_join_key_is_a_422_and_poisons_nothing(tmp_path):
+    """driver_id is declared nowhere (its type comes from the batch source, as in definitions/)."""
+    store = undeclared_store(tmp_path)
+
+    def body(driver_id, to="both"):
+        return {
+            "to": to,
+            "rows": [{"driver_id": driver_id, "conv_rate": 0.5, "trips": 3, "event_timestamp": LATER}],
+        }
+
+    with serve(store) as server, server.client() as client:
+        assert client.post("/push/stats_push", json=body(1)).status_code == 200
+        files = {f: f.read_bytes() for f in store.offline_storage.files("driver_stats")}
+        for bad, words in [
+            ("abc", ["driver_id", "row 0", "'abc'", "Int64"]),
+            ("2", ["driver_id", "row 0", "'2'", "Int64"]),
+            (99999999999999999999999, ["driver_id", "row 0", "99999999999999999999999"]),
+        ]:
+            for to in ("both", "offline", "online"):
+                r = client.post("/push/stats_push", json=body(bad, to))
+                assert r.status_code == 422, r.text
+                for word in words:
+                    assert word in r.json()["error"], r.text
+        assert {f: f.read_bytes() for f in store.offline_storage.files("driver_stats")} == files
+        assert client.post("/push/stats_push", json=body(2)).status_code == 200  # integers still go in
+    later = datetime.fromisoformat(LATER) + timedelta(hours=1)
+    entity_df = pd.DataFrame({"driver_id": [1, 2], "event_timestamp": [later] * 2})
+    assert store.get_historical_features(entity_df, ["driver_stats:trips"]).to_pandas()["trips"].tolist() == [
+        3,
+        3,
+    ]
     store.close()
