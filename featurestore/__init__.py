@@ -19,6 +19,7 @@ from .definitions import (
 )
 from .errors import (
     ConfigError,
+    CorruptOfflineFileError,
     DefinitionError,
     FeatureStoreError,
     MaterializationError,
@@ -26,6 +27,7 @@ from .errors import (
     NotAppliedError,
     OnlineStoreUnavailable,
     PushError,
+    RegistryError,
     RepoError,
     RetrievalError,
     UnknownNameError,
@@ -40,6 +42,7 @@ __all__ = [
     "Bool",
     "Bytes",
     "ConfigError",
+    "CorruptOfflineFileError",
     "CsvSource",
     "DataFrameSource",
     "DataSource",
@@ -62,6 +65,7 @@ __all__ = [
     "ParquetSource",
     "PushError",
     "PushSource",
+    "RegistryError",
     "RepoError",
     "RetrievalError",
     "String",

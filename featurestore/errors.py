@@ -53,6 +53,23 @@ class PushError(FeatureStoreError):
     """A pushed batch was refused whole; nothing was written."""
 
 
+class CorruptOfflineFileError(FeatureStoreError):
+    """A day file of offline storage cannot be read (truncated, garbage bytes, a foreign schema).
+
+    `path`: the file; `view`, `day`: what it held; `quarantined_to`: where it was moved (pushed rows,
+    which no source can rebuild, are moved aside, never deleted), or None (materialized rows: a
+    materialization of that day rebuilds it from the source)."""
+
+    def __init__(self, message: str, view: str, path: str, day: str, quarantined_to: str | None = None):
+        super().__init__(message)
+        self.view, self.path, self.day, self.quarantined_to = view, path, day, quarantined_to
+
+
+class RegistryError(FeatureStoreError):
+    """The registry cannot be used: its file is corrupt or unreadable, busy past the timeout, or
+    from a newer schema. The message names the file and what to do (restore from a backup)."""
+
+
 class OnlineStoreUnavailable(FeatureStoreError):
     """The online store cannot be reached (connection refused, timeout)."""
 

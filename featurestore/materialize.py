@@ -9,12 +9,16 @@ online store (which keeps the newest row, so re-runs and out-of-order runs are s
 days replace the matching rows of offline storage, one atomic file rename per day; only then is
 the run recorded and the watermark moved forward. A run killed anywhere leaves storage that the
 same run, started again, brings to the same end state.
+
+The online store in use has watermarks of its own, keyed by the identity marker it holds: an
+incremental run into a store that is new, emptied or behind also writes the latest rows of the
+source since that store's watermark (see docs/decisions.md).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -103,7 +107,8 @@ def _check_end(end: datetime) -> None:
     if end > now + CLOCK_SKEW:
         raise MaterializationError(
             f"end {end.isoformat()} is in the future (now is {now.isoformat(timespec='seconds')}): rows after now "
-            "would be recorded as done before they exist; materialize up to now, or leave END out for incremental runs"
+            "would be recorded as done before they exist; use an end up to now (on the command line, leave "
+            "END out: `fs materialize START` and `fs materialize-incremental` run up to now)"
         )
 
 
@@ -133,7 +138,18 @@ def materialize(
     _check_end(end)
     selected, generation = _select_views(store, views)
     predicate = f"{EVENT_TS} >= {ts_literal(start)} AND {EVENT_TS} <= {ts_literal(end)}"
-    jobs = [(v, start, predicate) for v in selected]
+    online_id, online_marks = _online_state(store, selected)
+    jobs = []
+    for view in selected:
+        online = _OnlineJob(online_id) if view.online and online_id is not None else None
+        if online is not None:
+            # A range moves the online watermark only where the store holds everything before it:
+            # it was in step with offline storage, or already reached `start`.
+            mark = online_marks.get(view.name)
+            online.advance = mark == store.registry.watermark(view.name) or (
+                mark is not None and mark >= start
+            )
+        jobs.append(_Job(view, start, predicate, online))
     return _run(store, jobs, end, generation, progress)
 
 
@@ -148,6 +164,7 @@ def materialize_incremental(
     _check_end(end)
     jobs = []
     selected, generation = _select_views(store, views)
+    online_id, online_marks = _online_state(store, selected)
     for view in selected:
         watermark = store.registry.watermark(view.name)
         start = watermark or EPOCH
@@ -161,13 +178,51 @@ def materialize_incremental(
                 f"{EVENT_TS} <= {ts_literal(end)} AND ({EVENT_TS} >= {ts_literal(start)} "
                 f"OR {CREATED_TS} > {ts_literal(watermark)})"
             )
-        jobs.append((view, start, predicate))
+        online = _OnlineJob(online_id) if view.online and online_id is not None else None
+        if online is not None and watermark is not None:
+            mark = online_marks.get(view.name)
+            if mark is None or mark < watermark:  # a new or emptied store, or one left behind
+                online.fill_from = mark or EPOCH
+        jobs.append(_Job(view, start, predicate, online))
     return _run(store, jobs, end, generation, progress)
+
+
+@dataclass
+class _OnlineJob:
+    """What a run does online: the store's identity, from when it must fill the store from the source
+    (None: only the run's own rows), and whether the store's watermark moves with the run."""
+
+    store: str
+    fill_from: datetime | None = None
+    advance: bool = True
+
+
+@dataclass
+class _Job:
+    view: FeatureView
+    start: datetime
+    predicate: str
+    online: _OnlineJob | None
+
+
+def _online_state(
+    store: FeatureStore, views: Sequence[FeatureView]
+) -> tuple[str | None, dict[str, datetime]]:
+    """The online store's identity (written on its first use) and its online watermarks, when any of
+    `views` is served online; else (None, {})."""
+    if not any(v.online for v in views):
+        return None, {}
+    identity = store.online_store.identity(create=True)
+    if identity is None:
+        raise MaterializationError(
+            "the online store did not keep its identity marker: check that it accepts writes"
+        )
+    return identity, store.registry.online_watermarks(identity)
 
 
 def _run(
     store: FeatureStore,
-    jobs: list[tuple[FeatureView, datetime, str]],
+    jobs: list[_Job],
     end: datetime,
     generation: int,
     progress: bool,
@@ -175,10 +230,12 @@ def _run(
     result = MaterializeResult()
     bar = _Progress(len(jobs)) if progress else None
     try:
-        for view, start, predicate in jobs:
+        for job in jobs:
             if bar:
-                bar.start_view(view.name)
-            run = _materialize_view(store, view, start, end, predicate, generation, bar)
+                bar.start_view(job.view.name)
+            run = _materialize_view(
+                store, job.view, job.start, end, job.predicate, generation, bar, job.online
+            )
             result.runs.append(run)
             if bar:
                 bar.finish_view(run)
@@ -196,6 +253,7 @@ def _materialize_view(
     predicate: str,
     generation: int,
     bar: _Progress | None,
+    online: _OnlineJob | None = None,
 ) -> ViewRun:
     if isinstance(view.source, PushSource) and view.source.batch_source is None:
         return ViewRun(
@@ -227,12 +285,30 @@ def _materialize_view(
                 .as_py()
             )
         online_rows = 0
-        if view.online and rows:
-            latest = arrow_batches(con, latest_rows_sql(view, staged))
+        fill_from = online.fill_from if online is not None else None
+        if view.online and (rows or fill_from is not None):
+            relation = staged
+            if fill_from is not None:  # the store lacks earlier rows: fill it from the source
+                since = f"{EVENT_TS} >= {ts_literal(fill_from)} AND {EVENT_TS} <= {ts_literal(end)}"
+                both = f" UNION ALL BY NAME SELECT * FROM {staged}" if rows else ""
+                con.execute(
+                    f"CREATE OR REPLACE TEMP VIEW __fs_online_rows AS {source_rows_sql(reader, view, where=since)}{both}"
+                )
+                relation = "__fs_online_rows"
+            latest = arrow_batches(con, latest_rows_sql(view, relation))
             online_rows = store.online_store.write(view, _counting(latest, bar))
-        storage.commit(con, view, staging, predicate, days=days_between(start, end))
+        storage.commit(
+            con, view, staging, predicate, days=days_between(start, end), rebuild=_whole_day(reader, view)
+        )
     if not store.registry.record_materialization(
-        view.name, start, end, rows, online_rows, advance_watermark=True, generation=generation
+        view.name,
+        start,
+        end,
+        rows,
+        online_rows,
+        advance_watermark=True,
+        generation=generation,
+        online_store=online.store if online is not None and online.advance else None,
     ):
         return ViewRun(
             view.name,
@@ -245,6 +321,18 @@ def _materialize_view(
             recorded=False,
         )
     return ViewRun(view.name, start, end, rows, online_rows, time.perf_counter() - began)
+
+
+def _whole_day(reader: SourceReader, view: FeatureView) -> Callable[[date], str]:
+    """For offline storage: the SELECT of all of a day's source rows, to rebuild a day whose stored
+    file cannot be read (the run's own range may cover only part of that day)."""
+
+    def rows(day: date) -> str:
+        first = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        where = f"{EVENT_TS} >= {ts_literal(first)} AND {EVENT_TS} < {ts_literal(first + timedelta(days=1))}"
+        return source_rows_sql(reader, view, where=where)
+
+    return rows
 
 
 def latest_rows_sql(view: FeatureView, rows: str) -> str:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .catalog import Catalog
 from .config import RepoConfig, find_repo, load_config
-from .errors import FeatureStoreError, NotAppliedError
+from .errors import DefinitionError, FeatureStoreError, NotAppliedError
 from .online import lookup as online_lookup  # imported once: the per-request path stays short
 from .plan import Plan, diff
 from .registry import Registry
@@ -117,7 +117,7 @@ class FeatureStore:
                     if self._live is not None and self._live_generation == generation:
                         catalog = self._live
                     else:
-                        catalog = Catalog.from_specs(self.registry.specs())
+                        catalog = self._applied_catalog()
                     self._catalog, self._catalog_generation = catalog, generation
         if catalog.is_empty:
             raise NotAppliedError(
@@ -125,6 +125,16 @@ class FeatureStore:
                 "run `fs apply` (or store.apply()) first"
             )
         return catalog
+
+    def _applied_catalog(self) -> Catalog:
+        specs = self.registry.specs()
+        try:
+            return Catalog.from_specs(specs)
+        except (KeyError, TypeError, ValueError, AttributeError, DefinitionError) as e:
+            # Specs were valid when applied: one that no longer builds is damage (or a foreign release).
+            raise self.registry.unreadable(
+                f"an applied definition cannot be read: {type(e).__name__}: {e}"
+            ) from e
 
     def refresh(self) -> None:
         """Forget cached definitions; the next use re-reads the registry."""
@@ -141,7 +151,9 @@ class FeatureStore:
         catalog = catalog if catalog is not None else self.load_repo()
         plan = diff(self.registry.specs(), catalog.specs())
         generation = self.registry.apply(
-            [(c.action, c.kind, c.name, c.spec) for c in plan.pending], stale_views=plan.stale
+            [(c.action, c.kind, c.name, c.spec) for c in plan.pending],
+            stale_views=plan.stale,
+            locations=catalog.locations,
         )
         with self._lock:
             self._live = catalog

@@ -10,6 +10,7 @@ client can branch on) for the errors that have one, e.g. `model_error`.
 | batch over `max_batch_rows`, body too large | 413    |                                                |
 | OnlineStoreUnavailable, lookup timeout      | 503    | with `Retry-After`; the next request retries   |
 | NotAppliedError                             | 503    | nothing applied to the registry yet            |
+| RegistryError                               | 503    | registry corrupt or busy; names the file       |
 | ModelOutputError (models router)            | 500    | `"code": "model_error"`; the message is logged |
 | anything else                               | 500    | generic body; the traceback goes to the log    |
 
@@ -33,6 +34,7 @@ from featurestore.errors import (
     NotAppliedError,
     OnlineStoreUnavailable,
     PushError,
+    RegistryError,
     RetrievalError,
     UnknownNameError,
 )
@@ -46,6 +48,7 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (UnknownNameError, 404),
     (OnlineStoreUnavailable, 503),
     (NotAppliedError, 503),
+    (RegistryError, 503),
     (RetrievalError, 422),
     (PushError, 422),
     (DefinitionError, 422),
@@ -106,7 +109,8 @@ async def _on_store_error(request: Request, exc: FeatureStoreError) -> JSONRespo
         if isinstance(exc, cls):
             if status == 503 and isinstance(exc, OnlineStoreUnavailable):
                 request.app.state.fs.metrics.online_store_errors.labels("unavailable").inc()
-            if status == 500:  # the server's trouble (a broken model), not the client's: say it in the log
+            # The server's trouble (a broken model, a damaged registry), not the client's: say it in the log.
+            if status == 500 or isinstance(exc, RegistryError):
                 log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
             code = next((c for cls, c in ERROR_CODE if isinstance(exc, cls)), None)
             return error_response(status, str(exc), code=code)

@@ -194,7 +194,7 @@ def test_a_run_killed_half_way_then_rerun_ends_like_a_clean_run(tmp_path, where)
 
     victim = store_for("victim", rows(range(0, 120), value_offset=0.25))
     victim.materialize("2026-01-01", "2026-01-04T23:00:00")  # old contents, to be replaced
-    runs_before = len(victim.registry.read("SELECT * FROM materializations"))
+    runs_before = len(victim.registry.runs())
     write_table(victim.repo_path / "data/stats.parquet", table)
     script = tmp_path / "killer.py"
     script.write_text(textwrap.dedent(KILLER))
@@ -206,7 +206,7 @@ def test_a_run_killed_half_way_then_rerun_ends_like_a_clean_run(tmp_path, where)
     assert proc.returncode == -9, proc.stderr.decode()
     assert offline(victim) != offline(clean) or online_rows(victim) != online_rows(clean)  # it died half-way
     assert any(".staging-" in p.name for p in victim.offline_storage.view_dir("stats").iterdir())
-    assert len(victim.registry.read("SELECT * FROM materializations")) == runs_before  # nothing recorded
+    assert len(victim.registry.runs()) == runs_before  # nothing recorded
 
     victim.materialize("2026-01-01", "2026-01-04T23:00:00")
     assert offline(victim) == offline(clean)

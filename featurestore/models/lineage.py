@@ -39,9 +39,6 @@ from ..registry import current_user, utcnow
 if TYPE_CHECKING:
     from ..store import FeatureStore
 
-_SCHEMA = """CREATE TABLE IF NOT EXISTS training_sets (
-    name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, record TEXT NOT NULL, description TEXT NOT NULL,
-    created_by TEXT NOT NULL, created_at TEXT NOT NULL)"""
 FINGERPRINT_VERSION = 1
 
 
@@ -153,9 +150,8 @@ class TrainingSets:
     def __init__(self, store: FeatureStore):
         self.store = store
         self.registry = store.registry
+        self.backend = store.registry.backend
         self.root = Path(store.config.registry_path).parent / "training_sets"
-        with self.registry.transaction() as con:
-            con.execute(_SCHEMA)
 
     # -- saving ------------------------------------------------------------------------------------
 
@@ -207,25 +203,22 @@ class TrainingSets:
             for k, v in record.to_dict().items()
             if k not in ("name", "fingerprint", "description", "created_by", "created_at")
         }
+
+        def move_into_place() -> None:  # inside the registry's transaction
+            if folder.exists():
+                shutil.rmtree(folder)
+            tmp.rename(folder)
+
         try:
-            with self.registry.transaction() as con:
-                if folder.exists():
-                    shutil.rmtree(folder)
-                tmp.rename(folder)
-                con.execute(
-                    "INSERT INTO training_sets VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                    "fingerprint = excluded.fingerprint, record = excluded.record, "
-                    "description = excluded.description, created_by = excluded.created_by, "
-                    "created_at = excluded.created_at",
-                    (
-                        name,
-                        record.fingerprint,
-                        json.dumps(body, sort_keys=True),
-                        description,
-                        record.created_by,
-                        record.created_at,
-                    ),
-                )
+            entry = {
+                "name": name,
+                "fingerprint": record.fingerprint,
+                "record": json.loads(json.dumps(body, sort_keys=True)),
+                "description": description,
+                "created_by": record.created_by,
+                "created_at": record.created_at,
+            }
+            self.backend.save_training_set(entry, move_into_place)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -285,18 +278,18 @@ class TrainingSets:
     # -- reading -----------------------------------------------------------------------------------
 
     def _get(self, name: str) -> TrainingSet | None:
-        rows = self.registry.read(
-            "SELECT name, fingerprint, record, description, created_by, created_at "
-            "FROM training_sets WHERE name = ?",
-            (name,),
-        )
-        if not rows:
+        entry = self.backend.training_set(name)
+        if entry is None:
             return None
-        n, fp, record, description, by, at = rows[0]
-        body = json.loads(record)
+        body = dict(entry["record"])
         body["feature_refs"] = tuple(body["feature_refs"])
         return TrainingSet(
-            name=n, fingerprint=fp, description=description, created_by=by, created_at=at, **body
+            name=entry["name"],
+            fingerprint=entry["fingerprint"],
+            description=entry["description"],
+            created_by=entry["created_by"],
+            created_at=entry["created_at"],
+            **body,
         )
 
     def get(self, name: str) -> TrainingSet:
@@ -307,7 +300,7 @@ class TrainingSets:
         return found
 
     def names(self) -> list[str]:
-        return [r[0] for r in self.registry.read("SELECT name FROM training_sets ORDER BY name")]
+        return self.backend.training_set_names()
 
     def list(self) -> list[TrainingSet]:
         return [self.get(n) for n in self.names()]

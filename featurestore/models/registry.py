@@ -5,8 +5,8 @@
     store.models.set_alias("eta", "production", mv.version)
     model = store.models.load("eta@production")          # or load("eta", version=3)
 
-Records live in the feature registry's SQLite file (tables `model_versions`, `model_aliases`,
-`model_alias_history`); artifacts live under `config.models_path/<name>/<version>/`. The artifact's
+Records live in the feature registry, through its storage contract (`RegistryStore`: model versions,
+aliases and their history); artifacts live under `config.models_path/<name>/<version>/`. The artifact's
 sha256 is recorded at registration and checked on every load: a changed file refuses to load.
 
 A model's *signature* is the ordered list of its inputs: each input is a feature of its feature
@@ -39,31 +39,10 @@ from .flavors import SavedArtifact, flavor_for, read_model_file
 if TYPE_CHECKING:
     from ..store import FeatureStore
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS model_versions (
-        name TEXT NOT NULL, version INTEGER NOT NULL, flavor TEXT NOT NULL, format TEXT NOT NULL,
-        artifact TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, details TEXT NOT NULL,
-        feature_service TEXT NOT NULL, signature TEXT NOT NULL, training_set TEXT, training_fingerprint TEXT,
-        metrics TEXT NOT NULL, params TEXT NOT NULL, tags TEXT NOT NULL, description TEXT NOT NULL,
-        missing_policy TEXT NOT NULL, registered_by TEXT NOT NULL, registered_at TEXT NOT NULL,
-        PRIMARY KEY (name, version))""",
-    """CREATE TABLE IF NOT EXISTS model_aliases (
-        name TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER NOT NULL, set_by TEXT NOT NULL,
-        set_at TEXT NOT NULL, PRIMARY KEY (name, alias))""",
-    """CREATE TABLE IF NOT EXISTS model_alias_history (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, alias TEXT NOT NULL, old_version INTEGER,
-        new_version INTEGER, actor TEXT NOT NULL, at TEXT NOT NULL)""",
-)
-
 # Matched with fullmatch: `match` with `$` would let a trailing newline through (a folder "eta\n").
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 _ALIAS = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 DEFAULT_ALIAS = "production"
-_COLUMNS = (
-    "name, version, flavor, format, artifact, sha256, size, details, feature_service, signature, "
-    "training_set, training_fingerprint, metrics, params, tags, description, missing_policy, "
-    "registered_by, registered_at"
-)
 
 
 @dataclass(frozen=True)
@@ -130,6 +109,11 @@ class ModelVersion:
         return d
 
 
+def _plain(value: Any) -> Any:
+    """`value` as plain JSON values (numpy scalars and arrays converted; None as {}), as stored."""
+    return json.loads(_json(value))
+
+
 def _json(value: Any) -> str:
     def default(o: Any) -> Any:
         if hasattr(o, "item"):  # numpy scalars
@@ -178,12 +162,10 @@ class ModelRegistry:
     def __init__(self, store: FeatureStore):
         self.store = store
         self.registry = store.registry
+        self.backend = store.registry.backend
         self.root = Path(store.config.models_path)
         self._listeners: list[Callable[[str], None]] = []
         self._lock = threading.Lock()
-        with self.registry.transaction() as con:
-            for stmt in _SCHEMA:
-                con.execute(stmt)
 
     # -- change notification (serving hot-swaps on it) -------------------------------------------
 
@@ -197,12 +179,6 @@ class ModelRegistry:
             if callback in self._listeners:
                 self._listeners.remove(callback)
 
-    def _changed(self, con: Any, name: str) -> None:
-        con.execute(
-            "INSERT INTO meta VALUES ('models_generation', '1') ON CONFLICT (key) DO UPDATE "
-            "SET value = CAST(value AS INTEGER) + 1"
-        )
-
     def _notify(self, name: str) -> None:
         with self._lock:
             listeners = list(self._listeners)
@@ -211,8 +187,7 @@ class ModelRegistry:
 
     def generation(self) -> int:
         """A number that grows with every registration and alias move, in any process."""
-        row = self.registry.read("SELECT value FROM meta WHERE key = 'models_generation'")
-        return int(row[0][0]) if row else 0
+        return self.backend.models_generation()
 
     # -- registering -------------------------------------------------------------------------------
 
@@ -273,40 +248,35 @@ class ModelRegistry:
             saved = chosen.save(model, tmp)
             data = (tmp / saved.file).read_bytes()
             digest = hashlib.sha256(data).hexdigest()
-            with self.registry.transaction() as con:
-                row = con.execute(
-                    "SELECT MAX(version) FROM model_versions WHERE name = ?", (name,)
-                ).fetchone()
-                version = (row[0] or 0) + 1
+
+            def build(version: int) -> dict[str, Any]:  # inside the registry's transaction
                 final = folder / str(version)
                 if final.exists():  # left by a registration that died before its commit
                     shutil.rmtree(final)
                 tmp.rename(final)
-                con.execute(
-                    f"INSERT INTO model_versions ({_COLUMNS}) VALUES ({', '.join('?' * 19)})",
-                    (
-                        name,
-                        version,
-                        chosen.name,
-                        saved.format,
-                        f"{name}/{version}/{saved.file}",
-                        digest,
-                        len(data),
-                        _json(saved.details),
-                        service_name,
-                        _json({"inputs": [asdict(i) for i in inputs], "full_feature_names": full_names}),
-                        ts_name,
-                        ts_fingerprint,
-                        _json(metrics),
-                        _json(params),
-                        _json(tags),
-                        description or "",
-                        _json(policy),
-                        who,
-                        when,
+                return {
+                    "flavor": chosen.name,
+                    "format": saved.format,
+                    "artifact": f"{name}/{version}/{saved.file}",
+                    "sha256": digest,
+                    "size": len(data),
+                    "details": _plain(saved.details),
+                    "feature_service": service_name,
+                    "signature": _plain(
+                        {"inputs": [asdict(i) for i in inputs], "full_feature_names": full_names}
                     ),
-                )
-                self._changed(con, name)
+                    "training_set": ts_name,
+                    "training_fingerprint": ts_fingerprint,
+                    "metrics": _plain(metrics),
+                    "params": _plain(params),
+                    "tags": _plain(tags),
+                    "description": description or "",
+                    "missing_policy": _plain(policy),
+                    "registered_by": who,
+                    "registered_at": when,
+                }
+
+            version = self.backend.add_model_version(name, build)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -343,61 +313,51 @@ class ModelRegistry:
     # -- reading -----------------------------------------------------------------------------------
 
     def names(self) -> list[str]:
-        return [r[0] for r in self.registry.read("SELECT DISTINCT name FROM model_versions ORDER BY name")]
+        return sorted({r["name"] for r in self.backend.model_versions()})
 
     def list(self) -> list[dict[str, Any]]:
         """One summary per model: latest version, aliases, description, who registered the latest."""
         aliases = self._aliases()
-        rows = self.registry.read(
-            "SELECT m.name, m.version, m.feature_service, m.description, m.registered_by, m.registered_at, c.n "
-            "FROM model_versions m JOIN (SELECT name, MAX(version) AS v, COUNT(*) AS n FROM model_versions "
-            "GROUP BY name) c ON m.name = c.name AND m.version = c.v ORDER BY m.name"
-        )
+        latest: dict[str, dict[str, Any]] = {}
+        counts: dict[str, int] = {}
+        for r in self.backend.model_versions():  # ordered by name, then version
+            latest[r["name"]] = r
+            counts[r["name"]] = counts.get(r["name"], 0) + 1
         return [
             {
                 "name": n,
-                "latest_version": v,
-                "versions": count,
-                "feature_service": fs,
-                "description": d,
+                "latest_version": r["version"],
+                "versions": counts[n],
+                "feature_service": r["feature_service"],
+                "description": r["description"],
                 "aliases": {a: ver for (mn, a), ver in sorted(aliases.items()) if mn == n},
-                "registered_by": by,
-                "registered_at": at,
+                "registered_by": r["registered_by"],
+                "registered_at": r["registered_at"],
             }
-            for n, v, fs, d, by, at, count in rows
+            for n, r in sorted(latest.items())
         ]
 
     def versions(self, name: str) -> builtins.list[ModelVersion]:  # (`list` is a method here)
         """Every version of `name`, oldest first."""
         self._check_exists(name)
         aliases = self._aliases(name)
-        rows = self.registry.read(
-            f"SELECT {_COLUMNS} FROM model_versions WHERE name = ? ORDER BY version", (name,)
-        )
-        return [self._version(r, aliases) for r in rows]
+        return [self._version(r, aliases) for r in self.backend.model_versions(name)]
 
     def get(self, name: str, version: int | None = None, alias: str | None = None) -> ModelVersion:
         """The record of one version: `get("eta", 3)`, `get("eta@production")`, `get("eta")` (default)."""
         name, version = self.resolve(name, version=version, alias=alias)
-        rows = self.registry.read(
-            f"SELECT {_COLUMNS} FROM model_versions WHERE name = ? AND version = ?", (name, version)
-        )
-        return self._version(rows[0], self._aliases(name))
+        record = self.backend.model_version(name, version)
+        if record is None:  # deleted between resolving and reading: as if it never existed
+            raise unknown(f"version of model '{name}':", str(version), [])
+        return self._version(record, self._aliases(name))
 
     def resolve(self, ref: str, version: int | None = None, alias: str | None = None) -> tuple[str, int]:
         """A reference ("name@alias", "name@3", "name") -> (name, version), with helpful errors."""
         name, version, alias = parse_model_ref(ref, version, alias)
         self._check_exists(name)
         if version is not None:
-            if not self.registry.read(
-                "SELECT 1 FROM model_versions WHERE name = ? AND version = ?", (name, version)
-            ):
-                known = [
-                    str(r[0])
-                    for r in self.registry.read(
-                        "SELECT version FROM model_versions WHERE name = ? ORDER BY version", (name,)
-                    )
-                ]
+            if self.backend.model_version(name, version) is None:
+                known = [str(r["version"]) for r in self.backend.model_versions(name)]
                 raise unknown(f"version of model '{name}':", str(version), known)
             return name, version
         aliases = {a: v for (_, a), v in self._aliases(name).items()}
@@ -407,9 +367,7 @@ class ModelRegistry:
             return name, aliases[alias]
         if DEFAULT_ALIAS in aliases:
             return name, aliases[DEFAULT_ALIAS]
-        return name, self.registry.read("SELECT MAX(version) FROM model_versions WHERE name = ?", (name,))[0][
-            0
-        ]
+        return name, max(r["version"] for r in self.backend.model_versions(name))
 
     def aliases(self, name: str) -> dict[str, int]:
         """alias -> version for one model."""
@@ -417,61 +375,36 @@ class ModelRegistry:
         return {a: v for (_, a), v in sorted(self._aliases(name).items())}
 
     def _aliases(self, name: str | None = None) -> dict[tuple[str, str], int]:
-        sql = "SELECT name, alias, version FROM model_aliases"
-        params: tuple[str, ...] = ()
-        if name is not None:
-            sql, params = sql + " WHERE name = ?", (name,)
-        return {(n, a): v for n, a, v in self.registry.read(sql, params)}
+        return self.backend.model_aliases(name)
 
     def _check_exists(self, name: str) -> None:
-        if not self.registry.read("SELECT 1 FROM model_versions WHERE name = ? LIMIT 1", (name,)):
+        if not self.backend.model_versions(name):
             raise unknown("model", name, self.names())
 
     @staticmethod
-    def _version(row: tuple[Any, ...], aliases: dict[tuple[str, str], int]) -> ModelVersion:
-        (
-            name,
-            version,
-            flavor,
-            fmt,
-            artifact,
-            sha,
-            size,
-            details,
-            service,
-            sig,
-            ts,
-            tsf,
-            metrics,
-            params,
-            tags,
-            description,
-            policy,
-            by,
-            at,
-        ) = row
-        sig = json.loads(sig)
+    def _version(r: dict[str, Any], aliases: dict[tuple[str, str], int]) -> ModelVersion:
+        name, version, sig = r["name"], r["version"], r["signature"]
         return ModelVersion(
             name=name,
             version=version,
-            flavor=flavor,
-            format=fmt,
-            artifact=artifact,
-            sha256=sha,
-            size=size,
-            feature_service=service,
+            flavor=r["flavor"],
+            format=r["format"],
+            artifact=r["artifact"],
+            sha256=r["sha256"],
+            size=r["size"],
+            feature_service=r["feature_service"],
             inputs=tuple(ModelInput(**i) for i in sig["inputs"]),
             full_feature_names=sig["full_feature_names"],
-            training_set=ts,
-            training_fingerprint=tsf,
-            metrics=json.loads(metrics),
-            params=json.loads(params),
-            tags=json.loads(tags),
-            description=description,
-            missing_policy=json.loads(policy),
-            registered_by=by,
-            registered_at=at,
-            details=json.loads(details),
+            training_set=r["training_set"],
+            training_fingerprint=r["training_fingerprint"],
+            metrics=r["metrics"],
+            params=r["params"],
+            tags=r["tags"],
+            description=r["description"],
+            missing_policy=r["missing_policy"],
+            registered_by=r["registered_by"],
+            registered_at=r["registered_at"],
+            details=r["details"],
             aliases=tuple(sorted(a for (n, a), v in aliases.items() if n == name and v == version)),
         )
 
@@ -490,23 +423,7 @@ class ModelRegistry:
         name, version = self.resolve(name, version=version)
         self.read_artifact(self.get(name, version))
         who = actor or current_user()
-        now = utcnow().isoformat()
-        with self.registry.transaction() as con:
-            row = con.execute(
-                "SELECT version FROM model_aliases WHERE name = ? AND alias = ?", (name, alias)
-            ).fetchone()
-            old = row[0] if row else None
-            con.execute(
-                "INSERT INTO model_aliases VALUES (?, ?, ?, ?, ?) ON CONFLICT (name, alias) DO UPDATE SET "
-                "version = excluded.version, set_by = excluded.set_by, set_at = excluded.set_at",
-                (name, alias, version, who, now),
-            )
-            con.execute(
-                "INSERT INTO model_alias_history (name, alias, old_version, new_version, actor, at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (name, alias, old, version, who, now),
-            )
-            self._changed(con, name)
+        old = self.backend.set_model_alias(name, alias, version, who)
         self.registry.audit(
             "model_alias_set", f"model:{name}@{alias}", {"from": old, "to": version}, actor=who
         )
@@ -519,14 +436,7 @@ class ModelRegistry:
         if alias not in aliases:
             raise unknown(f"alias of model '{name}':", alias, aliases)
         who = actor or current_user()
-        with self.registry.transaction() as con:
-            con.execute("DELETE FROM model_aliases WHERE name = ? AND alias = ?", (name, alias))
-            con.execute(
-                "INSERT INTO model_alias_history (name, alias, old_version, new_version, actor, at) "
-                "VALUES (?, ?, ?, NULL, ?, ?)",
-                (name, alias, aliases[alias], who, utcnow().isoformat()),
-            )
-            self._changed(con, name)
+        self.backend.delete_model_alias(name, alias, who)
         self.registry.audit(
             "model_alias_delete", f"model:{name}@{alias}", {"from": aliases[alias]}, actor=who
         )
@@ -537,22 +447,20 @@ class ModelRegistry:
         self._check_exists(name)
         events = [
             {"at": at, "actor": by, "event": "register", "version": v, "alias": None, "from_version": None}
-            for v, by, at in self.registry.read(
-                "SELECT version, registered_by, registered_at FROM model_versions WHERE name = ?", (name,)
+            for v, by, at in (
+                (r["version"], r["registered_by"], r["registered_at"])
+                for r in self.backend.model_versions(name)
             )
         ]
-        for alias, old, new, actor, at in self.registry.read(
-            "SELECT alias, old_version, new_version, actor, at FROM model_alias_history WHERE name = ? ORDER BY id",
-            (name,),
-        ):
+        for move in self.backend.model_alias_history(name):
             events.append(
                 {
-                    "at": at,
-                    "actor": actor,
-                    "event": "alias_set" if new is not None else "alias_delete",
-                    "version": new,
-                    "alias": alias,
-                    "from_version": old,
+                    "at": move["at"],
+                    "actor": move["actor"],
+                    "event": "alias_set" if move["new_version"] is not None else "alias_delete",
+                    "version": move["new_version"],
+                    "alias": move["alias"],
+                    "from_version": move["old_version"],
                 }
             )
         return sorted(events, key=lambda e: e["at"])

@@ -19,6 +19,10 @@ for every backend). Backends move bytes; encoding, decoding and statuses live ab
 - `read_layouts(ids)`: the feature layouts (names and types) that rows were written with; needed
   only to read rows written before a view's schema changed.
 - `delete_view(view_name)`: forget every row of that view (of this project only).
+- `identity(create)`: the random id the store itself holds for this project (not its URL: a cluster
+  is reached through any node), written on first use with `create`; None when it holds none (a new
+  store, or one emptied since). Watermarks of what is online are recorded per identity.
+- `count_rows(view_name)`: how many entity rows of the view are stored (an inspection: may scan).
 - `close()` / `aclose()`: release connections. A store is safe to share between threads.
 
 Failures to reach the store raise `featurestore.errors.OnlineStoreUnavailable`, quickly, and the
@@ -77,6 +81,15 @@ class OnlineStore(ABC):
     @abstractmethod
     def delete_view(self, view_name: str) -> None:
         """Forget every row of the view in this project's namespace."""
+
+    @abstractmethod
+    def identity(self, create: bool = False) -> str | None:
+        """The random id this store holds for this namespace; with `create`, written if absent (an
+        atomic write-if-absent, so concurrent first uses agree) and returned. None: it holds none."""
+
+    @abstractmethod
+    def count_rows(self, view_name: str) -> int:
+        """The number of entity rows of the view stored in this namespace."""
 
     def close(self) -> None:  # noqa: B027 - optional
         """Release connections; the store must not be used afterwards."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import uuid
 import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ CREATE TABLE IF NOT EXISTS feature_rows (key BLOB PRIMARY KEY, ts INTEGER NOT NU
     WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS layouts (prefix BLOB NOT NULL, id INTEGER NOT NULL, layout BLOB NOT NULL,
     PRIMARY KEY (prefix, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS markers (prefix BLOB PRIMARY KEY, identity TEXT NOT NULL) WITHOUT ROWID;
 """
 _UPSERT = (
     "INSERT INTO feature_rows (key, ts, value) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
@@ -165,6 +167,32 @@ class SqliteOnlineStore(OnlineStore):
         low = view_prefix(self.key_prefix, view_name)
         high = low[:-1] + bytes([low[-1] + 1])  # the first key after every "<prefix>:<view>:..." key
         self._con().execute("DELETE FROM feature_rows WHERE key >= ? AND key < ?", (low, high))
+
+    def identity(self, create: bool = False) -> str | None:
+        try:
+            con = self._con()
+            if create:
+                con.execute(
+                    "INSERT OR IGNORE INTO markers (prefix, identity) VALUES (?, ?)",
+                    (self.key_prefix, uuid.uuid4().hex),
+                )
+            row = con.execute("SELECT identity FROM markers WHERE prefix = ?", (self.key_prefix,)).fetchone()
+        except sqlite3.OperationalError as e:
+            raise self._unavailable(e) from e
+        return str(row[0]) if row else None
+
+    def count_rows(self, view_name: str) -> int:
+        low = view_prefix(self.key_prefix, view_name)
+        high = low[:-1] + bytes([low[-1] + 1])
+        try:
+            row = (
+                self._con()
+                .execute("SELECT count(*) FROM feature_rows WHERE key >= ? AND key < ?", (low, high))
+                .fetchone()
+            )
+        except sqlite3.OperationalError as e:
+            raise self._unavailable(e) from e
+        return int(row[0])
 
     def close(self) -> None:
         with self._connections_lock:

@@ -5,6 +5,7 @@ three features of `driver_activity`, and hostile ones that make onnxruntime read
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -124,7 +125,7 @@ def plant(store, name: str, version: int, data: bytes) -> None:
     a hostile file already in a registry (planted, or registered by an older release)."""
     mv = store.models.get(name, version)
     Path(store.models.artifact_path(mv)).write_bytes(data)
-    with store.registry.transaction() as con:
+    with sqlite3.connect(store.config.registry_path) as con:  # tampering, so behind the registry's back
         con.execute(
             "UPDATE model_versions SET sha256 = ?, size = ? WHERE name = ? AND version = ?",
             (hashlib.sha256(data).hexdigest(), len(data), name, version),
