@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import uuid
 import weakref
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
@@ -335,15 +336,16 @@ class RedisOnlineStore(OnlineStore):
                 for start in range(0, batch.num_rows, _ROWS_PER_CHUNK):
                     keys, _, blobs = encode_rows(view, layout, prefix, batch.slice(start, _ROWS_PER_CHUNK))
                     if inflight is not None:
-                        self._complete(inflight)
-                        inflight = None
+                        done, inflight = inflight, None  # _complete gives its connection back, come what may
+                        self._complete(done)
                     if keys:
                         inflight = self._start(layout, keys, blobs)
                     accepted += len(keys)
             if inflight is not None:
-                self._complete(inflight)
+                done, inflight = inflight, None
+                self._complete(done)
         except _UNAVAILABLE as e:
-            if inflight is not None:
+            if inflight is not None:  # sent, its replies unread: never reuse the connection
                 inflight.conn.disconnect()
                 self.client.connection_pool.release(inflight.conn)
             raise self._unavailable(e) from e
@@ -364,16 +366,28 @@ class RedisOnlineStore(OnlineStore):
         return commands
 
     def _start(self, layout: Layout, keys: list[bytes], blobs: list[bytes]) -> _InFlight:
-        """Send one chunk's commands without waiting for the replies."""
+        """Send one chunk's commands without waiting for the replies. A connection lost while sending
+        (reset by a failover or a middlebox) is retried once on a new one, as a loss while reading the
+        replies is (`_complete`): the writes are idempotent, so a part already run does no harm."""
         commands = self._commands(layout, keys, blobs)
-        conn = self.client.connection_pool.get_connection()
-        try:
-            conn.send_packed_command([b"".join(_pack(c) for c in commands)], check_health=False)
-        except BaseException:
-            conn.disconnect()
-            self.client.connection_pool.release(conn)
-            raise
-        return _InFlight(conn, len(commands), layout, keys, blobs)
+        payload = b"".join(_pack(c) for c in commands)
+        pool = self.client.connection_pool
+        for attempt in (1, 2):
+            conn = pool.get_connection()
+            try:
+                conn.send_packed_command([payload], check_health=False)
+            except redis.exceptions.ConnectionError:
+                conn.disconnect()
+                pool.release(conn)
+                if attempt == 2:
+                    raise
+                continue
+            except BaseException:
+                conn.disconnect()
+                pool.release(conn)
+                raise
+            return _InFlight(conn, len(commands), layout, keys, blobs)
+        raise AssertionError("unreachable")
 
     def _complete(self, inflight: _InFlight) -> None:
         """Read a sent chunk's replies; on a lost script cache or a broken connection, redo it in full
@@ -639,6 +653,23 @@ class RedisOnlineStore(OnlineStore):
                     batch = []
             if batch:
                 self.client.unlink(*batch)
+        except _UNAVAILABLE as e:
+            raise self._unavailable(e) from e
+
+    def identity(self, create: bool = False) -> str | None:
+        key = self.key_prefix + b"__identity"  # gone with the data when the server loses it
+        try:
+            if create:
+                self.client.set(key, uuid.uuid4().hex.encode(), nx=True)
+            value = self.client.get(key)
+        except _UNAVAILABLE as e:
+            raise self._unavailable(e) from e
+        return value.decode() if isinstance(value, bytes) else None
+
+    def count_rows(self, view_name: str) -> int:
+        pattern = _glob_escape(view_prefix(self.key_prefix, view_name)) + b"*"
+        try:
+            return sum(1 for _ in self.client.scan_iter(match=pattern, count=1_000))
         except _UNAVAILABLE as e:
             raise self._unavailable(e) from e
 
