@@ -2,8 +2,9 @@
 
 Values come from a seeded generator, so every run writes the same rows for the same --end.
 Timestamps end at --end (default: today, 00:00 UTC), so the online store holds fresh values.
-Writes data/driver_stats.parquet, data/customer_profile.parquet, data/route_stats.csv and
-data/trips.parquet (entity rows with a label, for training sets).
+Writes data/driver_stats.parquet, data/customer_profile.parquet, data/route_stats.csv,
+data/trips.parquet (entity rows with a label, for training sets) and data/fresh_rows.parquet (newer
+driver statistics for `fs push driver_stats_push`, as an application would push them).
 """
 
 from __future__ import annotations
@@ -100,6 +101,25 @@ def generate(end: datetime, out: Path = HERE / "data") -> None:
             }
         ),
         out / "trips.parquet",
+    )
+
+    # Fresh rows an application pushes (README: fs push): three drivers, half an hour after --end, or
+    # now if that is sooner (rows pushed online may not be from the future).
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    fresh = np.array([min(end + timedelta(minutes=30), now)] * 3, dtype="datetime64[us]")
+    pq.write_table(
+        pa.table(
+            {
+                "driver_id": pa.array(DRIVERS[:3], pa.int64()),
+                "event_timestamp": pa.array(fresh, pa.timestamp("us", tz="UTC")),
+                "created": pa.array(fresh, pa.timestamp("us", tz="UTC")),
+                "conv_rate": rng.random(3).round(4),
+                "acc_rate": rng.random(3).round(4),
+                "avg_daily_trips": rng.integers(0, 40, 3),
+                "vehicle_type": rng.choice(["sedan", "suv", "van"], 3),
+            }
+        ),
+        out / "fresh_rows.parquet",
     )
 
 

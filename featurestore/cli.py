@@ -8,6 +8,10 @@ fs --repo my_repo training-set --entities entities.parquet --features driver_act
 fs --repo my_repo online-features --features driver_activity --entity driver_id=1001
 fs --repo my_repo push driver_stats_push rows.parquet --to both
 fs --repo my_repo serve --port 6566
+fs --repo my_repo training-sets list | show NAME | compare NAME     (and `fs models ...`)
+
+Tables fit a terminal; written to a pipe or a file they are never cut. `--json` (list, plan,
+online-features, models list/show, training-sets) prints JSON for scripts.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ import click
 from .console import console as _console
 from .console import handle_errors
 from .console import open_store as _store
+from .console import print_json as _print_json
+
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,11 +59,30 @@ def init(directory: str, project: str | None) -> None:
 
 
 @cli.command()
+@_JSON
 @click.pass_context
 @handle_errors
-def plan(ctx: click.Context) -> None:
+def plan(ctx: click.Context, as_json: bool) -> None:
     """Show what `fs apply` would add, change (field by field) and remove."""
-    _console().print(_store(ctx).plan().render(), markup=False)
+    result = _store(ctx).plan()
+    if as_json:
+        _print_json(
+            {
+                "changes": [
+                    {
+                        "action": c.action,
+                        "kind": c.kind,
+                        "name": c.name,
+                        "fields": [{"path": f.path, "old": f.old, "new": f.new} for f in c.fields],
+                    }
+                    for c in result.pending
+                ],
+                "stale": list(result.stale),
+                "counts": result.counts(),
+            }
+        )
+        return
+    _console().print(result.render(), markup=False)
 
 
 @cli.command()
@@ -79,32 +105,45 @@ def apply(ctx: click.Context) -> None:
     default="all",
     type=click.Choice(["all", "entities", "sources", "views", "services"]),
 )
+@_JSON
 @click.pass_context
 @handle_errors
-def list_(ctx: click.Context, kind: str) -> None:
+def list_(ctx: click.Context, kind: str, as_json: bool) -> None:
     """List the applied entities, sources, feature views and services."""
     from rich.table import Table
 
+    from .plan import format_duration
+
     store = _store(ctx)
     catalog = store.catalog
+    if as_json:
+        _print_json(_catalog_json(store, kind))
+        return
     console = _console()
+    where = store.registry.locations()  # (kind, name) -> "file.py:LINE" where it is defined
     if kind in ("all", "entities"):
         table = Table(title="Entities")
-        for col in ("name", "join keys", "description"):
+        for col in ("name", "join keys", "description", "defined at"):
             table.add_column(col)
         for e in catalog.entities.values():
-            table.add_row(e.name, ", ".join(e.join_keys), e.description)
+            table.add_row(e.name, ", ".join(e.join_keys), e.description, where.get(("entity", e.name), "-"))
         console.print(table)
     if kind in ("all", "sources"):
         table = Table(title="Sources")
-        for col in ("name", "type", "timestamp field", "created field"):
+        for col in ("name", "type", "timestamp field", "created field", "defined at"):
             table.add_column(col)
         for s in catalog.sources.values():
-            table.add_row(s.name, s.source_type, s.timestamp_field, s.created_timestamp_field or "")
+            table.add_row(
+                s.name,
+                s.source_type,
+                s.timestamp_field,
+                s.created_timestamp_field or "",
+                where.get(("source", s.name), "-"),
+            )
         console.print(table)
     if kind in ("all", "views"):
         table = Table(title="Feature views")
-        for col in ("name", "entities", "features", "ttl", "online", "watermark"):
+        for col in ("name", "entities", "features", "ttl", "online", "watermark", "defined at"):
             table.add_column(col)
         watermarks = store.registry.watermarks()
         for v in catalog.views.values():
@@ -113,29 +152,70 @@ def list_(ctx: click.Context, kind: str) -> None:
                 v.name,
                 ", ".join(e.name for e in v.entities),
                 ", ".join(v.feature_names),
-                str(v.ttl) if v.ttl else "-",
+                format_duration(v.ttl.total_seconds()) if v.ttl else "-",
                 "yes" if v.online else "no",
                 wm.isoformat() if wm else "-",
+                where.get(("feature_view", v.name), "-"),
             )
         console.print(table)
     if kind in ("all", "services"):
         table = Table(title="Feature services")
         table.add_column("name")
         table.add_column("features")
+        table.add_column("defined at")
         for service in catalog.services.values():
-            table.add_row(service.name, ", ".join(service.refs))
+            table.add_row(
+                service.name, ", ".join(service.refs), where.get(("feature_service", service.name), "-")
+            )
         console.print(table)
+
+
+def _catalog_json(store: Any, kind: str) -> dict[str, list[dict[str, Any]]]:
+    """`fs list --json`: each object's definition (its spec, as the registry records it); views with
+    their watermark and last materialization run."""
+    catalog = store.catalog
+    where = store.registry.locations()  # (kind, name) -> "file.py:LINE" where it is defined
+    out: dict[str, list[dict[str, Any]]] = {}
+    if kind in ("all", "entities"):
+        out["entities"] = [
+            {**e.to_spec(), "defined_at": where.get(("entity", e.name))} for e in catalog.entities.values()
+        ]
+    if kind in ("all", "sources"):
+        out["sources"] = [
+            {**s.to_spec(), "defined_at": where.get(("source", s.name))} for s in catalog.sources.values()
+        ]
+    if kind in ("all", "views"):
+        watermarks = store.registry.watermarks()
+        out["views"] = [
+            {
+                **v.to_spec(),
+                "defined_at": where.get(("feature_view", v.name)),
+                "watermark": watermarks.get(v.name),
+                "last_materialization": store.registry.last_materialization(v.name),
+            }
+            for v in catalog.views.values()
+        ]
+    if kind in ("all", "services"):
+        out["services"] = [
+            {**s.to_spec(), "refs": list(s.refs), "defined_at": where.get(("feature_service", s.name))}
+            for s in catalog.services.values()
+        ]
+    return out
 
 
 @cli.command()
 @click.argument("start")
-@click.argument("end")
+@click.argument("end", required=False)
 @click.option("--views", "-v", multiple=True, help="Only these feature views (repeatable).")
 @click.pass_context
 @handle_errors
-def materialize(ctx: click.Context, start: str, end: str, views: tuple[str, ...]) -> None:
-    """Materialize rows with START <= event time <= END (ISO dates/datetimes, naive = UTC)."""
-    result = _store(ctx).materialize(start, end, views=list(views) or None, progress=True)
+def materialize(ctx: click.Context, start: str, end: str | None, views: tuple[str, ...]) -> None:
+    """Materialize rows with START <= event time <= END (ISO dates/datetimes, naive = UTC; END
+    defaults to now)."""
+    from datetime import datetime, timezone
+
+    until = end if end is not None else datetime.now(timezone.utc)
+    result = _store(ctx).materialize(start, until, views=list(views) or None, progress=True)
     _console().print(str(result), markup=False)
     _fail_if_unrecorded(result)
 
@@ -237,15 +317,6 @@ def training_set(
     _console().print(table.slice(0, 5).to_pandas().to_string(), markup=False)
 
 
-def _parse_value(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
 @cli.command(name="online-features")
 @click.option(
     "--features",
@@ -261,15 +332,24 @@ def _parse_value(text: str) -> Any:
     required=True,
     multiple=True,
     metavar="KEY=VALUE[,KEY=VALUE]",
-    help="One entity row per option, e.g. -e driver_id=1001 (numbers are read as numbers).",
+    help="One entity row per option, e.g. -e driver_id=1001 (values are text, read by each key's type).",
 )
 @click.option("--full-feature-names", is_flag=True)
+@_JSON
 @click.pass_context
 @handle_errors
 def online_features(
-    ctx: click.Context, features: tuple[str, ...], entity: tuple[str, ...], full_feature_names: bool
+    ctx: click.Context,
+    features: tuple[str, ...],
+    entity: tuple[str, ...],
+    full_feature_names: bool,
+    as_json: bool,
 ) -> None:
-    """Look features up in the online store and print them with their status."""
+    """Look features up in the online store and print them with their status.
+
+    --json prints what `POST /features/online` answers with statuses and event timestamps:
+    {"values": {column: [...]}, "statuses": {feature: [...]}, "event_timestamps": {...}}.
+    """
     from rich.table import Table
 
     rows = []
@@ -279,11 +359,16 @@ def online_features(
             if "=" not in pair:
                 raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--entity")
             k, v = pair.split("=", 1)
-            row[k.strip()] = _parse_value(v.strip())
+            row[k.strip()] = v.strip()  # text: the key rule reads digit strings for integer keys
         rows.append(row)
     resp = _store(ctx).get_online_features(
         _features_arg(features), rows, full_feature_names=full_feature_names
     )
+    if as_json:
+        _print_json(
+            {"values": resp.values, "statuses": resp.statuses, "event_timestamps": resp.event_timestamps}
+        )
+        return
     data = resp.to_dict(include_status=True)
     table = Table()
     columns = [c for c in data if not c.endswith("__status")]
@@ -326,12 +411,93 @@ def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
     run_server(ctx.obj["repo"], host, port, workers)
 
 
+@cli.command()
+@_JSON
+@click.pass_context
+@handle_errors
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Per view: offline and online watermark, rows online, last run, staleness; says when the online
+    store in use is behind offline storage (new or emptied: run `fs materialize-incremental`)."""
+    from rich.table import Table
+
+    from .plan import format_duration
+    from .status import view_statuses
+
+    store = _store(ctx)
+    statuses = view_statuses(store)
+    quarantined = store.offline_storage.quarantined()
+    if as_json:
+        _print_json(
+            {
+                "views": [s.to_dict() for s in statuses],
+                "quarantined": [
+                    {
+                        "view": q.view,
+                        "area": q.area or "materialized",
+                        "day": q.day.isoformat(),
+                        "path": str(q.path),
+                        "reason": q.reason,
+                    }
+                    for q in quarantined
+                ],
+            }
+        )
+        return
+    table = Table(title="Feature views")
+    for col in ("view", "offline watermark", "online watermark", "rows online", "last run", "staleness"):
+        table.add_column(col)
+    for s in statuses:
+        online = "-" if not s.online else (s.online_watermark.isoformat() if s.online_watermark else "none")
+        table.add_row(
+            s.view,
+            s.offline_watermark.isoformat() if s.offline_watermark else "-",
+            online + (" (behind)" if s.online_behind else ""),
+            f"{s.rows_online:,}" if s.rows_online is not None else "-",
+            s.last_run or "-",
+            format_duration(round(s.staleness_seconds)) if s.staleness_seconds is not None else "-",
+        )
+    console = _console()
+    console.print(table)
+    behind = [s.view for s in statuses if s.online_behind]
+    if behind:
+        console.print(
+            f"The online store is behind offline storage for {', '.join(behind)}: run "
+            "`fs materialize-incremental` to fill it.",
+            markup=False,
+        )
+    for q in quarantined:  # unreadable day files moved aside (featurestore.offline.storage)
+        console.print(
+            f"Quarantined: {q.path} ({q.area or 'materialized'} rows of view '{q.view}' for {q.day}, "
+            f"unreadable: {q.reason}); training sets leave them out: repair the file and move it back, "
+            "or push those rows again.",
+            markup=False,
+        )
+
+
+@cli.group()
+def registry() -> None:
+    """Look after the registry file (applied definitions, watermarks, models, audit trail)."""
+
+
+@registry.command(name="backup")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
+@click.pass_context
+@handle_errors
+def registry_backup(ctx: click.Context, path: str, force: bool) -> None:
+    """Copy the registry to PATH (safe while other processes use it); restore by putting it in place."""
+    store = _store(ctx)
+    written = store.registry.backup(path, force=force)
+    _console().print(f"Backed up the registry {store.config.registry_path} to {written}.", markup=False)
+
+
 def _add_optional_groups() -> None:
     try:
-        from .models.cli import models
+        from .models.cli import models, training_sets
     except ImportError:  # the model registry's CLI is optional
         return
     cli.add_command(models)
+    cli.add_command(training_sets)
 
 
 _add_optional_groups()

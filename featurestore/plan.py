@@ -81,7 +81,8 @@ class Plan:
         for c in self.pending:
             lines.append(f"{sign[c.action]} {_LABEL[c.kind]} {c.name}")
             for f in c.fields:
-                lines.append(f"    {f.path}: {_short(f.old)} -> {_short(f.new)}")
+                show = _duration if f.path.endswith("_seconds") else _short
+                lines.append(f"    {f.path}: {show(f.old)} -> {show(f.new)}")
         kept = {
             c.name for c in self.changes if c.kind == "feature_view" and c.action in ("change", "unchanged")
         }
@@ -219,6 +220,29 @@ def _field_changes(old: Any, new: Any, path: str = "") -> list[FieldChange]:
 
 def _is_named_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(i, dict) and "name" in i for i in value) and bool(value)
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as a person writes it: 45d, 1h30m, 90 seconds as 1m30s, 0.5 as 0.5s."""
+    if seconds < 0:
+        return "-" + format_duration(-seconds)
+    whole = int(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole >= size:
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+    rest = whole + (seconds - int(seconds))
+    if rest or not parts:
+        parts.append(f"{rest:g}s")
+    return "".join(parts)
+
+
+def _duration(value: Any) -> str:
+    """A `*_seconds` field of a plan (a view's ttl) as a duration; `(none)` when unset."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format_duration(value)
+    return _short(value)
 
 
 def _short(value: Any) -> str:

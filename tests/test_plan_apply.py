@@ -50,7 +50,7 @@ def test_changes_are_shown_field_by_field_and_bump_versions(tmp_path):
     text = store.plan().render()
     assert "~ feature view stats_view" in text
     assert "schema[trips].dtype: 'Int64' -> 'Float64'" in text
-    assert "ttl_seconds: (none) -> 7200.0" in text
+    assert "ttl_seconds: (none) -> 2h" in text
     store.apply()
     versions = store.registry.versions()
     assert versions[("feature_view", "stats_view")] == 2 and versions[("entity", "driver")] == 1
@@ -91,17 +91,17 @@ def test_apply_is_all_or_nothing_even_when_the_registry_write_fails(tmp_path, mo
     store = FeatureStore(path)
     before = store.registry.specs()
     calls = {"n": 0}
-    original = store.registry._bump
+    original = store.registry.backend._bump
 
-    def failing_bump(con):
+    def failing_bump(con, key):  # the last write of the apply's transaction
         calls["n"] += 1
         raise OSError("disk full")
 
-    monkeypatch.setattr(store.registry, "_bump", failing_bump)
+    monkeypatch.setattr(store.registry.backend, "_bump", failing_bump)
     with pytest.raises(OSError):
         store.apply()
     assert calls["n"] == 1 and store.registry.specs() == before
-    monkeypatch.setattr(store.registry, "_bump", original)
+    monkeypatch.setattr(store.registry.backend, "_bump", original)
     store.apply()
     assert len(store.registry.specs()) == 4
 

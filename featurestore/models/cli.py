@@ -6,10 +6,11 @@
         --metric mae=1.9 --param alpha=0.5 --tag team=rides --alias staging
     fs models alias eta production 3   # fs models alias eta staging --delete
     fs models history eta
+    fs training-sets list | show eta_train | compare eta_train    # saved training sets (--json too)
 
 `register` takes a model *file*: .skops (only types skops trusts by default), .onnx, or .joblib/.pkl
 (pickles run code when read: only register files you produced). The main `fs` group adds this group
-with `cli.add_command(models)`.
+with `cli.add_command(models)` and `cli.add_command(training_sets)`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import click
 from ..console import console as _console
 from ..console import handle_errors as _errors
 from ..console import open_store as _store
+from ..console import print_json as _print_json
+
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table.")
 
 
 def _pairs(values: tuple[str, ...], what: str, numbers: bool = False) -> dict[str, Any]:
@@ -47,16 +51,21 @@ def models() -> None:
 
 
 @models.command(name="list")
+@_JSON
 @click.pass_context
 @_errors
-def list_models(ctx: click.Context) -> None:
+def list_models(ctx: click.Context, as_json: bool) -> None:
     """Registered models, their latest version and aliases."""
     from rich.table import Table
 
+    found = _store(ctx).models.list()
+    if as_json:
+        _print_json(found)
+        return
     table = Table(title="Models")
     for col in ("name", "latest", "versions", "aliases", "feature service", "registered by", "description"):
         table.add_column(col)
-    for m in _store(ctx).models.list():
+    for m in found:
         aliases = ", ".join(f"{a}={v}" for a, v in m["aliases"].items())
         table.add_row(
             m["name"],
@@ -72,7 +81,7 @@ def list_models(ctx: click.Context) -> None:
 
 @models.command()
 @click.argument("ref")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_JSON
 @click.pass_context
 @_errors
 def show(ctx: click.Context, ref: str, as_json: bool) -> None:
@@ -83,7 +92,7 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
     if "@" not in ref:
         versions = registry.versions(ref)
         if as_json:
-            click.echo(json.dumps([v.to_dict() for v in versions], indent=2, default=str))
+            _print_json([v.to_dict() for v in versions])
             return
         table = Table(title=f"Model {ref}")
         for col in (
@@ -110,7 +119,7 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
         return
     mv = registry.get(ref)
     if as_json:
-        click.echo(json.dumps(mv.to_dict(), indent=2, default=str))
+        _print_json(mv.to_dict())
         return
     console = _console()
     console.print(
@@ -256,3 +265,106 @@ def history(ctx: click.Context, name: str) -> None:
             what = f"removed {e['alias']} (was {e['from_version']})"
         table.add_row(e["at"][:19].replace("T", " "), e["actor"], what)
     _console().print(table)
+
+
+@click.group(name="training-sets")
+def training_sets() -> None:
+    """Saved training sets (`job.save(name)`): list them, show one, compare one with its regeneration."""
+
+
+@training_sets.command(name="list")
+@_JSON
+@click.pass_context
+@_errors
+def list_training_sets(ctx: click.Context, as_json: bool) -> None:
+    """Saved training sets: rows, features, fingerprint, who saved them and when."""
+    from rich.table import Table
+
+    found = _store(ctx).training_sets.list()
+    if as_json:
+        _print_json([_summary(ts) for ts in found])
+        return
+    table = Table(title="Training sets")
+    for col in ("name", "rows", "features", "fingerprint", "saved", "description"):
+        table.add_column(col)
+    for ts in found:
+        table.add_row(
+            ts.name,
+            f"{ts.rows:,}",
+            ", ".join(ts.feature_refs),
+            ts.fingerprint[:12],
+            f"{ts.created_at[:19].replace('T', ' ')} by {ts.created_by}",
+            ts.description,
+        )
+    _console().print(table)
+
+
+def _summary(ts: Any) -> dict[str, Any]:
+    return {
+        "name": ts.name,
+        "rows": ts.rows,
+        "feature_refs": list(ts.feature_refs),
+        "fingerprint": ts.fingerprint,
+        "created_by": ts.created_by,
+        "created_at": ts.created_at,
+        "description": ts.description,
+    }
+
+
+@training_sets.command(name="show")
+@click.argument("name")
+@_JSON
+@click.pass_context
+@_errors
+def show_training_set(ctx: click.Context, name: str, as_json: bool) -> None:
+    """How the saved training set NAME was made: features, definitions' versions, entity rows, result."""
+    ts = _store(ctx).training_sets.get(name)
+    if as_json:
+        _print_json(ts.to_dict())
+        return
+    console = _console()
+    console.print(f"[bold]{ts.name}[/] fingerprint {ts.fingerprint}")
+    views = ", ".join(
+        f"{view} (version {d['version']}, source {d['source']} version {d['source_version']})"
+        for view, d in ts.definitions.items()
+    )
+    rows = [
+        ("rows", f"{ts.rows:,}"),
+        ("features", ", ".join(ts.feature_refs)),
+        ("options", f"full_feature_names={ts.full_feature_names}, bitemporal={ts.bitemporal}"),
+        ("definitions", views or "-"),
+        ("entity columns", ", ".join(ts.entity_rows["columns"])),
+        ("entity rows", f"{ts.entity_rows['rows']:,} (sha256 {ts.entity_rows['sha256'][:12]})"),
+        ("result columns", ", ".join(ts.result["columns"])),
+        ("description", ts.description or "-"),
+        ("saved", f"{ts.created_at} by {ts.created_by}"),
+    ]
+    for key, value in rows:
+        console.print(f"  {key:16} {value}", markup=False)
+
+
+@training_sets.command(name="compare")
+@click.argument("name")
+@_JSON
+@click.pass_context
+@_errors
+def compare_training_set(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Regenerate the saved training set NAME and say what changed since it was saved.
+
+    Exits 0 when it regenerates identically and 1 when it differs (like `diff`), so CI can gate on it.
+    """
+    comparison = _store(ctx).training_sets.compare(name)
+    if as_json:
+        _print_json(
+            {
+                "name": comparison.name,
+                "same": comparison.same,
+                "recorded": comparison.recorded,
+                "regenerated": comparison.regenerated,
+                "changes": list(comparison.changes),
+            }
+        )
+    else:
+        _console().print(str(comparison), markup=False)
+    if not comparison.same:
+        raise SystemExit(1)
