@@ -31,8 +31,6 @@ import weakref
 from typing import Any, NamedTuple
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .definitions import FeatureView, PushSource
 from .errors import DefinitionError, RetrievalError
@@ -131,6 +129,8 @@ def canonical_column(values: list[Any], rule: str | None, key: str, view: str, w
 def arrow_key_column(col: pa.ChunkedArray, rule: str | None, key: str, view: str) -> pa.ChunkedArray:
     """An entity_df key column under the rule: int64 for integer keys (from integers, integral floats,
     digit strings), strings for string keys; a RetrievalError naming the first refused row."""
+    import pyarrow.compute as pc  # offline only: kept out of `import featurestore`
+
     t = col.type
     if rule is None or pa.types.is_null(t) or col.null_count == len(col):
         return col
@@ -168,6 +168,8 @@ def arrow_key_column(col: pa.ChunkedArray, rule: str | None, key: str, view: str
 
 
 def _check(col: pa.ChunkedArray, ok: Any, rule: str, key: str, view: str) -> None:
+    import pyarrow.compute as pc  # offline only: kept out of `import featurestore`
+
     bad = pc.and_(pc.is_valid(col), pc.invert(pc.fill_null(ok, True)))
     if pc.any(bad).as_py():
         _refuse_first(col, rule, key, view, bad)
@@ -175,6 +177,8 @@ def _check(col: pa.ChunkedArray, ok: Any, rule: str, key: str, view: str) -> Non
 
 def _refuse_first(col: pa.ChunkedArray, rule: str, key: str, view: str, bad: Any) -> pa.ChunkedArray:
     """Raise the rule's error for the first value of `bad` the rule refuses (`canonical`, the one rule)."""
+    import pyarrow.compute as pc  # offline only: kept out of `import featurestore`
+
     start = pc.index(bad, True).as_py() if pc.any(bad).as_py() else 0
     for row in range(max(start, 0), len(col)):
         try:
@@ -260,6 +264,8 @@ def _from_storage(store: Any, view: FeatureView, keys: list[str]) -> dict[str, K
     if not files:
         return {}
     try:
+        import pyarrow.parquet as pq
+
         schema = pq.read_schema(files[-1])
     except (OSError, pa.ArrowException):
         return {}
