@@ -417,11 +417,12 @@ def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
 @handle_errors
 def status(ctx: click.Context, as_json: bool) -> None:
     """Per view: offline and online watermark, rows online, last run, staleness; says when the online
-    store in use is behind offline storage (new or emptied: run `fs materialize-incremental`)."""
+    store in use is behind offline storage (new or emptied: run `fs materialize-incremental`), and
+    which materialized ranges are stale (their source changed since: run `fs materialize START END`)."""
     from rich.table import Table
 
     from .plan import format_duration
-    from .status import view_statuses
+    from .status import repair_command, view_statuses
 
     store = _store(ctx)
     statuses = view_statuses(store)
@@ -465,6 +466,14 @@ def status(ctx: click.Context, as_json: bool) -> None:
             "`fs materialize-incremental` to fill it.",
             markup=False,
         )
+    for s in statuses:  # materialized ranges whose source files changed since (late rows)
+        for a, b in s.stale_ranges:
+            console.print(
+                f"Stale: view '{s.view}' from {a.isoformat()} to {b.isoformat()}: its source changed since "
+                f"that range was materialized; training sets read the source for it. Run `{repair_command(s.view, a, b)}` "
+                "to store it again.",
+                markup=False,
+            )
     for q in quarantined:  # unreadable day files moved aside (featurestore.offline.storage)
         console.print(
             f"Quarantined: {q.path} ({q.area or 'materialized'} rows of view '{q.view}' for {q.day}, "

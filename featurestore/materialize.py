@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from .definitions import FeatureView, PushSource
 from .errors import MaterializationError, unknown
 from .offline.features import CREATED_TS, EVENT_TS, latest_first, source_rows_sql, ts_literal
+from .offline.fingerprint import source_fingerprint
 from .offline.sources import SourceReader, arrow_batches, arrow_table, duckdb_connection, quote_ident
 from .offline.storage import days_between
 
@@ -266,6 +267,8 @@ def _materialize_view(
     con.execute("SET partitioned_write_flush_threshold = 100000")  # per-day buffers flush early
     reader = SourceReader(con, store.repo_path, store.catalog.sources)
     storage = store.offline_storage
+    # Taken before the source is read: a file changed during the run leaves the range stale.
+    fingerprint = source_fingerprint(store.repo_path, store.catalog.sources, view.source)
     rows_sql = source_rows_sql(reader, view, where=predicate)
     with storage.locked(view.name):
         try:
@@ -309,6 +312,7 @@ def _materialize_view(
         advance_watermark=True,
         generation=generation,
         online_store=online.store if online is not None and online.advance else None,
+        source_fingerprint=fingerprint,
     ):
         return ViewRun(
             view.name,

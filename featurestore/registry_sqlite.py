@@ -82,6 +82,11 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             PRIMARY KEY (view, store))""",
         ),
     ),
+    (
+        4,
+        "the source fingerprint of each materialization run",
+        ("ALTER TABLE materializations ADD COLUMN source_fingerprint TEXT",),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -112,7 +117,39 @@ class SQLiteRegistryStore(RegistryStore):
         self.location = str(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._create_or_check()
         self._migrate()
+
+    def _create_or_check(self) -> None:
+        """Create a missing registry file whole; refuse an empty (0-byte) one.
+
+        A 0-byte registry file is damage (a disk-full truncation), not a new registry: taking it as
+        one would silently start over. So that no process ever sees a 0-byte file of ours, a new
+        registry is made beside the path (its header written) and hard-linked into place."""
+        if not self.path.exists():
+            tmp = self.path.with_name(f".{self.path.name}.new-{os.getpid()}-{threading.get_ident()}")
+            try:
+                con = sqlite3.connect(tmp)
+                try:
+                    con.execute("PRAGMA journal_mode=WAL")  # writes the file's header
+                finally:
+                    con.close()
+                try:
+                    os.link(tmp, self.path)
+                except FileExistsError:
+                    pass  # another process created it meanwhile: use theirs
+                except OSError:
+                    pass  # no hard links here: sqlite creates the file on first connect
+            except sqlite3.Error as e:
+                raise self.unreadable(str(e)) from e
+            finally:
+                tmp.unlink(missing_ok=True)
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            return  # created on first connect (see above)
+        if size == 0:
+            raise self.unreadable("the file is empty (0 bytes)")
 
     # -- connections, transactions and errors ----------------------------------------------------
 
@@ -362,8 +399,17 @@ class SQLiteRegistryStore(RegistryStore):
                 if reset is not None and reset[0] > generation:
                     return False
             con.execute(
-                "INSERT INTO materializations VALUES (?, ?, ?, ?, ?, ?)",
-                (run.view, _iso(run.start), _iso(run.end), run.rows, run.online_rows, _iso(run.finished_at)),
+                'INSERT INTO materializations (view, start, "end", rows, online_rows, finished_at, '
+                "source_fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run.view,
+                    _iso(run.start),
+                    _iso(run.end),
+                    run.rows,
+                    run.online_rows,
+                    _iso(run.finished_at),
+                    run.source_fingerprint,
+                ),
             )
             if advance_watermark:
                 row = con.execute("SELECT watermark FROM watermarks WHERE view = ?", (run.view,)).fetchone()
@@ -394,6 +440,9 @@ class SQLiteRegistryStore(RegistryStore):
             )
         }
 
+    def tracks_online_stores(self) -> bool:
+        return bool(self._read("SELECT 1 FROM online_watermarks LIMIT 1"))
+
     def _runs(self, rows: list[tuple[Any, ...]]) -> list[MaterializationRun]:
         return [
             MaterializationRun(
@@ -403,20 +452,21 @@ class SQLiteRegistryStore(RegistryStore):
                 rows=self._int(r, f"a run of view '{v}'"),
                 online_rows=self._int(o, f"a run of view '{v}'"),
                 finished_at=self._time(f, f"a run of view '{v}'"),
+                source_fingerprint=fp if isinstance(fp, str) else None,
             )
-            for v, a, b, r, o, f in rows
+            for v, a, b, r, o, f, fp in rows
         ]
 
     def current_runs(self, view: str) -> list[MaterializationRun]:
         return self._runs(
             self._read(
-                f'SELECT view, start, "end", rows, online_rows, finished_at {_CURRENT_RUNS} ORDER BY rowid',
+                f'SELECT view, start, "end", rows, online_rows, finished_at, source_fingerprint {_CURRENT_RUNS} ORDER BY rowid',
                 (view,),
             )
         )
 
     def runs(self, view: str | None = None) -> list[MaterializationRun]:
-        sql = 'SELECT view, start, "end", rows, online_rows, finished_at FROM materializations'
+        sql = 'SELECT view, start, "end", rows, online_rows, finished_at, source_fingerprint FROM materializations'
         if view is None:
             return self._runs(self._read(sql + " ORDER BY rowid"))
         return self._runs(self._read(sql + " WHERE view = ? ORDER BY rowid", (view,)))

@@ -52,6 +52,9 @@ class MaterializationRun:
     rows: int
     online_rows: int
     finished_at: datetime
+    #: What the run read (`featurestore.offline.fingerprint`); None: unknown (an in-memory source,
+    #: or a run recorded before fingerprints were): the run's range is never seen as stale.
+    source_fingerprint: str | None = None
 
 
 class RegistryStore:
@@ -144,6 +147,10 @@ class RegistryStore:
 
     def online_watermarks(self, online_store: str) -> dict[str, datetime]:
         """view -> how far the online store with identity `online_store` holds each view's rows."""
+        raise NotImplementedError
+
+    def tracks_online_stores(self) -> bool:
+        """Whether an online watermark is recorded for any view and online store."""
         raise NotImplementedError
 
     def current_runs(self, view: str) -> list[MaterializationRun]:

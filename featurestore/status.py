@@ -4,6 +4,10 @@
 The offline watermark belongs to the repo (SPEC §8); the online watermark belongs to one online
 store, named by the identity marker the store itself holds (`OnlineStore.identity`), so a new or
 emptied store (no marker, or a marker the registry has no watermark for) is seen to be behind.
+
+A materialized range whose source files changed since it was stored (a late row appended inside
+it, `featurestore.offline.fingerprint`) is stale: training sets read the source for it, and
+`fs materialize START END` stores it again.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+
+from .offline.fingerprint import view_fingerprint
 
 if TYPE_CHECKING:
     from .store import FeatureStore
@@ -27,6 +33,9 @@ class ViewStatus:
     rows_online: int | None  # None: not served online
     last_run: str | None  # when the last counted materialization run finished (ISO)
     staleness_seconds: float | None  # now - offline watermark
+    # Materialized ranges (start, end) whose source changed since: read from the source until
+    # `fs materialize START END` stores them again.
+    stale_ranges: tuple[tuple[datetime, datetime], ...] = ()
 
     @property
     def online_behind(self) -> bool:
@@ -40,7 +49,16 @@ class ViewStatus:
         for k in ("offline_watermark", "online_watermark"):
             d[k] = d[k].isoformat() if d[k] is not None else None
         d["online_behind"] = self.online_behind
+        d["stale_ranges"] = [
+            {"start": a.isoformat(), "end": b.isoformat(), "repair": repair_command(self.view, a, b)}
+            for a, b in self.stale_ranges
+        ]
         return d
+
+
+def repair_command(view: str, start: datetime, end: datetime) -> str:
+    """The command that stores a stale range of `view` again from its source."""
+    return f"fs materialize {start.isoformat()} {end.isoformat()} --views {view}"
 
 
 def online_marks(store: FeatureStore) -> tuple[str | None, dict[str, datetime]]:
@@ -61,6 +79,10 @@ def view_statuses(store: FeatureStore, count_rows: bool = True) -> list[ViewStat
         mark = offline.get(name)
         last = store.registry.last_materialization(name)
         rows = store.online_store.count_rows(name) if view.online and count_rows else None
+        stale: list[tuple[datetime, datetime]] = []
+        if last is not None:  # materialized: are its ranges still what the source holds?
+            fingerprint = view_fingerprint(store.repo_path, catalog.sources, view)
+            stale = store.registry.materialized_coverage(name, fingerprint)[1]
         out.append(
             ViewStatus(
                 view=name,
@@ -70,6 +92,7 @@ def view_statuses(store: FeatureStore, count_rows: bool = True) -> list[ViewStat
                 rows_online=rows,
                 last_run=last["finished_at"] if last else None,
                 staleness_seconds=(now - mark).total_seconds() if mark is not None else None,
+                stale_ranges=tuple(stale),
             )
         )
     return out

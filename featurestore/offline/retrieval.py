@@ -40,6 +40,7 @@ from ..definitions import DuckDBSource, FeatureView
 from ..errors import DefinitionError, RetrievalError, did_you_mean
 from ..keys import arrow_key_column, rule_of
 from .features import EVENT_TS, source_rows_sql, ts_literal
+from .fingerprint import view_fingerprint
 from .pit import ENTITY_TS, ROW_ID, STRATEGIES, PitView, pit_join_sql
 from .sources import SourceReader, arrow_table, duckdb_connection, first_line, quote_ident, quote_literal
 from .storage import PUSHED
@@ -371,13 +372,18 @@ def _parse_times(column: pa.ChunkedArray) -> pa.ChunkedArray:
 def feature_rows_sql(store: FeatureStore, reader: SourceReader, view: FeatureView) -> tuple[str, bool]:
     """SELECT of the view's feature rows, and whether any come from offline storage.
 
-    Offline storage answers for the event-time ranges materialization has covered; the source for
-    every other time (a view never materialized, or materialized for the last week only); rows
-    pushed to offline storage are added to both."""
+    Offline storage answers for the event-time ranges materialization has covered and whose source
+    files are unchanged since (`featurestore.offline.fingerprint`: a late row appended inside a range
+    is read from the source until that range is materialized again); the source for every other
+    time (a view never materialized, or materialized for the last week only); rows pushed to
+    offline storage are added to both. The files are stat'ed once per call, not per row."""
     storage = store.offline_storage
     stored = storage.rows_sql(view)
     pushed = storage.rows_sql(view, PUSHED)
-    covered = store.registry.materialized_intervals(view.name) if stored else []
+    covered: list[tuple[Any, Any]] = []
+    if stored:
+        fingerprint = view_fingerprint(store.repo_path, reader.sources, view)
+        covered = store.registry.materialized_coverage(view.name, fingerprint)[0]
     in_storage = " OR ".join(f"({EVENT_TS} BETWEEN {ts_literal(a)} AND {ts_literal(b)})" for a, b in covered)
     parts = []
     try:
