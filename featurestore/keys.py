@@ -45,6 +45,7 @@ _TAKES = "keys take integers, whole-number floats and digit strings"
 
 
 DECLARED = "declared in its schema"
+FROM_STORAGE = "in its offline storage (rows pushed before)"
 
 
 class KeyType(NamedTuple):
@@ -241,6 +242,12 @@ def key_types(store: Any, view: FeatureView) -> dict[str, KeyType]:
     return known
 
 
+def file_key_types(store: Any, view: FeatureView) -> dict[str, ValueType]:
+    """The key types a stored day file of `view` must hold: declared or from the source, never the type
+    taken from storage (a file is not judged by itself). See `featurestore.offline.storage.file_problem`."""
+    return {k: t.dtype for k, t in key_types(store, view).items() if t.origin != FROM_STORAGE}
+
+
 def _from_source(store: Any, catalog: Any, view: FeatureView, keys: list[str]) -> dict[str, KeyType]:
     from .offline.sources import SourceReader, duckdb_connection
 
@@ -269,7 +276,7 @@ def _from_storage(store: Any, view: FeatureView, keys: list[str]) -> dict[str, K
         schema = pq.read_schema(files[-1])
     except (OSError, pa.ArrowException):
         return {}
-    return _typed(schema, keys, "in its offline storage (rows pushed before)")
+    return _typed(schema, keys, FROM_STORAGE)
 
 
 def _typed(schema: pa.Schema, keys: list[str], origin: str) -> dict[str, KeyType]:

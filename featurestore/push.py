@@ -78,6 +78,9 @@ def push(store: Any, source_name: str, df: Any, to: str = "online") -> int:
     if to in ("offline", "both"):
         for view, rows in prepared:
             store.offline_storage.append(view, rows)
+        from .online.lookup import forget_incomplete_plans
+
+        forget_incomplete_plans(store)  # the rows stored may fix a join key's type
     if to in ("online", "both"):
         for view, rows in prepared:
             if view.online:

@@ -39,6 +39,17 @@ def _iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).isoformat()
 
 
+def _merged(spans: Any) -> list[tuple[datetime, datetime]]:
+    """Inclusive (start, end) ranges, overlapping or touching ones merged, oldest first."""
+    merged: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 class Registry:
     """The registry file. Safe to share between threads; each call is its own short transaction."""
 
@@ -62,6 +73,8 @@ class Registry:
         target = Path(destination)
         if target.is_dir():
             raise RegistryError(f"backup destination {target} is a folder: name the file to write")
+        if target.exists() and os.path.samefile(target, self.path):
+            raise RegistryError(f"backup destination {target} is the registry itself: name another file")
         if target.exists() and not force:
             raise RegistryError(f"backup destination {target} already exists: pass --force to overwrite it")
         if not target.parent.is_dir():
@@ -137,8 +150,12 @@ class Registry:
         advance_watermark: bool,
         generation: int | None = None,
         online_store: str | None = None,
+        source_fingerprint: str | None = None,
     ) -> bool:
         """Record a finished run; the watermark only moves forward, and only when asked.
+
+        `source_fingerprint`: what the run read (`featurestore.offline.fingerprint`), so that its
+        range is seen as stale once the source's files change (`materialized_coverage`).
 
         `online_store`: the identity of the online store the run filled (`OnlineStore.identity`):
         the view's online watermark for that store moves forward with the run.
@@ -146,12 +163,19 @@ class Registry:
         `generation`: the registry's generation when the run read the definitions. A run that read them
         before the apply that last reset the view wrote rows of the old definition: it is not recorded
         (False), so those rows count for nothing."""
-        run = MaterializationRun(view, start, end, rows, online_rows, utcnow())
+        run = MaterializationRun(view, start, end, rows, online_rows, utcnow(), source_fingerprint)
         return self.backend.record_materialization(run, advance_watermark, generation, online_store)
 
     def online_watermarks(self, online_store: str) -> dict[str, datetime]:
         """view -> how far the online store of identity `online_store` holds its rows."""
         return self.backend.online_watermarks(online_store)
+
+    def tracks_online_stores(self) -> bool:
+        """Whether online stores are tracked: an online watermark is recorded for some view and store.
+
+        Not so in a registry written before online watermarks existed (upgraded), until the first
+        materialization that fills an online store."""
+        return self.backend.tracks_online_stores()
 
     def runs(self, view: str | None = None) -> list[MaterializationRun]:
         """Every materialization run recorded (for `view`), including those a reset no longer counts."""
@@ -160,14 +184,39 @@ class Registry:
     def materialized_intervals(self, view: str) -> list[tuple[datetime, datetime]]:
         """The event-time ranges materialization has covered for a view since its last reset, merged,
         oldest first."""
-        spans = sorted((r.start, r.end) for r in self.backend.current_runs(view))
-        merged: list[tuple[datetime, datetime]] = []
-        for start, end in spans:
-            if merged and start <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-            else:
-                merged.append((start, end))
-        return merged
+        return _merged((r.start, r.end) for r in self.backend.current_runs(view))
+
+    def materialized_coverage(
+        self, view: str, source_fingerprint: str | None
+    ) -> tuple[list[tuple[datetime, datetime]], list[tuple[datetime, datetime]]]:
+        """(current, stale): the materialized event-time ranges of a view (merged, oldest first) that
+        offline storage still answers for, and those whose source changed since they were stored.
+
+        A range is current where a run that read the source as it is now (`source_fingerprint`)
+        covered it; runs without a fingerprint (an in-memory source, or recorded before there were
+        fingerprints), and every run when `source_fingerprint` is None, count as current. Stale ranges
+        are what the other runs covered beyond that, with closed ends: `fs materialize START END` of
+        each stores it again. Retrieval reads the source for every time outside the current ranges."""
+        runs = self.backend.current_runs(view)
+        current = _merged(
+            (r.start, r.end)
+            for r in runs
+            if source_fingerprint is None
+            or r.source_fingerprint is None
+            or r.source_fingerprint == source_fingerprint
+        )
+        stale: list[tuple[datetime, datetime]] = []
+        for start, end in _merged((r.start, r.end) for r in runs):
+            cut = False
+            for a, b in current:  # both merged and sorted: cut the current ranges out
+                if b < start or a > end:
+                    continue
+                if a > start:
+                    stale.append((start, a))
+                start, cut = max(start, b), True
+            if start < end or not cut:
+                stale.append((start, end))
+        return current, stale
 
     def last_materialization(self, view: str) -> dict[str, Any] | None:
         """The latest-finished run since the view's last reset, with ISO times, or None."""

@@ -68,9 +68,11 @@ class FeatureStore:
 
     @cached_property
     def offline_storage(self) -> OfflineStorage:
+        from .keys import file_key_types
         from .offline.storage import OfflineStorage
 
-        return OfflineStorage(self.config.offline_path)
+        # A stored file whose keys are not of the view's key type is damaged (quarantined or rebuilt).
+        return OfflineStorage(self.config.offline_path, lambda view: file_key_types(self, view))
 
     @cached_property
     def models(self) -> ModelRegistry:

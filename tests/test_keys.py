@@ -154,3 +154,59 @@ def test_the_cli_reads_entity_values_by_the_key_type(store):
     assert bad.returncode != 0
     assert "entity row 0: join key 'driver_id'" in bad.stderr + bad.stdout
     assert "'abc' is not an integer" in bad.stderr + bad.stdout
+
+
+def test_the_key_rule_a_push_fixes_applies_at_once_in_a_store_that_looked_up_before(tmp_path):
+    """A push source without a batch source and an undeclared key: its type is unknown until the first
+    push to offline storage; a store that looked up before that follows the rule at once after it,
+    as a new FeatureStore does."""
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "defs.py": """
+from featurestore import Entity, FeatureView, Field, Int64, PushSource
+acct = Entity(name="acct", join_keys=["acct_id"])
+accts = FeatureView(name="accts", entities=[acct], ttl=None, schema=[Field("bal", Int64)],
+                    source=PushSource(name="acct_push"))
+"""
+        },
+    )
+    store = FeatureStore(root)
+    store.apply()
+    before = store.get_online_features(["accts:bal"], [{"acct_id": 7}]).to_dict(include_status=True)
+    assert before["bal__status"] == ["NOT_FOUND"]  # type unknown: taken as given
+    when = pd.Timestamp(NOW)
+    store.push(
+        "acct_push", pd.DataFrame({"acct_id": ["7"], "bal": [1], "event_timestamp": [when]}), to="both"
+    )
+    for s in (store, FeatureStore(root)):
+        with pytest.raises(RetrievalError, match=r"join key 'acct_id' .*7 \(int\) is not a string"):
+            s.get_online_features(["accts:bal"], [{"acct_id": 7}])
+        assert s.get_online_features(["accts:bal"], [{"acct_id": "7"}]).to_dict()["bal"] == [1]
+
+
+def test_a_key_rule_fixed_by_another_process_applies_after_the_recheck_interval(tmp_path, monkeypatch):
+    from featurestore.online import lookup
+
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "defs.py": """
+from featurestore import Entity, FeatureView, Field, Int64, PushSource
+acct = Entity(name="acct", join_keys=["acct_id"])
+accts = FeatureView(name="accts", entities=[acct], ttl=None, schema=[Field("bal", Int64)],
+                    source=PushSource(name="acct_push"))
+"""
+        },
+    )
+    serving = FeatureStore(root)
+    serving.apply()
+    assert serving.get_online_features(["accts:bal"], [{"acct_id": 7}]).to_dict()["bal"] == [None]
+    other = FeatureStore(root)  # another process, as far as the caches can tell
+    when = pd.Timestamp(NOW)
+    other.push(
+        "acct_push", pd.DataFrame({"acct_id": ["7"], "bal": [1], "event_timestamp": [when]}), to="both"
+    )
+    monkeypatch.setattr(lookup, "_RECHECK_UNKNOWN_KEYS", 0.0)  # the interval has passed
+    with pytest.raises(RetrievalError, match=r"join key 'acct_id' .*7 \(int\) is not a string"):
+        serving.get_online_features(["accts:bal"], [{"acct_id": 7}])

@@ -5,6 +5,7 @@ switching to a new store, or one that lost its data, is filled by the next incre
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import timedelta
 
 import pyarrow as pa
@@ -180,3 +181,51 @@ def test_fs_status_shows_each_views_watermarks_rows_online_and_when_behind(
     assert view["online_watermark"] is None and view["online_behind"] is True and view["rows_online"] == 0
     text = " ".join(status().split())
     assert "(behind)" in text and "run `fs materialize-incremental` to fill it" in text
+
+
+def test_an_upgraded_deployment_stays_ready_and_its_first_incremental_run_adopts_the_store(
+    repo, request, tmp_path, monkeypatch
+):
+    """A registry and online store written before online watermarks and markers existed (registry
+    schema 2): /ready answers 200 while the store serves; the first incremental run adopts the store
+    (marker, online watermark), and from then on a store that loses its data is not ready."""
+    env = online_env("sqlite", "main", request, tmp_path)
+    old = open_store(repo, monkeypatch, env)
+    old.apply()
+    old.materialize_incremental(END)
+    expected = lookup(old)
+    registry_path, online_path = old.config.registry_path, old.online_store.path
+    old.registry.close()
+    old.online_store.close()
+    # As the code before online watermarks left them: no online_watermarks table, no
+    # source fingerprints, schema version 2; no marker in the online store, its rows there.
+    con = sqlite3.connect(registry_path)
+    con.executescript(
+        "DROP TABLE online_watermarks; ALTER TABLE materializations DROP COLUMN source_fingerprint;"
+        "DELETE FROM schema_migrations WHERE version >= 3;"
+    )
+    con.close()
+    con = sqlite3.connect(online_path)
+    con.executescript("DROP TABLE markers;")
+    con.close()
+
+    upgraded = open_store(repo, monkeypatch, env)
+    with TestClient(create_app(upgraded)) as client:
+        r = client.get("/ready")
+        assert r.status_code == 200, r.text
+    assert lookup(upgraded) == expected
+    assert upgraded.online_store.identity() is None
+
+    # The first incremental run adopts the store: marker written, the store filled and tracked.
+    assert upgraded.materialize_incremental(END).online_rows == 3
+    assert upgraded.online_store.identity() is not None
+    assert upgraded.registry.online_watermarks(upgraded.online_store.identity()) == {"stats": END}
+    assert lookup(upgraded) == expected
+    with TestClient(create_app(upgraded)) as client:
+        assert client.get("/ready").status_code == 200
+
+    # Tracked now: a store that loses its data is not ready until the next run.
+    empty_the_store(upgraded, "sqlite")
+    with TestClient(create_app(upgraded)) as client:
+        r = client.get("/ready")
+        assert r.status_code == 503 and "holds no featurestore marker" in r.json()["error"], r.text

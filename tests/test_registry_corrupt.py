@@ -162,3 +162,30 @@ def test_backup_into_a_missing_folder_or_onto_a_folder_is_refused(tmp_path):
     path, _ = applied_repo(tmp_path)
     missing = fs("--repo", str(path), "registry", "backup", str(tmp_path / "nowhere" / "r.db"))
     assert missing.exit_code == 1 and "does not exist" in missing.output
+
+
+def test_backup_onto_the_live_registry_itself_is_refused_even_with_force_and_via_another_path(tmp_path):
+    path, registry = applied_repo(tmp_path)
+    before = registry.read_bytes()
+    link = tmp_path / "alias.db"
+    link.symlink_to(registry)
+    for target in (registry, link, registry.parent / ".." / registry.parent.name / registry.name):
+        result = fs("--repo", str(path), "registry", "backup", str(target), "--force")
+        assert result.exit_code == 1, result.output
+        assert "is the registry itself" in result.output
+    assert registry.read_bytes() == before
+    assert fs("--repo", str(path), "list", "views").exit_code == 0
+
+
+def test_an_empty_registry_file_is_damage_not_a_new_registry(tmp_path):
+    path, registry = applied_repo(tmp_path)
+    registry.write_bytes(b"")  # a disk-full truncation
+    Path(str(registry) + "-wal").unlink(missing_ok=True)
+    assert_clear_error(fs("--repo", str(path), "apply"), registry, "the file is empty (0 bytes)")
+    assert registry.stat().st_size == 0  # nothing written over it
+    with pytest.raises(RegistryError, match="restore it from a backup"):
+        Registry(registry)
+    # A registry file that does not exist is still a new, empty registry.
+    registry.unlink()
+    assert fs("--repo", str(path), "apply").exit_code == 0
+    assert registry.stat().st_size > 0 and not list(registry.parent.glob(".*.new-*"))

@@ -13,7 +13,8 @@ touches, the stored rows matching `predicate` for the staged rows. Each day's fi
 temporary name and renamed over the old one, so a reader or a crash sees either the old day or the
 new day, never half of one; re-running the same write gives the same files.
 
-A day file that cannot be read (truncated, garbage bytes, a schema that is not the view's) raises
+A day file that cannot be read (truncated, garbage bytes, a schema that is not the view's: keys of
+another type than the declared or source one) raises
 `CorruptOfflineFileError` naming it. A materialization touching that day rebuilds the whole day from
 the source without reading the file (`commit(..., rebuild=...)`). A damaged day of pushed rows, which
 no source can rebuild, is moved aside to `<offline path>/__quarantine/<view>/pushed/date=.../` (never
@@ -27,7 +28,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -40,6 +41,7 @@ import pyarrow.parquet as pq
 
 from ..definitions import FeatureView
 from ..errors import CorruptOfflineFileError, PushError
+from ..types import ValueType
 from .features import CREATED_TS, EVENT_TS, feature_columns
 from .sources import arrow_table, quote_ident, quote_literal
 
@@ -70,8 +72,16 @@ class QuarantinedFile:
 class OfflineStorage:
     """The Parquet files materialization writes and the point-in-time join reads."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, key_types: Callable[[FeatureView], Mapping[str, ValueType]] | None = None):
+        """`key_types`: the type each key of a view must have in its files, when not declared (the
+        source's, `featurestore.keys.file_key_types`), so a file holding keys of another type is damaged."""
         self.root = Path(root)
+        self._key_types = key_types
+
+    def problem(self, view: FeatureView, path: Path, deep: bool = False) -> str | None:
+        """`file_problem` for a day file of this storage, with the view's known key types."""
+        keys = self._key_types(view) if self._key_types is not None else None
+        return file_problem(view, path, deep=deep, key_types=keys)
 
     def view_dir(self, view_name: str, area: str = MATERIALIZED) -> Path:
         return self.root / view_name / area if area else self.root / view_name
@@ -97,7 +107,7 @@ class OfflineStorage:
         if not files:
             return None
         for f in files:
-            problem = file_problem(view, f)
+            problem = self.problem(view, f)
             if problem is not None:
                 raise self.unreadable(view, f, problem, area)
         return _projected(view, files)
@@ -108,7 +118,7 @@ class OfflineStorage:
         failed: the footers were fine, so a data page may be damaged."""
         for a in (MATERIALIZED, PUSHED) if area is None else (area,):
             for f in self.files(view.name, a):
-                problem = file_problem(view, f, deep=True)
+                problem = self.problem(view, f, deep=True)
                 if problem is not None:
                     raise self.unreadable(view, f, problem, a)
 
@@ -128,7 +138,7 @@ class OfflineStorage:
             )
         moved: Path | None = None
         with self.locked(view.name):
-            if path.exists() and file_problem(view, path, deep=True) is not None:
+            if path.exists() and self.problem(view, path, deep=True) is not None:
                 moved = self._quarantine(view.name, path, problem, area)
         if moved is None:  # a concurrent writer replaced or quarantined it meanwhile
             return CorruptOfflineFileError(
@@ -244,7 +254,7 @@ class OfflineStorage:
             )
             kept = None
             if target.exists():
-                problem = file_problem(view, target)
+                problem = self.problem(view, target)
                 if problem is None:
                     kept = f"SELECT * FROM ({_projected(view, [target])}) WHERE NOT ({predicate})"
                 else:
@@ -252,7 +262,7 @@ class OfflineStorage:
             try:
                 count = self._write_day(con, view, target, kept, added)
             except duckdb.Error:
-                problem = file_problem(view, target, deep=True) if kept is not None else None
+                problem = self.problem(view, target, deep=True) if kept is not None else None
                 if problem is None:
                     raise
                 # A damaged data page behind a sound footer: replace the day without reading it.
@@ -348,7 +358,9 @@ class OfflineStorage:
 
         con = duckdb_connection()
         with self.locked(view.name):
-            rows = _stored_types(view, rows, self._files_for(view, rows, PUSHED))
+            # A damaged day file sets no type (commit quarantines it when the rows go to its day).
+            sound = [f for f in self._files_for(view, rows, PUSHED) if self.problem(view, f) is None]
+            rows = _stored_types(view, rows, sound)
             con.register("__append_rows", rows)
             staging = self.stage(con, view, "SELECT * FROM __append_rows")
             self.commit(con, view, staging, predicate="FALSE", area=PUSHED)
@@ -438,12 +450,18 @@ def _casts(view: FeatureView, present: set[str]) -> str:
     return ", ".join(cols)
 
 
-def file_problem(view: FeatureView, path: Path, deep: bool = False) -> str | None:
+def file_problem(
+    view: FeatureView,
+    path: Path,
+    deep: bool = False,
+    key_types: Mapping[str, ValueType] | None = None,
+) -> str | None:
     """Why a stored day file cannot be read as the view's feature rows, or None when it can.
 
     The footer (schema) is always read; `deep=True` also reads every data page. A file of another
-    shape (no join key or event time, or a column of a type the view's cannot be read from) is as
-    unreadable as a truncated one. A missing or forbidden file raises (that is not the file's fault)."""
+    shape (no join key or event time, a column of a type the view's cannot be read from, a key of a
+    type its `key_types` (declared, else the source's) cannot be read from) is as unreadable as a
+    truncated one. A missing or forbidden file raises (that is not the file's fault)."""
     try:
         if deep:
             reader = pq.ParquetFile(path)
@@ -464,7 +482,7 @@ def file_problem(view: FeatureView, path: Path, deep: bool = False) -> str | Non
         return (
             f"it is not a file of this view: no column {', '.join(map(repr, missing))} (its columns: {shown})"
         )
-    declared = {**view.key_fields, **{f.name: f.dtype for f in view.features}}
+    declared = {**(key_types or {}), **view.key_fields, **{f.name: f.dtype for f in view.features}}
     for name in names:
         t = schema.field(name).type
         if pa.types.is_null(t):

@@ -80,6 +80,9 @@ class LookupPlan:
     prefixes: tuple[tuple[bytes, int], ...]  # (row key prefix, key group) per view
     # The rule (featurestore.keys) each join key's values follow: "Int64", "Int32", "String", None = as given
     key_rules: dict[str, str | None]
+    # False while some join key's type is unknown (found later, by a push): the plan is kept briefly
+    keys_known: bool = True
+    built_at: float = 0.0  # time.monotonic() when built
 
     @staticmethod
     def build(
@@ -98,9 +101,11 @@ class LookupPlan:
         views = []
         dtypes: dict[str, ValueType] = {}
         key_rules: dict[str, str | None] = {}
+        keys_known = True
         for request, columns in zip(requests, names):
             view = request.view
             known = key_types(view) if key_types is not None and view.online else {}
+            keys_known = keys_known and all(key in known for key in view.join_keys)
             for key in view.join_keys:
                 if key_rules.get(key) is None:
                     key_rules[key] = rule_of(known[key].dtype) if key in known else None
@@ -151,6 +156,8 @@ class LookupPlan:
             any(v.ttl_us is not None for v in views),
             tuple((v.prefix, v.group) for v in views),
             key_rules,
+            keys_known,
+            time.monotonic(),
         )
 
     # -- one request ---------------------------------------------------------------------------
@@ -424,8 +431,28 @@ def _features_key(features: Any) -> Any:
     return features
 
 
+_RECHECK_UNKNOWN_KEYS = 1.0  # seconds a plan with a join key of unknown type is used before rebuilt
+
+
+def forget_incomplete_plans(store: Any) -> None:
+    """Drop `store`'s plans that have a join key of unknown type: a push to offline storage may have
+    just fixed it."""
+    cache = _plan_caches.get(store)
+    if cache is None:
+        return
+    plans = cache.current[1]
+    for key, plan in list(plans.items()):
+        if not plan.keys_known:
+            plans.pop(key, None)
+
+
 def lookup_plan(store: Any, features: Any, full_feature_names: bool = False) -> LookupPlan:
-    """The plan for `features` on `store`, built once per feature list and applied catalog."""
+    """The plan for `features` on `store`, built once per feature list and applied catalog.
+
+    A plan with a join key of still unknown type (a push source without a batch source, nothing
+    pushed to offline storage yet) is built again after `_RECHECK_UNKNOWN_KEYS` seconds, and at once
+    after a push to offline storage in this process (`forget_incomplete_plans`): the key rule a push
+    fixes applies as in a new FeatureStore, at most that long after a push by another process."""
     online = store.online_store
     cache = _plan_caches.get(store)
     if cache is None:
@@ -436,6 +463,8 @@ def lookup_plan(store: Any, features: Any, full_feature_names: bool = False) -> 
         catalog, plans = cache.current = (fresh, {})
     key = (_features_key(features), full_feature_names)
     plan = plans.get(key) if key[0] is not None else None
+    if plan is not None and not plan.keys_known and time.monotonic() - plan.built_at >= _RECHECK_UNKNOWN_KEYS:
+        plan = None
     if plan is None:
         plan = LookupPlan.build(
             catalog, features, full_feature_names, online.key_prefix, lambda view: key_types(store, view)

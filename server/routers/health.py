@@ -56,7 +56,7 @@ async def ready(state: State) -> Ready | Response:
         # One read of a key that never exists: a real round trip through the backend's read path.
         await asyncio.wait_for(online.read_async([online.key_prefix + READY_PROBE_KEY]), state.lookup_timeout)
         # A store that is new or lost its data (no identity marker) while views were materialized.
-        empty = await run_in_threadpool(online_not_ready, store)
+        empty = await run_in_threadpool(_online_not_ready, store)
         if empty is not None:
             return error_response(503, f"not ready: {empty}")
     except asyncio.TimeoutError:
@@ -70,6 +70,17 @@ async def ready(state: State) -> Ready | Response:
         log.error("readiness check failed", exc_info=e)
         return error_response(503, "not ready: the online store check failed (see the server log)")
     return Ready(status="ready", online_store=store.config.online.type, feature_views=views)
+
+
+def _online_not_ready(store: FeatureStore) -> str | None:
+    """Why the online store is not ready (`online_not_ready`), once the registry tracks online stores.
+
+    A registry that has recorded no online watermark (written before they existed, or push-only)
+    cannot tell a store that lost its data from one filled before markers existed: it stays ready,
+    and the first `fs materialize-incremental` adopts the store (writes its marker, fills it)."""
+    if not store.registry.tracks_online_stores():
+        return None
+    return online_not_ready(store)
 
 
 @router.get(

@@ -231,3 +231,84 @@ def test_the_cli_names_the_file_and_fs_materialize_of_that_day_repairs_it(tmp_pa
     assert ok.returncode == 0, ok.stderr
     values = pq.read_table(tmp_path / "train.parquet").column("value").to_pylist()
     assert values == [r[2] for r in training(new_store(tmp_path, "fresh_clone"))]
+
+
+# A view whose key type is not declared: the source's type (Int64) is the one its stored files must hold.
+LOOSE_DEFS = """
+from featurestore import *
+driver = Entity(name="driver", join_keys=["driver_id"])
+batch = ParquetSource(name="stats", path="data/stats.parquet", created_timestamp_field="created")
+pushed = PushSource(name="stats_push", batch_source=batch)
+stats = FeatureView(name="stats", entities=[driver], ttl=None, online=False,
+                    schema=[Field("value", Float64), Field("tag", String)], source=batch)
+fresh = FeatureView(name="fresh", entities=[driver], ttl=None, online=False,
+                    schema=[Field("value", Float64), Field("tag", String)], source=pushed)
+"""
+
+
+def loose_store(tmp_path: Path, name: str = "loose") -> FeatureStore:
+    path = make_repo(tmp_path / name, {"defs.py": LOOSE_DEFS}, {"data/stats.parquet": rows(range(72))})
+    store = FeatureStore(path)
+    store.apply()
+    return store
+
+
+def string_keys(path: Path) -> None:
+    """What the old push bug left behind: the whole day file rewritten with its integer keys as strings."""
+    table = pq.read_table(path)
+    index = table.schema.get_field_index("driver_id")
+    pq.write_table(table.set_column(index, "driver_id", table.column("driver_id").cast(pa.string())), path)
+
+
+def test_a_pushed_day_with_keys_of_another_type_than_the_sources_is_quarantined_and_pushes_work(tmp_path):
+    store = loose_store(tmp_path)
+    store.push(
+        "stats_push", rows([5, 6], drivers=(1, 2), offset=0.25).drop_columns(["created"]), to="offline"
+    )
+    store.push("stats_push", rows([30], drivers=(1, 2), offset=0.25).drop_columns(["created"]), to="offline")
+    with_pushed = training(store, "fresh")
+    pushed_day = store.offline_storage.view_dir("fresh", PUSHED) / "date=2026-01-01" / "data.parquet"
+    string_keys(pushed_day)
+
+    with pytest.raises(CorruptOfflineFileError) as caught:
+        training(store, "fresh")
+    assert str(pushed_day) in str(caught.value) and "'driver_id' is string" in str(caught.value)
+    (listed,) = store.offline_storage.quarantined("fresh")
+    assert listed.path == Path(caught.value.quarantined_to or "") and "Int64" in listed.reason
+    shown = fs("--repo", str(store.repo_path), "status")
+    assert f"Quarantined: {listed.path}" in shown.stdout, shown.stdout + shown.stderr
+    # Training sets build without the quarantined rows (entity_df's integer keys are fine) ...
+    without = training(store, "fresh")
+    assert without != with_pushed and without[len(DRIVERS) * 30 :] == with_pushed[len(DRIVERS) * 30 :]
+    # ... and integer keys can be pushed again, into that day too: the rows come back.
+    store.push(
+        "stats_push", rows([5, 6], drivers=(1, 2), offset=0.25).drop_columns(["created"]), to="offline"
+    )
+    assert training(store, "fresh") == with_pushed
+    assert pa.types.is_integer(pq.read_schema(pushed_day).field("driver_id").type)
+
+
+def test_a_push_next_to_a_pushed_day_with_keys_of_another_type_is_not_refused(tmp_path):
+    store = loose_store(tmp_path)
+    store.push("stats_push", rows([5], drivers=(1,)).drop_columns(["created"]), to="offline")
+    string_keys(store.offline_storage.view_dir("fresh", PUSHED) / "date=2026-01-01" / "data.parquet")
+    store.push("stats_push", rows([30], drivers=(2,)).drop_columns(["created"]), to="offline")  # another day
+    store.push("stats_push", rows([7], drivers=(3,)).drop_columns(["created"]), to="offline")  # that day
+    (listed,) = store.offline_storage.quarantined("fresh")
+    assert listed.day.isoformat() == "2026-01-01"
+    assert len(store.offline_storage.files("fresh", PUSHED)) == 2
+
+
+def test_a_materialized_day_with_keys_of_another_type_than_the_sources_is_rebuilt(tmp_path):
+    clean = loose_store(tmp_path, "clean")
+    clean.materialize(T0, T0 + timedelta(hours=71))
+    store = loose_store(tmp_path)
+    store.materialize(T0, T0 + timedelta(hours=71))
+    day2 = store.offline_storage.view_dir("stats") / "date=2026-01-02" / "data.parquet"
+    string_keys(day2)
+    with pytest.raises(CorruptOfflineFileError) as caught:
+        training(store)
+    assert str(day2) in str(caught.value) and "fs materialize 2026-01-02 2026-01-02" in str(caught.value)
+    store.materialize(T0 + timedelta(hours=30), T0 + timedelta(hours=30))
+    assert training(store) == training(clean)
+    assert store.offline_storage.quarantined() == []
