@@ -562,6 +562,12 @@ class FeatureService:
         )
 
 
+def names_source(sql: str, name: str) -> bool:
+    """Whether the SQL text `sql` (a DuckDBSource query, a SQL entity_df) names the source `name`
+    as a word: the one rule by which a query is taken to read another source of the repo."""
+    return re.search(rf"\b{re.escape(name)}\b", sql) is not None
+
+
 def parse_ref(ref: str) -> tuple[str, str]:
     """'view:feature' -> ('view', 'feature'), with a clear error for anything else."""
     if not isinstance(ref, str) or ref.count(":") != 1 or ref.startswith(":") or ref.endswith(":"):

@@ -19,11 +19,11 @@ keep answering) and are overwritten by the rebuild.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import KINDS
+from .definitions import names_source
 
 _METADATA = ("description", "owner", "tags")  # fields that change no stored row (views: ttl too)
 
@@ -144,11 +144,7 @@ def stale_views(
     while grown:
         grown = False
         for name, query in queries.items():
-            if (
-                name not in sources
-                and query
-                and any(re.search(rf"\b{re.escape(s)}\b", query) for s in sources)
-            ):
+            if name not in sources and query and any(names_source(query, s) for s in sources):
                 sources.add(name)
                 grown = True
     stale = set()

@@ -31,6 +31,7 @@ from ..definitions import (
     FeatureView,
     ParquetSource,
     PushSource,
+    names_source,
 )
 
 _QUOTED = re.compile(r"'((?:[^']|'')*)'")
@@ -84,7 +85,7 @@ def _collect(
                 if path and any(c in path for c in "/\\.") and _glob(repo, path, stamps, only_matches=True):
                     checked = True
         for name, other in sources.items():
-            if name != source.name and re.search(rf"\b{re.escape(name)}\b", text):
+            if name != source.name and names_source(text, name):
                 checked = _collect(repo, sources, other, stamps, seen) or checked
         return checked
     if isinstance(source, DataFrameSource):

@@ -24,7 +24,6 @@ the answer.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -36,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..catalog import Catalog, ViewRequest, output_names
-from ..definitions import DuckDBSource, FeatureView
+from ..definitions import DuckDBSource, FeatureView, names_source
 from ..errors import DefinitionError, RetrievalError, did_you_mean
 from ..keys import arrow_key_column, rule_of
 from .features import EVENT_TS, source_rows_sql, ts_literal
@@ -270,7 +269,7 @@ def _run_entity_sql(sql: str, store: FeatureStore, catalog: Catalog) -> pa.Table
         con.execute(f"SET file_search_path = {quote_literal(str(store.repo_path) + ',' + os.getcwd())}")
         reader = SourceReader(con, store.repo_path, catalog.sources)
         for name, source in catalog.sources.items():
-            if re.search(rf"\b{re.escape(name)}\b", sql):
+            if names_source(sql, name):
                 try:
                     relation = reader.relation(source)
                 except DefinitionError:
