@@ -6,6 +6,7 @@ store.apply()
 """
 
 from .definitions import (
+    Aggregation,
     CsvSource,
     DataFrameSource,
     DataSource,
@@ -21,6 +22,7 @@ from .errors import (
     ConfigError,
     CorruptOfflineFileError,
     DefinitionError,
+    DefinitionsChangedError,
     FeatureStoreError,
     MaterializationError,
     ModelRegistryError,
@@ -30,14 +32,17 @@ from .errors import (
     RegistryError,
     RepoError,
     RetrievalError,
+    TransformError,
     UnknownNameError,
 )
+from .on_demand import OnDemandFeatureView, RequestSource, on_demand_feature_view
 from .store import FeatureStore
 from .types import Array, Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp, ValueType
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Aggregation",
     "Array",
     "Bool",
     "Bytes",
@@ -47,6 +52,7 @@ __all__ = [
     "DataFrameSource",
     "DataSource",
     "DefinitionError",
+    "DefinitionsChangedError",
     "DuckDBSource",
     "Entity",
     "FeatureService",
@@ -61,16 +67,20 @@ __all__ = [
     "MaterializationError",
     "ModelRegistryError",
     "NotAppliedError",
+    "OnDemandFeatureView",
     "OnlineStoreUnavailable",
     "ParquetSource",
     "PushError",
     "PushSource",
     "RegistryError",
     "RepoError",
+    "RequestSource",
     "RetrievalError",
     "String",
+    "TransformError",
     "UnixTimestamp",
     "UnknownNameError",
     "ValueType",
     "__version__",
+    "on_demand_feature_view",
 ]

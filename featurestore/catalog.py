@@ -20,8 +20,9 @@ from .definitions import (
     parse_ref,
 )
 from .errors import DefinitionError, RetrievalError, UnknownNameError, unknown
+from .on_demand import OnDemandFeatureView  # also registers the "request" source type
 
-KINDS = ("entity", "source", "feature_view", "feature_service")
+KINDS = ("entity", "source", "feature_view", "on_demand_feature_view", "feature_service")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,18 @@ class ViewRequest:
     features: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class OnDemandRequest:
+    """Some features of an on-demand view: the lookup and retrieval plans expand it into the views
+    it reads (`featurestore.on_demand_plan.expand`)."""
+
+    view: OnDemandFeatureView
+    features: tuple[str, ...]
+
+
+Requested = ViewRequest | OnDemandRequest
+
+
 @dataclass
 class Catalog:
     """Entities, sources, feature views and services by name."""
@@ -40,6 +53,7 @@ class Catalog:
     sources: dict[str, DataSource] = field(default_factory=dict)
     views: dict[str, FeatureView] = field(default_factory=dict)
     services: dict[str, FeatureService] = field(default_factory=dict)
+    on_demand: dict[str, OnDemandFeatureView] = field(default_factory=dict)
     # (kind, name) -> where it is defined ("features.py:12"), for a catalog loaded from a repo; not part
     # of any spec (apply records it beside the spec, so moving a definition is no change).
     locations: dict[tuple[str, str], str] = field(default_factory=dict, compare=False)
@@ -49,6 +63,7 @@ class Catalog:
             "entity": self.entities,
             "source": self.sources,
             "feature_view": self.views,
+            "on_demand_feature_view": self.on_demand,
             "feature_service": self.services,
         }
         return kinds[kind]
@@ -75,13 +90,16 @@ class Catalog:
             if kind == "feature_view":
                 cat.views[name] = FeatureView.from_spec(spec, cat.entities, cat.sources)
         for (kind, name), spec in specs.items():
+            if kind == "on_demand_feature_view":
+                cat.on_demand[name] = OnDemandFeatureView.from_spec(spec, cat.views, cat.sources)
+        for (kind, name), spec in specs.items():
             if kind == "feature_service":
                 cat.services[name] = FeatureService.from_spec(spec, cat.views)
         return cat
 
     @property
     def is_empty(self) -> bool:
-        return not (self.entities or self.sources or self.views or self.services)
+        return not (self.entities or self.sources or self.views or self.services or self.on_demand)
 
     # -- lookups with helpful errors ------------------------------------------------------------
 
@@ -89,7 +107,12 @@ class Catalog:
         try:
             return self.views[name]
         except KeyError:
-            raise unknown("feature view", name, self.views) from None
+            if name in self.on_demand:
+                raise UnknownNameError(
+                    f"'{name}' is an on-demand feature view, not a feature view: it computes its features at "
+                    f"request time and stores none (ask for them as '{name}:feature')"
+                ) from None
+            raise unknown("feature view", name, [*self.views, *self.on_demand]) from None
 
     def service(self, name: str) -> FeatureService:
         try:
@@ -114,7 +137,7 @@ class Catalog:
             raise DefinitionError(f"source '{name}' is not a PushSource; push sources: {pushable or 'none'}")
         return src
 
-    def resolve(self, features: Any) -> list[ViewRequest]:
+    def resolve(self, features: Any) -> list[Requested]:
         """Feature refs, a FeatureService (or its name) -> one ViewRequest per view, in first-seen order.
 
         Accepts: ["view:feature", ...], a FeatureService, a service name, a FeatureView, projections.
@@ -127,7 +150,7 @@ class Catalog:
                 items = [features]
             else:
                 items = self.service(features).features
-        elif isinstance(features, (FeatureView, FeatureViewProjection)):
+        elif isinstance(features, (FeatureView, FeatureViewProjection, OnDemandFeatureView)):
             items = [features]
         else:
             items = list(features or [])
@@ -139,8 +162,10 @@ class Catalog:
         for item in items:
             if isinstance(item, FeatureView):
                 pairs = self._all_features(item.name, [f.name for f in item.schema])
+            elif isinstance(item, OnDemandFeatureView):
+                pairs = [(item.name, f) for f in item.feature_names]
             elif isinstance(item, FeatureViewProjection):
-                if item.whole_view:
+                if item.whole_view and item.view_name not in self.on_demand:
                     pairs = self._all_features(item.view_name, item.features)
                 else:
                     pairs = [(item.view_name, f) for f in item.features]
@@ -151,6 +176,16 @@ class Catalog:
                     f"cannot read {item!r} as a feature: use 'view:feature' strings or a feature service"
                 )
             for view_name, feature in pairs:
+                if view_name in self.on_demand:
+                    computed = self.on_demand[view_name]
+                    if feature not in computed.feature_names:
+                        raise unknown(
+                            f"feature of on-demand view '{view_name}':", feature, computed.feature_names
+                        )
+                    names = wanted.setdefault(view_name, [])
+                    if feature not in names:
+                        names.append(feature)
+                    continue
                 view = self.view(view_name)
                 if feature in view.join_keys:
                     raise UnknownNameError(
@@ -164,7 +199,12 @@ class Catalog:
                 names = wanted.setdefault(view_name, [])
                 if feature not in names:
                     names.append(feature)
-        return [ViewRequest(self.views[v], tuple(fs)) for v, fs in wanted.items()]
+        return [
+            ViewRequest(self.views[v], tuple(fs))
+            if v in self.views
+            else OnDemandRequest(self.on_demand[v], tuple(fs))
+            for v, fs in wanted.items()
+        ]
 
     def _all_features(self, view_name: str, fields: Sequence[str]) -> list[tuple[str, str]]:
         """A whole view's fields as (view, feature) pairs, without its join keys as this catalog
@@ -174,7 +214,7 @@ class Catalog:
         return [(view_name, f) for f in fields if f not in keys]
 
 
-def output_names(requests: Sequence[ViewRequest], full_feature_names: bool) -> list[list[str]]:
+def output_names(requests: Sequence[Requested], full_feature_names: bool) -> list[list[str]]:
     """Column names of the requested features; refuses collisions when names are not prefixed."""
     names = [[f"{r.view.name}__{f}" if full_feature_names else f for f in r.features] for r in requests]
     seen: dict[str, str] = {}

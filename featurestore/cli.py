@@ -5,6 +5,7 @@ fs --repo my_repo plan | apply | list
 fs --repo my_repo materialize 2026-01-01 2026-01-31
 fs --repo my_repo materialize-incremental
 fs --repo my_repo training-set --entities entities.parquet --features driver_activity --out train.parquet
+fs --repo my_repo training-set --spine trip_labels --start 2026-01-01 --end 2026-01-31 -f driver_activity --out t.parquet
 fs --repo my_repo online-features --features driver_activity --entity driver_id=1001
 fs --repo my_repo push driver_stats_push rows.parquet --to both
 fs --repo my_repo serve --port 6566
@@ -109,7 +110,7 @@ def apply(ctx: click.Context) -> None:
 @click.pass_context
 @handle_errors
 def list_(ctx: click.Context, kind: str, as_json: bool) -> None:
-    """List the applied entities, sources, feature views and services."""
+    """List the applied entities, sources, feature views (plain, aggregating, on-demand) and services."""
     from rich.table import Table
 
     from .plan import format_duration
@@ -158,6 +159,20 @@ def list_(ctx: click.Context, kind: str, as_json: bool) -> None:
                 where.get(("feature_view", v.name), "-"),
             )
         console.print(table)
+    if kind in ("all", "views") and catalog.on_demand:
+        table = Table(title="On-demand feature views")
+        for col in ("name", "inputs", "features", "function", "defined at"):
+            table.add_column(col)
+        for o in catalog.on_demand.values():
+            table.add_row(
+                o.name,
+                ", ".join(_on_demand_inputs(o)),
+                ", ".join(o.feature_names),
+                f"{o.module}:{o.function}"
+                + (f" (+ {o.mode} {o.vectorized_function})" if o.vectorized_function else ""),
+                where.get(("on_demand_feature_view", o.name), "-"),
+            )
+        console.print(table)
     if kind in ("all", "services"):
         table = Table(title="Feature services")
         table.add_column("name")
@@ -168,6 +183,34 @@ def list_(ctx: click.Context, kind: str, as_json: bool) -> None:
                 service.name, ", ".join(service.refs), where.get(("feature_service", service.name), "-")
             )
         console.print(table)
+
+
+def _request_field_types(catalog: Any) -> dict[str, str]:
+    """Field name -> value type name of the request sources of the applied on-demand views."""
+    return {
+        f.name: f.dtype.name for o in catalog.on_demand.values() for r in o.request_sources for f in r.schema
+    }
+
+
+def _request_value(text: str, type_name: str | None) -> Any:
+    """A request value given on the command line, as its field's type reads it (else the text, which
+    the lookup then refuses with a message naming the field)."""
+    try:
+        if type_name in ("Float64", "Float32"):
+            return float(text)
+        if type_name in ("Int64", "Int32"):
+            return int(text)
+    except ValueError:
+        return text
+    if type_name == "Bool" and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def _on_demand_inputs(view: Any) -> list[str]:
+    """An on-demand view's inputs as `view:feature` refs and `request:field` names."""
+    refs = [r for p in view.projections for r in p.refs]
+    return refs + [f"{r.name}:{f.name}" for r in view.request_sources for f in r.schema]
 
 
 def _catalog_json(store: Any, kind: str) -> dict[str, list[dict[str, Any]]]:
@@ -194,6 +237,11 @@ def _catalog_json(store: Any, kind: str) -> dict[str, list[dict[str, Any]]]:
                 "last_materialization": store.registry.last_materialization(v.name),
             }
             for v in catalog.views.values()
+        ]
+    if kind in ("all", "views"):
+        out["on_demand_views"] = [
+            {**o.to_spec(), "defined_at": where.get(("on_demand_feature_view", o.name))}
+            for o in catalog.on_demand.values()
         ]
     if kind in ("all", "services"):
         out["services"] = [
@@ -270,10 +318,18 @@ def _read_table(path: str) -> Any:
 @click.option(
     "--entities",
     "entities",
-    required=True,
+    default=None,
     metavar="FILE",
     help="Entity rows (.parquet or .csv) with join keys and event_timestamp.",
 )
+@click.option(
+    "--spine",
+    default=None,
+    metavar="NAME",
+    help="Take the entity rows from this source or feature view instead of --entities.",
+)
+@click.option("--start", default=None, metavar="TIME", help="With --spine: rows from this time (inclusive).")
+@click.option("--end", default=None, metavar="TIME", help="With --spine: rows up to this time (inclusive).")
 @click.option(
     "--features",
     "-f",
@@ -290,19 +346,34 @@ def _read_table(path: str) -> Any:
 @handle_errors
 def training_set(
     ctx: click.Context,
-    entities: str,
+    entities: str | None,
+    spine: str | None,
+    start: str | None,
+    end: str | None,
     features: tuple[str, ...],
     out: str,
     full_feature_names: bool,
     bitemporal: bool,
 ) -> None:
-    """Build a point-in-time-correct training set and write it to a file."""
+    """Build a point-in-time-correct training set and write it to a file.
+
+    The entity rows come from --entities FILE, or from --spine NAME (a source or feature view, e.g. one
+    with labels) between --start and --end."""
+    from .errors import FeatureStoreError as Err
+
+    if (entities is None) == (spine is None):
+        raise Err("give the entity rows with --entities FILE or --spine NAME (one of them)")
+    if entities is not None and (start or end):
+        raise Err("--start and --end select the rows of a --spine")
     store = _store(ctx)
     job = store.get_historical_features(
-        _read_table(entities),
+        _read_table(entities) if entities is not None else None,
         _features_arg(features),
         full_feature_names=full_feature_names,
         bitemporal=bitemporal,
+        spine=spine,
+        start=start,
+        end=end,
     )
     table = job.to_arrow()
     if out.lower().endswith(".csv"):
@@ -352,6 +423,8 @@ def online_features(
     """
     from rich.table import Table
 
+    store = _store(ctx)
+    request_types = _request_field_types(store.catalog)
     rows = []
     for spec in entity:
         row = {}
@@ -359,11 +432,10 @@ def online_features(
             if "=" not in pair:
                 raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--entity")
             k, v = pair.split("=", 1)
-            row[k.strip()] = v.strip()  # text: the key rule reads digit strings for integer keys
+            # Text: the key rule reads digit strings for integer keys; request values are read by their type.
+            row[k.strip()] = _request_value(v.strip(), request_types.get(k.strip()))
         rows.append(row)
-    resp = _store(ctx).get_online_features(
-        _features_arg(features), rows, full_feature_names=full_feature_names
-    )
+    resp = store.get_online_features(_features_arg(features), rows, full_feature_names=full_feature_names)
     if as_json:
         _print_json(
             {"values": resp.values, "statuses": resp.statuses, "event_timestamps": resp.event_timestamps}

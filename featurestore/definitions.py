@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from .errors import DefinitionError
 from .sites import record_site
-from .types import ValueType
+from .types import Float64, Int64, ValueType
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: `match` with `$` lets "name\n" through
 RESERVED_COLUMNS = ("event_timestamp",)  # the entity_df's timestamp column; not usable as a feature name
@@ -356,6 +356,109 @@ def to_arrow_table(data: Any, what: str) -> pa.Table:
 
 
 # ---------------------------------------------------------------------------------------------
+# Aggregations
+
+FUNCTIONS = ("count", "sum", "mean", "min", "max", "std", "var", "first", "last", "count_distinct")
+DEFAULT_HOP = timedelta(minutes=5)
+_NUMERIC = ("Int32", "Int64", "Float32", "Float64")
+_ORDERED = (*_NUMERIC, "String", "UnixTimestamp", "Bool")
+
+
+def window_label(window: timedelta) -> str:
+    """A window as a feature name writes it: the largest unit dividing it exactly (30s, 5m, 1h, 7d)."""
+    micros = window // timedelta(microseconds=1)
+    for unit, size in (("d", 86_400_000_000), ("h", 3_600_000_000), ("m", 60_000_000), ("s", 1_000_000)):
+        if micros % size == 0:
+            return f"{micros // size}{unit}"
+    return f"{micros}us"
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """One time-window aggregate of a source column (SPEC §11): `Aggregation("amount", "sum", window=timedelta(hours=1))`.
+
+    `window=None` is a lifetime aggregate. The feature is named `name`, else `{column}_{function}_{window}`
+    (`amount_sum_1h`), or `{column}_{function}` for a lifetime aggregate.
+    """
+
+    column: str
+    function: str
+    window: timedelta | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_name("aggregation column", self.column)
+        if self.function not in FUNCTIONS:
+            raise DefinitionError(
+                f"aggregation of '{self.column}': unknown function {self.function!r} (known: {', '.join(FUNCTIONS)})"
+            )
+        if self.window is not None:
+            if not isinstance(self.window, timedelta):
+                raise DefinitionError(
+                    f"aggregation of '{self.column}': window must be a datetime.timedelta or None, got {self.window!r}"
+                )
+            if self.window <= timedelta(0):
+                raise DefinitionError(
+                    f"aggregation of '{self.column}': window must be positive, got {self.window}"
+                )
+        name = self.name
+        if name is None:
+            name = f"{self.column}_{self.function}"
+            if self.window is not None:
+                name += f"_{window_label(self.window)}"
+        _check_name(f"aggregation of '{self.column}': feature", name)
+        _freeze(self, name=name)
+
+    @property
+    def feature_name(self) -> str:
+        assert self.name is not None  # set in __post_init__
+        return self.name
+
+    @property
+    def window_us(self) -> int | None:
+        """The window in whole microseconds (None: lifetime)."""
+        return None if self.window is None else self.window // timedelta(microseconds=1)
+
+    def output_type(self, input_type: ValueType) -> ValueType:
+        """The feature's type for an input column of `input_type` (a DefinitionError if it cannot apply)."""
+        fn = self.function
+        what = f"aggregation '{self.feature_name}': {fn} of '{self.column}' ({input_type!r})"
+        if fn in ("count", "count_distinct"):
+            if fn == "count_distinct" and input_type.is_list:
+                raise DefinitionError(f"{what}: lists cannot be counted distinct")
+            return Int64
+        if fn in ("first", "last"):
+            return input_type
+        if fn in ("min", "max"):
+            if input_type.name not in _ORDERED:
+                raise DefinitionError(f"{what}: needs numbers, strings, booleans or timestamps")
+            return input_type
+        if input_type.name not in _NUMERIC:
+            raise DefinitionError(f"{what}: needs a numeric column")
+        if fn == "sum" and input_type.name in ("Int32", "Int64"):
+            return Int64
+        return Float64
+
+    def to_spec(self) -> dict[str, Any]:
+        return {
+            "name": self.feature_name,
+            "column": self.column,
+            "function": self.function,
+            "window_seconds": None if self.window is None else self.window.total_seconds(),
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> Aggregation:
+        window = spec.get("window_seconds")
+        return cls(
+            column=spec["column"],
+            function=spec["function"],
+            window=None if window is None else timedelta(seconds=window),
+            name=spec["name"],
+        )
+
+
+# ---------------------------------------------------------------------------------------------
 # Feature views and services
 
 
@@ -381,6 +484,10 @@ class FeatureView:
     description: str = ""
     owner: str = ""
     tags: dict[str, str] = field(default_factory=dict, hash=False)
+    # Time-window aggregations (SPEC §11): the view's features are then its aggregates, and its schema
+    # declares (or, omitted, is read from the source) the types of the aggregated columns.
+    aggregations: tuple[Aggregation, ...] = ()
+    hop: timedelta | None = None  # tile size of an aggregating view (default DEFAULT_HOP)
 
     def __post_init__(self) -> None:
         _check_name("feature view", self.name)
@@ -412,7 +519,13 @@ class FeatureView:
             ):
                 raise DefinitionError(f"{where}: '{f.name}' is a timestamp column and cannot be a feature")
             seen.add(f.name)
-        if not [f for f in schema if f.name not in keys]:
+        aggregations = tuple(self.aggregations or ())
+        hop = self.hop
+        if aggregations:
+            schema, hop = self._check_aggregations(where, aggregations, schema, keys)
+        elif hop is not None:
+            raise DefinitionError(f"{where}: hop= is the tile size of aggregations; this view has none")
+        elif not [f for f in schema if f.name not in keys]:
             raise DefinitionError(f"{where}: the schema declares no features")
         ttl = self.ttl
         if ttl is not None:
@@ -420,8 +533,98 @@ class FeatureView:
                 raise DefinitionError(f"{where}: ttl must be a datetime.timedelta or None, got {ttl!r}")
             if ttl <= timedelta(0):
                 ttl = None  # as in Feast: a zero ttl means no limit
+            elif aggregations:
+                raise DefinitionError(
+                    f"{where}: an aggregating view takes no ttl: each aggregation's window is its lookback"
+                )
         _freeze(
-            self, entities=entities, schema=schema, ttl=ttl, tags=_tags("feature view", self.name, self.tags)
+            self,
+            entities=entities,
+            schema=schema,
+            ttl=ttl,
+            tags=_tags("feature view", self.name, self.tags),
+            aggregations=aggregations,
+            hop=hop,
+        )
+
+    def _check_aggregations(
+        self, where: str, aggregations: tuple[Aggregation, ...], schema: tuple[Field, ...], keys: list[str]
+    ) -> tuple[tuple[Field, ...], timedelta]:
+        """The schema completed with inferred input types, and the hop; refuses what cannot work."""
+        for a in aggregations:
+            if not isinstance(a, Aggregation):
+                raise DefinitionError(f"{where}: aggregations must hold Aggregation objects, got {a!r}")
+        names = [a.feature_name for a in aggregations]
+        for n in names:
+            if names.count(n) > 1:
+                raise DefinitionError(f"{where}: two aggregations are named '{n}': give one a name=")
+            if n in keys or n in RESERVED_COLUMNS:
+                raise DefinitionError(f"{where}: aggregation '{n}' has the name of a key or timestamp column")
+        inputs = {a.column for a in aggregations}
+        for a in aggregations:
+            if a.column in keys:
+                raise DefinitionError(
+                    f"{where}: aggregation '{a.feature_name}' aggregates the join key '{a.column}'"
+                )
+            if a.column in (self.source.timestamp_field, self.source.created_timestamp_field):
+                raise DefinitionError(
+                    f"{where}: aggregation '{a.feature_name}' aggregates the timestamp column '{a.column}'"
+                )
+        for f in schema:
+            if f.name not in keys and f.name not in inputs:
+                raise DefinitionError(
+                    f"{where}: field '{f.name}' is not aggregated: in an aggregating view the schema declares "
+                    f"the types of aggregated columns; for its latest value use Aggregation('{f.name}', 'last')"
+                )
+        declared = {f.name for f in schema}
+        table = getattr(self.source, "table", None)
+        if isinstance(table, pa.Table):  # a DataFrameSource: infer the missing input types from its data
+            from .types import value_type_of
+
+            extra = []
+            for column in sorted(inputs - declared):
+                if column in table.column_names:
+                    dtype = value_type_of(table.schema.field(column).type)
+                    if dtype is not None:
+                        extra.append(Field(column, dtype))
+            schema = schema + tuple(extra)
+        typed = {f.name: f.dtype for f in schema}
+        for a in aggregations:
+            if a.column in typed:
+                a.output_type(typed[a.column])  # raises when the function cannot apply to the column
+        hop = DEFAULT_HOP if self.hop is None else self.hop
+        if not isinstance(hop, timedelta) or hop < timedelta(seconds=1) or hop % timedelta(seconds=1):
+            raise DefinitionError(
+                f"{where}: hop must be a whole number of seconds, at least 1 s; got {hop!r}"
+            )
+        return schema, hop
+
+    @property
+    def is_aggregating(self) -> bool:
+        return bool(self.aggregations)
+
+    @property
+    def hop_us(self) -> int:
+        """The tile size in microseconds (aggregating views)."""
+        return (self.hop or DEFAULT_HOP) // timedelta(microseconds=1)
+
+    @property
+    def row_fields(self) -> tuple[Field, ...]:
+        """The value columns of the view's rows in offline storage and pushes: its features, or, for an
+        aggregating view, the aggregated input columns (its raw events)."""
+        if not self.aggregations:
+            return self.features
+        keys = set(self.join_keys)
+        return tuple(f for f in self.schema if f.name not in keys)
+
+    def input_type(self, column: str) -> ValueType:
+        """The type of an aggregated column (declared, or read from the source by the repo loader)."""
+        for f in self.schema:
+            if f.name == column:
+                return f.dtype
+        raise DefinitionError(
+            f"feature view '{self.name}': the type of aggregated column '{column}' is unknown: declare "
+            f"Field('{column}', ...) in its schema, or let the repo loader read it from source '{self.source.name}'"
         )
 
     @property
@@ -430,11 +633,17 @@ class FeatureView:
 
     @property
     def features(self) -> tuple[Field, ...]:
+        if self.aggregations:
+            return tuple(
+                Field(a.feature_name, a.output_type(self.input_type(a.column))) for a in self.aggregations
+            )
         keys = set(self.join_keys)
         return tuple(f for f in self.schema if f.name not in keys)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
+        if self.aggregations:  # known before the input types are
+            return tuple(a.feature_name for a in self.aggregations)
         return tuple(f.name for f in self.features)
 
     @property
@@ -460,6 +669,15 @@ class FeatureView:
             "description": self.description,
             "owner": self.owner,
             "tags": dict(self.tags),
+            # Only aggregating views carry these, so applied plain views keep the spec they had.
+            **(
+                {
+                    "aggregations": [a.to_spec() for a in self.aggregations],
+                    "hop_seconds": self.hop_us / 1_000_000,
+                }
+                if self.aggregations
+                else {}
+            ),
         }
 
     @classmethod
@@ -467,7 +685,10 @@ class FeatureView:
         cls, spec: dict[str, Any], entities: dict[str, Entity], sources: dict[str, DataSource]
     ) -> FeatureView:
         ttl = spec.get("ttl_seconds")
+        hop = spec.get("hop_seconds")
         return cls(
+            aggregations=tuple(Aggregation.from_spec(a) for a in spec.get("aggregations", ())),
+            hop=None if hop is None else timedelta(seconds=hop),
             name=spec["name"],
             entities=tuple(entities[n] for n in spec["entities"]),
             schema=tuple(Field.from_spec(f) for f in spec["schema"]),
@@ -526,6 +747,9 @@ class FeatureService:
         for item in self.features or ():
             if isinstance(item, FeatureView):
                 item = FeatureViewProjection(item.name, item.feature_names, view=item, whole_view=True)
+            elif getattr(item, "kind", None) == "on_demand_feature_view":  # featurestore.on_demand
+                computed: Any = item
+                item = FeatureViewProjection(computed.name, computed.feature_names)
             if not isinstance(item, FeatureViewProjection):
                 raise DefinitionError(
                     f"feature service '{self.name}': features must be feature views or view[[...]] projections, got {item!r}"

@@ -78,6 +78,16 @@ class ModelRegistryError(FeatureStoreError):
     """A model registry operation failed (unknown version, tampered artifact, bad signature, ...)."""
 
 
+class TransformError(FeatureStoreError):
+    """An on-demand feature view's function raised, or returned what its schema cannot take: the
+    lookup (HTTP 500, code `transform_error`) or the training set fails, naming the view and row."""
+
+
+class DefinitionsChangedError(FeatureStoreError):
+    """An on-demand feature view's function on disk no longer matches the source hash recorded at
+    apply (HTTP 409): the store will not serve code that was never applied. Run `fs apply` again."""
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """A ' (did you mean 'x'?)' suffix when a close candidate exists, else a list of the known ones."""
     candidates = sorted(set(candidates))

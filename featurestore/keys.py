@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from .definitions import FeatureView, PushSource
 from .errors import DefinitionError, RetrievalError
-from .types import Bool, Bytes, Float64, Int64, String, UnixTimestamp, ValueType
+from .types import ValueType, value_type_of
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 BOUNDS = {"Int32": (-(2**31), 2**31 - 1), "Int64": (INT64_MIN, INT64_MAX)}
@@ -194,21 +194,10 @@ def _refuse_first(col: pa.ChunkedArray, rule: str, key: str, view: str, bad: Any
 
 def arrow_value_type(t: pa.DataType) -> ValueType | None:
     """The value type a source column of Arrow type `t` holds, for keys without a declared type."""
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    if pa.types.is_integer(t):
-        return Int64
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        return String
-    if pa.types.is_floating(t):
-        return Float64
-    if pa.types.is_boolean(t):
-        return Bool
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
-        return Bytes
-    if pa.types.is_timestamp(t) or pa.types.is_date(t):
-        return UnixTimestamp
-    return None
+    if pa.types.is_decimal(t):
+        return None
+    found = value_type_of(t)
+    return None if found is None or found.is_list else found
 
 
 _found: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, dict[str, KeyType]]]] = (

@@ -8,7 +8,9 @@ streams them: memory stays bounded); the latest row per entity is streamed from 
 online store (which keeps the newest row, so re-runs and out-of-order runs are safe); the staged
 days replace the matching rows of offline storage, one atomic file rename per day; only then is
 the run recorded and the watermark moved forward. A run killed anywhere leaves storage that the
-same run, started again, brings to the same end state.
+same run, started again, brings to the same end state. An aggregating view goes online after the
+commit: its tiles are rebuilt from the events training sets read, in the run's range widened to tile periods
+(`featurestore.online.tile_writer`).
 
 The online store in use has watermarks of its own, keyed by the identity marker it holds: an
 incremental run into a store that is new, emptied or behind also writes the latest rows of the
@@ -289,7 +291,14 @@ def _materialize_view(
             )
         online_rows = 0
         fill_from = online.fill_from if online is not None else None
-        if view.online and (rows or fill_from is not None):
+        periods = None
+        if view.online and view.is_aggregating and (rows or fill_from is not None):
+            # Tiles (online/tile_writer.py): the periods to rebuild now, the tiles once storage holds the run
+            from .online.tile_writer import rebuild_periods
+
+            rebuild_from = start if fill_from is None else min(start, fill_from)
+            periods = rebuild_periods(con, view, staged if rows else None, rebuild_from, end)
+        elif view.online and (rows or fill_from is not None):
             relation = staged
             if fill_from is not None:  # the store lacks earlier rows: fill it from the source
                 since = f"{EVENT_TS} >= {ts_literal(fill_from)} AND {EVENT_TS} <= {ts_literal(end)}"
@@ -303,6 +312,16 @@ def _materialize_view(
         storage.commit(
             con, view, staging, predicate, days=days_between(start, end), rebuild=_whole_day(reader, view)
         )
+        if periods is not None:
+            from .offline.retrieval import feature_rows_sql
+            from .online.tile_writer import write_tiles
+
+            # The events a training set reads (storage where materialized, the source elsewhere, rows
+            # pushed offline), so the tiles of a range widened past stored days hold what it aggregates.
+            events, _ = feature_rows_sql(store, reader, view)
+            online_rows = write_tiles(
+                store.online_store, con, view, events, periods, bar.advance if bar else None
+            )
     if not store.registry.record_materialization(
         view.name,
         start,

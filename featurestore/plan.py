@@ -31,6 +31,7 @@ _LABEL = {
     "entity": "entity",
     "source": "source",
     "feature_view": "feature view",
+    "on_demand_feature_view": "on-demand feature view",
     "feature_service": "feature service",
 }
 

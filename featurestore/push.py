@@ -19,6 +19,10 @@ Rows written online may not be from the future (more than a minute, the clock sk
 allows, after the push): the online store keeps the newest row per entity, so such a row would
 hide every real update of its entity until its time came (a timestamp in milliseconds read as
 seconds is the usual cause). Offline-only pushes may hold future rows.
+
+Events pushed online to an aggregating view are merged into its tiles at once: pushing the same
+event twice counts it twice online, until materializing its period rebuilds the tiles from offline
+storage (where an event pushed with to="both" is kept, once per push).
 """
 
 from __future__ import annotations
@@ -83,7 +87,11 @@ def push(store: Any, source_name: str, df: Any, to: str = "online") -> int:
         forget_incomplete_plans(store)  # the rows stored may fix a join key's type
     if to in ("online", "both"):
         for view, rows in prepared:
-            if view.online:
+            if view.online and view.is_aggregating:  # merged into its tiles at once (online/tile_writer.py)
+                from .online.tile_writer import push_events
+
+                push_events(store.online_store, view, rows)
+            elif view.online:
                 store.online_store.write(view, rows.drop_columns([CREATED_TS]))
     return int(table.num_rows)
 
@@ -122,7 +130,7 @@ def feature_rows(
         elif pa.types.is_large_string(col.type) or pa.types.is_dictionary(col.type):
             col = col.cast(pa.string())
         out[key] = col
-    for f in view.features:
+    for f in view.row_fields:
         out[f.name] = _cast(column(f.name, f"feature {f.dtype!r}"), f.dtype, where, f.name)
     ts_name = source.timestamp_field
     out[EVENT_TS] = _timestamps(column(ts_name, "the event timestamp"), where, ts_name, required=True)

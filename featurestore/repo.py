@@ -14,7 +14,6 @@ import dataclasses
 import difflib
 import fnmatch
 import importlib.util
-import sys
 import traceback
 from pathlib import Path
 from typing import Any
@@ -28,16 +27,21 @@ from .definitions import (
     FeatureService,
     FeatureView,
     FeatureViewProjection,
+    Field,
     PushSource,
 )
 from .errors import DefinitionError, FeatureStoreError, RepoError, did_you_mean
 from .offline.sources import SourceReader, duckdb_connection
+from .on_demand import OnDemandFeatureView, RequestSource, on_demand_problems
+from .on_demand_code import fresh_repo_imports
 from .sites import location as definition_location
+from .types import value_type_of
 
 _KIND_NAMES = {
     "entity": "entity",
     "source": "source",
     "feature_view": "feature view",
+    "on_demand_feature_view": "on-demand feature view",
     "feature_service": "feature service",
 }
 
@@ -76,11 +80,8 @@ def load_repo(config: RepoConfig, validate_sources: bool = True) -> Catalog:
         found[key] = (obj, where)
         locations[key] = definition_location(obj, config.repo_path) or where
 
-    root = str(config.repo_path)
-    added_path = root not in sys.path
-    if added_path:
-        sys.path.insert(0, root)  # definition files may import each other
-    try:
+    # Definition files may import each other; each load reads every file of the repo as it is now.
+    with fresh_repo_imports(config.repo_path):
         for path in definition_files(config):
             rel = str(path.relative_to(config.repo_path))
             try:
@@ -103,9 +104,10 @@ def load_repo(config: RepoConfig, validate_sources: bool = True) -> Catalog:
                     add("source", value, rel)
                 elif isinstance(value, FeatureService):
                     add("feature_service", value, rel)
-    finally:
-        if added_path:
-            sys.path.remove(root)
+                elif isinstance(value, OnDemandFeatureView):
+                    add("on_demand_feature_view", value, rel)
+                    for request in value.request_sources:
+                        add("source", request, rel)
 
     catalog = Catalog(locations=locations)
     origins: dict[tuple[str, str], str] = {}
@@ -114,12 +116,46 @@ def load_repo(config: RepoConfig, validate_sources: bool = True) -> Catalog:
         origins[(kind, name)] = where
     problems += _resolve_entity_refs(catalog, origins)
     schemas, source_problems = source_schemas(catalog, origins, config) if validate_sources else (None, [])
+    if schemas is not None:
+        problems += _complete_aggregations(catalog, origins, schemas)
     problems += check_catalog(catalog, origins, schemas)
     if schemas is not None:
         problems += source_problems + check_sources(catalog, origins, schemas)
+    problems += on_demand_problems(catalog, origins, config.repo_path, validate_sources)
     if problems:
         raise RepoError(problems)
     return catalog
+
+
+def _complete_aggregations(
+    catalog: Catalog, origins: dict[tuple[str, str], str], schemas: dict[str, Any]
+) -> list[str]:
+    """Give aggregating views the types of aggregated columns their schema leaves out, read from the
+    source (SPEC §11: the schema may be omitted)."""
+    problems = []
+    for name, view in list(catalog.views.items()):
+        schema = schemas.get(view.source.name)
+        if not view.aggregations or schema is None:
+            continue
+        declared = {f.name for f in view.schema}
+        extra = []
+        for column in dict.fromkeys(a.column for a in view.aggregations):
+            if column in declared or column not in schema.names:
+                continue  # a missing column is reported by check_sources
+            dtype = value_type_of(schema.field(column).type)
+            if dtype is None:
+                problems.append(
+                    f"{origins[('feature_view', name)]}: feature view '{name}': column '{column}' of source "
+                    f"'{view.source.name}' has type {schema.field(column).type}, which cannot be aggregated"
+                )
+                continue
+            extra.append(Field(column, dtype))
+        if extra:
+            try:
+                catalog.views[name] = dataclasses.replace(view, schema=view.schema + tuple(extra))
+            except DefinitionError as e:
+                problems.append(f"{origins[('feature_view', name)]}: {e}")
+    return problems
 
 
 def _resolve_entity_refs(catalog: Catalog, origins: dict[tuple[str, str], str]) -> list[str]:
@@ -249,6 +285,15 @@ def check_catalog(
         where = origins.get(("feature_service", service.name), "?")
         for proj in service.features:
             served = catalog.views.get(proj.view_name)
+            computed = catalog.on_demand.get(proj.view_name)
+            if computed is not None:
+                problems += [
+                    f"{where}: feature service '{service.name}' asks for '{proj.view_name}:{f}', which on-demand "
+                    f"view '{proj.view_name}' does not define{did_you_mean(f, computed.feature_names)}"
+                    for f in proj.features
+                    if f not in computed.feature_names
+                ]
+                continue
             if served is None:
                 problems.append(
                     f"{where}: feature service '{service.name}' uses unknown feature view "
@@ -296,7 +341,9 @@ def source_schemas(
     reader = SourceReader(duckdb_connection(), config.repo_path, catalog.sources)
     schemas: dict[str, Any] = {}
     for source in catalog.sources.values():
-        if isinstance(source, PushSource) and source.batch_source is None:
+        if isinstance(source, RequestSource) or (
+            isinstance(source, PushSource) and source.batch_source is None
+        ):
             continue
         where = origins.get(("source", source.name), "?")
         try:
@@ -349,12 +396,17 @@ def view_schema_problems(view: FeatureView, schema: Any) -> list[str]:
             problems.append(
                 f"join key '{key}' is declared {declared_keys[key]!r} but source '{src}' has {cols[key]}"
             )
-    for field in view.features:
+    role = "aggregated column" if view.aggregations else "feature"
+    declared = {f.name for f in view.row_fields}
+    for column in dict.fromkeys(a.column for a in view.aggregations):
+        if column not in cols and column not in declared:
+            problems.append(missing(column, role))
+    for field in view.row_fields:
         if field.name not in cols:
-            problems.append(missing(field.name, "feature"))
+            problems.append(missing(field.name, role))
         elif not field.dtype.accepts(cols[field.name]):
             problems.append(
-                f"feature '{field.name}' is declared {field.dtype!r} but source '{src}' has type "
+                f"{role} '{field.name}' is declared {field.dtype!r} but source '{src}' has type "
                 f"{cols[field.name]}"
             )
     return problems

@@ -197,13 +197,30 @@ class FeatureStore:
     # -- retrieval -------------------------------------------------------------------------------
 
     def get_historical_features(
-        self, entity_df: Any, features: Any, full_feature_names: bool = False, bitemporal: bool = False
+        self,
+        entity_df: Any = None,
+        features: Any = None,
+        full_feature_names: bool = False,
+        bitemporal: bool = False,
+        spine: str | None = None,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
     ) -> RetrievalJob:
-        """A point-in-time-correct training set (SPEC §6) as a RetrievalJob (to_pandas/to_arrow/to_parquet)."""
+        """A point-in-time-correct training set (SPEC §6) as a RetrievalJob (to_pandas/to_arrow/to_parquet).
+
+        The entity rows are `entity_df`, or the rows of `spine` (a source or feature view name) with
+        start <= timestamp <= end (SPEC §11)."""
         from .offline.retrieval import get_historical_features
 
         return get_historical_features(
-            self, entity_df, features, full_feature_names=full_feature_names, bitemporal=bitemporal
+            self,
+            entity_df,
+            features,
+            full_feature_names=full_feature_names,
+            bitemporal=bitemporal,
+            spine=spine,
+            start=start,
+            end=end,
         )
 
     def get_online_features(

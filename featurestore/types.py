@@ -81,6 +81,30 @@ def Array(element: ValueType) -> ValueType:  # noqa: N802 - reads like a type, a
     return ValueType("Array", element)
 
 
+def value_type_of(t: pa.DataType) -> ValueType | None:
+    """The value type a source column of Arrow type `t` holds when none is declared (None: no such type).
+
+    Every integer width reads as Int64, every float as Float64 (as a source read by DuckDB gives them)."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        element = value_type_of(t.value_type)
+        return Array(element) if element is not None and not element.is_list else None
+    if pa.types.is_integer(t):
+        return Int64
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return String
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return Float64
+    if pa.types.is_boolean(t):
+        return Bool
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return Bytes
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return UnixTimestamp
+    return None
+
+
 _ARROW = {
     "Int32": pa.int32(),
     "Int64": pa.int64(),

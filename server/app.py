@@ -155,10 +155,16 @@ async def _publish_metrics(metrics: Metrics) -> None:
 
 
 def _warm_up(store: FeatureStore) -> None:
-    """Read the definitions and open the online store before the first request (failures are not fatal:
-    the server starts anyway, answers 503 while the store is away, and /ready says so)."""
+    """Read the definitions, import the on-demand views' functions and open the online store before the
+    first request (failures are not fatal: the server starts anyway, answers 503 while the store is
+    away, 409 for a function whose files changed, and /ready says so)."""
+    from featurestore.on_demand_code import verify_functions
+
     try:
-        store.catalog  # noqa: B018 - loads and caches the applied definitions
+        verify_functions(store.catalog, store.repo_path)  # loads and caches the applied definitions
+    except Exception as e:  # noqa: BLE001
+        log.warning("warm-up: %s", e)
+    try:
         store.online_store  # noqa: B018 - connects lazily; building it is what we want here
     except Exception as e:  # noqa: BLE001
         log.warning("warm-up: %s", e)

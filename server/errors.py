@@ -12,6 +12,8 @@ client can branch on) for the errors that have one, e.g. `model_error`.
 | NotAppliedError                             | 503    | nothing applied to the registry yet            |
 | RegistryError                               | 503    | registry corrupt or busy; names the file       |
 | ModelOutputError (models router)            | 500    | `"code": "model_error"`; the message is logged |
+| TransformError (an on-demand function)      | 500    | `"code": "transform_error"`: view and message  |
+| DefinitionsChangedError                     | 409    | an on-demand function's file changed: apply    |
 | anything else                               | 500    | generic body; the traceback goes to the log    |
 
 Clients never see a stack trace. Other routers extend `ERROR_STATUS` for their own exception classes,
@@ -30,12 +32,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from featurestore.errors import (
     DefinitionError,
+    DefinitionsChangedError,
     FeatureStoreError,
     NotAppliedError,
     OnlineStoreUnavailable,
     PushError,
     RegistryError,
     RetrievalError,
+    TransformError,
     UnknownNameError,
 )
 
@@ -46,6 +50,8 @@ log = logging.getLogger("featurestore.server")
 # Most specific class first; the first match wins.
 ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (UnknownNameError, 404),
+    (DefinitionsChangedError, 409),
+    (TransformError, 500),
     (OnlineStoreUnavailable, 503),
     (NotAppliedError, 503),
     (RegistryError, 503),
@@ -54,7 +60,10 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (DefinitionError, 422),
 ]
 # The `"code"` of the answer, for the classes that have one; most specific first, the first match wins.
-ERROR_CODE: list[tuple[type[Exception], str]] = []
+ERROR_CODE: list[tuple[type[Exception], str]] = [
+    (TransformError, "transform_error"),
+    (DefinitionsChangedError, "definitions_changed"),
+]
 
 
 def error_response(

@@ -51,9 +51,22 @@ def uvicorn_options(server: ServerConfig | None = None, **overrides: Any) -> dic
 
 def app_from_env() -> FastAPI:
     """App factory for uvicorn workers: the repo at `$FS_REPO` (else the current folder's)."""
-    return create_app(
-        FeatureStore(os.environ.get(REPO_ENV) or None), metrics_dir=os.environ.get(METRICS_DIR_ENV) or None
-    )
+    store = FeatureStore(os.environ.get(REPO_ENV) or None)
+    check_on_demand_files(store)
+    return create_app(store, metrics_dir=os.environ.get(METRICS_DIR_ENV) or None)
+
+
+def check_on_demand_files(store: FeatureStore) -> None:
+    """Refuse to serve when an on-demand view's function on disk no longer matches the hash recorded
+    at apply (DefinitionsChangedError): the server runs the repo's code, and only code that was applied."""
+    from featurestore.errors import NotAppliedError
+    from featurestore.on_demand_code import verify_functions
+
+    try:
+        catalog = store.catalog
+    except NotAppliedError:
+        return  # nothing applied: the server starts and says so per request
+    verify_functions(catalog, store.repo_path)
 
 
 def serve(
@@ -69,6 +82,7 @@ def serve(
     import uvicorn
 
     store = FeatureStore(repo_path)
+    check_on_demand_files(store)
     options = uvicorn_options(
         store.config.server, host=host, port=port, log_level=log_level, access_log=access_log
     )

@@ -294,6 +294,29 @@ class ServiceInfo(BaseModel):
     tags: dict[str, str] = {}
 
 
+class RequestFieldInfo(BaseModel):
+    name: str
+    dtype: str
+    source: str = Field(description="The request source that declares it")
+
+
+class OnDemandViewInfo(BaseModel):
+    name: str
+    inputs: list[str] = Field(description="Features of other views it reads, view:feature")
+    request_fields: list[RequestFieldInfo] = Field(description="Values each entity row must carry")
+    features: list[FieldInfo] = Field(description="What its function computes")
+    mode: str = Field(description="python, or the vectorized form's mode (arrow, pandas) used offline")
+    module: str = Field(description="The repo file it is defined in")
+    function: str
+    description: str = ""
+    owner: str = ""
+    tags: dict[str, str] = {}
+
+
+class OnDemandViewList(BaseModel):
+    on_demand_views: list[OnDemandViewInfo]
+
+
 class EntityList(BaseModel):
     entities: list[EntityInfo]
 

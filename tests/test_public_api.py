@@ -6,6 +6,7 @@ import sys
 import featurestore
 
 EXPECTED = {
+    "Aggregation",
     "Array",
     "Bool",
     "Bytes",
@@ -15,6 +16,7 @@ EXPECTED = {
     "DataFrameSource",
     "DataSource",
     "DefinitionError",
+    "DefinitionsChangedError",
     "DuckDBSource",
     "Entity",
     "FeatureService",
@@ -29,18 +31,22 @@ EXPECTED = {
     "MaterializationError",
     "ModelRegistryError",
     "NotAppliedError",
+    "OnDemandFeatureView",
     "OnlineStoreUnavailable",
     "ParquetSource",
     "PushError",
     "PushSource",
     "RegistryError",
     "RepoError",
+    "RequestSource",
     "RetrievalError",
     "String",
+    "TransformError",
     "UnixTimestamp",
     "UnknownNameError",
     "ValueType",
     "__version__",
+    "on_demand_feature_view",
 }
 
 

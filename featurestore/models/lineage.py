@@ -231,7 +231,7 @@ class TrainingSets:
         return record
 
     def _fingerprint(self, inputs: dict[str, Any], table: pa.Table) -> dict[str, Any]:
-        from ..catalog import output_names
+        from ..catalog import OnDemandRequest, output_names
 
         catalog = self.store.catalog
         requests = catalog.resolve(inputs["features"])
@@ -239,11 +239,24 @@ class TrainingSets:
         refs = tuple(f"{r.view.name}:{f}" for r in requests for f in r.features)
         versions = self.registry.versions()
         definitions: dict[str, dict[str, Any]] = {}
+        views = []  # the views read: those asked for, and the inputs of on-demand views
         for r in requests:
-            source = r.view.source
-            definitions[r.view.name] = {
-                "version": versions.get(("feature_view", r.view.name)),
-                "spec_sha256": _sha(r.view.to_spec()),
+            if isinstance(r, OnDemandRequest):  # its spec holds its function's source hash; no source
+                definitions[r.view.name] = {
+                    "version": versions.get((r.view.kind, r.view.name)),
+                    "spec_sha256": _sha(r.view.to_spec()),
+                    "source": None,
+                    "source_version": None,
+                    "source_spec_sha256": "",
+                }
+                views += [catalog.view(p.view_name) for p in r.view.projections]
+            else:
+                views.append(r.view)
+        for view in views:
+            source = view.source
+            definitions[view.name] = {
+                "version": versions.get(("feature_view", view.name)),
+                "spec_sha256": _sha(view.to_spec()),
                 "source": source.name,
                 "source_version": versions.get(("source", source.name)),
                 "source_spec_sha256": _sha(source.to_spec()),

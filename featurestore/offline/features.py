@@ -34,7 +34,7 @@ def latest_first(alias: str, feature_names: Sequence[str]) -> str:
 
 def feature_columns(view: FeatureView) -> list[str]:
     """Column order of feature rows: join keys, features, event time, created time."""
-    return [*view.join_keys, *view.feature_names, EVENT_TS, CREATED_TS]
+    return [*view.join_keys, *(f.name for f in view.row_fields), EVENT_TS, CREATED_TS]
 
 
 def source_rows_sql(reader: SourceReader, view: FeatureView, where: str | None = None) -> str:
@@ -47,7 +47,7 @@ def source_rows_sql(reader: SourceReader, view: FeatureView, where: str | None =
         if key in declared:
             expr = f"CAST({expr} AS {declared[key].to_duckdb()})"
         cols.append(f"{expr} AS {quote_ident(key)}")
-    for f in view.features:
+    for f in view.row_fields:
         cols.append(f"CAST({quote_ident(f.name)} AS {f.dtype.to_duckdb()}) AS {quote_ident(f.name)}")
     cols.append(f"CAST({quote_ident(src.timestamp_field)} AS TIMESTAMPTZ) AS {EVENT_TS}")
     if src.created_timestamp_field:

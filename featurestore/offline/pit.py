@@ -17,7 +17,9 @@ No such row: the features are null. Timestamps are compared at microsecond preci
 The entity side is a relation with `__row_id` (0..n-1), the join-key columns and `__ts`
 (TIMESTAMPTZ); the feature side is any SELECT of feature rows (`featurestore.offline.features`):
 offline storage and sources give the same shape. `pit_join_sql` returns exactly one row per entity
-row: `__row_id` and the requested features of every view, ordered by `__row_id`.
+row: `__row_id` and the requested features of every view, ordered by `__row_id`. An aggregating view's
+part (a PitView with `aggregations`) aggregates its raw events instead (SPEC §11,
+`featurestore.offline.aggregate`), joined by row id like the others, so one query serves any mix.
 
 Two strategies give the same answer (the oracle test runs both):
 
@@ -40,6 +42,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from ..definitions import Aggregation
+from ..types import ValueType
+from .aggregate import aggregate_sql
 from .features import CREATED_TS, EVENT_TS, latest_first, ts_literal
 from .sources import quote_ident
 
@@ -64,6 +69,11 @@ class PitView:
     output_names: tuple[str, ...]
     tie_break: tuple[str, ...]
     ttl: timedelta | None = None
+    # An aggregating view's part (SPEC §11, `featurestore.offline.aggregate`): the aggregation of each
+    # requested feature, the type of its input column, and the tile size; tie_break and ttl do not apply.
+    aggregations: tuple[Aggregation, ...] = ()
+    input_types: tuple[ValueType, ...] = ()
+    hop_us: int = 0
 
 
 def pit_join_sql(
@@ -96,6 +106,8 @@ def pit_join_sql(
 def _view_sql(
     entity: str, view: PitView, bitemporal: bool, strategy: str, ts_range: tuple[datetime, datetime] | None
 ) -> str:
+    if view.aggregations:
+        return aggregate_sql(entity, view, ROW_ID, ENTITY_TS, bitemporal, ts_range)
     if strategy == "auto":
         strategy = "range" if bitemporal or view.ttl is not None else "asof"
     if strategy == "asof" and bitemporal:

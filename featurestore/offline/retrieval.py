@@ -34,10 +34,11 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from ..catalog import Catalog, ViewRequest, output_names
+from ..catalog import Catalog, ViewRequest
 from ..definitions import DuckDBSource, FeatureView, names_source
 from ..errors import DefinitionError, RetrievalError, did_you_mean
 from ..keys import arrow_key_column, rule_of
+from ..on_demand_plan import OnDemandPlan, expand
 from .features import EVENT_TS, source_rows_sql, ts_literal
 from .fingerprint import view_fingerprint
 from .pit import ENTITY_TS, ROW_ID, STRATEGIES, PitView, pit_join_sql
@@ -56,18 +57,35 @@ _ENTITY = "__entity"
 
 def get_historical_features(
     store: FeatureStore,
-    entity_df: Any,
-    features: Any,
+    entity_df: Any = None,
+    features: Any = None,
     full_feature_names: bool = False,
     bitemporal: bool = False,
     strategy: str = "auto",
+    spine: str | None = None,
+    start: Any = None,
+    end: Any = None,
 ) -> RetrievalJob:
     """A point-in-time-correct training set for `entity_df` (see the module docstring and SPEC §6).
 
+    Instead of an entity_df, `spine=` names a source or a feature view whose rows with
+    `start <= timestamp <= end` are the entity rows (`featurestore.offline.spine`).
     The inputs are checked now (unknown features, missing columns, name collisions raise here);
     the join runs on the first `to_arrow()` / `to_pandas()` / `to_parquet()`. `strategy` forces one
     join strategy of `featurestore.offline.pit` (tests and benchmarks; the answer is the same).
     """
+    if spine is not None:
+        if entity_df is not None:
+            raise RetrievalError("pass entity_df or spine=, not both")
+        from .spine import spine_rows
+
+        entity_df = spine_rows(store, store.catalog, spine, start, end)
+    elif entity_df is None:
+        raise RetrievalError(
+            "get_historical_features needs entity_df (the entity rows) or spine= (their source)"
+        )
+    elif start is not None or end is not None:
+        raise RetrievalError("start= and end= select the rows of a spine=; filter an entity_df yourself")
     if strategy not in STRATEGIES:
         raise RetrievalError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
     if strategy == "asof" and bitemporal:
@@ -75,11 +93,14 @@ def get_historical_features(
             "bitemporal retrieval needs the 'range' strategy (ASOF cannot check created times)"
         )
     catalog = store.catalog
-    requests = catalog.resolve(features)
-    names = output_names(requests, full_feature_names)
+    requests, names, on_demand = expand(
+        catalog, catalog.resolve(features), full_feature_names, store.repo_path
+    )
     table = entity_table(entity_df, store, catalog)
     times = _check_columns(table, requests, names)
-    return RetrievalJob(
+    if on_demand is not None:
+        on_demand.check_entity_df(table.column_names)
+    job = RetrievalJob(
         store,
         catalog,
         table,
@@ -90,7 +111,17 @@ def get_historical_features(
         bitemporal=bitemporal,
         strategy=strategy,
         event_times=times,
+        on_demand=on_demand,
     )
+    job.spine = None if spine is None else {"name": spine, "start": _iso(start), "end": _iso(end)}
+    return job
+
+
+def _iso(value: Any) -> str | None:
+    from .spine import spine_time
+
+    parsed = spine_time(value, "time")
+    return None if parsed is None else parsed.isoformat()
 
 
 class RetrievalJob:
@@ -113,6 +144,7 @@ class RetrievalJob:
         bitemporal: bool,
         strategy: str = "auto",
         event_times: pa.ChunkedArray | None = None,
+        on_demand: OnDemandPlan | None = None,
     ):
         self.store = store
         self.entity_df = entity_df
@@ -121,12 +153,17 @@ class RetrievalJob:
         self.bitemporal = bitemporal
         self.feature_refs = [f"{r.view.name}:{f}" for r in requests for f in r.features]
         self.columns = [*entity_df.column_names, *(n for cols in names for n in cols)]
+        self._on_demand = on_demand  # computes on-demand features after the join (on_demand_plan.py)
+        if on_demand is not None:  # the features asked for, not the inputs read for them
+            self.feature_refs = list(on_demand.refs)
+            self.columns = [*entity_df.column_names, *on_demand.order]
         self._catalog = catalog
         self._requests = list(requests)
         self._names = [list(cols) for cols in names]
         self._strategy = strategy
         self._times = event_times  # entity_df's event_timestamp as timestamp[us, UTC], when already known
         self._result: pa.Table | None = None
+        self.spine: dict[str, Any] | None = None  # {"name", "start", "end"} when the rows came from a spine
 
     def __repr__(self) -> str:
         return (
@@ -197,6 +234,7 @@ class RetrievalJob:
                         output_names=tuple(outs),
                         tie_break=view.feature_names,
                         ttl=view.ttl,
+                        **_aggregating(view, request.features),
                     )
                 )
             con.register(_ENTITY, slim)  # its key columns as the key rule reads them (featurestore.keys)
@@ -224,6 +262,8 @@ class RetrievalJob:
                     result = result.append_column(
                         pa.field(out, dtypes[feature]), joined.column(out).cast(dtypes[feature])
                     )
+            if self._on_demand is not None:
+                return self._on_demand.apply_offline(result, entity.num_columns)
             return result
         finally:
             con.close()
@@ -366,6 +406,20 @@ def _parse_times(column: pa.ChunkedArray) -> pa.ChunkedArray:
             f"(row {bad[0]}) is not a timestamp; use ISO 8601, e.g. '2026-01-31 12:00:00'"
         )
     return parsed
+
+
+def _aggregating(view: FeatureView, features: Sequence[str]) -> dict[str, Any]:
+    """PitView's aggregation fields for the requested features of an aggregating view (else none):
+    only the requested aggregates are computed."""
+    if not view.is_aggregating:
+        return {}
+    by_name = {a.feature_name: a for a in view.aggregations}
+    aggs = tuple(by_name[f] for f in features)
+    return {
+        "aggregations": aggs,
+        "input_types": tuple(view.input_type(a.column) for a in aggs),
+        "hop_us": view.hop_us,
+    }
 
 
 def feature_rows_sql(store: FeatureStore, reader: SourceReader, view: FeatureView) -> tuple[str, bool]:

@@ -325,7 +325,7 @@ class OfflineStorage:
                 EVENT_TS,
                 *(quote_ident(k) for k in view.join_keys),
                 f"{CREATED_TS} NULLS FIRST",
-                *(f"{quote_ident(f)} NULLS FIRST" for f in view.feature_names),
+                *(f"{quote_ident(f.name)} NULLS FIRST" for f in view.row_fields),
             ]
         )
         # DuckDB writes a column as "required" when the statistics it propagates say it holds no null,
@@ -437,7 +437,7 @@ def _projected(view: FeatureView, files: list[Path]) -> str:
 
 def _casts(view: FeatureView, present: set[str]) -> str:
     """The view's feature-row columns, each cast to its type (NULL when not `present`)."""
-    declared = {**view.key_fields, **{f.name: f.dtype for f in view.features}}
+    declared = {**view.key_fields, **{f.name: f.dtype for f in view.row_fields}}
     cols = []
     for c in feature_columns(view):
         kind = (
@@ -482,7 +482,7 @@ def file_problem(
         return (
             f"it is not a file of this view: no column {', '.join(map(repr, missing))} (its columns: {shown})"
         )
-    declared = {**(key_types or {}), **view.key_fields, **{f.name: f.dtype for f in view.features}}
+    declared = {**(key_types or {}), **view.key_fields, **{f.name: f.dtype for f in view.row_fields}}
     for name in names:
         t = schema.field(name).type
         if pa.types.is_null(t):

@@ -16,6 +16,12 @@ for every backend). Backends move bytes; encoding, decoding and statuses live ab
   `read_async(keys)` is the same for asyncio code, and `start_read(keys)` begins it at once: called
   from a coroutine, it sends the request before it returns where the backend can (Redis, on an idle
   connection), so the caller can do other work during the round trip; await what it returns.
+- `update(keys, fn)`: an atomic read-modify-write of row blobs (aggregating views' tiles, see
+  tiles.py). Keys are taken in batches (in order); for each, `fn(batch keys, their stored blobs
+  (None where none))` returns the new blob of each (None: delete it). For each key, no other
+  `update` or `write` lands between the read and the write: the backend locks the keys meanwhile
+  (SQLite) or runs `fn` again on fresh values when one did (Redis), so `fn` must be a pure function
+  of its arguments. Each batch is atomic on its own. Returns the number of keys written or deleted.
 - `read_layouts(ids)`: the feature layouts (names and types) that rows were written with; needed
   only to read rows written before a view's schema changed.
 - `delete_view(view_name)`: forget every row of that view (of this project only).
@@ -35,7 +41,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import pyarrow as pa
 
@@ -73,6 +79,13 @@ class OnlineStore(ABC):
         """`read_async(keys)`, begun now where the backend can (see the module docstring); the default
         begins when awaited. Call it from a coroutine and await the result (or hand it to a task)."""
         return self.read_async(keys)
+
+    @abstractmethod
+    def update(
+        self, keys: Sequence[bytes], fn: Callable[[list[bytes], list[bytes | None]], list[bytes | None]]
+    ) -> int:
+        """Atomically replace, batch by batch, the blobs under `keys` by `fn(keys, current blobs)`
+        (None = delete); see the module docstring."""
 
     @abstractmethod
     def read_layouts(self, layout_ids: Iterable[int]) -> dict[int, bytes]:

@@ -13,21 +13,26 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
+from bisect import bisect_right
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import msgpack
 import pyarrow as pa
 
-from ..catalog import Catalog, output_names
+from ..catalog import Catalog
 from ..definitions import FeatureView
 from ..errors import RetrievalError
 from ..keys import BOUNDS, KeyType, KeyValueError, canonical, canonical_column, key_types, rule_of
+from ..on_demand_plan import OnDemandPlan, expand
 from ..types import ValueType
+from . import tile_schedule, tiles
 from .base import OnlineStore
 from .encoding import HEADER, Layout, entity_text, value_decoder, view_prefix
 from .response import NOT_FOUND, OUTSIDE_MAX_AGE, PRESENT, Block, OnlineResponse
+from .tiles import TileSpec
 
 __all__ = [
     "NOT_FOUND",
@@ -43,6 +48,10 @@ __all__ = [
 ]
 
 _HEADER_SIZE = HEADER.size
+_unpack_fast = tiles.FAST.unpack_from
+_TILES_PREFIX = tiles.PREFIX
+_SCHEDULE_POINTS = tile_schedule.POINTS
+_unpack_row = tile_schedule.ROW.unpack_from
 _unpack_header = HEADER.unpack_from
 _unpackb = msgpack.unpackb
 _layouts: dict[int, Layout] = {}  # layouts seen, by id (ids are content hashes, so valid for every store)
@@ -65,6 +74,7 @@ class _ViewPlan:
     columns: tuple[str, ...]  # output names
     ttl_us: int | None
     empty: tuple[None, ...]  # the values of a row that was not found
+    tiles: TileSpec | None = None  # an aggregating view: its blobs are tiles (tiles.py)
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,7 @@ class LookupPlan:
     # False while some join key's type is unknown (found later, by a push): the plan is kept briefly
     keys_known: bool = True
     built_at: float = 0.0  # time.monotonic() when built
+    on_demand: OnDemandPlan | None = None  # the on-demand views asked for, computed after decoding
 
     @staticmethod
     def build(
@@ -91,10 +102,11 @@ class LookupPlan:
         full_feature_names: bool,
         namespace: bytes,
         key_types: Callable[[FeatureView], Mapping[str, KeyType]] | None = None,
+        repo_path: Path = Path("."),
     ) -> LookupPlan:
-        """The plan of a lookup; `key_types` gives each view's known join-key types (none: all as given)."""
-        requests = catalog.resolve(features)
-        names = output_names(requests, full_feature_names)
+        """The plan of a lookup; `key_types` gives each view's known join-key types (none: all as given).
+        On-demand views are expanded into the views they read (`repo_path`: where their functions are)."""
+        requests, names, on_demand = expand(catalog, catalog.resolve(features), full_feature_names, repo_path)
         groups: dict[tuple[str, ...], int] = {}
         entity_columns: list[str] = []
         needed_by: dict[str, str] = {}
@@ -141,6 +153,7 @@ class LookupPlan:
                     tuple(columns),
                     ttl_us,
                     (None,) * len(layout.names),
+                    TileSpec.of(view) if view.is_aggregating else None,
                 )
             )
         clash = set(dtypes) & set(entity_columns)
@@ -158,12 +171,19 @@ class LookupPlan:
             key_rules,
             keys_known,
             time.monotonic(),
+            on_demand,
         )
 
     # -- one request ---------------------------------------------------------------------------
 
     def entity_values(self, entity_rows: Any) -> dict[str, list[Any]]:
-        """The join-key columns of the request: {join key: values}, all of one length."""
+        """The join-key columns of the request: {join key: values}, all of one length (and the
+        request values of on-demand views, which `respond` takes out again)."""
+        if self.on_demand is not None:
+            return self.on_demand.request_values(entity_rows, self._entity_values(entity_rows))
+        return self._entity_values(entity_rows)
+
+    def _entity_values(self, entity_rows: Any) -> dict[str, list[Any]]:
         if type(entity_rows) is list:
             return self._from_rows(entity_rows)
         if isinstance(entity_rows, Mapping):
@@ -302,6 +322,11 @@ class LookupPlan:
             else:
                 view_blobs = blobs[start : start + n]
                 start += n
+            if vp.tiles is not None:  # an aggregating view: values of its tiles at the read clock
+                agg_cols, agg_status, agg_ts = _aggregates(vp, vp.tiles, view_blobs)
+                columns.update(zip(names, agg_cols))
+                blocks.append((names, agg_status, agg_ts, None))
+                continue
             cutoff = None if ttl_us is None else now_us - ttl_us
             layout_id = layout.id
             rows: list[Any] = []
@@ -341,7 +366,50 @@ class LookupPlan:
             columns.update(zip(names, cols))
             statuses = _feature_statuses(vp, row_status, partial) if partial else None
             blocks.append((names, row_status, row_ts, statuses))
+        if self.on_demand is not None:
+            return self.on_demand.respond(entity, columns, blocks, self.dtypes, self.entity_columns)
         return OnlineResponse(entity, columns, blocks, self.dtypes)
+
+
+def _aggregates(
+    vp: _ViewPlan, spec: TileSpec, view_blobs: list[bytes | None]
+) -> tuple[list[list[Any]], list[str], list[int | None]]:
+    """Columns, statuses (always PRESENT: a 0 count is a value) and newest event times of an
+    aggregating view's blobs, read at `tiles.now_us()`: from a blob's value schedule while it holds
+    (the common case: a bisect and one small msgpack decode), else merged from its tiles."""
+    t = tiles.now_us()
+    rows: list[Any] = []
+    row_ts: list[int | None] = []
+    add_row, add_ts = rows.append, row_ts.append
+    empty = spec.empty_values
+    layout_id = spec.layout_id
+    start = _TILES_PREFIX
+    for blob in view_blobs:
+        if blob is None:
+            add_row(empty)
+            add_ts(None)
+            continue
+        ts, blob_layout, valid_from, valid_until, _, changes = _unpack_fast(blob)
+        if blob_layout != layout_id:  # written under another definition: nothing of this one
+            add_row(empty)
+            add_ts(None)
+            continue
+        add_ts(ts)
+        if valid_from <= t < valid_until:  # from the value schedule (tile_schedule.row_at, inlined)
+            i = bisect_right(_SCHEDULE_POINTS[changes].unpack_from(blob, start), t)
+            lo, hi = _unpack_row(blob, start + 8 * changes + 4 * i)
+            rows_at = start + 12 * changes + 8
+            add_row(_unpackb(blob[rows_at + lo : rows_at + hi]))
+        else:
+            add_row(tiles.read_values(spec, blob, t))
+    if not rows:
+        cols: list[list[Any]] = [[] for _ in vp.columns]
+    else:
+        transposed = list(zip(*rows))
+        cols = [list(transposed[p]) for p in vp.positions]
+    for i, dec in vp.decoders:
+        cols[i] = [None if v is None else dec(v) for v in cols[i]]
+    return cols, [PRESENT] * len(rows), row_ts
 
 
 def _feature_statuses(
@@ -467,7 +535,12 @@ def lookup_plan(store: Any, features: Any, full_feature_names: bool = False) -> 
         plan = None
     if plan is None:
         plan = LookupPlan.build(
-            catalog, features, full_feature_names, online.key_prefix, lambda view: key_types(store, view)
+            catalog,
+            features,
+            full_feature_names,
+            online.key_prefix,
+            lambda view: key_types(store, view),
+            store.repo_path,
         )
         if key[0] is not None:
             if len(plans) >= _MAX_PLANS:

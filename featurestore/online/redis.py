@@ -15,6 +15,10 @@ calls per pipeline) that compares the 8-byte event-time header of the stored blo
 one and overwrites only when the new row is not older. Scripts run atomically in Redis, so
 concurrent writers cannot interleave between the compare and the set.
 
+`update` (the read-modify-write of aggregating views' tiles) is optimistic: per batch of 1,000 keys,
+WATCH + MGET in one round trip, then MULTI / MSET / DEL / EXEC in another; an EXEC refused because a
+watched key changed meanwhile redoes the batch from fresh values.
+
 Failures (connection refused, timeouts after `timeout_seconds`) raise OnlineStoreUnavailable; the
 connection pool reconnects on the next call, so the store recovers when the server is back.
 
@@ -37,10 +41,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
+import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -53,7 +59,7 @@ from redis.retry import Retry
 
 from ..compat import timeout
 from ..definitions import FeatureView
-from ..errors import OnlineStoreUnavailable
+from ..errors import FeatureStoreError, OnlineStoreUnavailable
 from .base import OnlineStore
 from .encoding import Layout, encode_rows, record_batches, view_prefix
 
@@ -73,6 +79,8 @@ return written
 _ROWS_PER_SCRIPT_CALL = 1_000
 _ROWS_PER_CHUNK = 10_000  # rows sent per round trip; the next chunk is encoded while Redis runs this one
 _KEYS_PER_MGET = 10_000
+_KEYS_PER_UPDATE = 1_000  # keys per WATCH/MULTI/EXEC transaction of `update`
+_UPDATE_ATTEMPTS = 100
 _UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 _MAX_IDLE_ASYNC = 16  # idle raw connections kept per event loop; more concurrent reads open more
 _MAX_IDLE_SYNC = 16  # idle blocking connections kept for `read`; more concurrent threads open more
@@ -455,6 +463,65 @@ class RedisOnlineStore(OnlineStore):
             finally:
                 pool.release(conn)
         raise AssertionError("unreachable")
+
+    # -- read-modify-write ----------------------------------------------------------------------
+
+    def update(
+        self, keys: Sequence[bytes], fn: Callable[[list[bytes], list[bytes | None]], list[bytes | None]]
+    ) -> int:
+        # Optimistic: per batch, WATCH + MGET (one round trip), fn, then MULTI/SET.../EXEC (one round
+        # trip); EXEC fails when another client wrote a watched key meanwhile, and the batch is redone
+        # from fresh values. Each batch is atomic on its own.
+        written = 0
+        try:
+            for i in range(0, len(keys), _KEYS_PER_UPDATE):
+                written += self._update_batch(list(keys[i : i + _KEYS_PER_UPDATE]), fn)
+        except _UNAVAILABLE as e:
+            raise self._unavailable(e) from e
+        return written
+
+    def _update_batch(
+        self, keys: list[bytes], fn: Callable[[list[bytes], list[bytes | None]], list[bytes | None]]
+    ) -> int:
+        pool = self.client.connection_pool
+        for attempt in range(_UPDATE_ATTEMPTS):
+            conn = pool.get_connection()
+            try:
+                conn.send_packed_command(
+                    [_pack((b"WATCH", *keys)) + _pack((b"MGET", *keys))], check_health=False
+                )
+                conn.read_response()
+                old = cast("list[bytes | None]", conn.read_response())
+                new = fn(keys, old)
+                if len(new) != len(keys):
+                    raise ValueError(f"update: {len(keys)} keys but {len(new)} new values")
+                sets = [part for k, b in zip(keys, new) if b is not None for part in (k, b)]
+                gone = [k for k, b, o in zip(keys, new, old) if b is None and o is not None]
+                commands = ([(b"MSET", *sets)] if sets else []) + ([(b"DEL", *gone)] if gone else [])
+                if not commands:
+                    conn.send_packed_command([_pack((b"UNWATCH",))], check_health=False)
+                    conn.read_response()
+                    return 0
+                payload = b"".join([_pack((b"MULTI",)), *(_pack(c) for c in commands), _pack((b"EXEC",))])
+                conn.send_packed_command([payload], check_health=False)
+                for _ in range(len(commands) + 1):  # +OK of MULTI, +QUEUED of each command
+                    conn.read_response()
+                result = conn.read_response()
+            except BaseException:
+                conn.disconnect()  # replies (or a WATCH) may be left behind: never reuse this connection
+                raise
+            finally:
+                pool.release(conn)
+            if result is not None:
+                errors = [r for r in result if isinstance(r, Exception)]
+                if errors:
+                    raise errors[0]
+                return len(sets) // 2 + len(gone)
+            time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 20)))  # a watched key changed: again
+        raise FeatureStoreError(
+            f"online store update of {len(keys)} keys (first: {keys[0]!r}) gave up after {_UPDATE_ATTEMPTS} "
+            "attempts: other writers changed them every time; try again"
+        )
 
     # -- reads ----------------------------------------------------------------------------------
 

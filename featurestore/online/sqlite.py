@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import uuid
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,7 +26,7 @@ import pyarrow as pa
 from ..definitions import FeatureView
 from ..errors import OnlineStoreUnavailable
 from .base import OnlineStore
-from .encoding import Layout, encode_rows, record_batches, view_prefix
+from .encoding import HEADER, Layout, encode_rows, record_batches, view_prefix
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feature_rows (key BLOB PRIMARY KEY, ts INTEGER NOT NULL, value BLOB NOT NULL)
@@ -113,6 +113,40 @@ class SqliteOnlineStore(OnlineStore):
         except sqlite3.OperationalError as e:  # locked past the busy timeout, unreadable file, full disk
             raise self._unavailable(e) from e
         return accepted
+
+    def update(
+        self, keys: Sequence[bytes], fn: Callable[[list[bytes], list[bytes | None]], list[bytes | None]]
+    ) -> int:
+        # One BEGIN IMMEDIATE transaction: it takes the write lock before reading, so no other writer
+        # lands between the read and the write (they wait, up to the busy timeout).
+        if not keys:
+            return 0
+        try:
+            con = self._con()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                found: dict[bytes, bytes] = {}
+                for i in range(0, len(keys), _MAX_PARAMS):
+                    chunk = keys[i : i + _MAX_PARAMS]
+                    found.update(con.execute(self._select(len(chunk)), chunk).fetchall())
+                new = fn(list(keys), [found.get(k) for k in keys])  # one batch: the lock is taken anyway
+                if len(new) != len(keys):
+                    raise ValueError(f"update: {len(keys)} keys but {len(new)} new values")
+                rows = [(k, int(HEADER.unpack_from(b)[0]), b) for k, b in zip(keys, new) if b is not None]
+                gone = [(k,) for k, b in zip(keys, new) if b is None and k in found]
+                con.executemany(
+                    "INSERT INTO feature_rows (key, ts, value) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE "
+                    "SET ts = excluded.ts, value = excluded.value",
+                    rows,
+                )
+                con.executemany("DELETE FROM feature_rows WHERE key = ?", gone)
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            raise self._unavailable(e) from e
+        return len(rows) + len(gone)
 
     def _save_layout(self, con: sqlite3.Connection, layout: Layout) -> None:
         if layout.id not in self._layouts_saved:

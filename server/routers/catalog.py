@@ -1,4 +1,4 @@
-"""`GET /catalog/entities|views|services` (and one object by name): the applied definitions.
+"""`GET /catalog/entities|views|on-demand-views|services` (and one object by name): the applied definitions.
 
 Views come with their freshness: the watermark (materialized up to) and the last materialization
 run. Needs the `read` role. Handlers are plain functions: FastAPI runs them in the threadpool, so
@@ -13,7 +13,8 @@ from fastapi import APIRouter, Depends
 
 from featurestore.catalog import Catalog
 from featurestore.definitions import Entity, FeatureService, FeatureView, PushSource
-from featurestore.errors import NotAppliedError, unknown
+from featurestore.errors import NotAppliedError, UnknownNameError, unknown
+from featurestore.on_demand import OnDemandFeatureView
 from featurestore.registry import Registry
 
 from ..auth import require
@@ -24,6 +25,9 @@ from ..schemas import (
     FieldInfo,
     Freshness,
     MaterializationInfo,
+    OnDemandViewInfo,
+    OnDemandViewList,
+    RequestFieldInfo,
     ServiceInfo,
     ServiceList,
     ViewInfo,
@@ -74,6 +78,25 @@ def _view(view: FeatureView, registry: Registry, watermarks: dict[str, datetime]
     )
 
 
+def _on_demand(view: OnDemandFeatureView) -> OnDemandViewInfo:
+    return OnDemandViewInfo(
+        name=view.name,
+        inputs=[f"{p.view_name}:{f}" for p in view.projections for f in p.features],
+        request_fields=[
+            RequestFieldInfo(name=f.name, dtype=f.dtype.to_spec(), source=s.name)
+            for s in view.request_sources
+            for f in s.schema
+        ],
+        features=[FieldInfo(name=f.name, dtype=f.dtype.to_spec()) for f in view.schema],
+        mode=view.mode,
+        module=view.module,
+        function=view.function,
+        description=view.description,
+        owner=view.owner,
+        tags=dict(view.tags),
+    )
+
+
 def _service(service: FeatureService) -> ServiceInfo:
     return ServiceInfo(
         name=service.name,
@@ -113,6 +136,34 @@ def views(state: State) -> ViewList:
 def view(name: str, state: State) -> ViewInfo:
     registry = state.store.registry
     return _view(_catalog(state).view(name), registry, registry.watermarks())
+
+
+@router.get(
+    "/on-demand-views",
+    response_model=OnDemandViewList,
+    summary="On-demand feature views: inputs, request fields, outputs",
+)
+def on_demand_views(state: State) -> OnDemandViewList:
+    return OnDemandViewList(
+        on_demand_views=[_on_demand(v) for _, v in sorted(_catalog(state).on_demand.items())]
+    )
+
+
+@router.get(
+    "/on-demand-views/{name}",
+    response_model=OnDemandViewInfo,
+    summary="One on-demand feature view",
+    responses=ERRORS(404),
+)
+def on_demand_view(name: str, state: State) -> OnDemandViewInfo:
+    catalog = _catalog(state)
+    if name not in catalog.on_demand:
+        if name in catalog.views:
+            raise UnknownNameError(
+                f"'{name}' is a feature view, not an on-demand one: see /catalog/views/{name}"
+            )
+        raise unknown("on-demand feature view", name, catalog.on_demand)
+    return _on_demand(catalog.on_demand[name])
 
 
 @router.get("/services", response_model=ServiceList, summary="Feature services and their features")

@@ -44,7 +44,7 @@ def column_types(store: FeatureStore, source_name: str) -> dict[str, ValueType]:
     for view in catalog.views_of_source(source_name):
         for name, key in key_types(store, view).items():  # declared, else from the source or storage
             types.setdefault(name, key.dtype)
-        for field in view.features:
+        for field in view.row_fields:
             types.setdefault(field.name, field.dtype)
     for column in (source.timestamp_field, source.created_timestamp_field):
         if column:
