@@ -46,6 +46,8 @@ bench: $(DEV_STAMP)
 	$(PY) benchmarks/materialize.py
 	$(PY) benchmarks/server.py
 	$(PY) benchmarks/predict.py
+	$(PY) benchmarks/aggregations.py
+	$(PY) benchmarks/on_demand.py
 
 # ruff (lint and format) on the Python of the repo; mypy: strict on featurestore/ and server/
 # (what it checks and how is set in pyproject.toml, [tool.mypy]).

@@ -20,22 +20,29 @@ def main() -> None:
     store = FeatureStore(HERE)
 
     print("\n== 1. A point-in-time-correct training set (notebook path) ==")
-    trips = pd.read_parquet(HERE / "data" / "trips.parquet")
-    job = store.get_historical_features(trips, features="driver_activity")
+    # The entity rows (keys, time, the trip's distance, the label) come from the `trips` spine; window
+    # aggregates count only events before each row's time; trip_shape runs per row.
+    job = store.get_historical_features(spine="trips", features="driver_activity")
     training = job.to_pandas()
+    trips = training[list(job.entity_df.column_names)]
     print(training.head(8).to_string(index=False))
     print(f"{len(training):,} rows; rows without driver features: {training['conv_rate'].isna().sum()}")
 
     print("\n== 2. Online lookups (serving path) ==")
     response = store.get_online_features(
         features="driver_activity",
-        entity_rows=[
-            {"driver_id": 1001, "customer_id": 5001},
-            {"driver_id": 1002, "customer_id": 5002},
-            {"driver_id": 9999, "customer_id": 5003},
+        entity_rows=[  # distance_km: a request value, for the on-demand feature view trip_shape
+            {"driver_id": 1001, "customer_id": 5001, "distance_km": 3.5},
+            {"driver_id": 1002, "customer_id": 5002, "distance_km": 22.0},
+            {"driver_id": 9999, "customer_id": 5003, "distance_km": 8.0},
         ],
     )
     print(response.to_pandas().to_string(index=False))
+    activity = store.get_online_features(
+        features=["driver_trip_activity:trips_1d", "driver_trip_activity:zone_last"],
+        entity_rows=[{"driver_id": 1001}],
+    )
+    print(f"driver 1001, windows at read time: {activity.to_dict()}")
 
     print("\n== 3. Train, register, promote and serve a model ==")
     serve_a_model(store, job, trips, training)
@@ -72,8 +79,8 @@ def serve_a_model(store: FeatureStore, job, trips: pd.DataFrame, training: pd.Da
             "/models/trip_completion@production/predict",
             json={
                 "entities": [
-                    {"driver_id": 1001, "customer_id": 5001},
-                    {"driver_id": 1002, "customer_id": 5002},
+                    {"driver_id": 1001, "customer_id": 5001, "distance_km": 3.5},
+                    {"driver_id": 1002, "customer_id": 5002, "distance_km": 22.0},
                 ],
                 "probabilities": True,
             },

@@ -5,6 +5,7 @@ from datetime import timedelta
 from entities import customer, driver, route
 
 from featurestore import (
+    Aggregation,
     Array,
     CsvSource,
     FeatureService,
@@ -15,7 +16,9 @@ from featurestore import (
     Int64,
     ParquetSource,
     PushSource,
+    RequestSource,
     String,
+    on_demand_feature_view,
 )
 
 driver_stats = ParquetSource(
@@ -71,11 +74,59 @@ route_stats = FeatureView(
     owner="eta@example.com",
 )
 
+# Raw events: one row per finished trip. The view below aggregates them over time windows, offline
+# (training sets) and online (tiles merged at read time); apps push new trips through the push source.
+trip_events = ParquetSource(
+    name="trip_events",
+    path="data/trip_events.parquet",
+    timestamp_field="event_timestamp",
+    created_timestamp_field="created",
+    description="Finished trips, one row each",
+)
+trip_events_push = PushSource(name="trip_events_push", batch_source=trip_events)
+
+driver_trip_activity = FeatureView(
+    name="driver_trip_activity",
+    entities=[driver],
+    source=trip_events_push,
+    aggregations=[
+        Aggregation("fare", "count", window=timedelta(days=1), name="trips_1d"),
+        Aggregation("fare", "sum", window=timedelta(days=1)),  # fare_sum_1d
+        Aggregation("distance_km", "mean", window=timedelta(days=7)),  # distance_km_mean_7d
+        Aggregation("fare", "max", window=timedelta(days=7)),
+        Aggregation("zone", "count_distinct", window=timedelta(days=7)),
+        Aggregation("zone", "last"),  # lifetime: the zone of the driver's latest trip
+    ],
+    hop=timedelta(minutes=5),
+    owner="rides-ml@example.com",
+    description="What each driver did lately, from raw trip events",
+)
+
+# A request value: sent with each lookup (a field of the entity row) or, offline, an entity_df column.
+trip_request = RequestSource(name="trip_request", schema=[Field("distance_km", Float64)])
+
+
+@on_demand_feature_view(
+    sources=[driver_hourly_stats[["conv_rate"]], driver_trip_activity[["distance_km_mean_7d"]], trip_request],
+    schema=[Field("distance_vs_usual", Float64), Field("long_trip", Int64)],
+    description="How this trip compares with the driver's usual ones; computed per request",
+)
+def trip_shape(row: dict) -> dict:
+    usual = row["distance_km_mean_7d"]
+    ratio = row["distance_km"] / usual if usual else None
+    return {"distance_vs_usual": ratio, "long_trip": int(row["distance_km"] > 15)}
+
+
+# The entity rows of training sets with their label: a spine (get_historical_features(spine="trips")).
+trips = ParquetSource(name="trips", path="data/trips.parquet", description="Trips and whether they completed")
+
 driver_activity = FeatureService(
     name="driver_activity",
     features=[
         driver_hourly_stats[["conv_rate", "acc_rate", "avg_daily_trips"]],
         customer_profile[["current_balance", "avg_passenger_count", "lifetime_trip_count"]],
+        driver_trip_activity[["trips_1d", "fare_sum_1d", "distance_km_mean_7d"]],
+        trip_shape,
     ],
     description="Features of the trip-completion model",
 )

@@ -3,7 +3,8 @@
 Values come from a seeded generator, so every run writes the same rows for the same --end.
 Timestamps end at --end (default: today, 00:00 UTC), so the online store holds fresh values.
 Writes data/driver_stats.parquet, data/customer_profile.parquet, data/route_stats.csv,
-data/trips.parquet (entity rows with a label, for training sets) and data/fresh_rows.parquet (newer
+data/trips.parquet (entity rows with a label, for training sets), data/trip_events.parquet (one row
+per finished trip, for windowed aggregations) and data/fresh_rows.parquet (newer
 driver statistics for `fs push driver_stats_push`, as an application would push them).
 """
 
@@ -88,7 +89,7 @@ def generate(end: datetime, out: Path = HERE / "data") -> None:
         out / "route_stats.csv",
     )
 
-    # Trips: the entity rows of a training set, with a label.
+    # Trips: the entity rows of a training set, with a label and the trip's distance (a request value).
     t = 5000
     trip_ts = start + timedelta(hours=2) + (end - start - timedelta(hours=2)) * rng.random(t)
     pq.write_table(
@@ -97,10 +98,33 @@ def generate(end: datetime, out: Path = HERE / "data") -> None:
                 "driver_id": pa.array(rng.choice(DRIVERS, t), pa.int64()),
                 "customer_id": pa.array(rng.choice(CUSTOMERS, t), pa.int64()),
                 "event_timestamp": pa.array(trip_ts.astype("datetime64[us]"), pa.timestamp("us", tz="UTC")),
+                "distance_km": rng.gamma(2.0, 4.0, t).round(2),
                 "trip_completed": pa.array(rng.random(t) < 0.8, pa.bool_()),
             }
         ),
         out / "trips.parquet",
+    )
+
+    # Trip events: one row per finished trip (the raw events windowed aggregations read), about 60 a
+    # day per driver, ending at --end; a few fares are missing.
+    e = len(DRIVERS) * 60 * DAYS
+    event_ts = np.sort(
+        np.array(start, dtype="datetime64[us]")
+        + (rng.random(e) * DAYS * 86_400_000_000).astype("timedelta64[us]")
+    )
+    fares = rng.gamma(3.0, 6.0, e).round(2)
+    pq.write_table(
+        pa.table(
+            {
+                "driver_id": pa.array(rng.choice(DRIVERS, e), pa.int64()),
+                "event_timestamp": pa.array(event_ts, pa.timestamp("us", tz="UTC")),
+                "created": pa.array(event_ts + np.timedelta64(1, "s"), pa.timestamp("us", tz="UTC")),
+                "fare": pa.array(fares, mask=rng.random(e) < 0.02),
+                "distance_km": rng.gamma(2.0, 4.0, e).round(2),
+                "zone": pa.array(rng.choice(ZONES, e), pa.int64()),
+            }
+        ),
+        out / "trip_events.parquet",
     )
 
     # Fresh rows an application pushes (README: fs push): three drivers, half an hour after --end, or
