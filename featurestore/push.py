@@ -27,6 +27,7 @@ storage (where an event pushed with to="both" is kept, once per push).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -79,21 +80,33 @@ def push(store: Any, source_name: str, df: Any, to: str = "online") -> int:
                 _check_not_future(rows.column(EVENT_TS), pushed_at, source, view)
     if table.num_rows == 0:  # checked after the columns: an empty batch of the wrong shape is still refused
         return 0
+    merged = set()  # aggregating views whose tiles took the rows while their storage was locked
     if to in ("offline", "both"):
         for view, rows in prepared:
-            store.offline_storage.append(view, rows)
+            then = None
+            if to == "both" and view.online and view.is_aggregating:
+                # Stored and merged under one lock: a materialization rebuilding tiles from storage
+                # in between would count them, then the merge again.
+                then = functools.partial(_merge_events, store, view, rows)
+                merged.add(view.name)
+            store.offline_storage.append(view, rows, then=then)
         from .online.lookup import forget_incomplete_plans
 
         forget_incomplete_plans(store)  # the rows stored may fix a join key's type
     if to in ("online", "both"):
         for view, rows in prepared:
             if view.online and view.is_aggregating:  # merged into its tiles at once (online/tile_writer.py)
-                from .online.tile_writer import push_events
-
-                push_events(store.online_store, view, rows)
+                if view.name not in merged:
+                    _merge_events(store, view, rows)
             elif view.online:
                 store.online_store.write(view, rows.drop_columns([CREATED_TS]))
     return int(table.num_rows)
+
+
+def _merge_events(store: Any, view: FeatureView, rows: pa.Table) -> None:
+    from .online.tile_writer import push_events
+
+    push_events(store.online_store, view, rows)
 
 
 def feature_rows(

@@ -350,8 +350,10 @@ class OfflineStorage:
             raise
         return count
 
-    def append(self, view: FeatureView, rows: pa.Table) -> int:
-        """Add feature rows (e.g. pushed ones, in the feature-row shape) to storage, replacing nothing.
+    def append(self, view: FeatureView, rows: pa.Table, then: Callable[[], object] | None = None) -> int:
+        """Add feature rows (e.g. pushed ones, in the feature-row shape) to storage, replacing nothing;
+        `then()` runs after, still holding the view's writer lock (a push merging the same rows into
+        online tiles, so a materialization cannot rebuild them from storage in between).
 
         Returns the number of rows added."""
         from .sources import duckdb_connection
@@ -360,11 +362,13 @@ class OfflineStorage:
         with self.locked(view.name):
             # A damaged day file sets no type (commit quarantines it when the rows go to its day).
             sound = [f for f in self._files_for(view, rows, PUSHED) if self.problem(view, f) is None]
-            rows = _stored_types(view, rows, sound)
-            con.register("__append_rows", rows)
+            stored = _stored_types(view, rows, sound)
+            con.register("__append_rows", stored)
             staging = self.stage(con, view, "SELECT * FROM __append_rows")
             self.commit(con, view, staging, predicate="FALSE", area=PUSHED)
-        return int(rows.num_rows)
+            if then is not None:
+                then()
+        return int(stored.num_rows)
 
     def delete_view(self, view_name: str) -> None:
         shutil.rmtree(self.view_dir(view_name), ignore_errors=True)

@@ -20,8 +20,10 @@ for every backend). Backends move bytes; encoding, decoding and statuses live ab
   tiles.py). Keys are taken in batches (in order); for each, `fn(batch keys, their stored blobs
   (None where none))` returns the new blob of each (None: delete it). For each key, no other
   `update` or `write` lands between the read and the write: the backend locks the keys meanwhile
-  (SQLite) or runs `fn` again on fresh values when one did (Redis), so `fn` must be a pure function
-  of its arguments. Each batch is atomic on its own. Returns the number of keys written or deleted.
+  (SQLite) or runs `fn` again on fresh values when one did (Redis, on a smaller batch each time, so
+  steady writes to a few keys cannot starve it), so `fn` must be a pure function of its arguments,
+  for any subset of the keys. Each batch is atomic on its own. Returns the number of keys written or
+  deleted.
 - `read_layouts(ids)`: the feature layouts (names and types) that rows were written with; needed
   only to read rows written before a view's schema changed.
 - `delete_view(view_name)`: forget every row of that view (of this project only).

@@ -346,9 +346,10 @@ class LookupPlan:
                     add_row(empty)
                     add_status(OUTSIDE_MAX_AGE)
                     continue
-                values = _unpackb(blob[_HEADER_SIZE:])
-                if blob_layout != layout_id:
-                    values, missing = _remap(store, blob_layout, layout, values)
+                if blob_layout == layout_id:
+                    values = _unpackb(blob[_HEADER_SIZE:])
+                else:
+                    values, missing = _remap(store, blob_layout, layout, blob)
                     if missing:
                         partial = partial or []
                         partial.append((len(rows), missing))
@@ -380,6 +381,7 @@ def _aggregates(
     t = tiles.now_us()
     rows: list[Any] = []
     row_ts: list[int | None] = []
+    statuses: list[str] | None = None  # all PRESENT unless a blob holds another definition's tiles
     add_row, add_ts = rows.append, row_ts.append
     empty = spec.empty_values
     layout_id = spec.layout_id
@@ -389,11 +391,15 @@ def _aggregates(
             add_row(empty)
             add_ts(None)
             continue
-        ts, blob_layout, valid_from, valid_until, _, changes = _unpack_fast(blob)
-        if blob_layout != layout_id:  # written under another definition: nothing of this one
+        if len(blob) < _TILES_PREFIX or _unpack_fast(blob)[1] != layout_id:
+            # Written under another definition (a changed window, a view that was plain): not a value
+            # of this one until materialized again.
+            statuses = statuses or [PRESENT] * len(view_blobs)
+            statuses[len(rows)] = NOT_FOUND
             add_row(empty)
             add_ts(None)
             continue
+        ts, blob_layout, valid_from, valid_until, _, changes = _unpack_fast(blob)
         add_ts(ts)
         if valid_from <= t < valid_until:  # from the value schedule (tile_schedule.row_at, inlined)
             i = bisect_right(_SCHEDULE_POINTS[changes].unpack_from(blob, start), t)
@@ -409,7 +415,7 @@ def _aggregates(
         cols = [list(transposed[p]) for p in vp.positions]
     for i, dec in vp.decoders:
         cols[i] = [None if v is None else dec(v) for v in cols[i]]
-    return cols, [PRESENT] * len(rows), row_ts
+    return cols, statuses or [PRESENT] * len(rows), row_ts
 
 
 def _feature_statuses(
@@ -437,10 +443,15 @@ def _key_bytes(values: tuple[Any, ...]) -> bytes | None:
     return None if text is None else text.encode("utf-8", "surrogatepass")
 
 
-def _remap(
-    store: OnlineStore, layout_id: int, current: Layout, values: list[Any]
-) -> tuple[list[Any], list[int]]:
-    """A row written under another layout, as the current layout's values (matched by name and type)."""
+def _remap(store: OnlineStore, layout_id: int, current: Layout, blob: bytes) -> tuple[list[Any], list[int]]:
+    """A row written under another layout, as the current layout's values (matched by name and type).
+    A blob that is no row (the tiles of a view that aggregated under this name) has none of them."""
+    try:
+        values = _unpackb(blob[_HEADER_SIZE:])
+    except (ValueError, msgpack.UnpackException):
+        values = []
+    if not isinstance(values, list):
+        values = []
     old = _layouts.get(layout_id)
     if old is None:
         encoded = store.read_layouts([layout_id]).get(layout_id)

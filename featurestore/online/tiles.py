@@ -110,7 +110,10 @@ def _reduce_sum(values: Sequence[Any]) -> Any:
     if not present:
         return None
     if type(present[0]) is float:  # a column's values are all floats or all ints
-        return math.fsum(present)
+        try:
+            return math.fsum(present)
+        except (ValueError, OverflowError):  # inf + -inf, or a sum past the float range: as DuckDB
+            return sum(present)
     return sum(present)
 
 
@@ -722,6 +725,8 @@ class Tiles:
         edge = self.spec.edge(clock)
         cut = bisect_left(self.starts, edge)
         del self.starts[:cut], self.coarse[:cut], self.fine[:cut]
+        # Open events before the edge are in the recomputed partial too (a backfill run a day later).
+        self.open = [ev for ev in self.open if ev[0] >= edge]
         self.lifetime = lifetime
         self.edge = edge
 

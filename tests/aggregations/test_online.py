@@ -435,3 +435,54 @@ def test_nan_is_skipped_like_a_null_offline_online_and_in_pushes(store, monkeypa
     assert online["amount_count"] == [3] and offline["amount_count"] == 3
     assert online["amount_max"] == [2.5] and offline["amount_max"] == 2.5
     assert math.isclose(online["amount_mean"][0], 5.5 / 3) and math.isclose(offline["amount_mean"], 5.5 / 3)
+
+
+def test_a_backfill_a_day_later_does_not_count_open_events_twice(store, monkeypatch):
+    """Events of the tile holding the writer's clock are kept raw ("open"); a later backfill that
+    recomputes the lifetime partial from every stored event must not count them a second time."""
+    df = random_events(random.Random(1), 40, T0, timedelta(hours=2))
+    df["card"] = 1
+    now = T0 + timedelta(hours=2, minutes=2)
+    df.loc[0, ["event_timestamp", "created"]] = now - timedelta(minutes=1)
+    write_source(store, df)
+    clock = Clock(monkeypatch, now)
+    store.materialize(T0, now)
+    events = to_events(df)
+    check_online(store, events, clock.us, cards=(1,))
+    clock.set(now + timedelta(days=1))
+    check_online(store, events, clock.us, cards=(1,))
+    store.materialize(T0, T0 + timedelta(minutes=30))  # an old range: the lifetime is recomputed
+    check_online(store, events, clock.us, cards=(1,))
+
+
+def test_a_view_that_changes_kind_or_windows_reads_not_found_until_materialized(store, monkeypatch):
+    """Blobs written under another definition (plain rows, other tiles) are no values of this one."""
+    df = random_events(random.Random(8), 50, T0, timedelta(hours=2))
+    write_source(store, df)
+    now = T0 + timedelta(hours=2)
+    Clock(monkeypatch, now)
+    store.materialize(T0, now)
+    sources = {"events": source, "events_push": push_source}
+    plain = FeatureView(
+        name="card_activity",
+        entities=[card],
+        source=push_source,
+        schema=[Field("card", Int64), Field("n", Int64)],
+    )
+    store.apply(Catalog(entities={"card": card}, sources=sources, views={"card_activity": plain}))
+    resp = store.get_online_features(["card_activity:n"], {"card": [1, 2]})
+    assert resp.to_dict()["n"] == [None, None] and resp.statuses["n"] == ["NOT_FOUND"] * 2  # tiles, no row
+    store.materialize(T0, now)
+    other = FeatureView(
+        name="card_activity",
+        entities=[card],
+        source=push_source,
+        schema=[Field("card", Int64), Field("n", Int64)],
+        aggregations=[Aggregation("n", "sum", window=timedelta(hours=1))],
+    )
+    store.apply(Catalog(entities={"card": card}, sources=sources, views={"card_activity": other}))
+    resp = store.get_online_features(["card_activity:n_sum_1h"], {"card": [1, 2]})
+    assert resp.statuses["n_sum_1h"] == ["NOT_FOUND"] * 2  # a plain row, not tiles of this definition
+    store.materialize(T0, now)
+    resp = store.get_online_features(["card_activity:n_sum_1h"], {"card": [1, 2]})
+    assert resp.statuses["n_sum_1h"] == [PRESENT] * 2

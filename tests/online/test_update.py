@@ -108,3 +108,27 @@ def test_a_failing_fn_writes_nothing_and_leaves_the_store_usable(store):
     assert store.online_store.read(keys) == [blob(1), blob(2)]
     store.online_store.update(keys, lambda ks, old: [blob(3), blob(4)])
     assert store.online_store.read(keys) == [blob(3), blob(4)]
+
+
+def test_a_large_update_finishes_while_another_writer_keeps_changing_a_few_keys(store):
+    """An app pushing to a few entities all the time must not starve a materialization's batch."""
+    keys = keys_of(store, 1_000)
+    store.online_store.update(keys, lambda ks, old: [blob(0) for _ in ks])
+    stop = threading.Event()
+    busy = keys[::250]  # one key in every stretch of 250: each 1,000-key batch sees a change
+
+    def pusher():
+        while not stop.is_set():
+            store.online_store.update(busy, lambda ks, old: [blob(number(b) + 1) for b in old])
+
+    thread = threading.Thread(target=pusher)
+    thread.start()
+    try:
+        for _ in range(3):
+            store.online_store.update(keys, lambda ks, old: [blob(number(b) + 1_000_000) for b in old])
+    finally:
+        stop.set()
+        thread.join()
+    got = [number(b) for b in store.online_store.read(keys)]
+    assert all(v >= 3_000_000 for v in got)  # every key took the three large updates exactly once
+    assert all(v == 3_000_000 for k, v in zip(keys, got) if k not in busy)
