@@ -280,10 +280,12 @@ class OnDemandFeatureView:
 
     def loader(self, repo_path: Path) -> FunctionLoader:
         """The function loader of this view in the repo at `repo_path` (one per view object)."""
-        from .on_demand_code import FunctionLoader
-
         loader: FunctionLoader | None = getattr(self, "_fs_loader", None)
-        if loader is None or (loader.repo_path is not repo_path and loader.repo_path != repo_path):
+        if loader is not None and loader.repo_path is repo_path:  # every lookup: keep it short
+            return loader
+        if loader is None or loader.repo_path != repo_path:
+            from .on_demand_code import FunctionLoader
+
             loader = FunctionLoader(self, repo_path)
             object.__setattr__(self, "_fs_loader", loader)
         return loader

@@ -11,6 +11,7 @@ only builds row keys, makes ONE `OnlineStore.read`, and decodes the row blobs in
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 import weakref
 from bisect import bisect_right
@@ -49,6 +50,7 @@ __all__ = [
 
 _HEADER_SIZE = HEADER.size
 _unpack_fast = tiles.FAST.unpack_from
+_StructError = struct.error
 _TILES_PREFIX = tiles.PREFIX
 _SCHEDULE_POINTS = tile_schedule.POINTS
 _unpack_row = tile_schedule.ROW.unpack_from
@@ -391,7 +393,11 @@ def _aggregates(
             add_row(empty)
             add_ts(None)
             continue
-        if len(blob) < _TILES_PREFIX or _unpack_fast(blob)[1] != layout_id:
+        try:
+            ts, blob_layout, valid_from, valid_until, _, changes = _unpack_fast(blob)
+        except _StructError:
+            blob_layout = -1  # shorter than a tiles header: a plain row
+        if blob_layout != layout_id:
             # Written under another definition (a changed window, a view that was plain): not a value
             # of this one until materialized again.
             statuses = statuses or [PRESENT] * len(view_blobs)
@@ -399,7 +405,6 @@ def _aggregates(
             add_row(empty)
             add_ts(None)
             continue
-        ts, blob_layout, valid_from, valid_until, _, changes = _unpack_fast(blob)
         add_ts(ts)
         if valid_from <= t < valid_until:  # from the value schedule (tile_schedule.row_at, inlined)
             i = bisect_right(_SCHEDULE_POINTS[changes].unpack_from(blob, start), t)
@@ -410,6 +415,8 @@ def _aggregates(
             add_row(tiles.read_values(spec, blob, t))
     if not rows:
         cols: list[list[Any]] = [[] for _ in vp.columns]
+    elif vp.identity:
+        cols = list(map(list, zip(*rows)))
     else:
         transposed = list(zip(*rows))
         cols = [list(transposed[p]) for p in vp.positions]
