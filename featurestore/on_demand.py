@@ -462,20 +462,29 @@ def cast_column(
 ) -> list[Any]:
     """`values` as `dtype`, or a TransformError naming the view, feature and row (via `rows(i)`);
     `cast` is `value_caster(dtype)` when the caller has it at hand."""
-    cast = cast or value_caster(dtype)
+    out, bad = cast_values(values, cast or value_caster(dtype))
+    if out is None:
+        v = values[bad]
+        raise TransformError(
+            f"on-demand feature view '{view}' returned {v!r} ({type(v).__name__}) for '{feature}' on "
+            f"{_row_name(rows, bad)}, which is not of type {dtype!r}"
+        )
+    return out
+
+
+def cast_values(values: list[Any], cast: Callable[[Any], Any]) -> tuple[list[Any] | None, int]:
+    """(`cast` of every value, -1), or (None, the index of the first value it refuses): one fast pass,
+    and the search for the culprit only when it fails, so the caller can name the row."""
     try:
-        return [cast(v) for v in values]
+        return [cast(v) for v in values], -1
     except (TypeError, ValueError, OverflowError):
         pass
     for i, v in enumerate(values):
         try:
             cast(v)
         except (TypeError, ValueError, OverflowError):
-            raise TransformError(
-                f"on-demand feature view '{view}' returned {v!r} ({type(v).__name__}) for '{feature}' on "
-                f"{_row_name(rows, i)}, which is not of type {dtype!r}"
-            ) from None
-    raise AssertionError("unreachable")
+            return None, i
+    raise AssertionError("a cast that failed on the whole list accepted each of its values")
 
 
 def _row_name(rows: Any, i: int) -> str:

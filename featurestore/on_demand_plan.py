@@ -25,6 +25,7 @@ from .on_demand import (
     ONLINE_PASS,
     OnDemandFeatureView,
     RequestSource,
+    cast_values,
     failed,
     input_types,
     request_caster,
@@ -141,20 +142,13 @@ class OnDemandPlan:
         """A request field's values as its declared type, by the rule both paths use
         (`featurestore.on_demand.request_caster`), or a RetrievalError naming the row."""
         source, view, dtype = self.request_fields[field_name]
-        cast = self._casters.get(field_name) or request_caster(dtype)
-        try:
-            return [cast(v) for v in values]
-        except (TypeError, ValueError, OverflowError):
-            pass
-        for i, v in enumerate(values):
-            try:
-                cast(v)
-            except (TypeError, ValueError, OverflowError):
-                raise RetrievalError(
-                    f"{what} {i}: '{field_name}' is {v!r}, not a {dtype!r} (a field of request source '{source}' "
-                    f"that on-demand feature view '{view}' needs)"
-                ) from None
-        raise AssertionError("unreachable")
+        out, bad = cast_values(values, self._casters.get(field_name) or request_caster(dtype))
+        if out is None:
+            raise RetrievalError(
+                f"{what} {bad}: '{field_name}' is {values[bad]!r}, not a {dtype!r} (a field of request source "
+                f"'{source}' that on-demand feature view '{view}' needs)"
+            )
+        return out
 
     def _missing(self, field_name: str, detail: str) -> RetrievalError:
         source, view, _ = self.request_fields[field_name]

@@ -46,7 +46,8 @@ import socket
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -483,17 +484,11 @@ class RedisOnlineStore(OnlineStore):
     def _update_batch(
         self, keys: list[bytes], fn: Callable[[list[bytes], list[bytes | None]], list[bytes | None]]
     ) -> int:
-        if self._raw is not None:
-            return self._update_batch_raw(keys, fn)
-        pool = self.client.connection_pool
         for attempt in range(_UPDATE_ATTEMPTS):
-            conn = pool.get_connection()
-            try:
-                conn.send_packed_command(
-                    [_pack((b"WATCH", *keys)) + _pack((b"MGET", *keys))], check_health=False
+            with self._update_connection() as request:
+                old = cast(
+                    "list[bytes | None]", request(_pack((b"WATCH", *keys)) + _pack((b"MGET", *keys)), 2)[1]
                 )
-                conn.read_response()
-                old = cast("list[bytes | None]", conn.read_response())
                 new = fn(keys, old)
                 if len(new) != len(keys):
                     raise ValueError(f"update: {len(keys)} keys but {len(new)} new values")
@@ -501,23 +496,14 @@ class RedisOnlineStore(OnlineStore):
                 gone = [k for k, b, o in zip(keys, new, old) if b is None and o is not None]
                 commands = ([(b"MSET", *sets)] if sets else []) + ([(b"DEL", *gone)] if gone else [])
                 if not commands:
-                    conn.send_packed_command([_pack((b"UNWATCH",))], check_health=False)
-                    conn.read_response()
+                    request(_pack((b"UNWATCH",)), 1)
                     return 0
                 payload = b"".join([_pack((b"MULTI",)), *(_pack(c) for c in commands), _pack((b"EXEC",))])
-                conn.send_packed_command([payload], check_health=False)
-                for _ in range(len(commands) + 1):  # +OK of MULTI, +QUEUED of each command
-                    conn.read_response()
-                result = conn.read_response()
-            except BaseException:
-                conn.disconnect()  # replies (or a WATCH) may be left behind: never reuse this connection
-                raise
-            finally:
-                pool.release(conn)
+                result = request(payload, len(commands) + 2)[-1]  # +OK, +QUEUED per command, then EXEC's
             if result is not None:
                 errors = [r for r in result if isinstance(r, Exception)]
                 if errors:
-                    raise errors[0]
+                    raise self._unavailable(errors[0])
                 return len(sets) // 2 + len(gone)
             if len(keys) > 1:
                 # A watched key changed. Under steady writes to a few of them (an app pushing while a
@@ -531,61 +517,48 @@ class RedisOnlineStore(OnlineStore):
             "attempts: other writers changed them every time; try again"
         )
 
-    def _update_batch_raw(
-        self, keys: list[bytes], fn: Callable[[list[bytes], list[bytes | None]], list[bytes | None]]
-    ) -> int:
-        """`_update_batch` spoken directly over one of the read connections (as `read` does): the same
-        two round trips without redis-py's per-command cost, which is most of a one-event push."""
+    @contextmanager
+    def _update_connection(self) -> Iterator[Callable[[bytes, int], list[Any]]]:
+        """One connection for one WATCH ... EXEC exchange, as `request(payload, n replies)`: one of the
+        read path's raw connections where there are (redis-py's per-command cost is most of a
+        one-event push), else redis-py's. A connection that failed is never reused: replies (or a
+        WATCH) may be left behind."""
         target = self._raw
-        assert target is not None  # the caller takes this road only with a raw target
-        idle = self._idle_sync()
-        for attempt in range(_UPDATE_ATTEMPTS):
+        if target is None:
+            pool = self.client.connection_pool
+            conn = pool.get_connection()
+
+            def send(payload: bytes, n: int) -> list[Any]:
+                conn.send_packed_command([payload], check_health=False)
+                return [conn.read_response() for _ in range(n)]
+
             try:
-                conn = idle.pop()
-            except IndexError:
-                conn = None
-            try:
-                if conn is None:
-                    conn = _SyncConnection(target, self.timeout)
-                old = cast(
-                    "list[bytes | None]",
-                    conn.request(_pack((b"WATCH", *keys)) + _pack((b"MGET", *keys)), 2)[1],
-                )
-                new = fn(keys, old)
-                if len(new) != len(keys):
-                    raise ValueError(f"update: {len(keys)} keys but {len(new)} new values")
-                sets = [part for k, b in zip(keys, new) if b is not None for part in (k, b)]
-                gone = [k for k, b, o in zip(keys, new, old) if b is None and o is not None]
-                commands = ([(b"MSET", *sets)] if sets else []) + ([(b"DEL", *gone)] if gone else [])
-                if not commands:
-                    conn.request(_pack((b"UNWATCH",)), 1)
-                    result: Any = []
-                else:
-                    payload = b"".join([_pack((b"MULTI",)), *(_pack(c) for c in commands), _pack((b"EXEC",))])
-                    result = conn.request(payload, len(commands) + 2)[-1]
-            except BaseException as e:
-                if conn is not None:
-                    conn.close()  # replies (or a WATCH) may be left behind: never reuse this connection
-                if isinstance(e, (OSError, hiredis.ProtocolError, _ErrorReply)):
-                    raise self._unavailable(e) from e
+                yield send
+            except BaseException:
+                conn.disconnect()
                 raise
-            if len(idle) < _MAX_IDLE_SYNC and idle is self._sync_idle:
-                idle.append(conn)
-            else:
-                conn.close()
-            if result is not None:
-                errors = [r for r in result if isinstance(r, Exception)]
-                if errors:
-                    raise self._unavailable(errors[0])
-                return len(sets) // 2 + len(gone) if commands else 0
-            if len(keys) > 1:  # a watched key changed: in halves, as _update_batch
-                half = len(keys) // 2
-                return self._update_batch_raw(keys[:half], fn) + self._update_batch_raw(keys[half:], fn)
-            time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 20)))
-        raise FeatureStoreError(
-            f"online store update of {len(keys)} keys (first: {keys[0]!r}) gave up after {_UPDATE_ATTEMPTS} "
-            "attempts: other writers changed them every time; try again"
-        )
+            finally:
+                pool.release(conn)
+            return
+        idle = self._idle_sync()
+        try:
+            raw: _SyncConnection | None = idle.pop()
+        except IndexError:
+            raw = None
+        try:
+            if raw is None:
+                raw = _SyncConnection(target, self.timeout)
+            yield raw.request
+        except BaseException as e:
+            if raw is not None:
+                raw.close()
+            if isinstance(e, (OSError, hiredis.ProtocolError, _ErrorReply)):
+                raise self._unavailable(e) from e
+            raise
+        if len(idle) < _MAX_IDLE_SYNC and idle is self._sync_idle:
+            idle.append(raw)
+        else:
+            raw.close()
 
     # -- reads ----------------------------------------------------------------------------------
 
