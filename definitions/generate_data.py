@@ -20,8 +20,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 HERE = Path(__file__).resolve().parent
-DRIVERS = np.arange(1001, 1051)  # 50 drivers
-CUSTOMERS = np.arange(5001, 5201)  # 200 customers
+DRIVERS = np.arange(1001, 1501)  # 500 drivers
+CUSTOMERS = np.arange(5001, 7001)  # 2,000 customers
 ZONES = np.arange(1, 9)  # 8 zones -> 64 routes
 DAYS = 7
 
@@ -90,7 +90,7 @@ def generate(end: datetime, out: Path = HERE / "data") -> None:
     )
 
     # Trips: the entity rows of a training set, with a label and the trip's distance (a request value).
-    t = 5000
+    t = 10_000
     trip_ts = start + timedelta(hours=2) + (end - start - timedelta(hours=2)) * rng.random(t)
     pq.write_table(
         pa.table(

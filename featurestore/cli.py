@@ -584,6 +584,16 @@ def _add_optional_groups() -> None:
 _add_optional_groups()
 
 
+def _add_monitoring() -> None:
+    from .monitoring.cli import monitor, stats
+
+    cli.add_command(monitor)
+    cli.add_command(stats)
+
+
+_add_monitoring()
+
+
 def main() -> None:
     """Entry point of the `fs` console script."""
     cli(obj={})

@@ -17,12 +17,20 @@
     read_timeout_seconds = 10       # a request's headers and body must arrive within it
     [[server.api_keys]]
     name = "ranker"; role = "read"; key_env = "RANKER_KEY"   # or key = "..." (avoid committing keys)
+    [monitoring]
+    log_path = "data/predictions"   # the prediction and feedback logs (default: beside the registry)
+    retention_days = 90             # older log days are deleted by `fs monitor check`
+    psi_warn = 0.1                  # drift thresholds (PSI), minimum sample sizes, live-metric tolerance
+    psi_drift = 0.25
+    [monitoring.models.eta]         # per model: any of the keys above but the log's
+    psi_drift = 0.3
+    metric = "neg_mean_absolute_error"
 
 Environment variables override the file, so one repo deploys to several places:
 `FS_PROJECT`, `FS_OFFLINE_PATH`, `FS_ONLINE_TYPE`, `FS_ONLINE_PATH`, `FS_ONLINE_URL` (a redis:// URL
 also sets the type to redis), `FS_ONLINE_KEY_PREFIX`, `FS_REGISTRY_PATH`,
 `FS_API_KEYS` ("name:role:key,name:role:key"), `FS_MAX_BATCH_ROWS`, `FS_MAX_HEADER_BYTES`,
-`FS_READ_TIMEOUT_SECONDS`.
+`FS_READ_TIMEOUT_SECONDS`, `FS_MONITORING_LOG_PATH`.
 """
 
 from __future__ import annotations
@@ -76,6 +84,38 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class Thresholds:
+    """When monitoring calls a model's features drifted and its live metric worse (SPEC §12)."""
+
+    psi_warn: float = 0.1
+    psi_drift: float = 0.25
+    min_reference_rows: int = 1000
+    min_current_rows: int = 100
+    #: a scikit-learn scorer name ("roc_auc", "neg_mean_absolute_error", ...); None: the first
+    #: scorer name among the metrics recorded at registration
+    metric: str | None = None
+    performance_tolerance: float = 0.05  # a breach: live metric worse than validation by more
+
+
+THRESHOLD_KEYS = tuple(Thresholds.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """`[monitoring]`: where the prediction log lives, how long it is kept, and the thresholds
+    (defaults, and per model under `[monitoring.models.NAME]`)."""
+
+    log_path: Path
+    retention_days: int = 90
+    defaults: Thresholds = Thresholds()
+    models: Mapping[str, Thresholds] = field(default_factory=dict)
+
+    def thresholds(self, model: str) -> Thresholds:
+        """The thresholds of model `model`: its own section, else the defaults."""
+        return self.models.get(model, self.defaults)
+
+
+@dataclass(frozen=True)
 class RepoConfig:
     """The whole configuration of one feature repo; paths are absolute."""
 
@@ -86,6 +126,12 @@ class RepoConfig:
     registry_path: Path
     server: ServerConfig = ServerConfig()
     ignore: tuple[str, ...] = ()
+    monitoring: MonitoringConfig | None = None  # None: the defaults, the log beside the registry
+
+    @property
+    def monitor(self) -> MonitoringConfig:
+        """`[monitoring]`, with its defaults filled in."""
+        return self.monitoring or MonitoringConfig(log_path=self.registry_path.parent / "predictions")
 
     @property
     def models_path(self) -> Path:
@@ -126,7 +172,7 @@ def load_config(repo_path: str | os.PathLike[str], env: Mapping[str, str] | None
 
 
 def parse_config(raw: dict[str, Any], repo: Path, env: Mapping[str, str], where: str) -> RepoConfig:
-    known = {"project", "offline", "online", "registry", "server", "repo"}
+    known = {"project", "offline", "online", "registry", "server", "repo", "monitoring"}
     extra = set(raw) - known
     if extra:
         raise ConfigError(f"{where}: unknown setting(s) {sorted(extra)} (known: {sorted(known)})")
@@ -191,7 +237,73 @@ def parse_config(raw: dict[str, Any], repo: Path, env: Mapping[str, str], where:
         registry_path=registry_path,
         server=_server(section("server"), env, where),
         ignore=tuple(ignore),
+        monitoring=_monitoring(section("monitoring"), env, registry_path, resolve, where),
     )
+
+
+def _monitoring(
+    raw: dict[str, Any], env: Mapping[str, str], registry_path: Path, resolve: Any, where: str
+) -> MonitoringConfig:
+    known = {"log_path", "retention_days", "models", *THRESHOLD_KEYS}
+    extra = set(raw) - known
+    if extra:
+        raise ConfigError(
+            f"{where}: unknown [monitoring] setting(s) {sorted(extra)} (known: {sorted(known)})"
+        )
+    log_path = env.get("FS_MONITORING_LOG_PATH") or raw.get("log_path")
+    if log_path is not None and not isinstance(log_path, str):
+        raise ConfigError(f"{where}: [monitoring] log_path must be a path, got {log_path!r}")
+    retention = _whole(raw.get("retention_days", 90), "[monitoring] retention_days", 1, where)
+    defaults = _thresholds(raw, Thresholds(), "[monitoring]", where)
+    models_raw = raw.get("models", {})
+    if not isinstance(models_raw, dict):
+        raise ConfigError(f"{where}: [monitoring.models] must be a table of [monitoring.models.NAME] tables")
+    models: dict[str, Thresholds] = {}
+    for name, body in models_raw.items():
+        section = f"[monitoring.models.{name}]"
+        if not isinstance(body, dict):
+            raise ConfigError(f"{where}: {section} must be a table")
+        extra = set(body) - set(THRESHOLD_KEYS)
+        if extra:
+            raise ConfigError(
+                f"{where}: unknown {section} setting(s) {sorted(extra)} (known: {sorted(THRESHOLD_KEYS)})"
+            )
+        models[name] = _thresholds(body, defaults, section, where)
+    return MonitoringConfig(
+        log_path=resolve(log_path) if log_path else registry_path.parent / "predictions",
+        retention_days=retention,
+        defaults=defaults,
+        models=models,
+    )
+
+
+def _thresholds(raw: dict[str, Any], base: Thresholds, section: str, where: str) -> Thresholds:
+    """`base` with the threshold keys of `raw` checked and applied."""
+    values: dict[str, Any] = {}
+    for key in ("psi_warn", "psi_drift", "performance_tolerance"):
+        if key in raw:
+            value = raw[key]
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 <= value < float("inf")
+            ):
+                raise ConfigError(f"{where}: {section} {key} must be a number of at least 0, got {value!r}")
+            values[key] = float(value)
+    for key in ("min_reference_rows", "min_current_rows"):
+        if key in raw:
+            values[key] = _whole(raw[key], f"{section} {key}", 1, where)
+    if "metric" in raw:
+        metric = raw["metric"]
+        if not isinstance(metric, str) or not metric:
+            raise ConfigError(f"{where}: {section} metric must be a scikit-learn scorer name, got {metric!r}")
+        values["metric"] = metric
+    merged = {**base.__dict__, **values}
+    if merged["psi_warn"] > merged["psi_drift"]:
+        raise ConfigError(
+            f"{where}: {section} psi_warn ({merged['psi_warn']}) must not be more than psi_drift ({merged['psi_drift']})"
+        )
+    return Thresholds(**merged)
 
 
 def _server(raw: dict[str, Any], env: Mapping[str, str], where: str) -> ServerConfig:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
 
     from .store import FeatureStore
 
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 # The width of a console that is not a terminal (a pipe, a file, CliRunner): wide enough that no
 # table cell is ever cut or wrapped, since nobody reads a pipe at 80 columns but grep and scripts.
@@ -65,16 +68,27 @@ def _default(value: Any) -> Any:
 
 def handle_errors(fn: Any) -> Any:
     """Print FeatureStoreErrors as one clear message and exit 1, without a traceback."""
+    return exit_on_errors(1)(fn)
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except FeatureStoreError as e:
-            console(stderr=True).print(f"[bold red]error:[/] {e}", markup=True)
-            sys.exit(1)
 
-    return wrapper
+def exit_on_errors(code: int) -> Callable[[_F], _F]:
+    """`handle_errors` with exit code `code`: the monitoring commands exit 2 on an error, since 1
+    there means a breach and cron or CI must tell the two apart."""
+
+    def decorate(fn: _F) -> _F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except FeatureStoreError as e:
+                from rich.markup import escape
+
+                console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", markup=True)
+                sys.exit(code)
+
+        return cast(_F, wrapper)
+
+    return decorate
 
 
 def open_store(ctx: click.Context) -> FeatureStore:

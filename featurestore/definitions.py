@@ -468,7 +468,9 @@ class FeatureView:
 
     `ttl` is the lookback window: a feature row older than ttl is not used for a training row, and
     is reported `OUTSIDE_MAX_AGE` online. `None` means unbounded. Fields in `schema` that are named
-    like a join key declare the key's type and are not features.
+    like a join key declare the key's type and are not features. `freshness` is how old the newest
+    event the view holds online may get before `fs monitor freshness` reports a breach (None: no
+    limit); it changes nothing stored.
     """
 
     kind: ClassVar[str] = "feature_view"
@@ -488,6 +490,7 @@ class FeatureView:
     # declares (or, omitted, is read from the source) the types of the aggregated columns.
     aggregations: tuple[Aggregation, ...] = ()
     hop: timedelta | None = None  # tile size of an aggregating view (default DEFAULT_HOP)
+    freshness: timedelta | None = None  # the age limit of the newest online event (monitoring)
 
     def __post_init__(self) -> None:
         _check_name("feature view", self.name)
@@ -537,6 +540,11 @@ class FeatureView:
                 raise DefinitionError(
                     f"{where}: an aggregating view takes no ttl: each aggregation's window is its lookback"
                 )
+        freshness = self.freshness
+        if freshness is not None and (not isinstance(freshness, timedelta) or freshness <= timedelta(0)):
+            raise DefinitionError(
+                f"{where}: freshness must be a positive datetime.timedelta or None, got {freshness!r}"
+            )
         _freeze(
             self,
             entities=entities,
@@ -669,6 +677,8 @@ class FeatureView:
             "description": self.description,
             "owner": self.owner,
             "tags": dict(self.tags),
+            # Only views with a freshness carry it, so views applied before it existed keep their spec.
+            **({"freshness_seconds": self.freshness.total_seconds()} if self.freshness is not None else {}),
             # Only aggregating views carry these, so applied plain views keep the spec they had.
             **(
                 {
@@ -686,6 +696,7 @@ class FeatureView:
     ) -> FeatureView:
         ttl = spec.get("ttl_seconds")
         hop = spec.get("hop_seconds")
+        freshness = spec.get("freshness_seconds")
         return cls(
             aggregations=tuple(Aggregation.from_spec(a) for a in spec.get("aggregations", ())),
             hop=None if hop is None else timedelta(seconds=hop),
@@ -694,6 +705,7 @@ class FeatureView:
             schema=tuple(Field.from_spec(f) for f in spec["schema"]),
             source=sources[spec["source"]],
             ttl=timedelta(seconds=ttl) if ttl is not None else None,
+            freshness=None if freshness is None else timedelta(seconds=freshness),
             online=spec.get("online", True),
             description=spec.get("description", ""),
             owner=spec.get("owner", ""),

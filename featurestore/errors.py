@@ -83,6 +83,10 @@ class TransformError(FeatureStoreError):
     lookup (HTTP 500, code `transform_error`) or the training set fails, naming the view and row."""
 
 
+class MonitoringError(FeatureStoreError):
+    """Monitoring cannot answer: no training set to compare with, a bad window, bad feedback rows."""
+
+
 class DefinitionsChangedError(FeatureStoreError):
     """An on-demand feature view's function on disk no longer matches the source hash recorded at
     apply (HTTP 409): the store will not serve code that was never applied. Run `fs apply` again."""

@@ -52,6 +52,7 @@ class ViewRun:
     seconds: float = 0.0
     skipped: str = ""  # why nothing was done (or nothing recorded), if so
     recorded: bool = True  # False: rows were written from a definition an apply changed meanwhile
+    stats_seconds: float = 0.0  # of `seconds`: computing the feature statistics of the run's rows
 
 
 @dataclass
@@ -282,6 +283,11 @@ def _materialize_view(
         staged = storage.staged_relation(staging)
         has_rows = bool(storage.staged_days(staging))
         rows = arrow_table(con, f"SELECT count(*) FROM {staged}").column(0)[0].as_py() if has_rows else 0
+        stats, stats_seconds = None, 0.0
+        if rows:  # the run's feature statistics, recorded with it (featurestore.monitoring.stats)
+            from .monitoring.stats import run_profile
+
+            stats, stats_seconds = run_profile(con, view, staged)
         keys = ", ".join(quote_ident(k) for k in view.join_keys)
         if bar and rows and view.online:
             bar.set_total(
@@ -332,6 +338,7 @@ def _materialize_view(
         generation=generation,
         online_store=online.store if online is not None and online.advance else None,
         source_fingerprint=fingerprint,
+        stats=stats,
     ):
         return ViewRun(
             view.name,
@@ -342,8 +349,11 @@ def _materialize_view(
             time.perf_counter() - began,
             skipped="not recorded: an apply changed the view during the run; run again",
             recorded=False,
+            stats_seconds=stats_seconds,
         )
-    return ViewRun(view.name, start, end, rows, online_rows, time.perf_counter() - began)
+    return ViewRun(
+        view.name, start, end, rows, online_rows, time.perf_counter() - began, stats_seconds=stats_seconds
+    )
 
 
 def _whole_day(reader: SourceReader, view: FeatureView) -> Callable[[date], str]:

@@ -11,7 +11,7 @@ change, they no longer match the view: a feature added would read as NULL over a
 materialized history, though the source has it. `Plan.stale` names those views, and apply resets
 them (`Registry.apply`): the watermark is dropped and the runs so far no longer count, so training
 sets read the source until the next `materialize-incremental` rebuilds the view from the start.
-Description, owner, tags, ttl, feature order, a feature removed, serving online no more, and the
+Description, owner, tags, ttl, freshness, feature order, a feature removed, serving online no more, and the
 contents of a DataFrame source (data, as a Parquet file's are) reset nothing. Views added or
 removed are reset too (a view removed, then added again, starts clean). Online rows stay (lookups
 keep answering) and are overwritten by the rebuild.
@@ -25,7 +25,7 @@ from typing import Any
 from .catalog import KINDS
 from .definitions import names_source
 
-_METADATA = ("description", "owner", "tags")  # fields that change no stored row (views: ttl too)
+_METADATA = ("description", "owner", "tags")  # fields that change no stored row (views: ttl, freshness too)
 
 _LABEL = {
     "entity": "entity",
@@ -188,7 +188,7 @@ def _view_rows_differ(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether a view's stored rows lack what its new definition reads: a feature added or retyped, other
     entities or source, or serving online that was not. Removing a feature, ttl, order, serving no
     longer online and metadata leave the stored rows as good as they were."""
-    rest = ("schema", "online", "ttl_seconds", *_METADATA)
+    rest = ("schema", "online", "ttl_seconds", "freshness_seconds", *_METADATA)
     if {k: v for k, v in old.items() if k not in rest} != {k: v for k, v in new.items() if k not in rest}:
         return True
     had = {(f["name"], f["dtype"]) for f in old["schema"]}

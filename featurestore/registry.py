@@ -151,8 +151,11 @@ class Registry:
         generation: int | None = None,
         online_store: str | None = None,
         source_fingerprint: str | None = None,
+        stats: dict[str, Any] | None = None,
     ) -> bool:
         """Record a finished run; the watermark only moves forward, and only when asked.
+
+        `stats`: the feature statistics of the rows the run wrote (`featurestore.monitoring.stats`).
 
         `source_fingerprint`: what the run read (`featurestore.offline.fingerprint`), so that its
         range is seen as stale once the source's files change (`materialized_coverage`).
@@ -163,7 +166,7 @@ class Registry:
         `generation`: the registry's generation when the run read the definitions. A run that read them
         before the apply that last reset the view wrote rows of the old definition: it is not recorded
         (False), so those rows count for nothing."""
-        run = MaterializationRun(view, start, end, rows, online_rows, utcnow(), source_fingerprint)
+        run = MaterializationRun(view, start, end, rows, online_rows, utcnow(), source_fingerprint, stats)
         return self.backend.record_materialization(run, advance_watermark, generation, online_store)
 
     def online_watermarks(self, online_store: str) -> dict[str, datetime]:

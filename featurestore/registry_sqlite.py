@@ -87,6 +87,15 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         "the source fingerprint of each materialization run",
         ("ALTER TABLE materializations ADD COLUMN source_fingerprint TEXT",),
     ),
+    (
+        5,
+        "feature statistics per run, and cached monitoring profiles",
+        (
+            "ALTER TABLE materializations ADD COLUMN stats TEXT",
+            """CREATE TABLE IF NOT EXISTS monitor_profiles (
+            key TEXT PRIMARY KEY, body TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -400,7 +409,7 @@ class SQLiteRegistryStore(RegistryStore):
                     return False
             con.execute(
                 'INSERT INTO materializations (view, start, "end", rows, online_rows, finished_at, '
-                "source_fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "source_fingerprint, stats) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.view,
                     _iso(run.start),
@@ -409,6 +418,7 @@ class SQLiteRegistryStore(RegistryStore):
                     run.online_rows,
                     _iso(run.finished_at),
                     run.source_fingerprint,
+                    None if run.stats is None else json.dumps(run.stats, sort_keys=True),
                 ),
             )
             if advance_watermark:
@@ -453,20 +463,23 @@ class SQLiteRegistryStore(RegistryStore):
                 online_rows=self._int(o, f"a run of view '{v}'"),
                 finished_at=self._time(f, f"a run of view '{v}'"),
                 source_fingerprint=fp if isinstance(fp, str) else None,
+                stats=self._json(st, f"the statistics of a run of view '{v}'")
+                if isinstance(st, str)
+                else None,
             )
-            for v, a, b, r, o, f, fp in rows
+            for v, a, b, r, o, f, fp, st in rows
         ]
 
     def current_runs(self, view: str) -> list[MaterializationRun]:
         return self._runs(
             self._read(
-                f'SELECT view, start, "end", rows, online_rows, finished_at, source_fingerprint {_CURRENT_RUNS} ORDER BY rowid',
+                f'SELECT view, start, "end", rows, online_rows, finished_at, source_fingerprint, stats {_CURRENT_RUNS} ORDER BY rowid',
                 (view,),
             )
         )
 
     def runs(self, view: str | None = None) -> list[MaterializationRun]:
-        sql = 'SELECT view, start, "end", rows, online_rows, finished_at, source_fingerprint FROM materializations'
+        sql = 'SELECT view, start, "end", rows, online_rows, finished_at, source_fingerprint, stats FROM materializations'
         if view is None:
             return self._runs(self._read(sql + " ORDER BY rowid"))
         return self._runs(self._read(sql + " WHERE view = ? ORDER BY rowid", (view,)))
@@ -636,4 +649,18 @@ class SQLiteRegistryStore(RegistryStore):
                     entry["created_by"],
                     entry["created_at"],
                 ),
+            )
+
+    # -- monitoring profiles -----------------------------------------------------------------------
+
+    def monitor_profile(self, key: str) -> dict[str, Any] | None:
+        rows = self._read("SELECT body FROM monitor_profiles WHERE key = ?", (key,))
+        return self._json(rows[0][0], f"the monitoring profile '{key}'") if rows else None
+
+    def save_monitor_profile(self, key: str, body: Mapping[str, Any]) -> None:
+        with self._transaction() as con:
+            con.execute(
+                "INSERT INTO monitor_profiles VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+                "body = excluded.body, updated_at = excluded.updated_at",
+                (key, json.dumps(body, sort_keys=True), _now()),
             )

@@ -55,6 +55,9 @@ class MaterializationRun:
     #: What the run read (`featurestore.offline.fingerprint`); None: unknown (an in-memory source,
     #: or a run recorded before fingerprints were): the run's range is never seen as stale.
     source_fingerprint: str | None = None
+    #: Feature statistics of the rows the run wrote (`featurestore.monitoring.stats`); None: none
+    #: were computed (no rows, or a run recorded before statistics were).
+    stats: dict[str, Any] | None = None
 
 
 class RegistryStore:
@@ -232,6 +235,17 @@ class RegistryStore:
 
         `before_commit()` runs inside the transaction (it moves the entity rows into place); when it
         raises, nothing is stored and the exception propagates."""
+        raise NotImplementedError
+
+    # -- monitoring profiles -----------------------------------------------------------------------
+
+    def monitor_profile(self, key: str) -> dict[str, Any] | None:
+        """A profile monitoring computed once and keeps (e.g. the reference of a model version's
+        predictions), or None."""
+        raise NotImplementedError
+
+    def save_monitor_profile(self, key: str, body: Mapping[str, Any]) -> None:
+        """Insert or replace the profile `key` (`body` is JSON-able)."""
         raise NotImplementedError
 
 

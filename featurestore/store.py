@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .materialize import MaterializeResult
     from .models.lineage import TrainingSet, TrainingSets
     from .models.registry import ModelRegistry
+    from .monitoring import Monitor
     from .offline.retrieval import RetrievalJob
     from .offline.storage import OfflineStorage
     from .online.base import OnlineStore
@@ -87,6 +88,13 @@ class FeatureStore:
         from .models.lineage import TrainingSets
 
         return TrainingSets(self)
+
+    @cached_property
+    def monitor(self) -> Monitor:
+        """Monitoring (SPEC §12): statistics, drift, skew, freshness, live performance, reports."""
+        from .monitoring import Monitor
+
+        return Monitor(self)
 
     def save_training_set(
         self, name: str, job: RetrievalJob, description: str = "", overwrite: bool = False

@@ -34,7 +34,7 @@ from .auth import Authenticator
 from .errors import install_error_handlers
 from .metrics import PUBLISH_SECONDS, Metrics
 from .middleware import ServerMiddleware
-from .routers import admin, catalog, features, health, models, push
+from .routers import admin, catalog, features, feedback, health, models, push
 from .routing import DirectRoute
 from .state import ServerState
 
@@ -47,6 +47,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     features.router,
     models.router,
     push.router,
+    feedback.router,
     catalog.router,
     admin.router,
 )
@@ -58,7 +59,7 @@ DESCRIPTION = """
 Online feature lookups, pushes and the catalog of a featurestore repo.
 
 **Auth.** When API keys are configured, send `Authorization: Bearer <key>` or `X-API-Key: <key>`.
-Roles: `read` (lookups, catalog, metrics), `write` (push + read), `admin` (everything, e.g. the\naudit trail at `/admin/audit`).
+Roles: `read` (lookups, catalog, metrics), `write` (push, model feedback, + read), `admin` (everything, e.g. the\naudit trail at `/admin/audit`).
 A missing or unknown key gets 401, a role too low 403. `/health`, `/ready`, `/docs` and
 `/openapi.json` are open. Without configured keys the whole server is open.
 

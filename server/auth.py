@@ -3,7 +3,7 @@
 Keys come from `config.server.api_keys` (featurestore.toml `[[server.api_keys]]` or `FS_API_KEYS`),
 each with a name and a role. A request carries its key as `Authorization: Bearer <key>` or
 `X-API-Key: <key>`. Roles are ranked: `read` (lookups, catalog, predictions, metrics) < `write`
-(push, and everything `read` may) < `admin` (everything). `models` may what `read` may, plus
+(push, labels fed back to models, and everything `read` may) < `admin` (everything). `models` may what `read` may, plus
 register models and move their aliases (server/routers/models.py).
 
 - No keys configured: the server is open, every request acts as `anonymous` with the `admin` role

@@ -57,6 +57,43 @@ def test_bad_config_names_the_problem(tmp_path, text, message):
         load_config(tmp_path, env={})
 
 
+def test_monitoring_defaults_beside_the_registry_and_per_model_thresholds(tmp_path):
+    cfg = load_config(write(tmp_path, 'project = "p"\n'), env={})
+    assert cfg.monitor.log_path == tmp_path.resolve() / "data/predictions"
+    assert cfg.monitor.retention_days == 90 and cfg.monitor.thresholds("eta").psi_drift == 0.25
+    write(
+        tmp_path,
+        'project = "p"\n[monitoring]\nlog_path = "logs"\nretention_days = 7\npsi_warn = 0.2\n'
+        '[monitoring.models.eta]\npsi_drift = 0.4\nmetric = "r2"\n',
+    )
+    cfg = load_config(tmp_path, env={})
+    assert cfg.monitor.log_path == tmp_path.resolve() / "logs" and cfg.monitor.retention_days == 7
+    eta, other = cfg.monitor.thresholds("eta"), cfg.monitor.thresholds("other")
+    assert (eta.psi_warn, eta.psi_drift, eta.metric) == (0.2, 0.4, "r2")  # the defaults, then its own
+    assert (other.psi_warn, other.psi_drift, other.metric) == (0.2, 0.25, None)
+    assert (
+        load_config(tmp_path, env={"FS_MONITORING_LOG_PATH": "/abs/log"}).monitor.log_path.as_posix()
+        == "/abs/log"
+    )
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[monitoring]\nthreshold = 1\n", "unknown \\[monitoring\\] setting"),
+        ("[monitoring]\npsi_warn = 0.5\npsi_drift = 0.2\n", "must not be more than psi_drift"),
+        ('[monitoring]\npsi_warn = "high"\n', "psi_warn must be a number"),
+        ("[monitoring]\nretention_days = 0\n", "retention_days must be at least 1"),
+        ("[monitoring.models.eta]\nwindow = 3\n", "unknown \\[monitoring.models.eta\\] setting"),
+        ("[monitoring.models.eta]\nmetric = 3\n", "scorer name"),
+    ],
+)
+def test_bad_monitoring_settings_name_the_setting(tmp_path, text, message):
+    write(tmp_path, 'project = "p"\n' + text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path, env={})
+
+
 def test_find_repo_walks_up_and_explains_when_missing(tmp_path, monkeypatch):
     write(tmp_path, 'project = "p"\n')
     sub = tmp_path / "a" / "b"

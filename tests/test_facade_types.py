@@ -14,6 +14,7 @@ EXPECTED = {
     "offline_storage": "OfflineStorage",
     "models": "ModelRegistry",
     "training_sets": "TrainingSets",
+    "monitor": "Monitor",
     "save_training_set": "TrainingSet",
     "load_repo": "Catalog",
     "catalog": "Catalog",

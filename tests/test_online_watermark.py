@@ -198,10 +198,11 @@ def test_an_upgraded_deployment_stays_ready_and_its_first_incremental_run_adopts
     old.registry.close()
     old.online_store.close()
     # As the code before online watermarks left them: no online_watermarks table, no
-    # source fingerprints, schema version 2; no marker in the online store, its rows there.
+    # source fingerprints, no statistics, schema version 2; no marker in the online store, its rows there.
     con = sqlite3.connect(registry_path)
     con.executescript(
         "DROP TABLE online_watermarks; ALTER TABLE materializations DROP COLUMN source_fingerprint;"
+        "ALTER TABLE materializations DROP COLUMN stats; DROP TABLE monitor_profiles;"
         "DELETE FROM schema_migrations WHERE version >= 3;"
     )
     con.close()

@@ -71,3 +71,24 @@ def test_the_server_is_importable_as_featurestore_server_only(tmp_path):
     where, top_level = out.stdout.split("\n")[:2]
     assert Path(where).resolve() == ROOT / "server" / "__init__.py"
     assert top_level == "None"
+
+
+def test_every_data_file_of_a_package_is_shipped():
+    """Files a package reads at run time (the monitoring report's template) are in its package-data."""
+    from fnmatch import fnmatch
+
+    data = _setuptools()["package-data"]
+    for package, folder in _shipped_folders().items():
+        for path in folder.rglob("*"):
+            if path.is_dir() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
+                continue
+            if any(
+                (folder / sub).is_dir() and (folder / sub / "__init__.py").exists()
+                for sub in path.relative_to(folder).parents
+                if str(sub) != "."
+            ):
+                continue  # a file of a subpackage: that package's entry covers it
+            relative = path.relative_to(folder).as_posix()
+            assert any(fnmatch(relative, g) for g in data.get(package, [])), (
+                f"{package}: {relative} is not in [tool.setuptools.package-data]"
+            )

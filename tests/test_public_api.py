@@ -30,6 +30,7 @@ EXPECTED = {
     "Int64",
     "MaterializationError",
     "ModelRegistryError",
+    "MonitoringError",
     "NotAppliedError",
     "OnDemandFeatureView",
     "OnlineStoreUnavailable",

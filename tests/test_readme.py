@@ -1,6 +1,7 @@
 """Every command and snippet of README.md runs as written, from the repo root after `make demo`.
 
-The README's fenced blocks say what they hold: ```sh (commands, run here one by one), ```python
+The README's fenced blocks say what they hold: ```sh (commands, run here one by one; each must exit 0,
+or the status its comment gives as "# exit 1: why"), ```python
 (snippets, run in order in one interpreter, as in a notebook), ```toml (featurestore.toml, loaded)
 or ```text (output, a listing: not run). It all happens in a temporary copy of definitions/ whose
 data the Makefile's own `demo` recipe generates (definitions/generate_data.py), so this passes on a
@@ -84,10 +85,12 @@ def environment() -> dict[str, str]:
     return env
 
 
-def run(argv: list[str], cwd: Path, env: dict[str, str], where: str) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: list[str], cwd: Path, env: dict[str, str], where: str, expect: int = 0
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
-    assert proc.returncode == 0, (
-        f"{where}: `{shlex.join(argv)}` exited {proc.returncode}\n"
+    assert proc.returncode == expect, (
+        f"{where}: `{shlex.join(argv)}` exited {proc.returncode}, not {expect}\n"
         f"--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
     )
     return proc
@@ -147,6 +150,9 @@ class Shell:
             key, _, value = words.pop(0).partition("=")
             env[key] = value
         program, args = words[0], words[1:]
+        # "# exit 1: why" after a command: the README says it exits 1 there (a breach it shows)
+        expected = re.search(r"#\s*exit (\d+):", command)
+        expect = int(expected.group(1)) if expected else 0
         if program == "make":
             assert args in (["demo"], ["test"]), f"{where}: no way to run `{command}` here"
             return  # demo: the workspace fixture ran its recipe; test: this is that run
@@ -154,7 +160,7 @@ class Shell:
             if "serve" in args:
                 self.serve(where, args, env)
             else:
-                run(FS + args, self.root, env, where)
+                run(FS + args, self.root, env, where, expect)
             return
         if program == "curl":
             self.curl(where, args)

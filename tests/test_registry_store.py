@@ -107,6 +107,21 @@ def test_watermarks_only_move_forward_and_runs_are_recorded_in_order(backend):
     assert backend.current_runs("other") == [] and len(backend.runs()) == 3
 
 
+def test_a_run_keeps_its_statistics_and_profiles_are_kept_by_key(backend):
+    stats = {"version": 1, "rows": 5, "columns": {"conv_rate": {"nulls": 0, "min": 0.1}}}
+    with_stats = MaterializationRun(
+        "v", T0, T0 + timedelta(hours=1), 5, 5, datetime.now(timezone.utc), None, stats
+    )
+    assert backend.record_materialization(with_stats, advance_watermark=True)
+    assert backend.record_materialization(run("v", 1, 2), advance_watermark=True)
+    assert [r.stats for r in backend.current_runs("v")] == [stats, None]
+    assert backend.runs("v")[0].stats == stats
+    assert backend.monitor_profile("prediction:eta:1") is None
+    backend.save_monitor_profile("prediction:eta:1", {"bins": [1, 2]})
+    backend.save_monitor_profile("prediction:eta:1", {"bins": [3]})
+    assert backend.monitor_profile("prediction:eta:1") == {"bins": [3]}
+
+
 def test_a_reset_drops_the_watermark_and_the_runs_so_far_and_refuses_older_runs(backend):
     backend.apply([("add", "feature_view", "v", spec(1))], "a")
     read_at = backend.generation()

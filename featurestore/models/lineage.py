@@ -186,16 +186,24 @@ class TrainingSets:
                 f"training set '{name}' already exists with another fingerprint ({existing.fingerprint[:12]}): "
                 "save it under a new name, or pass overwrite=True"
             )
+        from ..monitoring.profiles import training_set_profiles
+
         folder = self.root / name
         tmp = self.root / f".tmp-{uuid.uuid4().hex}"
         tmp.mkdir(parents=True)
-        pq.write_table(table.select(parts.pop("entity_columns")), tmp / "entity_rows.parquet")
+        entity_columns = parts.pop("entity_columns")
+        outputs = [c for c in table.column_names if c not in set(entity_columns)]
+        pq.write_table(table.select(entity_columns), tmp / "entity_rows.parquet")
+        # The whole result too: monitoring compares what a model serves with it, and scores the
+        # model on it for the reference of its predictions.
+        pq.write_table(table, tmp / "result.parquet", compression="zstd")
         record = TrainingSet(
             name=name,
             entity_path=f"{name}/entity_rows.parquet",
             description=description,
             created_by=actor or current_user(),
             created_at=utcnow().isoformat(),
+            extra={"result_path": f"{name}/result.parquet", **training_set_profiles(table, outputs)},
             **parts,
         )
         body = {
@@ -321,6 +329,14 @@ class TrainingSets:
     def entity_rows(self, name: str) -> pa.Table:
         """The entity rows the training set was made from (entity columns of its result)."""
         return pq.read_table(self.root / self.get(name).entity_path)
+
+    def result(self, name: str) -> pa.Table | None:
+        """The whole saved result of `name` (entity columns and features), or None for a training
+        set saved before results were kept (regenerate it: `regenerate(name)`)."""
+        path = self.get(name).extra.get("result_path")
+        if not path or not (self.root / path).is_file():
+            return None
+        return pq.read_table(self.root / path)
 
     # -- regenerating --------------------------------------------------------------------------------
 

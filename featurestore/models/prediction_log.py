@@ -1,6 +1,9 @@
 """The prediction log: what was served, appended to Parquet so it can be joined back to labels.
 
-    <registry folder>/predictions/<model>/date=YYYY-MM-DD/part-<time>-<id>.parquet
+    <[monitoring] log_path>/<model>/date=YYYY-MM-DD/part-v<version>-<time>-<id>.parquet
+
+(`log_path` defaults to `predictions/` beside the registry file; the version in the file name lets
+monitoring read one version's files only: `featurestore.monitoring.log`.)
 
 One row per predicted entity row: `request_id`, `ts` (UTC), `model`, `model_version`, the entity's
 join keys (and request-time values) as their own columns, the feature values the model was given as
@@ -127,10 +130,10 @@ class PredictionLog:
                 (row["model"], row["model_version"], row["ts"].astimezone(timezone.utc).date().isoformat())
             ].append(row)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-        for (model, _, day), group in groups.items():
+        for (model, version, day), group in groups.items():
             folder = self.root / model / f"date={day}"
             folder.mkdir(parents=True, exist_ok=True)
-            name = f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+            name = f"part-v{version}-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
             tmp = folder / f".{name}.tmp"
             pq.write_table(_table(group), tmp)
             tmp.rename(folder / name)
@@ -139,13 +142,16 @@ class PredictionLog:
         """Every logged row (of one model, or all), for tests and quick looks; use DuckDB for real queries."""
         import duckdb
 
-        pattern = str(self.root / (model or "*") / "date=*" / "*.parquet")
-        if not list(self.root.glob(f"{model or '*'}/date=*/*.parquet")):
+        from ..monitoring.log import files_literal
+
+        # Python's glob skips hidden folders (the feedback log, `.feedback/`); DuckDB's would not.
+        files = [str(f) for f in sorted(self.root.glob(f"{model or '*'}/date=*/*.parquet"))]
+        if not files:
             return pa.table({})
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
         rel = con.sql(
-            f"SELECT * FROM read_parquet('{pattern}', union_by_name = true, hive_partitioning = false) "
+            f"SELECT * FROM read_parquet({files_literal(files)}, union_by_name = true, hive_partitioning = false) "
             "ORDER BY ts, request_id, row"
         )
         fetch = getattr(rel, "to_arrow_table", None) or rel.arrow

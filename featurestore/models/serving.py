@@ -76,6 +76,9 @@ class LoadedModel:
     join_keys: tuple[str, ...]
     use_frame: bool  # fitted on a DataFrame: pass one, so scikit-learn checks column names
     frame_columns: Any = None  # the pandas Index of those columns, built once (a quarter of a frame's cost)
+    #: the request values logged with each row: the model's own, and those its on-demand views read
+    #: (so monitoring's skew audit can recompute them)
+    request_fields: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -107,7 +110,7 @@ class ModelServer:
         self.refresh_interval = refresh_interval
         self.log: PredictionLog | None = None
         if log_predictions:
-            root = store.config.registry_path.parent / "predictions"
+            root = store.config.monitor.log_path
             self.log = (prediction_log or PredictionLog(root, flush_interval=refresh_interval)).start()
         self._loaded: dict[tuple[str, int], LoadedModel] = {}
         self._targets: dict[tuple[str, str | None], int] = {}  # (name, alias or None=default) -> version
@@ -179,15 +182,18 @@ class ModelServer:
                 raise ModelUnavailable(str(e)) from e
             requests = self.store.catalog.resolve(mv.feature_refs) if mv.feature_refs else []
             keys: list[str] = []
+            extra = list(mv.request_features)
             for r in requests:
                 keys += [k for k in r.view.join_keys if k not in keys]
+                for source in getattr(r.view, "request_sources", ()):
+                    extra += [f.name for f in source.schema if f.name not in extra]
             use_frame = getattr(model, "feature_names_in_", None) is not None
             columns = None
             if use_frame:
                 import pandas as pd
 
                 columns = pd.Index(mv.columns)
-            loaded = LoadedModel(mv, model, tuple(keys), use_frame, columns)
+            loaded = LoadedModel(mv, model, tuple(keys), use_frame, columns, tuple(extra))
             self._loaded[(name, version)] = loaded
             return loaded
 
@@ -399,7 +405,7 @@ class ModelServer:
         mv = prepared.loaded.version
         now = datetime.now(timezone.utc)
         keys = prepared.loaded.join_keys
-        extra = mv.request_features
+        extra = prepared.loaded.request_fields
         names = list(columns)
         out = []
         for i, row in enumerate(prepared.rows):

@@ -11,6 +11,12 @@ for every backend). Backends move bytes; encoding, decoding and statuses live ab
   write wins), so out-of-order, duplicate and concurrent writes are safe. A row is stored whole:
   a feature column missing from the batch is stored as null. Rows whose join keys contain a null,
   or whose event time is null, are skipped. Returns the number of rows accepted from the input.
+  The same transaction (SQLite) or pipeline (Redis) moves the view's newest-event mark forward.
+- `mark_newest({view: time})` / `newest_events()`: the newest event time each view holds online
+  (monitoring's freshness), per namespace. A mark only ever moves forward (the max of what it was
+  and what is given). `write` marks its rows' newest time itself; writers of tiles through `update`
+  (aggregating views) call `mark_newest`. `delete_view` removes the view's mark.
+  `newest_events_async()` is the same for asyncio code.
 - `read(keys)`: the row blobs stored under `keys` (None where nothing is stored), in the order of
   `keys`, fetched in ONE round trip whatever the number of views and entities.
   `read_async(keys)` is the same for asyncio code, and `start_read(keys)` begins it at once: called
@@ -43,11 +49,25 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 
 from ..definitions import FeatureView
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def micros(dt: datetime) -> int:
+    """A time as microseconds since 1970 (naive: UTC), the unit event times are stored in."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return (dt - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_micros(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(us))
 
 
 class OnlineStore(ABC):
@@ -88,6 +108,18 @@ class OnlineStore(ABC):
     ) -> int:
         """Atomically replace, batch by batch, the blobs under `keys` by `fn(keys, current blobs)`
         (None = delete); see the module docstring."""
+
+    @abstractmethod
+    def mark_newest(self, newest: Mapping[str, datetime]) -> None:
+        """Move each view's newest-event mark forward to the given time (never back)."""
+
+    @abstractmethod
+    def newest_events(self) -> dict[str, datetime]:
+        """view -> the newest event time written online for it (views never written are absent)."""
+
+    async def newest_events_async(self) -> dict[str, datetime]:
+        """`newest_events` for asyncio code; the default runs it in a worker thread."""
+        return await asyncio.to_thread(self.newest_events)
 
     @abstractmethod
     def read_layouts(self, layout_ids: Iterable[int]) -> dict[int, bytes]:

@@ -13,7 +13,9 @@ MGET needing one hash slot on Redis Cluster (not supported yet).
 Newest wins atomically: rows are written by a Lua script (EVALSHA, 1,000 rows per call, several
 calls per pipeline) that compares the 8-byte event-time header of the stored blob with the new
 one and overwrites only when the new row is not older. Scripts run atomically in Redis, so
-concurrent writers cannot interleave between the compare and the set.
+concurrent writers cannot interleave between the compare and the set. The same pipeline moves the
+view's newest-event mark forward: one sorted set per namespace (`<key_prefix>__newest`, member the
+view, score its newest event time in microseconds, exact below 2^53 us, year 2255), `ZADD ... GT`.
 
 `update` (the read-modify-write of aggregating views' tiles) is optimistic: per batch of 1,000 keys,
 WATCH + MGET in one round trip, then MULTI / MSET / DEL / EXEC in another; an EXEC refused because a
@@ -46,9 +48,10 @@ import socket
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 import hiredis
@@ -61,7 +64,7 @@ from redis.retry import Retry
 from ..compat import timeout
 from ..definitions import FeatureView
 from ..errors import FeatureStoreError, OnlineStoreUnavailable
-from .base import OnlineStore
+from .base import OnlineStore, from_micros, micros
 from .encoding import Layout, encode_rows, record_batches, view_prefix
 
 # KEYS: row keys; ARGV: row blobs, each starting with its event time as a big-endian int64.
@@ -106,6 +109,7 @@ class _InFlight:
     layout: Layout
     keys: list[bytes]
     blobs: list[bytes]
+    mark: tuple[bytes, int] | None = None  # (view name, newest event time in us) for the newest-event set
 
 
 _BULK_HEADS = [b"$%d\r\n" % n for n in range(1024)]  # "$<length>\r\n" of short bulk strings, made once
@@ -284,6 +288,11 @@ def _raw_target(url: str) -> dict[str, Any] | None:
     )
 
 
+def _newest(found: Any) -> dict[str, datetime]:
+    """ZRANGE ... WITHSCORES replies (member, score) as view -> time."""
+    return {(m.decode() if isinstance(m, bytes) else str(m)): from_micros(int(score)) for m, score in found}
+
+
 class RedisOnlineStore(OnlineStore):
     """The OnlineStore contract over a Redis server; see the module docstring."""
 
@@ -317,6 +326,7 @@ class RedisOnlineStore(OnlineStore):
         self._script_sha: bytes | None = None
         self._layouts_saved: set[int] = set()
         self._layouts_key = namespace + b"__layouts"
+        self._newest_key = namespace + b"__newest"
 
     @property
     def async_read_bound(self) -> float:
@@ -343,12 +353,14 @@ class RedisOnlineStore(OnlineStore):
         try:
             for batch in record_batches(batches):
                 for start in range(0, batch.num_rows, _ROWS_PER_CHUNK):
-                    keys, _, blobs = encode_rows(view, layout, prefix, batch.slice(start, _ROWS_PER_CHUNK))
+                    keys, stamps, blobs = encode_rows(
+                        view, layout, prefix, batch.slice(start, _ROWS_PER_CHUNK)
+                    )
                     if inflight is not None:
                         done, inflight = inflight, None  # _complete gives its connection back, come what may
                         self._complete(done)
                     if keys:
-                        inflight = self._start(layout, keys, blobs)
+                        inflight = self._start(layout, keys, blobs, (view.name.encode(), max(stamps)))
                     accepted += len(keys)
             if inflight is not None:
                 done, inflight = inflight, None
@@ -360,7 +372,9 @@ class RedisOnlineStore(OnlineStore):
             raise self._unavailable(e) from e
         return accepted
 
-    def _commands(self, layout: Layout, keys: list[bytes], blobs: list[bytes]) -> list[list[bytes]]:
+    def _commands(
+        self, layout: Layout, keys: list[bytes], blobs: list[bytes], mark: tuple[bytes, int] | None = None
+    ) -> list[list[bytes]]:
         if self._script_sha is None:
             sha = self.client.script_load(_WRITE_SCRIPT)
             self._script_sha = sha.encode() if isinstance(sha, str) else sha
@@ -372,13 +386,17 @@ class RedisOnlineStore(OnlineStore):
             commands.append(
                 [b"EVALSHA", self._script_sha, b"%d" % len(ks), *ks, *blobs[i : i + _ROWS_PER_SCRIPT_CALL]]
             )
+        if mark is not None:
+            commands.append([b"ZADD", self._newest_key, b"GT", b"%d" % mark[1], mark[0]])
         return commands
 
-    def _start(self, layout: Layout, keys: list[bytes], blobs: list[bytes]) -> _InFlight:
+    def _start(
+        self, layout: Layout, keys: list[bytes], blobs: list[bytes], mark: tuple[bytes, int] | None = None
+    ) -> _InFlight:
         """Send one chunk's commands without waiting for the replies. A connection lost while sending
         (reset by a failover or a middlebox) is retried once on a new one, as a loss while reading the
         replies is (`_complete`): the writes are idempotent, so a part already run does no harm."""
-        commands = self._commands(layout, keys, blobs)
+        commands = self._commands(layout, keys, blobs, mark)
         payload = b"".join(_pack(c) for c in commands)
         pool = self.client.connection_pool
         for attempt in (1, 2):
@@ -395,7 +413,7 @@ class RedisOnlineStore(OnlineStore):
                 conn.disconnect()
                 pool.release(conn)
                 raise
-            return _InFlight(conn, len(commands), layout, keys, blobs)
+            return _InFlight(conn, len(commands), layout, keys, blobs, mark)
         raise AssertionError("unreachable")
 
     def _complete(self, inflight: _InFlight) -> None:
@@ -414,16 +432,18 @@ class RedisOnlineStore(OnlineStore):
             self.client.connection_pool.release(conn)
         if any(isinstance(e, redis.exceptions.NoScriptError) for e in errors):
             self._forget_script(inflight.layout)
-            self._write_rows(inflight.layout, inflight.keys, inflight.blobs)
+            self._write_rows(inflight.layout, inflight.keys, inflight.blobs, inflight.mark)
         elif errors:
             raise errors[0]
         else:
             self._layouts_saved.add(inflight.layout.id)
 
-    def _write_rows(self, layout: Layout, keys: list[bytes], blobs: list[bytes]) -> None:
+    def _write_rows(
+        self, layout: Layout, keys: list[bytes], blobs: list[bytes], mark: tuple[bytes, int] | None = None
+    ) -> None:
         """Write one chunk and wait for it (the slow, careful path after a failure)."""
         for attempt in (1, 2):
-            errors = self._send(self._commands(layout, keys, blobs))
+            errors = self._send(self._commands(layout, keys, blobs, mark))
             if any(isinstance(e, redis.exceptions.NoScriptError) for e in errors):
                 # The server lost its script cache (restart, SCRIPT FLUSH): load it again and redo
                 # the whole chunk, which is safe because newest-wins writes are idempotent.
@@ -744,11 +764,37 @@ class RedisOnlineStore(OnlineStore):
             raise self._unavailable(e) from e
         return {i: v for i, v in zip(ids, values) if v is not None}
 
+    # -- newest event times ---------------------------------------------------------------------
+
+    def mark_newest(self, newest: Mapping[str, datetime]) -> None:
+        if not newest:
+            return
+        pairs = [part for view, ts in newest.items() for part in (b"%d" % micros(ts), view.encode())]
+        try:
+            self.client.execute_command("ZADD", self._newest_key, "GT", *pairs)
+        except _UNAVAILABLE as e:
+            raise self._unavailable(e) from e
+
+    def newest_events(self) -> dict[str, datetime]:
+        try:
+            found = self.client.zrange(self._newest_key, 0, -1, withscores=True)
+        except _UNAVAILABLE as e:
+            raise self._unavailable(e) from e
+        return _newest(found)
+
+    async def newest_events_async(self) -> dict[str, datetime]:
+        try:
+            found = await self._async_client().zrange(self._newest_key, 0, -1, withscores=True)
+        except _UNAVAILABLE as e:
+            raise self._unavailable(e) from e
+        return _newest(found)
+
     # -- admin ----------------------------------------------------------------------------------
 
     def delete_view(self, view_name: str) -> None:
         pattern = _glob_escape(view_prefix(self.key_prefix, view_name)) + b"*"
         try:
+            self.client.zrem(self._newest_key, view_name.encode())
             batch: list[bytes] = []
             for key in self.client.scan_iter(match=pattern, count=1_000):
                 batch.append(key)

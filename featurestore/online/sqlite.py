@@ -5,7 +5,9 @@
 `key` is the row key (`<prefix>:<view>:<entity>`, see encoding.py), so one file can hold several
 projects and a view's rows are one contiguous key range (deleted with one range DELETE). A lookup
 is one `SELECT ... WHERE key IN (...)`. Newest wins through the upsert's
-`WHERE excluded.ts >= feature_rows.ts`, which SQLite applies atomically per row.
+`WHERE excluded.ts >= feature_rows.ts`, which SQLite applies atomically per row. The newest event
+time written per view (`newest_events`) is a row of `newest_events`, moved forward with `max()` in
+the write's own transaction.
 
 Each thread (and each process after a fork) gets its own connection; WAL lets readers run while
 one writer writes, and writers wait for each other (busy timeout) instead of failing.
@@ -18,14 +20,15 @@ import sqlite3
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
 
 from ..definitions import FeatureView
 from ..errors import OnlineStoreUnavailable
-from .base import OnlineStore
+from .base import OnlineStore, from_micros, micros
 from .encoding import HEADER, Layout, encode_rows, record_batches, view_prefix
 
 _SCHEMA = """
@@ -34,7 +37,13 @@ CREATE TABLE IF NOT EXISTS feature_rows (key BLOB PRIMARY KEY, ts INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS layouts (prefix BLOB NOT NULL, id INTEGER NOT NULL, layout BLOB NOT NULL,
     PRIMARY KEY (prefix, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS markers (prefix BLOB PRIMARY KEY, identity TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS newest_events (prefix BLOB NOT NULL, view TEXT NOT NULL, ts INTEGER NOT NULL,
+    PRIMARY KEY (prefix, view)) WITHOUT ROWID;
 """
+_MARK = (
+    "INSERT INTO newest_events (prefix, view, ts) VALUES (?, ?, ?) ON CONFLICT (prefix, view) DO UPDATE "
+    "SET ts = max(newest_events.ts, excluded.ts)"
+)
 _UPSERT = (
     "INSERT INTO feature_rows (key, ts, value) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
     "ts = excluded.ts, value = excluded.value WHERE excluded.ts >= feature_rows.ts"
@@ -105,6 +114,7 @@ class SqliteOnlineStore(OnlineStore):
                 con.execute("BEGIN IMMEDIATE")
                 try:
                     con.executemany(_UPSERT, zip(keys, stamps, blobs))
+                    con.execute(_MARK, (self.key_prefix, view.name, max(stamps)))
                 except BaseException:
                     con.execute("ROLLBACK")
                     raise
@@ -200,7 +210,30 @@ class SqliteOnlineStore(OnlineStore):
     def delete_view(self, view_name: str) -> None:
         low = view_prefix(self.key_prefix, view_name)
         high = low[:-1] + bytes([low[-1] + 1])  # the first key after every "<prefix>:<view>:..." key
-        self._con().execute("DELETE FROM feature_rows WHERE key >= ? AND key < ?", (low, high))
+        con = self._con()
+        con.execute("DELETE FROM feature_rows WHERE key >= ? AND key < ?", (low, high))
+        con.execute("DELETE FROM newest_events WHERE prefix = ? AND view = ?", (self.key_prefix, view_name))
+
+    def mark_newest(self, newest: Mapping[str, datetime]) -> None:
+        if not newest:
+            return
+        try:
+            self._con().executemany(
+                _MARK, [(self.key_prefix, view, micros(ts)) for view, ts in newest.items()]
+            )
+        except sqlite3.OperationalError as e:
+            raise self._unavailable(e) from e
+
+    def newest_events(self) -> dict[str, datetime]:
+        try:
+            rows = (
+                self._con()
+                .execute("SELECT view, ts FROM newest_events WHERE prefix = ?", (self.key_prefix,))
+                .fetchall()
+            )
+        except sqlite3.OperationalError as e:
+            raise self._unavailable(e) from e
+        return {str(view): from_micros(ts) for view, ts in rows}
 
     def identity(self, create: bool = False) -> str | None:
         try:

@@ -310,6 +310,7 @@ def write_tiles(
     _, slots = _slot_sql(view, spec)
     prefix = view_prefix(online.key_prefix, view.name)
     written = 0
+    newest: int | None = None  # the newest event of the rebuilt tiles: the view's newest-event mark
     pending: list[_Entity] = []
 
     def flush(batch: list[_Entity]) -> int:
@@ -337,6 +338,8 @@ def write_tiles(
     gc.disable()
     try:
         for entity in _entities(view, spec, iter(arrow_batches(con, sql)), slots, prefix):
+            if entity.newest is not None and (newest is None or entity.newest > newest):
+                newest = entity.newest
             pending.append(entity)
             if len(pending) >= ENTITIES_PER_UPDATE:
                 written += flush(pending)
@@ -346,6 +349,8 @@ def write_tiles(
     finally:
         if collecting:
             gc.enable()
+    if newest is not None:
+        online.mark_newest({view.name: _EPOCH + newest * _MICRO})
     return written
 
 
@@ -388,4 +393,8 @@ def push_events(online: OnlineStore, view: FeatureView, rows: pa.Table) -> int:
             out.append(t.encode(clock))
         return out
 
-    return online.update(keys, fn)
+    written = online.update(keys, fn)
+    newest = max((t for t in times if t is not None), default=None)
+    if newest is not None:
+        online.mark_newest({view.name: _EPOCH + newest * _MICRO})
+    return written

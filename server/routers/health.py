@@ -100,16 +100,26 @@ async def metrics(state: State) -> Response:
 
 def _view_gauges(store: FeatureStore) -> bytes:
     """Per view, read at scrape time (the same in every worker, so not summed across workers):
-    `fs_view_staleness_seconds` (now - offline watermark), `fs_view_online_behind` (1 when the online
-    store in use holds less than offline storage) and `fs_view_online_lag_seconds` (offline - online
-    watermark). Nothing when the registry or the online store cannot be read (the errors say so)."""
+    `fs_view_staleness_seconds` (now - the newest event the view holds online; views never written
+    online are absent), `fs_view_watermark_age_seconds` (now - offline watermark),
+    `fs_view_online_behind` (1 when the online store in use holds less than offline storage) and
+    `fs_view_online_lag_seconds` (offline - online watermark). Nothing when the registry or the
+    online store cannot be read (the errors say so)."""
+    from featurestore.monitoring.freshness import staleness as online_staleness
+
     try:
         statuses = view_statuses(store, count_rows=False)
+        ages = online_staleness(store)
     except Exception as e:  # noqa: BLE001 - a scrape still answers the request metrics
         log.warning("metrics: view freshness unavailable: %s", e)
         return b""
     staleness = GaugeMetricFamily(
-        "fs_view_staleness_seconds", "Seconds since the view's offline watermark.", labels=["view"]
+        "fs_view_staleness_seconds", "Seconds since the newest event the view holds online.", labels=["view"]
+    )
+    for view, age in sorted(ages.items()):
+        staleness.add_metric([view], age)
+    watermark_age = GaugeMetricFamily(
+        "fs_view_watermark_age_seconds", "Seconds since the view's offline watermark.", labels=["view"]
     )
     behind = GaugeMetricFamily(
         "fs_view_online_behind",
@@ -123,13 +133,13 @@ def _view_gauges(store: FeatureStore) -> bytes:
     )
     for s in statuses:
         if s.staleness_seconds is not None:
-            staleness.add_metric([s.view], s.staleness_seconds)
+            watermark_age.add_metric([s.view], s.staleness_seconds)
         if s.online and s.offline_watermark is not None:
             behind.add_metric([s.view], 1.0 if s.online_behind else 0.0)
             since = s.online_watermark or EPOCH
             lag.add_metric([s.view], max(0.0, (s.offline_watermark - since).total_seconds()))
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families([staleness, behind, lag]))
+    registry.register(_Families([staleness, watermark_age, behind, lag]))
     return generate_latest(registry)
 
 

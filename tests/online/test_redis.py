@@ -94,7 +94,11 @@ def test_key_layout_is_one_string_per_view_and_entity_under_the_project_prefix(
     write_one(store, 3)
     client = redis.Redis.from_url(redis_url)
     keys = sorted(client.scan_iter(match=f"{key_prefix}:*"))
-    assert keys == [f"{key_prefix}:__layouts".encode(), f"{key_prefix}:driver_stats:1".encode()]
+    assert keys == [
+        f"{key_prefix}:__layouts".encode(),
+        f"{key_prefix}:__newest".encode(),  # the newest event time per view (monitoring's freshness)
+        f"{key_prefix}:driver_stats:1".encode(),
+    ]
     store.close()
 
 

@@ -1,0 +1,154 @@
+"""Monitoring (SPEC §12): are the features fresh, has what a model sees drifted from what it was
+trained on, do served values match a training set's, and is the model still right?
+
+    store.monitor.stats("driver_hourly_stats")                  # per-feature statistics of the runs
+    store.monitor.drift("trip_completion@production")           # DriftReport: PSI / JS / Wasserstein
+    store.monitor.skew("trip_completion@production", start, end)  # served vs point-in-time recomputed
+    store.monitor.freshness()                                   # newest online event time per view
+    store.monitor.log_feedback([{"request_id": ..., "row": 0, "label": 1}])
+    store.monitor.performance("trip_completion@production")     # live metric per day
+    store.monitor.report("trip_completion@production", "report.html")
+    store.monitor.check()                                       # every check, for cron and CI
+
+`Monitor` is the facade; each question has its own module: `stats` (profiles of materialized
+rows and training sets), `drift`, `skew`, `freshness`, `performance` (feedback and live
+metrics), `report` (the HTML file), `checks` (`fs monitor check`, log retention). The
+prediction log is read through `log`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config import Thresholds
+from ..errors import MaterializationError, MonitoringError
+
+if TYPE_CHECKING:
+    from ..models.registry import ModelVersion
+    from ..store import FeatureStore
+    from .checks import CheckResult
+    from .drift import DailyDrift, DriftReport
+    from .freshness import FreshnessReport
+    from .performance import PerformanceReport
+    from .skew import SkewReport
+    from .stats import ViewStats
+
+
+class Monitor:
+    """The monitoring questions of one store; get it as `store.monitor`."""
+
+    def __init__(self, store: FeatureStore):
+        self.store = store
+        self.config = store.config.monitor
+
+    @property
+    def log_path(self) -> Path:
+        """Where the prediction log (and the feedback log) live: `[monitoring] log_path`."""
+        return Path(self.config.log_path)
+
+    def version(self, model: str) -> ModelVersion:
+        """The model version a reference ("name@alias", "name@3", "name") points at now."""
+        return self.store.models.get(model)
+
+    def thresholds(self, model: str) -> Thresholds:
+        """`[monitoring.models.NAME]` for model `model` (a name or reference), else `[monitoring]`."""
+        return self.config.thresholds(model.partition("@")[0])
+
+    # -- the questions --------------------------------------------------------------------------------
+
+    def stats(self, view: str) -> ViewStats:
+        """The statistics of `view`'s materialized rows, per run and merged (see `stats`)."""
+        from .stats import view_stats
+
+        return view_stats(self.store, view)
+
+    def drift(self, model: str, start: Any = None, end: Any = None) -> DriftReport:
+        """What the model version served in [start, end] (default: everything) against its training set."""
+        from .drift import drift
+
+        return drift(self, self.version(model), window(start, end))
+
+    def drift_by_day(self, model: str, start: Any = None, end: Any = None) -> list[DailyDrift]:
+        """`drift` per UTC day of the window, oldest first (days with no predictions left out)."""
+        from .drift import drift_by_day
+
+        return drift_by_day(self, self.version(model), window(start, end))
+
+    def skew(self, model: str, start: Any = None, end: Any = None, examples: int = 5) -> SkewReport:
+        """The served feature vectors of [start, end] against a point-in-time recomputation of each."""
+        from .skew import skew
+
+        return skew(self, self.version(model), window(start, end), examples=examples)
+
+    def freshness(self, now: datetime | None = None) -> FreshnessReport:
+        """Each online view's newest event time, its age and whether it breaches its `freshness`."""
+        from .freshness import freshness
+
+        return freshness(self.store, now=now)
+
+    def log_feedback(self, rows: Any, model: str | None = None) -> int:
+        """Record labels for served predictions: rows of request_id, row (index within the request)
+        and label. Returns how many were recorded."""
+        from .performance import log_feedback
+
+        return log_feedback(self, rows, model=model)
+
+    def performance(self, model: str, start: Any = None, end: Any = None) -> PerformanceReport:
+        """The live metric of the model version per day, from the labels fed back, against its
+        validation metric recorded at registration."""
+        from .performance import performance
+
+        return performance(self, self.version(model), window(start, end))
+
+    def report(self, model: str, out: str | Path, start: Any = None, end: Any = None) -> Path:
+        """Write the self-contained HTML monitoring report of a model to `out`; returns its path."""
+        from .report import write_report
+
+        return write_report(self, self.version(model), Path(out), window(start, end))
+
+    def check(self, since: timedelta = timedelta(days=1), now: datetime | None = None) -> CheckResult:
+        """Freshness of every view, drift and performance of every aliased model version over the
+        last `since`; also deletes log days older than `retention_days`."""
+        from .checks import check
+
+        return check(self, since=since, now=now)
+
+
+class Window:
+    """A closed time window [start, end] in UTC; either end may be open (None)."""
+
+    __slots__ = ("end", "start")
+
+    def __init__(self, start: datetime | None, end: datetime | None):
+        if start is not None and end is not None and start > end:
+            raise MonitoringError(f"start {start.isoformat()} is after end {end.isoformat()}")
+        self.start = start
+        self.end = end
+
+    def __repr__(self) -> str:
+        return f"Window({self.start}, {self.end})"
+
+
+def window(start: Any, end: Any) -> Window:
+    """`start` / `end` (datetimes, dates or ISO strings; naive is UTC; None: open) as a Window."""
+    return Window(_time(start, "start"), _time(end, "end"))
+
+
+def _time(value: Any, what: str) -> datetime | None:
+    if value is None:
+        return None
+    from ..materialize import parse_time
+
+    try:
+        return parse_time(value, what)
+    except MaterializationError as e:
+        raise MonitoringError(str(e)) from None
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+__all__ = ["Monitor", "Window", "window"]

@@ -1,0 +1,220 @@
+"""`fs monitor check`: every monitoring check at once, for cron and CI, and log retention.
+
+    result = store.monitor.check(since=timedelta(days=1))
+    result.ok                    # False on any breach
+    [b.target for b in result.breaches]     # e.g. ["driver_stats", "trip_eta@production (v3)"]
+
+Checked: the freshness of every view; for every model version an alias points at (each version
+once, however many aliases share it), drift and live performance over [now - since, now]. A breach
+is a view past its `freshness`, a drift report with status "drift" ("warn" is shown, not a breach)
+or a live metric worse than validation by more than the tolerance. A model version whose drift or
+performance cannot be computed (no training set, nothing to compare) gets a note, not a breach.
+Then the prediction-log and feedback day folders older than `[monitoring] retention_days` are deleted.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import MonitoringError
+from .log import FEEDBACK_FOLDER, day_folders
+
+if TYPE_CHECKING:
+    from ..models.registry import ModelVersion
+    from . import Monitor
+    from .drift import DriftReport
+    from .freshness import FreshnessReport
+    from .performance import PerformanceReport
+
+
+@dataclass(frozen=True)
+class Breach:
+    """One failed check: which (freshness, drift, performance), of what, and why in one sentence."""
+
+    check: str
+    target: str  # a view name, or "model@alias (vN)"
+    detail: str
+    value: float | None = None  # the age in seconds, the worst PSI, the live metric
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check": self.check, "target": self.target, "detail": self.detail, "value": self.value}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Everything `check` looked at, its breaches, and what retention deleted.
+
+    `drift` and `performance` are keyed by "model@alias" (aliases of one version share its report);
+    `notes` say what could not be checked and why (not breaches)."""
+
+    now: datetime
+    since: timedelta
+    breaches: list[Breach]
+    freshness: FreshnessReport
+    drift: dict[str, DriftReport]
+    performance: dict[str, PerformanceReport]
+    deleted_log_days: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.breaches
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "now": self.now.isoformat(),
+            "since_seconds": self.since.total_seconds(),
+            "breaches": [b.to_dict() for b in self.breaches],
+            "freshness": self.freshness.to_dict(),
+            "drift": {k: r.to_dict() for k, r in self.drift.items()},
+            "performance": {k: r.to_dict() for k, r in self.performance.items()},
+            "deleted_log_days": self.deleted_log_days,
+            "notes": list(self.notes),
+        }
+
+
+def check(monitor: Monitor, since: timedelta = timedelta(days=1), now: datetime | None = None) -> CheckResult:
+    """Run freshness, drift and performance checks, then enforce log retention (see the module doc)."""
+    from . import Window
+    from .scorers import scorer
+
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    if since <= timedelta(0):
+        raise MonitoringError(f"since must be a positive duration, got {since}")
+    sections = {"[monitoring]": monitor.config.defaults}
+    sections.update({f"[monitoring.models.{name}]": t for name, t in monitor.config.models.items()})
+    for section, thresholds in sections.items():  # a misconfigured metric is an error, not a note
+        if thresholds.metric is not None:
+            try:
+                scorer(thresholds.metric)
+            except MonitoringError as e:
+                raise MonitoringError(f"featurestore.toml {section}: {e}") from None
+    window = Window(now - since, now)
+    breaches: list[Breach] = []
+    notes: list[str] = []
+
+    fresh = monitor.freshness(now)
+    breaches += [_freshness_breach(v) for v in fresh.breaches]
+
+    drift: dict[str, DriftReport] = {}
+    perf: dict[str, PerformanceReport] = {}
+    for mv, aliases in aliased_versions(monitor):
+        target = f"{mv.name}@{', '.join(aliases)} (v{mv.version})"
+        keys = [f"{mv.name}@{a}" for a in aliases]
+        report = _drift(monitor, mv, window, target, notes)
+        if report is not None:
+            drift.update(dict.fromkeys(keys, report))
+            if report.breach:
+                breaches.append(_drift_breach(target, report))
+        live = _performance(monitor, mv, window, target, notes)
+        if live is not None:
+            perf.update(dict.fromkeys(keys, live))
+            if live.breach:
+                breaches.append(Breach("performance", target, live.detail, live.live))
+
+    deleted = enforce_retention(monitor.log_path, monitor.config.retention_days, now)
+    return CheckResult(
+        now=now,
+        since=since,
+        breaches=breaches,
+        freshness=fresh,
+        drift=drift,
+        performance=perf,
+        deleted_log_days=deleted,
+        notes=notes,
+    )
+
+
+def aliased_versions(monitor: Monitor) -> list[tuple[ModelVersion, list[str]]]:
+    """Every model version an alias points at, once, with its aliases (sorted), by model name."""
+    models = monitor.store.models
+    out = []
+    for summary in models.list():
+        by_version: dict[int, list[str]] = {}
+        for alias, version in sorted(summary["aliases"].items()):
+            by_version.setdefault(version, []).append(alias)
+        for version, aliases in sorted(by_version.items()):
+            out.append((models.get(summary["name"], version=version), aliases))
+    return out
+
+
+def _drift(
+    monitor: Monitor, mv: ModelVersion, window: Any, target: str, notes: list[str]
+) -> DriftReport | None:
+    from .drift import drift
+
+    if mv.training_set is None:
+        notes.append(f"{target}: drift not checked: the version has no training set to compare with")
+        return None
+    try:
+        return drift(monitor, mv, window)
+    except MonitoringError as e:
+        notes.append(f"{target}: drift not checked: {e}")
+        return None
+
+
+def _performance(
+    monitor: Monitor, mv: ModelVersion, window: Any, target: str, notes: list[str]
+) -> PerformanceReport | None:
+    from .performance import performance
+
+    try:
+        report = performance(monitor, mv, window)
+    except MonitoringError as e:
+        notes.append(f"{target}: performance not checked: {e}")
+        return None
+    if report.status == "not_configured":
+        notes.append(f"{target}: performance not checked: {report.detail}")
+    return report
+
+
+def _freshness_breach(view: Any) -> Breach:
+    if view.newest_event is None:
+        detail = "nothing has been written online yet"
+    else:
+        detail = (
+            f"newest online event {view.newest_event.isoformat()} is {_duration(view.age_seconds)} old, "
+            f"over its freshness of {_duration(view.freshness_seconds)}"
+        )
+    return Breach("freshness", view.view, detail, view.age_seconds)
+
+
+def _drift_breach(target: str, report: DriftReport) -> Breach:
+    drifted = {name: f for name, f in report.features.items() if f.status == "drift"}
+    if report.prediction is not None and report.prediction.status == "drift":
+        drifted["prediction"] = report.prediction
+    worst = max((f.psi for f in drifted.values() if f.psi is not None), default=None)
+    listed = ", ".join(
+        f"{name} (psi {f.psi:.3g})" if f.psi is not None else name
+        for name, f in sorted(drifted.items(), key=lambda kv: -(kv[1].psi or 0))
+    )
+    return Breach("drift", target, f"drifted from the training set: {listed or 'see the report'}", worst)
+
+
+def _duration(seconds: float | None) -> str:
+    from ..plan import format_duration
+
+    return "?" if seconds is None else format_duration(round(seconds))
+
+
+def enforce_retention(log_path: Path, retention_days: int, now: datetime) -> int:
+    """Delete the `date=YYYY-MM-DD` folders of the prediction log (every model) and of the feedback
+    log whose whole day is more than `retention_days` before `now`; returns how many were deleted."""
+    root = Path(log_path)
+    if not root.is_dir():
+        return 0
+    # a day D is kept while D >= (now - retention).date(): its last moment is within the period
+    last_expired = now.astimezone(timezone.utc) - timedelta(days=retention_days + 1)
+    deleted = 0
+    for child in sorted(root.iterdir()):
+        if not child.is_dir() or (child.name.startswith(".") and child.name != FEEDBACK_FOLDER):
+            continue
+        for folder in day_folders(child, None, last_expired):
+            shutil.rmtree(folder)
+            deleted += 1
+    return deleted

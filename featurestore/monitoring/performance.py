@@ -1,0 +1,394 @@
+"""Live performance: labels fed back for served predictions, and the model's live metric from them.
+
+    store.monitor.log_feedback([{"request_id": "9f1c...", "row": 0, "label": 1}])   # -> 1
+    report = store.monitor.performance("trip_eta@production", start="2026-01-01")
+    report.live, report.validation, report.status        # e.g. 0.91, 0.93, "ok"
+    [(d.day, d.n, d.value) for d in report.days]          # the live metric per UTC day
+
+Labels arrive after the predictions they belong to and are matched to them by request id and row
+(the index of the entity row within its request). They are written at once, one Parquet file per
+call, under `<log_path>/.feedback/date=<UTC day received>/`, with columns request_id, row,
+label_num (numbers and booleans), label_str (strings), model (or null) and received_at. A label
+given twice for the same row: the newest wins.
+
+The metric is a scikit-learn scorer name (`[monitoring] metric`, else the first supported scorer
+name among the metrics recorded at registration, `featurestore.monitoring.scorers`), computed on
+the labelled predictions of the window, and per UTC day they were served. Scorer names are
+greater-is-better, so a breach is a live value below validation - `performance_tolerance`, over at
+least MIN_LABELLED_ROWS labelled predictions.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import sys
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import MonitoringError
+from ..offline.sources import arrow_table, duckdb_connection, quote_literal
+from .log import FEEDBACK_FOLDER, feedback_files, files_literal, prediction_relation
+from .scorers import SCORERS, metric_value, scorer
+
+if TYPE_CHECKING:
+    from ..models.registry import ModelVersion
+    from . import Monitor, Window
+
+#: Fewer labelled rows in the window than this: status "insufficient" (the metric is still shown).
+MIN_LABELLED_ROWS = 30
+MAX_REQUEST_ID = 200  # as for the request ids of predictions
+MAX_ROW = 2**63 - 1
+_EPOCH = date(1970, 1, 1)
+
+FEEDBACK_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("row", pa.int64()),
+        ("label_num", pa.float64()),
+        ("label_str", pa.string()),
+        ("model", pa.string()),
+        ("received_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+# -- the metric --------------------------------------------------------------------------------------
+
+
+def metric_of(mv: ModelVersion, configured: str | None) -> str | None:
+    """The metric of a model version: the configured one, else the first supported scorer name among
+    the metrics recorded at registration, else None."""
+    if configured is not None:
+        try:
+            scorer(configured)
+        except MonitoringError as e:
+            raise MonitoringError(f"featurestore.toml [monitoring] metric of model {mv.name}: {e}") from None
+        return configured
+    return next((name for name in mv.metrics if name in SCORERS), None)
+
+
+# -- feedback ----------------------------------------------------------------------------------------
+
+
+def log_feedback(monitor: Monitor, rows: Any, model: str | None = None) -> int:
+    """Record labels of served predictions; returns how many rows were labelled.
+
+    `rows`: a list of dicts, a pandas DataFrame or an Arrow table with `request_id` (str), `row`
+    (int >= 0: the entity row's index within its request) and `label` (a number, bool or string);
+    other keys or columns are ignored; a row labelled twice keeps the later label (in this call, as
+    across calls: the newest wins). `model` (a name or reference) limits the labels to that
+    model's predictions (for request ids shared by models). Every row is checked before anything is
+    written: a bad one is a MonitoringError naming its index and field.
+    """
+    records = _records(rows)
+    name = monitor.store.models.resolve(model)[0] if model is not None else None
+    labels: dict[tuple[str, int], float | int | bool | str] = {}  # a row labelled twice: the last wins
+    for i, record in enumerate(records):
+        request_id, row, label = _check(i, record)
+        labels[request_id, row] = label
+    n = len(labels)
+    if n == 0:
+        return 0
+    columns: dict[str, list[Any]] = {
+        "request_id": [k[0] for k in labels],
+        "row": [k[1] for k in labels],
+        "label_num": [None if isinstance(v, str) else float(v) for v in labels.values()],
+        "label_str": [v if isinstance(v, str) else None for v in labels.values()],
+    }
+    now = datetime.now(timezone.utc)
+    table = pa.table(
+        {**columns, "model": [name] * n, "received_at": [now] * n},
+        schema=FEEDBACK_SCHEMA,
+    )
+    folder = monitor.log_path / FEEDBACK_FOLDER / f"date={now.date().isoformat()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    file = folder / f"part-{now.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
+    tmp = folder / f".{file.name}.tmp"
+    pq.write_table(table, tmp)
+    tmp.rename(file)  # a reader never sees half a file
+    return n
+
+
+def _records(rows: Any) -> list[dict[str, Any]]:
+    """Rows (dicts, a DataFrame or an Arrow table) as a list of dicts."""
+    if isinstance(rows, pa.Table):
+        return list(rows.to_pylist())
+    pandas = sys.modules.get("pandas")  # a DataFrame can only come from an imported pandas
+    if pandas is not None and isinstance(rows, pandas.DataFrame):
+        return list(pa.Table.from_pandas(rows, preserve_index=False).to_pylist())
+    if isinstance(rows, dict) or not isinstance(rows, (list, tuple)):
+        raise MonitoringError(
+            "feedback must be a list of rows (dicts of request_id, row, label), a pandas DataFrame or an "
+            f"Arrow table; got {type(rows).__name__}"
+        )
+    return list(rows)
+
+
+def _check(i: int, record: Any) -> tuple[str, int, float | int | bool | str]:
+    """(request_id, row, label) of feedback row `i`, or a MonitoringError naming its field."""
+    if not isinstance(record, dict):
+        raise MonitoringError(
+            f"feedback row {i}: must be a dict of request_id, row and label, got {record!r}"
+        )
+    for key in ("request_id", "row", "label"):
+        if key not in record:
+            raise MonitoringError(
+                f"feedback row {i}: '{key}' is missing (each row needs request_id, row, label)"
+            )
+    request_id, row, label = record["request_id"], record["row"], record["label"]
+    if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_REQUEST_ID:
+        raise MonitoringError(
+            f"feedback row {i}: 'request_id' must be a non-empty string of at most {MAX_REQUEST_ID} "
+            f"characters, got {request_id!r}"
+        )
+    if isinstance(row, bool) or not isinstance(row, numbers.Integral) or not 0 <= int(row) <= MAX_ROW:
+        raise MonitoringError(
+            f"feedback row {i}: 'row' must be a whole number of at least 0 (the entity row's index in "
+            f"its request), got {row!r}"
+        )
+    if isinstance(label, (str, bool)):
+        return request_id, int(row), label
+    if getattr(label, "dtype", None) is not None and label.dtype.kind == "b":  # a numpy bool
+        return request_id, int(row), bool(label)
+    if not isinstance(label, numbers.Real) or not _finite_number(label):
+        raise MonitoringError(
+            f"feedback row {i}: 'label' must be a finite number, a boolean or a string, got {label!r}"
+        )
+    return request_id, int(row), float(label)
+
+
+def _finite_number(value: numbers.Real) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer beyond a double's range
+        return False
+
+
+# -- the report --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DailyMetric:
+    """The live metric over the labelled predictions served on one UTC day."""
+
+    day: date
+    n: int  # labelled rows
+    value: float | None  # None: the metric is not defined on that day's rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"day": self.day.isoformat(), "n": self.n, "value": _finite(self.value)}
+
+
+@dataclass(frozen=True)
+class PerformanceReport:
+    """A model version's live metric over a window (and per day) against its validation metric.
+
+    status: "ok"; "breach" (live < validation - tolerance); "insufficient" (fewer than
+    MIN_LABELLED_ROWS labelled rows, or the metric is not defined on them); "not_configured" (no
+    metric, or no validation value recorded for it). `detail` says why, in one sentence.
+    """
+
+    model: str
+    version: int
+    metric: str | None
+    validation: float | None
+    tolerance: float
+    live: float | None
+    n: int
+    days: list[DailyMetric]
+    status: str
+    start: datetime | None = None
+    end: datetime | None = None
+    detail: str = ""
+    served: int = field(default=0)  # predictions in the window, labelled or not
+
+    @property
+    def breach(self) -> bool:
+        return self.status == "breach"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "start": self.start.isoformat() if self.start else None,
+            "end": self.end.isoformat() if self.end else None,
+            "metric": self.metric,
+            "validation": _finite(self.validation),
+            "tolerance": self.tolerance,
+            "live": _finite(self.live),
+            "n": self.n,
+            "served": self.served,
+            "status": self.status,
+            "detail": self.detail,
+            "days": [d.to_dict() for d in self.days],
+        }
+
+
+def performance(monitor: Monitor, mv: ModelVersion, window: Window) -> PerformanceReport:
+    """The live metric of `mv` over `window` and per UTC day of serving, from the labels fed back."""
+    thresholds = monitor.thresholds(mv.name)
+    metric = metric_of(mv, thresholds.metric)
+    base: dict[str, Any] = {
+        "model": mv.name,
+        "version": mv.version,
+        "metric": metric,
+        "tolerance": thresholds.performance_tolerance,
+        "start": window.start,
+        "end": window.end,
+    }
+    validation = _validation(mv, metric)
+    served, joined = _labelled(monitor, mv, window)
+    n = joined.num_rows
+    base.update(validation=validation, n=n, served=served)
+    if metric is None:
+        return PerformanceReport(
+            **base,
+            live=None,
+            days=[],
+            status="not_configured",
+            detail=f"no metric: set [monitoring] metric, or record a scorer metric when registering {mv.ref}",
+        )
+    y_true, y_pred = _arrays(joined, metric, mv)
+    days = _days(metric, joined, y_true, y_pred)
+    live, why = _value(metric, y_true, y_pred)
+    if validation is None:
+        status, detail = "not_configured", f"no validation {metric} recorded at registration of {mv.ref}"
+    elif n < MIN_LABELLED_ROWS:
+        status, detail = (
+            "insufficient",
+            f"{n} labelled predictions, fewer than the {MIN_LABELLED_ROWS} needed",
+        )
+    elif live is None:
+        status, detail = "insufficient", f"{metric} is not defined on the {n} labelled predictions: {why}"
+    elif live < validation - thresholds.performance_tolerance:
+        status = "breach"
+        detail = (
+            f"live {metric} {live:.4g} is below validation {validation:.4g} by more than "
+            f"{thresholds.performance_tolerance:g} (n={n})"
+        )
+    else:
+        status, detail = "ok", f"live {metric} {live:.4g}, validation {validation:.4g} (n={n})"
+    return PerformanceReport(**base, live=live, days=days, status=status, detail=detail)
+
+
+def _validation(mv: ModelVersion, metric: str | None) -> float | None:
+    if metric is None or metric not in mv.metrics:
+        return None
+    value = mv.metrics[metric]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MonitoringError(f"model {mv.ref}: recorded metric {metric!r} is {value!r}, not a number")
+    return float(value)
+
+
+def _labelled(monitor: Monitor, mv: ModelVersion, window: Window) -> tuple[int, pa.Table]:
+    """(predictions served in the window, the labelled ones: day, label_num, label_str, prediction)."""
+    empty = pa.table(
+        {
+            "day": pa.array([], pa.date32()),
+            "label_num": pa.array([], pa.float64()),
+            "label_str": pa.array([], pa.string()),
+            "prediction": pa.array([], pa.float64()),
+        }
+    )
+    con = duckdb_connection()
+    try:
+        if not prediction_relation(con, monitor.log_path, mv.name, mv.version, window.start, window.end):
+            return 0, empty
+        served = int(con.execute('SELECT count(*) FROM "__fs_log"').fetchall()[0][0])
+        files = feedback_files(monitor.log_path, window.start, None)
+        if not files:
+            return served, empty
+        table = arrow_table(
+            con,
+            f"""
+            WITH feedback AS (
+                SELECT request_id, "row", label_num, label_str
+                FROM read_parquet({files_literal(files)}, filename = true, union_by_name = true,
+                                  hive_partitioning = false)
+                WHERE model IS NULL OR model = {quote_literal(mv.name)}
+                QUALIFY row_number() OVER (PARTITION BY request_id, "row"
+                                           ORDER BY received_at DESC, filename DESC) = 1
+            )
+            SELECT CAST(p.ts AS DATE) AS day, f.label_num, f.label_str, p.prediction
+            FROM "__fs_log" p JOIN feedback f ON p.request_id = f.request_id AND p."row" = f."row"
+            WHERE p.prediction IS NOT NULL
+            ORDER BY day
+            """,
+        )
+        return served, table
+    finally:
+        con.close()
+
+
+def _arrays(joined: pa.Table, metric: str, mv: ModelVersion) -> tuple[Any, Any]:
+    """(labels, predictions) as numpy arrays: numbers when the labels are numbers, else strings."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    prediction = joined.column("prediction")
+    strings = joined.column("label_str").null_count < joined.num_rows
+    numbers = joined.column("label_num").null_count < joined.num_rows
+    if strings and numbers:
+        raise MonitoringError(
+            f"model {mv.ref}: the labels fed back are both numbers and strings; send one kind per model"
+        )
+    numeric_prediction = (
+        pa.types.is_integer(prediction.type)
+        or pa.types.is_floating(prediction.type)
+        or (pa.types.is_boolean(prediction.type))
+    )
+    if strings:
+        if scorer(metric).numeric:
+            raise MonitoringError(
+                f"metric {metric} needs numeric labels; model {mv.ref} was fed back strings"
+            )
+        if not pa.types.is_string(prediction.type) and not pa.types.is_large_string(prediction.type):
+            raise MonitoringError(
+                f"model {mv.ref} predicts {prediction.type} but its labels fed back are strings; "
+                "send labels of the type the model predicts"
+            )
+        return np.asarray(joined.column("label_str").to_pylist(), dtype=object), np.asarray(
+            prediction.to_pylist(), dtype=object
+        )
+    if not numeric_prediction:
+        raise MonitoringError(
+            f"model {mv.ref} predicts {prediction.type} but its labels fed back are numbers; "
+            "send labels of the type the model predicts"
+        )
+    y_pred = pc.cast(prediction, pa.float64()).to_numpy(zero_copy_only=False)
+    return joined.column("label_num").to_numpy(zero_copy_only=False), y_pred
+
+
+def _days(metric: str, joined: pa.Table, y_true: Any, y_pred: Any) -> list[DailyMetric]:
+    import numpy as np
+
+    day = joined.column("day").cast(pa.int32()).to_numpy(zero_copy_only=False)  # days since 1970-01-01
+    out = []
+    for d in np.unique(day):
+        pick = day == d
+        value, _ = _value(metric, y_true[pick], y_pred[pick])
+        out.append(DailyMetric(day=_EPOCH + timedelta(days=int(d)), n=int(pick.sum()), value=value))
+    return out
+
+
+def _value(metric: str, y_true: Any, y_pred: Any) -> tuple[float | None, str]:
+    """(the metric, "") or (None, why it is not defined on these rows)."""
+    if len(y_true) == 0:
+        return None, "no labelled predictions"
+    try:
+        return metric_value(metric, y_true, y_pred), ""
+    except ValueError as e:
+        return None, str(e).split("\n")[0]
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
+
+
+__all__ = ["MIN_LABELLED_ROWS", "DailyMetric", "PerformanceReport", "log_feedback", "performance"]

@@ -1,0 +1,188 @@
+"""The monitoring report: one self-contained HTML file per model version (`fs monitor report`).
+
+    store.monitor.report("trip_completion@production", "report.html", start="2026-11-24")
+
+It is built from the monitoring reports (drift, drift per day, live performance, freshness): their
+bins, shares and per-day figures, never the logged rows, so its size depends on the number of
+features, bins and days only. Plots are inline SVG (`svg`), styles inline CSS, and nothing is
+loaded from anywhere: the file opens offline, from a mail attachment or a CI artifact.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config import Thresholds
+from ..errors import MonitoringError
+from . import svg
+
+if TYPE_CHECKING:
+    from ..models.registry import ModelVersion
+    from . import Monitor, Window
+    from .drift import DailyDrift, DriftReport, FeatureDrift
+    from .freshness import FreshnessReport
+    from .performance import PerformanceReport
+
+TEMPLATE = "report.html.j2"  # beside this module
+DAILY_SERIES = 5  # the drift-per-day chart draws the prediction and the features of highest PSI
+
+
+def write_report(monitor: Monitor, mv: ModelVersion, out: Path, window: Window) -> Path:
+    """Write the HTML report of model version `mv` over `window` to `out`; returns `out`."""
+    from .drift import drift, drift_by_day
+    from .freshness import freshness
+    from .performance import performance
+
+    report = drift(monitor, mv, window)
+    daily = drift_by_day(monitor, mv, window)
+    live = performance(monitor, mv, window)
+    fresh = freshness(monitor.store)
+    html = render(mv, window, report, daily, live, fresh, thresholds=report.thresholds)
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(html, encoding="utf-8")
+    except OSError as e:
+        raise MonitoringError(f"cannot write the report to {out}: {e.strerror or e}") from None
+    return out
+
+
+def render(
+    mv: ModelVersion,
+    window: Window,
+    report: DriftReport,
+    daily: list[DailyDrift],
+    live: PerformanceReport,
+    freshness: FreshnessReport,
+    thresholds: Thresholds,
+    now: datetime | None = None,
+) -> str:
+    """The report's HTML text from the reports it shows."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent),  # report.html.j2, shipped as package data
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = _num
+    env.filters["pct"] = _pct
+    env.filters["duration"] = _duration
+    env.filters["utc"] = _utc
+    features = sorted(report.features.values(), key=_by_psi)
+    rows = [*features, *([report.prediction] if report.prediction is not None else [])]
+    psi_rows = [(f.name, f.psi, f.status) for f in rows]
+    plots = [{"name": f.name, "svg": _markup(svg.histogram(f.name, f.bins, f.ref, f.cur))} for f in rows]
+    context = {
+        "mv": mv,
+        "alias": ", ".join(mv.aliases) or "no alias",
+        "window": _window_text(window),
+        "generated": (now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC"),
+        "report": report,
+        "thresholds": thresholds,
+        "rows": rows,  # as `fs monitor drift` prints them: the features by PSI, then the prediction
+        "psi_chart": _markup(svg.psi_bars(psi_rows, thresholds.psi_warn, thresholds.psi_drift))
+        if rows
+        else None,
+        "plots": plots,
+        "daily": daily,
+        "daily_chart": _daily_chart(report, daily, thresholds),
+        "live": live,
+        "live_chart": _live_chart(live),
+        "freshness": freshness,
+        "status_class": _status_class,
+    }
+    return env.get_template(TEMPLATE).render(**context)
+
+
+def _markup(text: str) -> Any:
+    from markupsafe import Markup
+
+    return Markup(text)  # our svg functions escape every piece of text they draw
+
+
+def _daily_chart(report: DriftReport, daily: list[DailyDrift], thresholds: Thresholds) -> Any:
+    if not daily:
+        return None
+    names = [f.name for f in sorted(report.features.values(), key=_by_psi)][:DAILY_SERIES]
+    if report.prediction is not None:
+        names = ["prediction", *names]
+    series = {name: [d.psi.get(name) for d in daily] for name in names}
+    return _markup(
+        svg.line_chart(
+            "PSI per day (the prediction and the features of highest PSI)",
+            [d.day.isoformat() for d in daily],
+            series,
+            refs=[("warn", thresholds.psi_warn), ("drift", thresholds.psi_drift)],
+            y_label="PSI",
+        )
+    )
+
+
+def _live_chart(live: PerformanceReport) -> Any:
+    if not live.days or live.metric is None:
+        return None
+    refs = [("validation", live.validation)] if live.validation is not None else []
+    return _markup(
+        svg.line_chart(
+            f"Live {live.metric} per day against the validation value",
+            [d.day.isoformat() for d in live.days],
+            {live.metric: [d.value for d in live.days]},
+            refs=refs,
+            y_label=live.metric,
+            from_zero=False,
+        )
+    )
+
+
+def _by_psi(f: FeatureDrift) -> tuple[int, float, str]:
+    """Highest PSI first; features without one (insufficient data) last."""
+    if f.psi is None or not math.isfinite(f.psi):
+        return (1, 0.0, f.name)
+    return (0, -f.psi, f.name)
+
+
+def _window_text(window: Window) -> str:
+    def t(value: datetime | None, open_text: str) -> str:
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if value else open_text
+
+    if window.start is None and window.end is None:
+        return "everything logged"
+    return f"{t(window.start, 'the first prediction')} to {t(window.end, 'now')}"
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}f}"
+
+
+def _pct(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.1%}"
+
+
+def _duration(seconds: float | None) -> str:
+    """Seconds as "3d 4h", "2h 5m", "40s"."""
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    s = int(round(abs(seconds)))
+    parts = [(s // 86400, "d"), (s % 86400 // 3600, "h"), (s % 3600 // 60, "m"), (s % 60, "s")]
+    shown = [f"{v}{u}" for v, u in parts if v][:2]
+    return ("-" if seconds < 0 else "") + (" ".join(shown) or "0s")
+
+
+def _utc(value: datetime | None) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "–"
+
+
+def _status_class(status: str | None) -> str:
+    return f"status-{status or 'none'}"
