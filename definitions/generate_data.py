@@ -90,16 +90,20 @@ def generate(end: datetime, out: Path = HERE / "data") -> None:
     )
 
     # Trips: the entity rows of a training set, with a label and the trip's distance (a request value).
+    # Long trips are completed less often, so a model has something to learn.
     t = 10_000
     trip_ts = start + timedelta(hours=2) + (end - start - timedelta(hours=2)) * rng.random(t)
+    drivers, customers = rng.choice(DRIVERS, t), rng.choice(CUSTOMERS, t)
+    distance = rng.gamma(2.0, 4.0, t).round(2)
+    completed = rng.random(t) < np.clip(1.0 - 0.025 * distance, 0.3, 0.97)
     pq.write_table(
         pa.table(
             {
-                "driver_id": pa.array(rng.choice(DRIVERS, t), pa.int64()),
-                "customer_id": pa.array(rng.choice(CUSTOMERS, t), pa.int64()),
+                "driver_id": pa.array(drivers, pa.int64()),
+                "customer_id": pa.array(customers, pa.int64()),
                 "event_timestamp": pa.array(trip_ts.astype("datetime64[us]"), pa.timestamp("us", tz="UTC")),
-                "distance_km": rng.gamma(2.0, 4.0, t).round(2),
-                "trip_completed": pa.array(rng.random(t) < 0.8, pa.bool_()),
+                "distance_km": distance,
+                "trip_completed": pa.array(completed, pa.bool_()),
             }
         ),
         out / "trips.parquet",

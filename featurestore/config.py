@@ -85,7 +85,8 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """When monitoring calls a model's features drifted and its live metric worse (SPEC §12)."""
+    """When monitoring calls a model's features drifted and its live metric worse, and where its
+    labels come from (SPEC §12)."""
 
     psi_warn: float = 0.1
     psi_drift: float = 0.25
@@ -95,6 +96,8 @@ class Thresholds:
     #: scorer name among the metrics recorded at registration
     metric: str | None = None
     performance_tolerance: float = 0.05  # a breach: live metric worse than validation by more
+    #: a source of the repo with columns request_id, row and label, read beside the labels fed back
+    label_source: str | None = None
 
 
 THRESHOLD_KEYS = tuple(Thresholds.__dataclass_fields__)
@@ -298,6 +301,11 @@ def _thresholds(raw: dict[str, Any], base: Thresholds, section: str, where: str)
         if not isinstance(metric, str) or not metric:
             raise ConfigError(f"{where}: {section} metric must be a scikit-learn scorer name, got {metric!r}")
         values["metric"] = metric
+    if "label_source" in raw:
+        source = raw["label_source"]
+        if not isinstance(source, str) or not source:
+            raise ConfigError(f"{where}: {section} label_source must be the name of a source, got {source!r}")
+        values["label_source"] = source
     merged = {**base.__dict__, **values}
     if merged["psi_warn"] > merged["psi_drift"]:
         raise ConfigError(

@@ -87,6 +87,11 @@ class MonitoringError(FeatureStoreError):
     """Monitoring cannot answer: no training set to compare with, a bad window, bad feedback rows."""
 
 
+class LogWriteError(MonitoringError):
+    """The prediction or feedback log cannot be written (log_path is a file, unwritable, disk full):
+    the server's trouble, not the request's (HTTP 503, where a MonitoringError is a 422)."""
+
+
 class DefinitionsChangedError(FeatureStoreError):
     """An on-demand feature view's function on disk no longer matches the source hash recorded at
     apply (HTTP 409): the store will not serve code that was never applied. Run `fs apply` again."""

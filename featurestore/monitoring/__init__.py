@@ -139,6 +139,10 @@ def window(start: Any, end: Any) -> Window:
 def _time(value: Any, what: str) -> datetime | None:
     if value is None:
         return None
+    if isinstance(value, float) or type(value).__name__ == "NaTType":  # NaN, pandas NaT: not a time
+        raise MonitoringError(
+            f"{what} {value!r} is not a time: give a datetime, a date, an ISO string or None"
+        )
     from ..materialize import parse_time
 
     try:

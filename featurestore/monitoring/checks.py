@@ -8,19 +8,20 @@ Checked: the freshness of every view; for every model version an alias points at
 once, however many aliases share it), drift and live performance over [now - since, now]. A breach
 is a view past its `freshness`, a drift report with status "drift" ("warn" is shown, not a breach)
 or a live metric worse than validation by more than the tolerance. A model version whose drift or
-performance cannot be computed (no training set, nothing to compare) gets a note, not a breach.
-Then the prediction-log and feedback day folders older than `[monitoring] retention_days` are deleted.
+performance cannot be computed (no training set, no metric) gets a note, not a breach; one whose
+check fails (an unreadable log file, a training set gone) gets an error, and the other checks still
+run. Then the prediction-log and feedback files of the days older than `[monitoring] retention_days`
+are deleted (`enforce_retention`), so a corrupt file ages out too.
 """
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MonitoringError
+from ..errors import FeatureStoreError, MonitoringError
 from .log import FEEDBACK_FOLDER, day_folders
 
 if TYPE_CHECKING:
@@ -45,11 +46,23 @@ class Breach:
 
 
 @dataclass(frozen=True)
+class CheckError:
+    """A check that could not run: of what ("freshness", "model@alias (vN)", "log retention") and why."""
+
+    target: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "message": self.message}
+
+
+@dataclass(frozen=True)
 class CheckResult:
     """Everything `check` looked at, its breaches, and what retention deleted.
 
     `drift` and `performance` are keyed by "model@alias" (aliases of one version share its report);
-    `notes` say what could not be checked and why (not breaches)."""
+    `notes` say what is not checked and why (not breaches); `errors` the checks that failed (exit 2
+    of `fs monitor check` when there is no breach)."""
 
     now: datetime
     since: timedelta
@@ -59,9 +72,11 @@ class CheckResult:
     performance: dict[str, PerformanceReport]
     deleted_log_days: int
     notes: list[str] = field(default_factory=list)
+    errors: list[CheckError] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
+        """No breach (errors are not breaches: see `errors`)."""
         return not self.breaches
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,17 +90,26 @@ class CheckResult:
             "performance": {k: r.to_dict() for k, r in self.performance.items()},
             "deleted_log_days": self.deleted_log_days,
             "notes": list(self.notes),
+            "errors": [e.to_dict() for e in self.errors],
         }
 
 
-def check(monitor: Monitor, since: timedelta = timedelta(days=1), now: datetime | None = None) -> CheckResult:
-    """Run freshness, drift and performance checks, then enforce log retention (see the module doc)."""
-    from . import Window
+def check(monitor: Monitor, since: timedelta = timedelta(days=1), now: Any = None) -> CheckResult:
+    """Run freshness, drift and performance checks, then enforce log retention (see the module doc).
+
+    `since`: a timedelta; `now`: a datetime (naive is UTC) or an ISO string, default the current time."""
+    from . import Window, _time
     from .scorers import scorer
 
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    now = _time(now, "now") or datetime.now(timezone.utc)
+    if isinstance(since, bool) or not isinstance(since, timedelta):
+        raise MonitoringError(f"since must be a timedelta (e.g. timedelta(days=1)), got {since!r}")
     if since <= timedelta(0):
         raise MonitoringError(f"since must be a positive duration, got {since}")
+    try:
+        start = now - since
+    except OverflowError:
+        raise MonitoringError(f"since {since} reaches back before the year 1") from None
     sections = {"[monitoring]": monitor.config.defaults}
     sections.update({f"[monitoring.models.{name}]": t for name, t in monitor.config.models.items()})
     for section, thresholds in sections.items():  # a misconfigured metric is an error, not a note
@@ -94,11 +118,16 @@ def check(monitor: Monitor, since: timedelta = timedelta(days=1), now: datetime 
                 scorer(thresholds.metric)
             except MonitoringError as e:
                 raise MonitoringError(f"featurestore.toml {section}: {e}") from None
-    window = Window(now - since, now)
+    window = Window(start, now)
     breaches: list[Breach] = []
     notes: list[str] = []
+    errors: list[CheckError] = []
 
-    fresh = monitor.freshness(now)
+    try:
+        fresh = monitor.freshness(now)
+    except FeatureStoreError as e:  # e.g. the online store is down: still check the models
+        errors.append(CheckError("freshness", str(e)))
+        fresh = _no_freshness(now)
     breaches += [_freshness_breach(v) for v in fresh.breaches]
 
     drift: dict[str, DriftReport] = {}
@@ -106,18 +135,22 @@ def check(monitor: Monitor, since: timedelta = timedelta(days=1), now: datetime 
     for mv, aliases in aliased_versions(monitor):
         target = f"{mv.name}@{', '.join(aliases)} (v{mv.version})"
         keys = [f"{mv.name}@{a}" for a in aliases]
-        report = _drift(monitor, mv, window, target, notes)
+        report = _drift(monitor, mv, window, target, notes, errors)
         if report is not None:
             drift.update(dict.fromkeys(keys, report))
             if report.breach:
                 breaches.append(_drift_breach(target, report))
-        live = _performance(monitor, mv, window, target, notes)
+        live = _performance(monitor, mv, window, target, notes, errors)
         if live is not None:
             perf.update(dict.fromkeys(keys, live))
             if live.breach:
                 breaches.append(Breach("performance", target, live.detail, live.live))
 
-    deleted = enforce_retention(monitor.log_path, monitor.config.retention_days, now)
+    try:
+        deleted = enforce_retention(monitor.log_path, monitor.config.retention_days, now)
+    except MonitoringError as e:
+        errors.append(CheckError("log retention", str(e)))
+        deleted = 0
     return CheckResult(
         now=now,
         since=since,
@@ -127,7 +160,14 @@ def check(monitor: Monitor, since: timedelta = timedelta(days=1), now: datetime 
         performance=perf,
         deleted_log_days=deleted,
         notes=notes,
+        errors=errors,
     )
+
+
+def _no_freshness(now: datetime) -> FreshnessReport:
+    from .freshness import FreshnessReport
+
+    return FreshnessReport(now, [])
 
 
 def aliased_versions(monitor: Monitor) -> list[tuple[ModelVersion, list[str]]]:
@@ -144,7 +184,7 @@ def aliased_versions(monitor: Monitor) -> list[tuple[ModelVersion, list[str]]]:
 
 
 def _drift(
-    monitor: Monitor, mv: ModelVersion, window: Any, target: str, notes: list[str]
+    monitor: Monitor, mv: ModelVersion, window: Any, target: str, notes: list[str], errors: list[CheckError]
 ) -> DriftReport | None:
     from .drift import drift
 
@@ -153,20 +193,20 @@ def _drift(
         return None
     try:
         return drift(monitor, mv, window)
-    except MonitoringError as e:
-        notes.append(f"{target}: drift not checked: {e}")
+    except FeatureStoreError as e:  # e.g. an unreadable log file: the other checks still run
+        errors.append(CheckError(target, f"drift: {e}"))
         return None
 
 
 def _performance(
-    monitor: Monitor, mv: ModelVersion, window: Any, target: str, notes: list[str]
+    monitor: Monitor, mv: ModelVersion, window: Any, target: str, notes: list[str], errors: list[CheckError]
 ) -> PerformanceReport | None:
     from .performance import performance
 
     try:
         report = performance(monitor, mv, window)
-    except MonitoringError as e:
-        notes.append(f"{target}: performance not checked: {e}")
+    except FeatureStoreError as e:
+        errors.append(CheckError(target, f"performance: {e}"))
         return None
     if report.status == "not_configured":
         notes.append(f"{target}: performance not checked: {report.detail}")
@@ -203,18 +243,58 @@ def _duration(seconds: float | None) -> str:
 
 
 def enforce_retention(log_path: Path, retention_days: int, now: datetime) -> int:
-    """Delete the `date=YYYY-MM-DD` folders of the prediction log (every model) and of the feedback
-    log whose whole day is more than `retention_days` before `now`; returns how many were deleted."""
+    """Delete the prediction-log and feedback-log files of the days wholly more than `retention_days`
+    before `now`; returns how many day folders were cleared.
+
+    Only the log's own files are touched, so other data under `log_path` loses nothing: in the
+    children of `log_path` named like a model (or `.feedback`), in their `date=YYYY-MM-DD` folders,
+    the files `part-*.parquet` and the writers' temporary `.part-*.tmp`; a day folder is then removed
+    if empty. Symbolic links are never followed nor deleted. A file that cannot be deleted is a
+    MonitoringError naming it."""
+    from ..models.registry import _MODEL_NAME
+
     root = Path(log_path)
     if not root.is_dir():
         return 0
     # a day D is kept while D >= (now - retention).date(): its last moment is within the period
     last_expired = now.astimezone(timezone.utc) - timedelta(days=retention_days + 1)
     deleted = 0
-    for child in sorted(root.iterdir()):
-        if not child.is_dir() or (child.name.startswith(".") and child.name != FEEDBACK_FOLDER):
+    for child in _entries(root):
+        if child.name != FEEDBACK_FOLDER and not _MODEL_NAME.fullmatch(child.name):
             continue
-        for folder in day_folders(child, None, last_expired):
-            shutil.rmtree(folder)
-            deleted += 1
+        if child.is_symlink() or not child.is_dir():
+            continue
+        try:
+            folders = day_folders(child, None, last_expired)
+        except OSError as e:
+            raise MonitoringError(f"log retention: cannot list {child}: {e.strerror or e}") from None
+        for folder in folders:
+            if not folder.is_symlink():
+                deleted += _clear_day(folder)
     return deleted
+
+
+_LOG_FILES = ("part-*.parquet", ".part-*.tmp")  # what the log writers write in a day folder
+
+
+def _clear_day(folder: Path) -> int:
+    """Delete the log files of one day folder, and the folder if it is then empty; 1 if anything went."""
+    files = [f for pattern in _LOG_FILES for f in folder.glob(pattern) if f.is_file() and not f.is_symlink()]
+    try:
+        for f in files:
+            f.unlink()
+        if not any(folder.iterdir()):
+            folder.rmdir()
+            return 1
+    except OSError as e:
+        raise MonitoringError(
+            f"log retention: cannot delete {e.filename or folder}: {e.strerror or e}"
+        ) from None
+    return 1 if files else 0
+
+
+def _entries(root: Path) -> list[Path]:
+    try:
+        return sorted(root.iterdir())
+    except OSError as e:
+        raise MonitoringError(f"log retention: cannot list {root}: {e.strerror or e}") from None

@@ -9,7 +9,8 @@
     fs monitor check [--since 1d] [--json]            # every check; exits 1 on a breach
 
 Exit codes: 0 all well, 1 a breach (freshness, drift, performance), 2 bad input or an error
-(`fs stats`, `fs monitor report` and `fs monitor skew` report findings: 0 or 2).
+(`fs stats`, `fs monitor report` and `fs monitor skew` report findings: 0 or 2). Names and values
+from the data are printed as plain text, never read as rich markup.
 """
 
 from __future__ import annotations
@@ -54,21 +55,18 @@ def _window_options(default_since: str | None) -> Callable[[_F], _F]:
 
 def window_of(since: str | None, start: str | None, end: str | None) -> tuple[Any, Any]:
     """(start, end) from the options: --start/--end win over --since."""
-    from .log import parse_since
 
     if start is not None or end is not None:
         return start, end
     if since is None:
         return None, None
-    try:
-        span = parse_since(since)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--since") from None
+    span = since_of(since)
     now = datetime.now(timezone.utc)
     return now - span, now
 
 
 def since_of(since: str) -> timedelta:
+    """--since as a timedelta (parse_since refuses one reaching back before the year 1)."""
     from .log import parse_since
 
     try:
@@ -100,13 +98,14 @@ def _print_stats(stats: dict[str, Any]) -> None:
     merged = stats["merged"]
     if merged is not None:
         of = {"events": "raw events (the aggregated input columns)"}.get(merged["of"], merged["of"])
-        table = Table(title=f"{stats['view']}: {merged['rows']:,} rows, {of}")
+        table = Table(title=_plain(f"{stats['view']}: {merged['rows']:,} rows, {of}"))
         table.add_column("feature")
         for col in ("rows", "nulls %", "min", "max", "mean", "std", "distinct", "p50"):
             table.add_column(col, justify="right")
         table.add_column("top values")
         for name, c in merged["columns"].items():
-            table.add_row(
+            _add_row(
+                table,
                 name,
                 f"{c['rows']:,}",
                 "-" if c["null_rate"] is None else f"{100 * c['null_rate']:.1f}",
@@ -121,14 +120,40 @@ def _print_stats(stats: dict[str, Any]) -> None:
         out.print(table)
     with_stats = stats["runs_with_stats"]
     if not runs:
-        out.print(f"{stats['view']}: no materialization runs since its last apply reset it")
+        out.print(_plain(f"{stats['view']}: no materialization runs since its last apply reset it"))
         return
     first, last = min(r["start"] for r in runs), max(r["end"] for r in runs)
     out.print(
-        f"{len(runs)} run{'s' * (len(runs) != 1)} ({with_stats} with statistics), "
-        f"event times from {first} to {last}"
-        + ("" if with_stats else ": no statistics (runs without rows, or recorded before statistics were)")
+        _plain(
+            f"{len(runs)} run{'s' * (len(runs) != 1)} ({with_stats} with statistics), "
+            f"event times from {first} to {last}"
+            + (
+                ""
+                if with_stats
+                else ": no statistics (runs without rows, or recorded before statistics were)"
+            )
+        )
     )
+    replaced, overlapping = stats.get("replaced_runs", 0), stats.get("overlapping_runs", 0)
+    if replaced or overlapping:
+        out.print(
+            _plain(
+                f"left out: {replaced} run(s) whose range a later run materialized again; "
+                f"{overlapping} run(s) overlap others in part (the shared time is counted twice)"
+            )
+        )
+
+
+def _add_row(table: Any, *cells: str) -> None:
+    """A table row of plain text: a value such as "[/]" or "[bold]x" is shown, not read as markup."""
+    table.add_row(*(_plain(c) for c in cells))
+
+
+def _plain(text: str) -> Any:
+    """`text` as a rich Text: printed as it is, never read as markup (names and values from data)."""
+    from rich.text import Text
+
+    return Text(text)
 
 
 def _cell(value: Any) -> str:
@@ -197,7 +222,7 @@ def report_command(
     Exits 0 whatever the report shows (a drift is a finding of the report, not a failure), 2 on an error."""
     lo, hi = window_of(since, start, end)
     path = _store(ctx).monitor.report(model, out, start=lo, end=hi)
-    _console().print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    _console().print(_plain(f"wrote {path} ({path.stat().st_size:,} bytes)"))
 
 
 @monitor.command("freshness")
@@ -219,7 +244,8 @@ def freshness_command(ctx: click.Context, as_json: bool) -> None:
         for col in ("view", "newest online event", "age", "limit", "status"):
             table.add_column(col)
         for v in report.views:
-            table.add_row(
+            _add_row(
+                table,
                 v.view,
                 v.newest_event.isoformat(timespec="seconds") if v.newest_event is not None else "-",
                 format_duration(round(v.age_seconds)) if v.age_seconds is not None else "-",
@@ -241,7 +267,8 @@ def freshness_command(ctx: click.Context, as_json: bool) -> None:
 def check_command(ctx: click.Context, since: str, as_json: bool) -> None:
     """Every check at once, for cron and CI: freshness of every view, drift and live performance of
     every aliased model version over the last --since; then deletes log days older than
-    `retention_days`. Exits 1 on a breach, 2 on an error, else 0."""
+    `retention_days`. Exits 1 on a breach, else 2 when a check failed (e.g. an unreadable log
+    file; the other checks still run) or on bad input, else 0."""
     span = since_of(since)
     result = _store(ctx).monitor.check(since=span)
     if as_json:
@@ -250,6 +277,8 @@ def check_command(ctx: click.Context, since: str, as_json: bool) -> None:
         _print_check(result)
     if not result.ok:
         ctx.exit(1)
+    if result.errors:
+        ctx.exit(2)
 
 
 def _print_check(result: Any) -> None:
@@ -272,9 +301,12 @@ def _print_check(result: Any) -> None:
     out = _console()
     for line in lines:
         out.print(escape(line))
+    for e in result.errors:
+        out.print(f"[bold red]ERROR[/] {escape(f'{e.target}: {e.message}')}")
     for b in result.breaches:
         out.print(f"[bold red]BREACH[/] {escape(f'{b.check} {b.target}: {b.detail}')}")
-    out.print("ok: no breach" if result.ok else f"{len(result.breaches)} breach(es)")
+    summary = "ok: no breach" if result.ok else f"{len(result.breaches)} breach(es)"
+    out.print(summary + (f", {len(result.errors)} error(s)" if result.errors else ""))
 
 
 @monitor.command("skew")
@@ -303,21 +335,27 @@ def skew_command(
     if as_json:
         _print_json(report.to_dict())
         return
-    table = Table(title=f"Skew of {report.model} v{report.version}: {report.rows:,} logged rows")
+    table = Table(title=_plain(f"Skew of {report.model} v{report.version}: {report.rows:,} logged rows"))
     columns = ("feature", "match rate", "differed", "missing online", "missing offline", "max |diff|")
-    for col in (*columns, "top cause"):
+    for col in (*columns, "not recomputable", "top cause"):
         table.add_column(col)
     for f in report.features.values():
-        table.add_row(
+        _add_row(
+            table,
             f.name,
             f"{f.match_rate:.2%}" if f.match_rate is not None else "-",
             f"{f.differed:,}",
             f"{f.missing_online:,}",
             f"{f.missing_offline:,}",
             f"{f.max_abs_diff:.6g}" if f.max_abs_diff is not None else "-",
+            f"{f.not_recomputable:,}",
             f.top_cause or "-",
         )
-    _console().print(table)
+    out = _console()
+    out.print(table)
+    for f in report.features.values():
+        if f.note:
+            out.print(_plain(f"{f.name}: {f.note}"))
 
 
 def _worst_psi(report: Any) -> str:

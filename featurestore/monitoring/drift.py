@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -33,10 +35,10 @@ import pyarrow as pa
 
 from ..config import Thresholds
 from ..errors import MonitoringError, UnknownNameError
-from ..offline.sources import duckdb_connection, quote_ident
+from ..offline.sources import duckdb_connection, quote_ident, quote_literal
 from . import bins
 from .bins import reference_profile
-from .log import prediction_relation
+from .log import prediction_files, prediction_relation, read_error
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -47,10 +49,15 @@ if TYPE_CHECKING:
 
 PSI_EPSILON = 1e-4  # the floor of a bin's proportion in PSI: an empty bin costs at most ~ c ln(c / 1e-4)
 PREDICTION = "prediction"
+# The model's output among the compared columns: a key no input name can be (inputs are identifiers),
+# so that an input named "prediction" stays a feature of its own.
+OUTPUT = "\x00prediction"
 STATUSES = ("ok", "insufficient", "warn", "drift")  # from best to worst
 _STRIDE = 32  # bin keys of column i are i * _STRIDE + bin; more than any column's bins
 _VIEW = "__fs_log"
 _LOG_COLUMN = "features"
+_MISSING_COLUMN = "missing"  # the log's list of the inputs served NOT_FOUND / OUTSIDE_MAX_AGE
+_MISSING = "\x00missing"  # its type's key in `_log_types` (not an input name)
 
 
 # -- the distances -----------------------------------------------------------------------------------------
@@ -164,10 +171,12 @@ class DriftReport:
 
     def table(self) -> Table:
         """A rich table: the features by PSI (highest first), then the prediction."""
+        from rich.markup import escape
         from rich.table import Table
 
         span = f"{_when(self.start)} .. {_when(self.end)}"
-        table = Table(title=f"drift of {self.model} v{self.version} ({span}): {_styled(self.status)}")
+        title = f"drift of {escape(self.model)} v{self.version} ({span}): {_styled(self.status)}"
+        table = Table(title=title)
         for header in (
             "feature",
             "status",
@@ -196,13 +205,16 @@ class DriftReport:
 
 @dataclass(frozen=True)
 class DailyDrift:
-    """Drift of one UTC day of the window: its rows, status and PSI per column ("prediction" too)."""
+    """Drift of one UTC day of the window: its rows, status, PSI per model input (`psi`, by input
+    name) and of the model's output (`prediction_psi`), kept apart so that an input may be named
+    "prediction"."""
 
     day: date
     n: int
     status: str
-    psi: dict[str, float | None]
-    worst: float | None  # the largest PSI
+    psi: dict[str, float | None]  # the inputs only
+    worst: float | None  # the largest PSI, the prediction's included
+    prediction_psi: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -210,6 +222,7 @@ class DailyDrift:
             "n": self.n,
             "status": self.status,
             "psi": self.psi,
+            "prediction_psi": self.prediction_psi,
             "worst": self.worst,
         }
 
@@ -224,6 +237,9 @@ def _styled(status: str) -> str:
 
 
 def _cells(f: FeatureDrift) -> list[str]:
+    """One row of the table; the name escaped (a feature may be named like rich markup, "[/]")."""
+    from rich.markup import escape
+
     def num(x: float | None) -> str:
         return "-" if x is None else f"{x:.3f}"
 
@@ -231,7 +247,7 @@ def _cells(f: FeatureDrift) -> list[str]:
         return "-" if x is None else f"{x:.1%}"
 
     return [
-        f.name,
+        escape(f.name),
         _styled(f.status),
         num(f.psi),
         num(f.js),
@@ -294,10 +310,10 @@ def drift(monitor: Monitor, mv: ModelVersion, window: Window) -> DriftReport:
     columns = _columns(model_reference(monitor.store, mv), mv)
     current = _scan(monitor, mv, window, columns, by_day=False).get(None, {})
     found = {
-        name: compare(name, profile, *current.get(name, _empty(profile)), thresholds)
+        name: compare(_shown(name), profile, *current.get(name, _empty(profile)), thresholds)
         for name, profile in columns.items()
     }
-    prediction = found.pop(PREDICTION, None) if PREDICTION in columns else None
+    prediction = found.pop(OUTPUT, None)
     features = {i.name: found[i.name] for i in mv.inputs if i.name in found}
     everything = [*features.values(), *([prediction] if prediction else [])]
     return DriftReport(
@@ -318,32 +334,43 @@ def drift_by_day(monitor: Monitor, mv: ModelVersion, window: Window) -> list[Dai
     columns = _columns(model_reference(monitor.store, mv), mv)
     out = []
     for day, current in sorted(_scan(monitor, mv, window, columns, by_day=True).items()):
-        found = [compare(name, profile, *current[name], thresholds) for name, profile in columns.items()]
-        psis = {f.name: f.psi for f in found}
-        known = [p for p in psis.values() if p is not None]
+        found = {
+            name: compare(_shown(name), profile, *current[name], thresholds)
+            for name, profile in columns.items()
+        }
+        n = next(iter(found.values())).n_cur
+        output = found.pop(OUTPUT, None)
+        known = [f.psi for f in (*found.values(), output) if f is not None and f.psi is not None]
         assert isinstance(day, date)
         out.append(
             DailyDrift(
                 day=day,
-                n=found[0].n_cur,
-                status=worst(f.status for f in found),
-                psi=psis,
+                n=n,
+                status=worst(f.status for f in (*found.values(), output) if f is not None),
+                psi={name: f.psi for name, f in found.items()},
                 worst=max(known) if known else None,
+                prediction_psi=None if output is None else output.psi,
             )
         )
     return out
 
 
 def _columns(reference: dict[str, Any], mv: ModelVersion) -> dict[str, dict[str, Any]]:
-    """{column: profile} of what can be compared: the model's inputs in order, then "prediction"."""
+    """{column: profile} of what can be compared: the model's inputs in order (by name), then the
+    model's output (key `OUTPUT`)."""
     profiles = {i.name: reference["features"][i.name] for i in mv.inputs}
-    profiles[PREDICTION] = reference["prediction"]
+    profiles[OUTPUT] = reference["prediction"]
     columns = {name: p for name, p in profiles.items() if p["kind"] != "unsupported"}
     if not columns:
         raise MonitoringError(
             f"model {mv.ref}: none of its inputs nor its prediction is a number, string or boolean"
         )
     return columns
+
+
+def _shown(column: str) -> str:
+    """The name a compared column is reported by ("prediction" for the model's output)."""
+    return PREDICTION if column == OUTPUT else column
 
 
 def _empty(profile: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -357,13 +384,27 @@ def _scan(
     """`histograms` of what `mv` served in `window` ({} when nothing was logged)."""
     con = duckdb_connection()
     try:
-        if not prediction_relation(
-            con, monitor.log_path, mv.name, mv.version, window.start, window.end, _VIEW
-        ):
-            return {}
-        return histograms(con, _VIEW, columns, by_day)
+        with reading_log(monitor, mv, window):
+            if not prediction_relation(
+                con, monitor.log_path, mv.name, mv.version, window.start, window.end, _VIEW
+            ):
+                return {}
+            return histograms(con, _VIEW, columns, by_day)
     finally:
         con.close()
+
+
+@contextmanager
+def reading_log(monitor: Monitor, mv: ModelVersion, window: Window) -> Iterator[None]:
+    """Turn a DuckDB error while reading `mv`'s prediction log over `window` (a corrupt or truncated
+    file, say) into the MonitoringError of `log.read_error`: the files at fault, how to recover."""
+    import duckdb
+
+    try:
+        yield
+    except duckdb.Error as e:
+        files = prediction_files(monitor.log_path, mv.name, mv.version, window.start, window.end)
+        raise read_error(f"prediction log of model {mv.ref}", files, e) from None
 
 
 def histograms(
@@ -372,14 +413,21 @@ def histograms(
     """{day (None unless by_day): {column: (count per bin, sum per bin)}} of the rows of `view` (the
     prediction log's layout) on the columns' reference bins: ONE scan, every column's bin key
     (column index * _STRIDE + bin) and value unnested side by side and grouped. A feature missing
-    from the log counts as null; "prediction" is the log's prediction column."""
-    types = _log_types(con, view, [n for n in columns if n != PREDICTION])
+    from the log counts as null, and so does one the row lists in `missing` (served NOT_FOUND /
+    OUTSIDE_MAX_AGE: with missing_policy defaults the log holds the default value, where the
+    training set holds a null); key `OUTPUT` is the log's prediction column."""
+    types = _log_types(con, view, [n for n in columns if n != OUTPUT])
     keys, values = [], []
     for i, (name, profile) in enumerate(columns.items()):
-        if name == PREDICTION:
+        if name == OUTPUT:
             expr, sql_type = quote_ident(PREDICTION), types.get(None, "NULL")
         elif name in types:
             expr, sql_type = f"{quote_ident(_LOG_COLUMN)}.{quote_ident(name)}", types[name]
+            if types.get(_MISSING, "").endswith("[]"):
+                gone = (
+                    f"coalesce(list_contains({quote_ident(_MISSING_COLUMN)}, {quote_literal(name)}), false)"
+                )
+                expr = f"(CASE WHEN {gone} THEN NULL ELSE {expr} END)"
         else:
             expr, sql_type = "NULL", "NULL"
         keys.append(f"{bins.sql_bin(profile, expr, sql_type)} + {i * _STRIDE}")
@@ -404,7 +452,10 @@ def histograms(
 def _log_types(con: Any, view: str, features: list[str]) -> dict[str | None, str]:
     """The DuckDB type of each logged feature (those in the log) and of the prediction (key None)."""
     described = {row[0]: row[1] for row in con.execute(f"DESCRIBE {quote_ident(view)}").fetchall()}
-    types: dict[str | None, str] = {None: described.get(PREDICTION, "NULL")}
+    types: dict[str | None, str] = {
+        None: described.get(PREDICTION, "NULL"),
+        _MISSING: described.get(_MISSING_COLUMN, ""),
+    }
     if str(described.get(_LOG_COLUMN, "")).startswith("STRUCT"):
         fields = con.execute(
             f"DESCRIBE SELECT {quote_ident(_LOG_COLUMN)}.* FROM {quote_ident(view)}"
@@ -435,6 +486,13 @@ def model_reference(store: FeatureStore, mv: ModelVersion) -> dict[str, Any]:
         raise MonitoringError(
             f"model {mv.ref} was trained on training set '{mv.training_set}', which is no longer in the registry"
         ) from None
+    if mv.training_fingerprint is not None and ts.fingerprint != mv.training_fingerprint:
+        raise MonitoringError(
+            f"training set '{ts.name}' was overwritten since {mv.name} v{mv.version} was registered on it "
+            f"(fingerprint {mv.training_fingerprint[:12]} then, {ts.fingerprint[:12]} now): it is no longer "
+            f"what the model was trained on. Retrain and register the model with the new set, or save the new "
+            f"rows under another name"
+        )
     recorded: dict[str, Any] = ts.extra.get("reference") or {}
     key = f"{PREDICTION}:{mv.name}:{mv.version}"
     backend = store.registry.backend
@@ -510,6 +568,7 @@ def _predict(store: FeatureStore, mv: ModelVersion, table: pa.Table) -> pa.Array
 
 
 __all__ = [
+    "OUTPUT",
     "DailyDrift",
     "DriftReport",
     "FeatureDrift",

@@ -94,5 +94,10 @@ def staleness(store: FeatureStore, now: datetime | None = None) -> dict[str, flo
     return {v.view: v.age_seconds for v in report.views if v.age_seconds is not None}
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+def _utc(value: Any) -> datetime:
+    """`now` (a datetime, naive is UTC, a date or an ISO string) in UTC; else a MonitoringError."""
+    from . import _time
+
+    out = _time(value, "now")
+    assert out is not None  # called for a given `now` only
+    return out

@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from ..errors import MonitoringError
 from ..offline.sources import quote_ident
 
 FEEDBACK_FOLDER = ".feedback"
@@ -108,10 +109,39 @@ def prediction_relation(
     return len(files)
 
 
+def read_error(what: str, files: list[str], error: Exception) -> MonitoringError:
+    """The MonitoringError of a failed read of log `files`: names the ones that are not Parquet
+    (each opened on its own) and says how to recover."""
+    import pyarrow.parquet as pq
+
+    bad = []
+    for f in files:
+        try:
+            pq.read_schema(f)
+        except Exception:  # any failure to open it makes it the culprit
+            bad.append(f)
+    named = (
+        ", ".join(bad)
+        if bad
+        else f"one of {len(files)} files ({', '.join(files[:3])}{', ...' * (len(files) > 3)})"
+    )
+    reason = str(error).strip().split("\n")[0]
+    return MonitoringError(
+        f"cannot read the {what} {named}: {reason}; move the damaged file out of the log folder "
+        "(it is not repaired, and retention deletes it only when its day expires) and run again"
+    )
+
+
 def parse_since(text: str) -> timedelta:
-    """ "7d", "12h", "30m", "90s" (or a plain number of days) -> a timedelta."""
+    """ "7d", "12h", "30m", "90s" (or a plain number of days) -> a timedelta, reaching back no
+    earlier than the year 1."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text or "")
     if m is None:
         raise ValueError(f"{text!r} is not a duration such as 7d, 12h or 30m")
     amount, unit = float(m.group(1)), m.group(2) or "d"
-    return timedelta(seconds=amount * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit])
+    try:
+        span = timedelta(seconds=amount * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit])
+        datetime.now(timezone.utc) - span
+    except OverflowError:
+        raise ValueError(f"{text!r} reaches back before the year 1; give a shorter duration") from None
+    return span

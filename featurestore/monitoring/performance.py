@@ -6,10 +6,13 @@
     [(d.day, d.n, d.value) for d in report.days]          # the live metric per UTC day
 
 Labels arrive after the predictions they belong to and are matched to them by request id and row
-(the index of the entity row within its request). They are written at once, one Parquet file per
+(the index of the entity row within its request); a request id reused by several requests: the
+label goes to the newest prediction of that (request id, row) in the window, by `ts`. They are written at once, one Parquet file per
 call, under `<log_path>/.feedback/date=<UTC day received>/`, with columns request_id, row,
 label_num (numbers and booleans), label_str (strings), model (or null) and received_at. A label
-given twice for the same row: the newest wins.
+given twice for the same row: the newest wins. The labels used are those of the predictions' type
+(label_num for numeric or boolean predictions, label_str for string ones); the others (a "NaN"
+string among numbers) are counted as `unusable`, never an error, so one bad label cannot hide a breach.
 
 The metric is a scikit-learn scorer name (`[monitoring] metric`, else the first supported scorer
 name among the metrics recorded at registration, `featurestore.monitoring.scorers`), computed on
@@ -20,6 +23,7 @@ least MIN_LABELLED_ROWS labelled predictions.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import sys
@@ -28,12 +32,20 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import MonitoringError
+from ..errors import LogWriteError, MonitoringError
 from ..offline.sources import arrow_table, duckdb_connection, quote_literal
-from .log import FEEDBACK_FOLDER, feedback_files, files_literal, prediction_relation
+from .log import (
+    FEEDBACK_FOLDER,
+    feedback_files,
+    files_literal,
+    prediction_files,
+    prediction_relation,
+    read_error,
+)
 from .scorers import SCORERS, metric_value, scorer
 
 if TYPE_CHECKING:
@@ -107,11 +119,19 @@ def log_feedback(monitor: Monitor, rows: Any, model: str | None = None) -> int:
         schema=FEEDBACK_SCHEMA,
     )
     folder = monitor.log_path / FEEDBACK_FOLDER / f"date={now.date().isoformat()}"
-    folder.mkdir(parents=True, exist_ok=True)
     file = folder / f"part-{now.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
     tmp = folder / f".{file.name}.tmp"
-    pq.write_table(table, tmp)
-    tmp.rename(file)  # a reader never sees half a file
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, tmp)
+        tmp.rename(file)  # a reader never sees half a file
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise LogWriteError(
+            f"cannot write the feedback log under {monitor.log_path} ([monitoring] log_path): "
+            f"{e.strerror or e}{f' ({e.filename})' if e.filename else ''}; it must be a writable folder"
+        ) from None
     return n
 
 
@@ -207,6 +227,7 @@ class PerformanceReport:
     end: datetime | None = None
     detail: str = ""
     served: int = field(default=0)  # predictions in the window, labelled or not
+    unusable: int = 0  # labels not of the predictions' type (not in n; the detail names one)
 
     @property
     def breach(self) -> bool:
@@ -224,6 +245,7 @@ class PerformanceReport:
             "live": _finite(self.live),
             "n": self.n,
             "served": self.served,
+            "unusable": self.unusable,
             "status": self.status,
             "detail": self.detail,
             "days": [d.to_dict() for d in self.days],
@@ -231,7 +253,11 @@ class PerformanceReport:
 
 
 def performance(monitor: Monitor, mv: ModelVersion, window: Window) -> PerformanceReport:
-    """The live metric of `mv` over `window` and per UTC day of serving, from the labels fed back."""
+    """The live metric of `mv` over `window` and per UTC day of serving, from the labels fed back.
+
+    Each labelled (request id, row) counts once, joined to its newest prediction in the window (by
+    `ts`: a request id reused by several requests); labels not of the predictions' type are left out
+    and counted as `unusable`."""
     thresholds = monitor.thresholds(mv.name)
     metric = metric_of(mv, thresholds.metric)
     base: dict[str, Any] = {
@@ -244,8 +270,15 @@ def performance(monitor: Monitor, mv: ModelVersion, window: Window) -> Performan
     }
     validation = _validation(mv, metric)
     served, joined = _labelled(monitor, mv, window)
+    joined, unusable, example = _usable(joined)
     n = joined.num_rows
-    base.update(validation=validation, n=n, served=served)
+    base.update(validation=validation, n=n, served=served, unusable=unusable)
+    aside = (
+        f"; {unusable} label(s) not of the predictions' type left out (e.g. request_id "
+        f"{example[0]!r} row {example[1]})"
+        if example is not None
+        else ""
+    )
     if metric is None:
         return PerformanceReport(
             **base,
@@ -274,7 +307,7 @@ def performance(monitor: Monitor, mv: ModelVersion, window: Window) -> Performan
         )
     else:
         status, detail = "ok", f"live {metric} {live:.4g}, validation {validation:.4g} (n={n})"
-    return PerformanceReport(**base, live=live, days=days, status=status, detail=detail)
+    return PerformanceReport(**base, live=live, days=days, status=status, detail=detail + aside)
 
 
 def _validation(mv: ModelVersion, metric: str | None) -> float | None:
@@ -287,82 +320,140 @@ def _validation(mv: ModelVersion, metric: str | None) -> float | None:
 
 
 def _labelled(monitor: Monitor, mv: ModelVersion, window: Window) -> tuple[int, pa.Table]:
-    """(predictions served in the window, the labelled ones: day, label_num, label_str, prediction)."""
+    """(predictions served in the window, the labelled ones: day, request_id, row, label_num,
+    label_str, prediction), one row per labelled (request_id, row): its newest prediction by ts."""
     empty = pa.table(
         {
             "day": pa.array([], pa.date32()),
+            "request_id": pa.array([], pa.string()),
+            "row": pa.array([], pa.int64()),
             "label_num": pa.array([], pa.float64()),
             "label_str": pa.array([], pa.string()),
             "prediction": pa.array([], pa.float64()),
         }
     )
     con = duckdb_connection()
+    files: list[str] = []
     try:
+        files = prediction_files(monitor.log_path, mv.name, mv.version, window.start, window.end)
         if not prediction_relation(con, monitor.log_path, mv.name, mv.version, window.start, window.end):
             return 0, empty
         served = int(con.execute('SELECT count(*) FROM "__fs_log"').fetchall()[0][0])
-        files = feedback_files(monitor.log_path, window.start, None)
-        if not files:
+        feedback = feedback_files(monitor.log_path, window.start, None)
+        labels = []
+        if feedback:
+            files = files + feedback
+            labels.append(
+                f"""SELECT request_id, "row", label_num, label_str, received_at, filename
+                FROM read_parquet({files_literal(feedback)}, filename = true, union_by_name = true,
+                                  hive_partitioning = false)
+                WHERE model IS NULL OR model = {quote_literal(mv.name)}"""
+            )
+        source = monitor.thresholds(mv.name).label_source
+        if source is not None:
+            labels.append(_label_source_sql(monitor, con, source, mv))
+        if not labels:
             return served, empty
         table = arrow_table(
             con,
             f"""
             WITH feedback AS (
-                SELECT request_id, "row", label_num, label_str
-                FROM read_parquet({files_literal(files)}, filename = true, union_by_name = true,
-                                  hive_partitioning = false)
-                WHERE model IS NULL OR model = {quote_literal(mv.name)}
+                SELECT request_id, "row", label_num, label_str FROM ({" UNION ALL ".join(labels)})
                 QUALIFY row_number() OVER (PARTITION BY request_id, "row"
                                            ORDER BY received_at DESC, filename DESC) = 1
+            ),
+            served AS (
+                SELECT ts, request_id, "row", prediction FROM "__fs_log"
+                WHERE prediction IS NOT NULL
+                QUALIFY row_number() OVER (PARTITION BY request_id, "row" ORDER BY ts DESC) = 1
             )
-            SELECT CAST(p.ts AS DATE) AS day, f.label_num, f.label_str, p.prediction
-            FROM "__fs_log" p JOIN feedback f ON p.request_id = f.request_id AND p."row" = f."row"
-            WHERE p.prediction IS NOT NULL
-            ORDER BY day
+            SELECT CAST(p.ts AS DATE) AS day, p.request_id, p."row", f.label_num, f.label_str, p.prediction
+            FROM served p JOIN feedback f ON p.request_id = f.request_id AND p."row" = f."row"
+            ORDER BY day, p.request_id, p."row"
             """,
         )
         return served, table
+    except duckdb.Error as e:
+        raise read_error(f"prediction or feedback log of model {mv.name}", files, e) from None
     finally:
         con.close()
 
 
+def _label_source_sql(monitor: Monitor, con: Any, name: str, mv: ModelVersion) -> str:
+    """The rows of the label source `name` (columns request_id, row, label) in the feedback log's
+    columns. Its rows rank below the labels fed back (received at the epoch): a label sent later
+    corrects one the source holds."""
+    from ..errors import did_you_mean
+    from ..offline.sources import SourceReader, quote_ident
+
+    store = monitor.store
+    sources = store.catalog.sources
+    if name not in sources:
+        raise MonitoringError(
+            f"model {mv.name}: label_source '{name}' (featurestore.toml [monitoring]) is not a source of the "
+            f"repo{did_you_mean(name, sources)}"
+        )
+    relation = SourceReader(con, store.repo_path, sources).relation(sources[name])
+    try:
+        described = {r[0]: str(r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
+    except duckdb.Error as e:
+        raise MonitoringError(f"label source '{name}' of model {mv.name} cannot be read: {e}") from None
+    absent = [c for c in ("request_id", "row", "label") if c not in described]
+    if absent:
+        raise MonitoringError(
+            f"label source '{name}' of model {mv.name} has no column {absent[0]!r}: it needs request_id, row "
+            f"and label (its columns: {', '.join(described)})"
+        )
+    label = quote_ident("label")
+    text = described["label"].upper() in ("VARCHAR", "STRING", "TEXT")
+    num, string = ("NULL", f"CAST({label} AS VARCHAR)") if text else (f"CAST({label} AS DOUBLE)", "NULL")
+    return (
+        f'SELECT CAST(request_id AS VARCHAR) AS request_id, CAST("row" AS BIGINT) AS "row", '
+        f"{num} AS label_num, {string} AS label_str, TIMESTAMPTZ '1970-01-01 00:00:00+00' AS received_at, "
+        f"'' AS filename FROM {relation} WHERE {label} IS NOT NULL"
+    )
+
+
+def _numeric(prediction: pa.ChunkedArray) -> bool:
+    t = prediction.type
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t))
+
+
+def _usable(joined: pa.Table) -> tuple[pa.Table, int, tuple[str, int] | None]:
+    """(the rows whose label is of the predictions' type, how many are not, one of those as
+    (request_id, row)): numeric predictions take label_num, string ones label_str."""
+    import pyarrow.compute as pc
+
+    if joined.num_rows == 0:
+        return joined, 0, None
+    column = "label_num" if _numeric(joined.column("prediction")) else "label_str"
+    fits = pc.is_valid(joined.column(column))
+    unusable = joined.num_rows - pc.sum(fits).as_py()
+    if unusable == 0:
+        return joined, 0, None
+    first = joined.filter(pc.invert(fits)).slice(0, 1).to_pylist()[0]
+    return joined.filter(fits), unusable, (first["request_id"], first["row"])
+
+
 def _arrays(joined: pa.Table, metric: str, mv: ModelVersion) -> tuple[Any, Any]:
-    """(labels, predictions) as numpy arrays: numbers when the labels are numbers, else strings."""
+    """(labels, predictions) as numpy arrays: numbers for numeric predictions, else strings (the rows
+    left by `_usable`, whose labels are of the predictions' type)."""
     import numpy as np
     import pyarrow.compute as pc
 
     prediction = joined.column("prediction")
-    strings = joined.column("label_str").null_count < joined.num_rows
-    numbers = joined.column("label_num").null_count < joined.num_rows
-    if strings and numbers:
+    if _numeric(prediction):
+        y_pred = pc.cast(prediction, pa.float64()).to_numpy(zero_copy_only=False)
+        return joined.column("label_num").to_numpy(zero_copy_only=False), y_pred
+    if not pa.types.is_string(prediction.type) and not pa.types.is_large_string(prediction.type):
         raise MonitoringError(
-            f"model {mv.ref}: the labels fed back are both numbers and strings; send one kind per model"
+            f"model {mv.ref} predicts {prediction.type}: live performance needs numbers, booleans or strings"
         )
-    numeric_prediction = (
-        pa.types.is_integer(prediction.type)
-        or pa.types.is_floating(prediction.type)
-        or (pa.types.is_boolean(prediction.type))
+    if scorer(metric).numeric:
+        raise MonitoringError(f"metric {metric} needs numeric predictions; model {mv.ref} predicts strings")
+    return np.asarray(joined.column("label_str").to_pylist(), dtype=object), np.asarray(
+        prediction.to_pylist(), dtype=object
     )
-    if strings:
-        if scorer(metric).numeric:
-            raise MonitoringError(
-                f"metric {metric} needs numeric labels; model {mv.ref} was fed back strings"
-            )
-        if not pa.types.is_string(prediction.type) and not pa.types.is_large_string(prediction.type):
-            raise MonitoringError(
-                f"model {mv.ref} predicts {prediction.type} but its labels fed back are strings; "
-                "send labels of the type the model predicts"
-            )
-        return np.asarray(joined.column("label_str").to_pylist(), dtype=object), np.asarray(
-            prediction.to_pylist(), dtype=object
-        )
-    if not numeric_prediction:
-        raise MonitoringError(
-            f"model {mv.ref} predicts {prediction.type} but its labels fed back are numbers; "
-            "send labels of the type the model predicts"
-        )
-    y_pred = pc.cast(prediction, pa.float64()).to_numpy(zero_copy_only=False)
-    return joined.column("label_num").to_numpy(zero_copy_only=False), y_pred
 
 
 def _days(metric: str, joined: pa.Table, y_true: Any, y_pred: Any) -> list[DailyMetric]:

@@ -10,7 +10,10 @@ loaded from anywhere: the file opens offline, from a mail attachment or a CI art
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,12 +45,22 @@ def write_report(monitor: Monitor, mv: ModelVersion, out: Path, window: Window) 
     fresh = freshness(monitor.store)
     html = render(mv, window, report, daily, live, fresh, thresholds=report.thresholds)
     out = Path(out)
+    _write_atomic(out, html)
+    return out
+
+
+def _write_atomic(out: Path, text: str) -> None:
+    """Write `text` to `out` through a temporary file in its folder and a rename, so a failed write
+    (disk full, a file size limit) leaves the previous report whole and no partial file behind."""
+    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(html, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out)
     except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise MonitoringError(f"cannot write the report to {out}: {e.strerror or e}") from None
-    return out
 
 
 def render(
@@ -110,9 +123,10 @@ def _daily_chart(report: DriftReport, daily: list[DailyDrift], thresholds: Thres
     if not daily:
         return None
     names = [f.name for f in sorted(report.features.values(), key=_by_psi)][:DAILY_SERIES]
-    if report.prediction is not None:
-        names = ["prediction", *names]
     series = {name: [d.psi.get(name) for d in daily] for name in names}
+    if report.prediction is not None:  # the output's own field: an input may be named "prediction"
+        label = "prediction" if "prediction" not in series else "prediction (model output)"
+        series = {label: [d.prediction_psi for d in daily], **series}
     return _markup(
         svg.line_chart(
             "PSI per day (the prediction and the features of highest PSI)",

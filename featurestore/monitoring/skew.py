@@ -15,6 +15,10 @@ column against column (no Python per row). Per feature and logged row:
 - missing_online: served missing (or null) while the recomputation has a value;
 - missing_offline: served a value while the recomputation has none.
 
+An on-demand feature that reads request values is recomputed only on the rows that logged them
+(logs written before request values were logged lack them): the others are counted per feature as
+`not_recomputable` (left out of `total`, with a `note`); when no row can be, a MonitoringError.
+
 Each mismatch gets the likely cause, from what the registry knows, first that applies:
 "on-demand function changed" (an on-demand view applied after the served time), "materialization
 lag" (the entity has an offline row, created by the served time, newer than what the view's
@@ -82,6 +86,10 @@ class FeatureSkew:
     max_abs_diff: float | None
     causes: dict[str, int] = field(default_factory=dict)
     examples: list[dict[str, Any]] = field(default_factory=list)
+    # logged rows left out of `total`: an on-demand feature whose request values the row lacks (logs
+    # written before request values were logged); `note` says which
+    not_recomputable: int = 0
+    note: str | None = None
 
     @property
     def mismatched(self) -> int:
@@ -104,6 +112,8 @@ class FeatureSkew:
             "max_abs_diff": _number(self.max_abs_diff),
             "causes": dict(self.causes),
             "examples": [{k: _plain(v) for k, v in e.items()} for e in self.examples],
+            "not_recomputable": self.not_recomputable,
+            "note": self.note,
         }
 
 
@@ -149,41 +159,163 @@ class _Input:
 
 def skew(monitor: Monitor, mv: ModelVersion, window: Window, examples: int = 5) -> SkewReport:
     """Replay what `mv` served in `window` against a point-in-time recomputation; see the module docstring."""
-    if examples < 0:
-        raise MonitoringError(f"examples must be 0 or more, got {examples}")
+    if isinstance(examples, bool) or not isinstance(examples, int) or examples < 0:
+        raise MonitoringError(f"examples must be a whole number, 0 or more, got {examples!r}")
+    from .drift import reading_log
+
     store = monitor.store
     feature_inputs = [i for i in mv.inputs if i.ref is not None]
     con = _connection(store)
     try:
-        if not prediction_relation(con, monitor.log_path, mv.name, mv.version, window.start, window.end):
-            return _report(mv, window, 0, {i.name: _empty(i.name) for i in feature_inputs})
-        log = arrow_table(con, "SELECT * EXCLUDE (model, model_version, prediction) FROM __fs_log")
-        entity_cols = [c for c in log.column_names if c not in _LOG_FIELDS]
+        with reading_log(monitor, mv, window):
+            found = prediction_relation(con, monitor.log_path, mv.name, mv.version, window.start, window.end)
+            if not found:
+                return _report(mv, window, 0, {i.name: _empty(i.name) for i in feature_inputs})
+            log = arrow_table(con, "SELECT * EXCLUDE (model, model_version, prediction) FROM __fs_log")
+        fields = _request_fields(store, mv)
+        entity_cols = _entity_columns(
+            [c for c in log.column_names if c not in _LOG_FIELDS], mv, store, fields
+        )
         if log.num_rows == 0 or not feature_inputs:
             return _report(mv, window, log.num_rows, {i.name: _empty(i.name) for i in feature_inputs})
-        entity = {_entity_name(c): log.column(c) for c in entity_cols}
-        entity["event_timestamp"] = log.column("ts")
-        job = store.get_historical_features(
-            pa.table(entity),
-            features=mv.feature_refs,
-            full_feature_names=mv.full_feature_names,
-            bitemporal=True,
-        )
-        offline = job.to_arrow()
-        inputs = _inputs(store, mv, feature_inputs, offline, log)
+        recomputed, rows_of = _recompute(store, mv, log, entity_cols, fields)
+        inputs = _inputs(store, mv, feature_inputs, recomputed, log)
         cmp = pa.table(
             {
                 "__i": pa.array(np.arange(log.num_rows, dtype=np.int64)),
                 **{
                     c: log.column(c) for c in ("request_id", "row", "ts", "features", "missing", *entity_cols)
                 },
-                **{i.column: offline.column(_result_column(mv, i.name, i.ref, offline)) for i in inputs},
+                **{i.column: recomputed[i.name] for i in inputs},
+                **{f"__r{k}": rows_of[i.name] for k, i in enumerate(inputs)},
             }
         )
         con.register("__fs_cmp", cmp)
-        return _compare(con, store, mv, window, log.num_rows, inputs, entity_cols, examples)
+        skipped = {i.name: log.num_rows - _count_true(rows_of[i.name]) for i in inputs}
+        if all(skipped[i.name] == log.num_rows for i in inputs):
+            needed = sorted({f for i in inputs for f in fields.get(parse_ref(i.ref)[0], ())})
+            raise MonitoringError(
+                f"model {mv.ref}: none of the {log.num_rows} logged rows in the window can be recomputed: "
+                f"they lack request value(s) {', '.join(needed)}, which its on-demand features read (rows "
+                "logged before request values were logged); audit a window starting after the upgrade "
+                "that logs them (--since / start=)"
+            )
+        notes = {i.name: _note(i.ref, fields, skipped[i.name]) for i in inputs if skipped[i.name]}
+        return _compare(con, store, mv, window, log.num_rows, inputs, entity_cols, examples, skipped, notes)
     finally:
         con.close()
+
+
+def _count_true(mask: pa.ChunkedArray) -> int:
+    import pyarrow.compute as pc
+
+    return int(pc.sum(mask).as_py() or 0)
+
+
+def _request_fields(store: Any, mv: ModelVersion) -> dict[str, tuple[str, ...]]:
+    """{on-demand view: the request-source fields it reads} of the model's on-demand inputs."""
+    from ..on_demand import RequestSource
+
+    catalog = store.catalog
+    out: dict[str, tuple[str, ...]] = {}
+    for r in catalog.resolve(mv.feature_refs) if mv.feature_refs else []:
+        sources = getattr(r.view, "request_sources", ())
+        if not sources:
+            continue
+        names: list[str] = []
+        for source in sources:
+            src = catalog.sources.get(source.name, source)
+            if isinstance(src, RequestSource):
+                names += [f.name for f in src.schema if f.name not in names]
+        out[r.view.name] = tuple(names)
+    return out
+
+
+def _entity_columns(
+    columns: list[str], mv: ModelVersion, store: Any, fields: dict[str, tuple[str, ...]]
+) -> dict[str, str]:
+    """{log column: the join key or request value it holds}. Serving logs a key named like one of
+    the log's own columns as `entity_<key>`; only that rename is undone (a key may be named
+    `entity_ts` itself)."""
+    own = set(mv.request_features) | {f for names in fields.values() for f in names}
+    for r in store.catalog.resolve(mv.feature_refs) if mv.feature_refs else []:
+        own |= set(getattr(r.view, "join_keys", ()))
+        for p in getattr(r.view, "projections", ()):
+            own |= set(store.catalog.view(p.view_name).join_keys)
+    out = {}
+    for c in columns:
+        bare = c[len("entity_") :]
+        renamed = c.startswith("entity_") and bare in _LOG_FIELDS and c not in own
+        out[c] = bare if renamed else c
+    return out
+
+
+def _recompute(
+    store: Any,
+    mv: ModelVersion,
+    log: pa.Table,
+    entity_cols: dict[str, str],
+    fields: dict[str, tuple[str, ...]],
+) -> tuple[dict[str, pa.ChunkedArray], dict[str, pa.ChunkedArray]]:
+    """({input: its point-in-time recomputed value per logged row}, {input: which rows could be
+    recomputed}): ONE bitemporal join of the model's features for the plain views (and on-demand
+    views without request values) over every row, and one per set of request fields over the rows
+    that have every one of them (logs written before request values were logged lack them)."""
+    import pyarrow.compute as pc
+
+    n = log.num_rows
+    by_name = {name: c for c, name in entity_cols.items()}
+    every = {f for names in fields.values() for f in names} | set(mv.request_features)
+    groups: dict[tuple[str, ...], list[Any]] = {}
+    for inp in mv.inputs:
+        if inp.ref is not None:
+            groups.setdefault(fields.get(parse_ref(inp.ref)[0], ()), []).append(inp)
+    values: dict[str, pa.ChunkedArray] = {}
+    rows_of: dict[str, pa.ChunkedArray] = {}
+    for needed, group in groups.items():
+        mask = pa.chunked_array([pa.array(np.ones(n, dtype=bool))])
+        for f in needed:
+            column = by_name.get(f)
+            mask = (
+                pc.and_(mask, pc.is_valid(log.column(column)))
+                if column
+                else pa.chunked_array([pa.array(np.zeros(n, dtype=bool))])
+            )
+        keep = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+        for inp in group:
+            rows_of[inp.name] = mask
+        if len(keep) == 0:
+            for inp in group:
+                values[inp.name] = pa.chunked_array([pa.nulls(n)])
+            continue
+        entity = {
+            name: log.column(c).take(pa.array(keep))
+            for c, name in entity_cols.items()
+            if name not in every or name in needed
+        }
+        entity["event_timestamp"] = log.column("ts").take(pa.array(keep))
+        offline = store.get_historical_features(
+            pa.table(entity),
+            features=[i.ref for i in group],
+            full_feature_names=mv.full_feature_names,
+            bitemporal=True,
+        ).to_arrow()
+        position = np.full(n, -1, dtype=np.int64)
+        position[keep] = np.arange(len(keep))
+        back = pa.array(position, mask=position < 0)  # each logged row's row in `offline` (null: none)
+        for inp in group:
+            column = offline.column(_result_column(mv, inp.name, inp.ref, offline))
+            values[inp.name] = column if len(keep) == n else column.take(back)
+    return values, rows_of
+
+
+def _note(ref: str, fields: dict[str, tuple[str, ...]], skipped: int) -> str:
+    """Why `skipped` logged rows could not recompute on-demand feature `ref`."""
+    view = parse_ref(ref)[0]
+    return (
+        f"{skipped} logged row(s) lack request value(s) {', '.join(fields.get(view, ()))} that on-demand "
+        f"view '{view}' reads (logged before request values were logged): not recomputable, left out of total"
+    )
 
 
 def _connection(store: Any) -> duckdb.DuckDBPyConnection:
@@ -203,8 +335,10 @@ def _compare(
     window: Window,
     n: int,
     inputs: list[_Input],
-    entity_cols: list[str],
+    entity_cols: dict[str, str],
     examples: int,
+    skipped: dict[str, int],
+    notes: dict[str, str],
 ) -> SkewReport:
     # One pass: a status code and a |diff| per feature and row, aggregated; the mismatched rows' codes
     # come back as lists (they become the small table `__fs_status` the cause queries read).
@@ -218,12 +352,13 @@ def _compare(
             f"{quote_ident(i.column) if cast is None else f'CAST({quote_ident(i.column)} AS {cast})'} AS __o{k}",
             f"coalesce(list_contains(missing, {gone}), false) OR {served} IS NULL AS __g{k}",
         ]
+        inner.append(f"__r{k}")
         status, diff = _status_sql(i, k)
         cols += [f"{status} AS __st{k}", f"{diff} AS __d{k}"]
     aggs = []
     for k in range(len(inputs)):
         aggs += [
-            *(f"CAST(count_if(__st{k} = {_CODE[s]}) AS BIGINT)" for s in _CODE),
+            *(f"CAST(coalesce(count_if(__st{k} = {_CODE[s]}), 0) AS BIGINT)" for s in _CODE),
             f"CAST(avg(__d{k}) AS DOUBLE)",
             f"CAST(max(__d{k}) AS DOUBLE)",
         ]
@@ -252,26 +387,30 @@ def _compare(
         counts: dict[str, int] = {}
         for cause in causes.get(k, {}).values():
             counts[cause] = counts.get(cause, 0) + 1
+        total = n - skipped[i.name]
         features[i.name] = FeatureSkew(
             name=i.name,
-            total=n,
+            total=total,
             matched=int(matched),
             differed=int(differed),
             missing_online=int(m_on),
             missing_offline=int(m_off),
-            match_rate=int(matched) / n if n else None,
+            match_rate=int(matched) / total if total else None,
             mean_abs_diff=None if mean is None else float(mean),
             max_abs_diff=None if top is None else float(top),
             causes=dict(sorted(counts.items(), key=lambda kv: -kv[1])),
             examples=shown.get(k, []),
+            not_recomputable=skipped[i.name],
+            note=notes.get(i.name),
         )
     return _report(mv, window, n, features)
 
 
 def _status_sql(i: _Input, k: int) -> tuple[str, str]:
     """SQL of the status code of input `i` (the k-th) on one row, over the columns __s (served), __o
-    (recomputed) and __g (served missing or null); and of |served - offline| (numbers that differ)."""
-    s, o, g = f"__s{k}", f"__o{k}", f"__g{k}"
+    (recomputed), __g (served missing or null) and __r (recomputable: NULL status and diff when
+    not); and of |served - offline| (numbers that differ)."""
+    s, o, g, r = f"__s{k}", f"__o{k}", f"__g{k}", f"__r{k}"
     if i.floating:
         equal = f"({s} = {o} OR (isnan({s}) AND isnan({o})) OR abs({s} - {o}) <= {REL_TOLERANCE} * greatest(abs({s}), abs({o})))"
     elif i.numeric:
@@ -279,18 +418,18 @@ def _status_sql(i: _Input, k: int) -> tuple[str, str]:
     else:
         equal = f"(CAST({s} AS VARCHAR) = CAST({o} AS VARCHAR))"
     status = (
-        f"CAST(CASE WHEN {g} AND {o} IS NULL THEN {_CODE[MATCHED]} WHEN {g} THEN {_CODE[MISSING_ONLINE]} "
+        f"CAST(CASE WHEN NOT {r} THEN NULL WHEN {g} AND {o} IS NULL THEN {_CODE[MATCHED]} WHEN {g} THEN {_CODE[MISSING_ONLINE]} "
         f"WHEN {o} IS NULL THEN {_CODE[MISSING_OFFLINE]} WHEN {equal} THEN {_CODE[MATCHED]} "
         f"ELSE {_CODE[DIFFERED]} END AS TINYINT)"
     )
     if not i.numeric:
         return status, "CAST(NULL AS DOUBLE)"
-    diff = f"CASE WHEN NOT {g} AND {o} IS NOT NULL AND NOT {equal} THEN abs(CAST({s} AS DOUBLE) - CAST({o} AS DOUBLE)) END"
+    diff = f"CASE WHEN {r} AND NOT {g} AND {o} IS NOT NULL AND NOT {equal} THEN abs(CAST({s} AS DOUBLE) - CAST({o} AS DOUBLE)) END"
     return status, diff
 
 
 def _causes(
-    con: duckdb.DuckDBPyConnection, store: Any, inputs: list[_Input], entity_cols: list[str]
+    con: duckdb.DuckDBPyConnection, store: Any, inputs: list[_Input], entity_cols: dict[str, str]
 ) -> dict[int, dict[int, str]]:
     """feature index -> {row index: likely cause} for every mismatched row (module docstring)."""
     mismatched: dict[int, dict[int, str]] = {}
@@ -329,7 +468,11 @@ def _causes(
 
 
 def _offline_rows(
-    con: duckdb.DuckDBPyConnection, store: Any, view: FeatureView, rows: list[int], entity_cols: list[str]
+    con: duckdb.DuckDBPyConnection,
+    store: Any,
+    view: FeatureView,
+    rows: list[int],
+    entity_cols: dict[str, str],
 ) -> tuple[set[int], set[int]]:
     """Of the logged rows `rows`, (lagging, aged): those whose entity has an offline row, created by the
     served time, newer than what the view's runs finished by then had materialized (not for a view fed
@@ -352,7 +495,7 @@ def _offline_rows(
         ),
     )
     con.register("__fs_rows", pa.table({"__i": pa.array(rows, pa.int64())}))
-    by_name = {_entity_name(c): c for c in entity_cols}
+    by_name = {name: c for c, name in entity_cols.items()}
     missing = [k for k in view.join_keys if k not in by_name]
     if missing:
         return set(), set()  # the log lacks a key: no entity to look up
@@ -392,7 +535,7 @@ def _times(con: duckdb.DuckDBPyConnection, rows: list[int]) -> dict[int, datetim
 def _examples(
     con: duckdb.DuckDBPyConnection,
     inputs: list[_Input],
-    entity_cols: list[str],
+    entity_cols: dict[str, str],
     limit: int,
     causes: dict[int, dict[int, str]],
 ) -> dict[int, list[dict[str, Any]]]:
@@ -415,7 +558,7 @@ def _examples(
                 {
                     "request_id": r["request_id"],
                     "row": r["row"],
-                    "keys": {_entity_name(c): r[c] for c in entity_cols},
+                    "keys": {name: r[c] for c, name in entity_cols.items()},
                     "ts": r["ts"],
                     "served": r["__served"],
                     "offline": r["__offline"],
@@ -428,7 +571,11 @@ def _examples(
 
 
 def _inputs(
-    store: Any, mv: ModelVersion, feature_inputs: list[Any], offline: pa.Table, log: pa.Table
+    store: Any,
+    mv: ModelVersion,
+    feature_inputs: list[Any],
+    recomputed: dict[str, pa.ChunkedArray],
+    log: pa.Table,
 ) -> list[_Input]:
     catalog = store.catalog
     applied: dict[str, str] = {}
@@ -448,7 +595,7 @@ def _inputs(
                 "it was logged by another version of the model?"
             )
         view_name, _ = parse_ref(inp.ref)
-        column = offline.column(_result_column(mv, inp.name, inp.ref, offline)).type
+        column = recomputed[inp.name].type
         view = catalog.views.get(view_name)
         when = applied.get(view_name) if view is None else None
         out.append(
@@ -476,13 +623,6 @@ def _result_column(mv: ModelVersion, name: str, ref: str, offline: pa.Table) -> 
 
 def _is_number(t: pa.DataType) -> bool:
     return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t))
-
-
-def _entity_name(column: str) -> str:
-    """The key or request value a log column holds (the log prefixes those named like its own columns)."""
-    if column.startswith("entity_") and column[len("entity_") :] in _LOG_FIELDS:
-        return column[len("entity_") :]
-    return column
 
 
 def _parse_time(text: str) -> datetime:

@@ -13,7 +13,8 @@ A profile is JSON (it is stored with each materialization run and each saved tra
   aggregations treat it), `min`, `max` (numbers, strings, timestamps as ISO text), `true` /
   `false` (booleans); `mean` and `m2` (the sum of squared deviations) of numbers come from the
   scan that feeds their quantile sketches (two passes over each batch, batches merged with
-  Chan's formula, as profiles merge);
+  Chan's formula, as profiles merge), over the finite values only: `inf` counts the values that
+  are +-infinity (they are in `count`, `min`, `max` and the quantiles, not in the mean and std);
 - sketches (Apache DataSketches, base64 in the JSON), merged by the library's own merge:
   `kll` (quantiles of numbers; fed from Arrow batches, one numpy array per call),
   `frequent` (top values of strings; fed one weighted update per distinct value, from a GROUP BY),
@@ -129,10 +130,11 @@ def profile_relation(
         col, scan = cols[c], scanned[c]
         if scan["count"] != col["count"]:  # the same rows, read twice: a bug if they differ
             raise MonitoringError(f"column '{c}': {scan['count']} values scanned, {col['count']} counted")
+        col["inf"] = scan["inf"]
         if col["count"]:
-            col.update(mean=scan["mean"], m2=scan["m2"], kll=scan["kll"])
-        else:
-            col.update(mean=None, m2=None)
+            col.update(kll=scan["kll"])
+        finite = col["count"] > scan["inf"]
+        col.update(mean=scan["mean"] if finite else None, m2=scan["m2"] if finite else None)
     return {"version": VERSION, "of": of, "rows": rows, "columns": cols}
 
 
@@ -248,7 +250,7 @@ def _numeric_scan(
     """Per numeric column, from one Arrow scan: a KLL sketch (fed one numpy array per batch), and
     the count, mean and m2 (exact: two passes over each batch in memory, batches merged with
     Chan's formula; cheaper than DuckDB's var_pop, which costs as much as the rest of the exact
-    query). Nulls (and NaN) left out."""
+    query), over the finite values (`inf`: how many were +-infinity). Nulls (and NaN) left out."""
     import numpy as np
     from datasketches import kll_doubles_sketch
 
@@ -256,6 +258,8 @@ def _numeric_scan(
 
     sketches = [kll_doubles_sketch(KLL_K) for _ in columns]
     moments = [(0, 0.0, 0.0) for _ in columns]
+    counts = [0 for _ in columns]
+    infinite = [0 for _ in columns]
     # Doubles from DuckDB (its threads convert integers faster than numpy here)
     select = ", ".join(f"CAST({exprs[c]} AS DOUBLE)" for c in columns)
     for batch in arrow_batches(con, f"SELECT {select} FROM {relation}", BATCH_ROWS):
@@ -267,13 +271,22 @@ def _numeric_scan(
             # A copy: the sketch takes only a writable array.
             values = np.array(array.to_numpy(zero_copy_only=False), dtype=np.float64)
             sketches[i].update(values)
+            counts[i] += len(values)
+            finite = np.isfinite(values)
+            if not finite.all():
+                infinite[i] += int(len(values) - finite.sum())
+                values = values[finite]
+                if not len(values):
+                    continue
             mean = float(values.mean())
             deviations = values - mean  # squared with numpy, not BLAS: its threads would spin
             m2 = float(np.square(deviations, out=deviations).sum())
             moments[i] = _chan(*moments[i], len(values), mean, m2)
     return {
-        c: {"kll": _b64(sketch.serialize()), "count": n, "mean": mean, "m2": m2}
-        for c, sketch, (n, mean, m2) in zip(columns, sketches, moments, strict=True)
+        c: {"kll": _b64(sketch.serialize()), "count": count, "inf": inf, "mean": mean, "m2": m2}
+        for c, sketch, count, inf, (_, mean, m2) in zip(
+            columns, sketches, counts, infinite, moments, strict=True
+        )
     }
 
 
@@ -415,15 +428,19 @@ def _merge_column(name: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, 
         return {**full, "nulls": full["nulls"] + empty["nulls"], "nan": full["nan"] + empty["nan"]}
     kind = a["kind"]
     out: dict[str, Any] = {"kind": kind}
-    for key in ("count", "nulls", "nan", "true", "false", "unfed"):
+    for key in ("count", "nulls", "nan", "inf", "true", "false", "unfed"):
         if key in a or key in b:
             out[key] = a.get(key, 0) + b.get(key, 0)
     if "min" in a:
         less = _parse_time if kind == "timestamp" else _same
         out["min"] = min(a["min"], b["min"], key=less)
         out["max"] = max(a["max"], b["max"], key=less)
-    if kind == "numeric":
-        _, out["mean"], out["m2"] = _chan(a["count"], a["mean"], a["m2"], b["count"], b["mean"], b["m2"])
+    if kind == "numeric":  # the finite values' moments
+        na, nb = a["count"] - a.get("inf", 0), b["count"] - b.get("inf", 0)
+        if not na or not nb:
+            out["mean"], out["m2"] = (a["mean"], a["m2"]) if na else (b["mean"], b["m2"])
+        else:
+            _, out["mean"], out["m2"] = _chan(na, a["mean"], a["m2"], nb, b["mean"], b["m2"])
     if "kll" in a:
         out["kll"] = _merge_kll(a["kll"], b["kll"])
     if "frequent" in a:
@@ -502,10 +519,11 @@ def summarize_column(col: dict[str, Any], rows: int) -> dict[str, Any]:
     kind = col["kind"]
     if "min" in col:
         out.update(min=col.get("min"), max=col.get("max"))
-    if kind == "numeric":
-        m2 = col.get("m2")
+    if kind == "numeric":  # of the finite values
+        m2, finite = col.get("m2"), count - col.get("inf", 0)
+        out["inf"] = col.get("inf", 0)
         out["mean"] = col.get("mean")
-        out["std"] = math.sqrt(max(m2, 0.0) / (count - 1)) if m2 is not None and count > 1 else None
+        out["std"] = math.sqrt(max(m2, 0.0) / (finite - 1)) if m2 is not None and finite > 1 else None
     if kind == "bool":
         out.update(true=col.get("true", 0), false=col.get("false", 0))
         out["true_rate"] = out["true"] / count if count else None
@@ -592,11 +610,18 @@ class RunStats:
 
 @dataclass(frozen=True)
 class ViewStats:
-    """A view's statistics: per run since its last reset, oldest first, and merged over them."""
+    """A view's statistics: per run since its last reset, oldest first, and merged over them.
+
+    A run whose [start, end] lies inside a later run's was replaced by it (materializing a range
+    again rewrites its rows): it is left out (`replaced_runs` counts them). Runs that overlap only
+    in part are kept, and counted in `overlapping_runs`: the rows of the shared time were profiled
+    by both, so the merged profile counts them twice."""
 
     view: str
-    runs: list[RunStats]
+    runs: list[RunStats]  # those merged: the replaced runs left out
     profile: dict[str, Any] | None  # every run's profile merged; None: no run has statistics
+    replaced_runs: int = 0
+    overlapping_runs: int = 0
 
     @property
     def summary(self) -> dict[str, Any] | None:
@@ -609,6 +634,8 @@ class ViewStats:
             "view": self.view,
             "runs": [r.to_dict() for r in self.runs],
             "runs_with_stats": sum(r.profile is not None for r in self.runs),
+            "replaced_runs": self.replaced_runs,
+            "overlapping_runs": self.overlapping_runs,
             "merged": self.summary,
         }
 
@@ -620,17 +647,23 @@ def view_stats(store: FeatureStore, view: str) -> ViewStats:
         raise unknown("feature view", view, views)
     # The registry keeps JSON with sorted keys: put the columns back in the view's order.
     order = [f.name for f in views[view].row_fields]
-    runs = [
+    every = [
         RunStats(
             r.start, r.end, r.finished_at, r.rows, None if r.stats is None else _in_order(r.stats, order)
         )
         for r in store.registry.backend.current_runs(view)
     ]
+    runs = [
+        r
+        for i, r in enumerate(every)
+        if not any(later.start <= r.start and r.end <= later.end for later in every[i + 1 :])
+    ]
+    overlapping = sum(any(o is not r and o.start <= r.end and r.start <= o.end for o in runs) for r in runs)
     try:
         merged = merge_all([r.profile for r in runs if r.profile is not None])
     except MonitoringError as e:
         raise MonitoringError(f"view '{view}': {e}") from None
-    return ViewStats(view, runs, merged)
+    return ViewStats(view, runs, merged, replaced_runs=len(every) - len(runs), overlapping_runs=overlapping)
 
 
 def _in_order(profile: dict[str, Any], order: list[str]) -> dict[str, Any]:

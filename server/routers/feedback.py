@@ -8,6 +8,8 @@
 `label` a number, boolean or string. The labels are matched to the predictions of the model named by
 `ref` (its alias or version does not matter: the request id says which version served it). The whole
 batch is checked before anything is written: a bad row is a 422 naming it (`body.feedback.3.row`).
+A feedback log that cannot be written (`[monitoring] log_path` not a writable folder, disk full) is
+a 503 naming the path: the server's trouble, not the request's.
 The work is `featurestore.monitoring.performance.log_feedback`'s; every batch is in the audit trail.
 """
 
@@ -20,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, GetPydanticSchema, WithJsonSc
 from pydantic_core import core_schema
 from starlette.concurrency import run_in_threadpool
 
-from featurestore.errors import MonitoringError
+from featurestore.errors import LogWriteError, MonitoringError
 from featurestore.monitoring.performance import MAX_REQUEST_ID, MAX_ROW
 
 from .. import audit
@@ -30,6 +32,10 @@ from ..schemas import ERRORS, parse_body, request_body
 from ..state import ServerState, State
 from .features import check_batch
 
+if (LogWriteError, 503) not in ERROR_STATUS:
+    ERROR_STATUS.insert(
+        0, (LogWriteError, 503)
+    )  # before MonitoringError, its base class: the first match wins
 if (MonitoringError, 422) not in ERROR_STATUS:
     ERROR_STATUS.append((MonitoringError, 422))
 
@@ -105,7 +111,7 @@ def _record(state: ServerState, ref: str, rows: list[dict[str, Any]]) -> tuple[s
     response_model=FeedbackResponse,
     summary="Labels for served predictions (live performance)",
     dependencies=[Depends(require("write"))],
-    responses=ERRORS(401, 403, 404, 413, 422),
+    responses=ERRORS(401, 403, 404, 413, 422, 503),
     openapi_extra=request_body(FeedbackRequest),
 )
 async def feedback(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 
 from featurestore import FeatureStore
 from featurestore.cli import cli
+from featurestore.errors import MonitoringError
 from featurestore.models.prediction_log import PredictionLog
 from featurestore.monitoring.checks import enforce_retention
 from featurestore.monitoring.log import FEEDBACK_FOLDER
@@ -203,3 +205,166 @@ def test_bad_input_and_errors_exit_2(stale_store, tmp_path):
     make_repo(tmp_path / "bad", {"features.py": FRESH_DEFINITIONS}, config='[monitoring]\nmetric = "auc"\n')
     code, out = fs_check(tmp_path / "bad")
     assert code == 2 and "featurestore.toml [monitoring]: metric 'auc' is not a scorer name" in out
+
+
+# -- retention touches only the log's own files --------------------------------------------------------
+
+OLD = "date=2020-01-01"  # far older than any retention
+
+
+def old_day(folder, *names: str):
+    """`folder/date=2020-01-01/` holding files `names` (written, not real Parquet: retention never reads)."""
+    day = folder / OLD
+    day.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (day / name).write_bytes(b"x")
+    return day
+
+
+def test_retention_deletes_only_the_logs_files_and_never_follows_links(tmp_path):
+    root = tmp_path / "data"  # log_path pointed at a folder holding other data too
+    model_day = old_day(root / "trip_eta", "part-v1-a.parquet", ".part-v1-b.parquet.tmp")
+    feedback_day = old_day(root / FEEDBACK_FOLDER, "part-c.parquet")
+    shared_day = old_day(root / "events", "important.parquet", "part-d.parquet")
+    foreign = old_day(root / "not a model", "part-e.parquet")  # not a model name: not the log's
+    hidden = old_day(root / ".cache", "part-f.parquet")
+    outside = old_day(tmp_path / "elsewhere", "part-g.parquet")
+    (root / "linked_model").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (root / "trip_eta" / "date=2020-01-02").symlink_to(outside, target_is_directory=True)
+    link_file = old_day(root / "other_model", "part-h.parquet")
+    (link_file / "part-i.parquet").symlink_to(outside / "part-g.parquet")
+
+    deleted = enforce_retention(root, 30, datetime.now(timezone.utc))
+
+    assert not model_day.exists() and not feedback_day.exists()  # emptied and removed
+    assert sorted(p.name for p in shared_day.iterdir()) == ["important.parquet"]  # the log's part went
+    assert sorted(p.name for p in foreign.iterdir()) == ["part-e.parquet"]
+    assert sorted(p.name for p in hidden.iterdir()) == ["part-f.parquet"]
+    assert sorted(p.name for p in outside.iterdir()) == ["part-g.parquet"]  # through neither link
+    assert (root / "trip_eta" / "date=2020-01-02").is_symlink()
+    assert sorted(p.name for p in link_file.iterdir()) == ["part-i.parquet"]  # the link kept, its part gone
+    assert deleted == 4  # trip_eta, .feedback, events, other_model
+    assert enforce_retention(root, 30, datetime.now(timezone.utc)) == 0
+
+
+def test_a_file_retention_cannot_delete_is_an_error_naming_it(stale_store, monkeypatch):
+    monitor = stale_store.monitor
+    day = old_day(monitor.log_path / "m", "part-v1-a.parquet")
+    real_unlink = type(day).unlink
+
+    def refuse(self, missing_ok=False):  # root deletes anything: refuse as a read-only disk would
+        if self.name == "part-v1-a.parquet":
+            raise PermissionError(13, "Permission denied", str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(type(day), "unlink", refuse)
+    with pytest.raises(
+        MonitoringError, match=r"log retention: cannot delete .*m/date=2020-01-01/part-v1-a\.parquet"
+    ):
+        enforce_retention(monitor.log_path, 30, datetime.now(timezone.utc))
+    result = monitor.check()  # the other checks ran; retention's failure is an error of the result
+    assert [e.target for e in result.errors] == ["log retention"]
+    assert result.breaches and result.freshness.views  # `hourly` is stale in this store
+    code, out = fs_check(stale_store.repo_path, "--json")
+    assert code == 1  # a breach wins over an error
+    assert json.loads(out)["errors"][0]["message"].startswith("log retention: cannot delete ")
+
+
+# -- a check that fails is an error of the result, and the other checks still run ---------------------
+
+
+def garbage(folder, name: str = "part-zzz.parquet"):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(b"garbage")
+    return folder / name
+
+
+def test_an_unreadable_feedback_file_is_an_error_and_ages_out(sc):
+    sc.serve(300)
+    sc.store.monitor.log_feedback(true_labels(sc.log()))
+    today = datetime.now(timezone.utc).date()
+    bad = garbage(sc.store.monitor.log_path / FEEDBACK_FOLDER / f"date={today}")
+    result = sc.store.monitor.check()
+    assert result.ok and [e.target for e in result.errors] == ["trip_eta@production (v1)"]
+    message = result.errors[0].message
+    assert message.startswith("performance: cannot read the prediction or feedback log of model trip_eta")
+    assert str(bad) in message and "move the damaged file out of the log folder" in message
+    assert result.drift["trip_eta@production"].status == "ok"  # drift still checked
+    assert "trip_eta@production" not in result.performance
+    code, out = fs_check(sc.root, "--json")
+    assert code == 2, out
+    assert json.loads(out)["errors"] == [e.to_dict() for e in result.errors]
+    code, text = fs_check(sc.root)
+    assert code == 2 and "ERROR trip_eta@production (v1): performance: cannot read" in text
+    assert "1 error(s)" in text
+
+    # an old damaged day: read by a long window, then deleted by retention like any expired day
+    bad.unlink()
+    retention = sc.store.config.monitor.retention_days
+    old = datetime.now(timezone.utc) - timedelta(days=retention + 10)
+    old_bad = garbage(sc.store.monitor.log_path / FEEDBACK_FOLDER / f"date={old.date()}")
+    result = sc.store.monitor.check(since=timedelta(days=retention + 20))
+    assert [e.target for e in result.errors] == ["trip_eta@production (v1)"]
+    assert str(old_bad) in result.errors[0].message
+    assert result.deleted_log_days == 1 and not old_bad.exists()
+    result = sc.store.monitor.check(since=timedelta(days=retention + 20))
+    assert result.errors == [] and result.performance["trip_eta@production"].status == "ok"
+
+
+# -- arguments ---------------------------------------------------------------------------------------
+
+
+def test_a_naive_now_is_utc_whatever_the_local_time_zone(stale_store, monkeypatch):
+    aware = datetime.now(timezone.utc) - timedelta(hours=2, minutes=30)  # `hourly` not yet stale then
+    naive = aware.replace(tzinfo=None)
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        result = stale_store.monitor.check(now=naive)
+        assert result.now == aware
+        assert result.ok, result.breaches
+        assert stale_store.monitor.check(now=naive + timedelta(hours=2)).breaches  # 4.5 h old: stale
+        assert stale_store.monitor.check(now=aware.isoformat()).now == aware  # an ISO string too
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"since": 5}, r"since must be a timedelta \(e\.g\. timedelta\(days=1\)\), got 5"),
+        ({"since": "1d"}, r"since must be a timedelta .*got '1d'"),
+        ({"since": timedelta(days=10**6)}, r"since 1000000 days, 0:00:00 reaches back before the year 1"),
+        ({"now": 5}, r"now must be a datetime or an ISO string, got 5"),
+        ({"now": "soon"}, r"now 'soon' is not an ISO date or datetime"),
+    ],
+)
+def test_bad_arguments_are_monitoring_errors(stale_store, kwargs, match):
+    with pytest.raises(MonitoringError, match=match):
+        stale_store.monitor.check(**kwargs)
+
+
+def test_freshness_takes_an_iso_string_and_refuses_other_types(stale_store):
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    assert stale_store.monitor.freshness(now.isoformat()).now == now
+    with pytest.raises(MonitoringError, match=r"now 'tomorrow' is not an ISO date or datetime"):
+        stale_store.monitor.freshness("tomorrow")
+    with pytest.raises(MonitoringError, match=r"now must be a datetime or an ISO string, got \[1\]"):
+        stale_store.monitor.freshness([1])
+
+
+def test_an_unreadable_prediction_log_file_is_an_error_of_drift_and_performance(sc):
+    sc.serve(300)
+    today = datetime.now(timezone.utc).date()
+    bad = garbage(sc.store.monitor.log_path / sc.model / f"date={today}", "part-v1-zzz.parquet")
+    result = sc.store.monitor.check()
+    assert result.ok and result.drift == {} and result.performance == {}
+    assert [(e.target, e.message.split(":")[0]) for e in result.errors] == [
+        ("trip_eta@production (v1)", "drift"),
+        ("trip_eta@production (v1)", "performance"),
+    ]
+    assert all(str(bad) in e.message for e in result.errors)
+    assert [v.status for v in result.freshness.views] == ["ok"]  # freshness still checked
+    code, out = fs_check(sc.root, "--json")
+    assert code == 2 and len(json.loads(out)["errors"]) == 2

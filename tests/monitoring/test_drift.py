@@ -25,6 +25,7 @@ from featurestore.config import Thresholds
 from featurestore.errors import MonitoringError
 from featurestore.monitoring import bins
 from featurestore.monitoring.drift import (
+    OUTPUT,
     PSI_EPSILON,
     compare,
     histograms,
@@ -190,12 +191,12 @@ def _assert_same_bins(
     reference: pa.Table, current: pa.Table, prediction_ref: pa.Array, prediction_cur: pa.Array
 ):
     profiles = reference_profile(reference, reference.column_names)
-    profiles["prediction"] = bins.column_profile(prediction_ref)
+    profiles[OUTPUT] = bins.column_profile(prediction_ref)
     con = duckdb_connection()
     _log_view(con, current, prediction_cur)
     got = histograms(con, "__t", profiles)[None]
     for name, profile in profiles.items():
-        column = prediction_cur if name == "prediction" else current.column(name)
+        column = prediction_cur if name == OUTPUT else current.column(name)
         counts, sums = bins.bin_sample(profile, column)
         assert got[name][0].tolist() == counts.tolist(), name
         if sums is not None:
@@ -252,7 +253,7 @@ def test_sql_binning_compares_as_the_reference_type_whatever_the_log_type():
         {"few": pa.array(rng.integers(0, 4, 300).astype(float)), "x": pa.array(rng.normal(250, 100, 300))}
     )
     profiles = reference_profile(ref, ref.column_names)
-    profiles["prediction"] = bins.column_profile(pa.array(["a", "b", "a"] * 100))
+    profiles[OUTPUT] = bins.column_profile(pa.array(["a", "b", "a"] * 100))
     con = duckdb_connection()
     _log_view(con, cur, pa.array(["a", "c", None] * 100))
     got = histograms(con, "__t", profiles)[None]
@@ -263,7 +264,7 @@ def test_sql_binning_compares_as_the_reference_type_whatever_the_log_type():
         0,
     ]
     assert got["x"][0].tolist() == bins.bin_sample(profiles["x"], cur.column("x"))[0].tolist()
-    assert got["prediction"][0].tolist() == [100, 0, 100, 100]  # a, b, other (c), null
+    assert got[OUTPUT][0].tolist() == [100, 0, 100, 100]  # a, b, other (c), null
     con.close()
 
 
@@ -520,3 +521,141 @@ def test_status_thresholds_in_compare():
     assert status(min_reference_rows=2001) == "insufficient"
     assert status(min_current_rows=5001) == "insufficient"
     assert status(min_reference_rows=2000, min_current_rows=5000) != "insufficient"
+
+
+# -- review fixes ---------------------------------------------------------------------------------------------
+
+
+def _training_set(sc, name: str, n: int, unknown: float = 0.0, extra: dict | None = None, seed: int = 5):
+    """Save a training set of `n` rows of sc's features, a share `unknown` of them for drivers that do
+    not exist (their features null); returns its frame."""
+    rng = np.random.default_rng(seed)
+    now = datetime.now(timezone.utc)
+    ids = rng.integers(1, sc.drivers + 1, n)
+    ids = np.where(rng.random(n) < unknown, ids + 10 * sc.drivers, ids)
+    entity = {
+        "driver_id": pa.array(ids, pa.int64()),
+        "event_timestamp": pa.array([now - timedelta(hours=2)] * n, pa.timestamp("us", tz="UTC")),
+        **(extra or {}),
+    }
+    job = sc.store.get_historical_features(pa.table(entity), features="eta_features")
+    job.save(name)
+    return job.to_pandas()
+
+
+def _register(sc, name: str, frame, training_set: str, **kw):
+    from sklearn.linear_model import LinearRegression
+
+    columns = [*FEATURES, *kw.get("request_features", [])]
+    X = frame[columns].astype(float).fillna(0.0)
+    mv = sc.store.models.register(
+        name, LinearRegression().fit(X, X["conv_rate"]), feature_service="eta_features",
+        training_set=training_set, **kw,
+    )  # fmt: skip
+    sc.store.models.set_alias(name, "production", mv.version)
+    sc.server.refresh()
+    return mv
+
+
+def test_inputs_served_as_defaults_count_as_missing_so_equal_missingness_is_no_drift(sc):
+    frame = _training_set(sc, "with_unknown", 3000, unknown=0.25)
+    _register(
+        sc, "defaults", frame, "with_unknown", missing_policy={"conv_rate": 0.0, "acc_rate": 0.0, "trips": 0}
+    )
+    rng = np.random.default_rng(9)
+    for _ in range(20):
+        ids = rng.integers(1, sc.drivers + 1, 100)
+        ids = np.where(rng.random(100) < 0.25, ids + 10 * sc.drivers, ids)
+        sc.server.predict("defaults@production", [{"driver_id": int(d)} for d in ids])
+    sc.server.log.flush()
+    log = sc.server.log.read("defaults")
+    served_missing = sum("conv_rate" in (m or []) for m in log.column("missing").to_pylist()) / log.num_rows
+    report = sc.store.monitor.drift("defaults@production")
+    for f in report.features.values():
+        assert f.status == "ok", str(report)
+        assert f.null_rate_ref == pytest.approx(0.25, abs=0.03)
+        assert f.null_rate_cur == pytest.approx(served_missing)
+    assert report.status == "ok", str(report)
+    (day,) = sc.store.monitor.drift_by_day("defaults@production")
+    assert day.psi["conv_rate"] == pytest.approx(report.features["conv_rate"].psi)
+
+
+def test_an_input_named_prediction_is_a_feature_beside_the_models_output(sc):
+    rng = np.random.default_rng(1)
+    frame = _training_set(sc, "with_request", 600, extra={"prediction": pa.array(rng.normal(100, 1, 600))})
+    _register(sc, "m2", frame, "with_request", request_features=["prediction"], missing_policy="null")
+    rows = [
+        {"driver_id": int(d), "prediction": float(v)}
+        for d, v in zip(rng.integers(1, 100, 200), rng.normal(100, 1, 200))
+    ]
+    sc.server.predict("m2@production", rows)
+    sc.server.log.flush()
+    report = sc.store.monitor.drift("m2@production")
+    assert list(report.features) == [*FEATURES, "prediction"]
+    given, output = report.features["prediction"], report.prediction
+    assert given.n_cur == output.n_cur == 200 and given.n_ref == 600
+    assert float(given.bins[1].split(",")[0].strip("[(")) > 90  # binned on the input's reference (~100)
+    assert given.bins != output.bins and given.psi != output.psi
+    assert set(report.to_dict()["features"]) == {*FEATURES, "prediction"}
+    (day,) = sc.store.monitor.drift_by_day("m2@production")
+    assert day.psi["prediction"] == pytest.approx(given.psi)
+    assert day.prediction_psi == pytest.approx(output.psi)
+    assert day.worst == max(p for p in [*day.psi.values(), day.prediction_psi] if p is not None)
+    json.dumps(day.to_dict())
+
+
+def test_a_training_set_overwritten_since_registration_is_refused(sc):
+    sc.serve(100)
+    mv = sc.store.models.get(sc.ref)
+    sc.store.monitor.drift(sc.ref)  # the reference is cached ...
+    rng = np.random.default_rng(2)
+    entity = pa.table(
+        {
+            "driver_id": pa.array(rng.integers(1, sc.drivers + 1, 500), pa.int64()),
+            "event_timestamp": pa.array([datetime.now(timezone.utc)] * 500, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    sc.store.get_historical_features(entity, features="eta_features").save(mv.training_set, overwrite=True)
+    new = sc.store.training_sets.get(mv.training_set).fingerprint
+    with pytest.raises(
+        MonitoringError,
+        match=rf"overwritten since trip_eta v{mv.version}.*{mv.training_fingerprint[:12]}.*{new[:12]}.*[Rr]etrain",
+    ):
+        sc.store.monitor.drift(sc.ref)
+
+
+def test_a_corrupt_log_file_is_named_with_the_way_out(sc):
+    sc.serve(100)
+    (folder,) = (sc.store.monitor.log_path / sc.model).glob("date=*")
+    bad = folder / f"part-v{sc.version}-zzz.parquet"
+    bad.write_text("garbage")
+    for ask in (sc.store.monitor.drift, sc.store.monitor.drift_by_day, sc.store.monitor.skew):
+        with pytest.raises(MonitoringError, match=rf"{bad.name}.*move"):
+            ask(sc.ref)
+    result = fs_drift(sc.root, sc.ref)
+    assert result.exit_code == 2 and bad.name in result.output
+    bad.unlink()
+    assert sc.store.monitor.drift(sc.ref).features["trips"].n_cur == 100
+
+
+def test_a_time_that_is_not_one_is_a_monitoring_error(sc):
+    import pandas as pd
+
+    with pytest.raises(MonitoringError, match="start NaT is not a time"):
+        sc.store.monitor.drift(sc.ref, start=pd.NaT)
+    with pytest.raises(MonitoringError, match="end nan is not a time"):
+        sc.store.monitor.drift(sc.ref, end=float("nan"))
+
+
+def test_names_like_rich_markup_render_as_text():
+    profile = reference_profile(pa.table({"x": [1.0, 2.0, 3.0]}), ["x"])["x"]
+    f = compare("x", profile, *bins.bin_sample(profile, pa.array([1.0, 2.0])), DEFAULTS)
+    from dataclasses import replace
+
+    from featurestore.monitoring.drift import DriftReport
+
+    features = {n: replace(f, name=n) for n in ("[/]", "[bold red]x", "a[b]")}
+    report = DriftReport("[/]m", 1, None, None, "ok", features, replace(f, name="prediction"), DEFAULTS)
+    text = str(report)
+    for name in ("[/]", "[bold red]x", "a[b]", "[/]m"):
+        assert name in text

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import get_scorer, mean_absolute_error, r2_score
 
-from featurestore.errors import MonitoringError
+from featurestore.errors import LogWriteError, MonitoringError
 from featurestore.models.prediction_log import PredictionLog
 from featurestore.monitoring.log import FEEDBACK_FOLDER, feedback_files
 from featurestore.monitoring.performance import MIN_LABELLED_ROWS
@@ -384,7 +384,153 @@ def test_string_labels_of_a_classifier(sc):
     assert report.metric == "accuracy" and report.n == 150
     assert report.live == pytest.approx(oracle(log, labels, accuracy_score)[0], rel=1e-12)
 
-    # numbers fed back for a model that predicts strings
+    # numbers fed back (the newest labels) for a model that predicts strings: unusable, not an error
     sc.store.monitor.log_feedback([{**x, "label": 1} for x in labels], model="kind")
-    with pytest.raises(MonitoringError, match=r"predicts string but its labels fed back are numbers"):
-        sc.store.monitor.performance("kind@production")
+    report = sc.store.monitor.performance("kind@production")
+    assert (report.n, report.unusable, report.status) == (0, 150, "insufficient")
+    assert "150 label(s) not of the predictions' type left out (e.g. request_id " in report.detail
+
+
+# -- labels of another type, reused request ids, unreadable and unwritable logs -------------------------
+
+
+def test_a_label_of_another_type_is_left_out_and_cannot_hide_a_breach(sc):
+    sc.serve(200)
+    labels = true_labels(sc.log(), offset=0.5)  # every label off by 0.5: a breach
+    odd = labels[37]
+    labels[37] = {**odd, "label": "NaN"}  # a string among numbers
+    sc.store.monitor.log_feedback(labels)
+    report = sc.store.monitor.performance(sc.ref)
+    assert report.status == "breach" and (report.n, report.unusable) == (199, 1)
+    assert (
+        f"1 label(s) not of the predictions' type left out (e.g. request_id {odd['request_id']!r} row "
+        in (report.detail)
+    )
+    assert f"row {odd['row']})" in report.detail
+    assert report.to_dict()["unusable"] == 1
+    numeric = [x for k, x in enumerate(labels) if k != 37]
+    assert report.live == pytest.approx(
+        oracle(sc.log(), numeric, lambda y, p: -mean_absolute_error(y, p))[0], rel=1e-12
+    )
+    result = sc.store.monitor.check(since=timedelta(hours=1))
+    assert [(b.check, b.target) for b in result.breaches] == [("performance", "trip_eta@production (v1)")]
+
+
+def test_a_reused_request_id_labels_only_its_newest_prediction(sc):
+    """Three requests of 40 rows share one request id: each (request id, row) label is joined to the
+    newest of its predictions (by ts), once."""
+    for k in range(3):
+        rows = [{"driver_id": d} for d in range(1 + 40 * k, 41 + 40 * k)]  # other drivers, other predictions
+        sc.server.predict(sc.ref, rows, request_id="order-1")
+    sc.server.log.flush()
+    log = sc.log()
+    newest = {
+        r: p for r, ts, p in sorted(zip(*(log.column(c).to_pylist() for c in ("row", "ts", "prediction"))))
+    }
+    assert len({p for p in log.column("prediction").to_pylist()}) > 40  # the requests predicted differently
+    labels = [{"request_id": "order-1", "row": i, "label": newest[i]} for i in range(40)]
+    sc.store.monitor.log_feedback(labels)
+    report = sc.store.monitor.performance(sc.ref)
+    assert (report.n, report.served) == (40, 120)
+    assert report.metric == "neg_mean_absolute_error"
+    assert report.live == pytest.approx(0.0, abs=1e-12)  # the labels are the newest predictions
+
+
+def test_an_unreadable_log_file_is_an_error_naming_it(sc):
+    sc.serve(100)
+    monitor = sc.store.monitor
+    monitor.log_feedback(true_labels(sc.log()))
+    today = f"date={datetime.now(timezone.utc).date()}"
+    for folder in (monitor.log_path / sc.model / today, monitor.log_path / FEEDBACK_FOLDER / today):
+        bad = folder / ("part-v1-zzz.parquet" if folder.parent.name == sc.model else "part-zzz.parquet")
+        bad.write_bytes(b"garbage")
+        with pytest.raises(MonitoringError) as e:
+            monitor.performance(sc.ref)
+        message = str(e.value)
+        assert message.startswith("cannot read the prediction or feedback log of model trip_eta ")
+        assert str(bad) in message and "move the damaged file out of the log folder" in message
+        assert str(next(folder.glob("part-*[!z].parquet"))) not in message  # the good files are not blamed
+        bad.unlink()
+    assert monitor.performance(sc.ref).n == 100
+
+
+def test_an_unwritable_log_path_is_a_log_write_error_and_a_503(tmp_path):
+    sc = served_scenario(
+        tmp_path, drivers=200, train_rows=1000, config='[monitoring]\nlog_path = "data/log"\n'
+    )
+    try:
+        log_path = sc.store.monitor.log_path
+        log_path.write_text("a file, not a folder")
+        row = {"request_id": "r1", "row": 0, "label": 1.0}
+        with pytest.raises(
+            LogWriteError,
+            match=rf"cannot write the feedback log under {log_path} \(\[monitoring\] "
+            r"log_path\): Not a directory .*it must be a writable folder",
+        ):
+            sc.store.monitor.log_feedback([row])
+        assert issubclass(LogWriteError, MonitoringError)
+        with serve(sc.store) as server, server.client() as client:
+            r = client.post(f"/models/{sc.ref}/feedback", json={"feedback": [row]})
+            assert r.status_code == 503, r.text
+            assert r.json()["error"].startswith(f"cannot write the feedback log under {log_path}")
+            r = client.post(f"/models/{sc.ref}/feedback", json={"feedback": [{**row, "row": -1}]})
+            assert r.status_code == 422  # bad input is still the client's
+        assert log_path.read_text() == "a file, not a folder"
+    finally:
+        sc.close()
+
+
+def test_a_label_source_of_the_repo_is_read_beside_the_labels_fed_back(tmp_path):
+    config = '[monitoring.models.trip_eta]\nlabel_source = "outcomes"\n'
+    sc = served_scenario(tmp_path, drivers=200, train_rows=1000, config=config)
+    try:
+        sc.serve(200)
+        log = sc.log()
+        labels = true_labels(log)
+        # The warehouse's outcomes table holds every label, two of them wrong; the two corrections
+        # are fed back later, and a label fed back wins over the source's.
+        stored = [dict(x) for x in labels]
+        stored[0]["label"] += 100.0
+        stored[1]["label"] += 100.0
+        table = pa.Table.from_pylist(stored).append_column(
+            "at", pa.array([datetime.now(timezone.utc)] * len(stored), pa.timestamp("us", tz="UTC"))
+        )
+        pq.write_table(table, tmp_path / "data" / "outcomes.parquet")
+        (tmp_path / "outcomes.py").write_text(
+            "from featurestore import ParquetSource\n"
+            'outcomes = ParquetSource(name="outcomes", path="data/outcomes.parquet", timestamp_field="at")\n'
+        )
+        sc.store.apply()
+        monitor = sc.store.monitor
+        wrong = monitor.performance(sc.ref)
+        assert wrong.n == len(labels)
+        assert wrong.live == pytest.approx(-oracle(log, stored, mean_absolute_error)[0], rel=1e-12)
+        monitor.log_feedback(labels[:2])
+        right = monitor.performance(sc.ref)
+        assert right.live == pytest.approx(-oracle(log, labels, mean_absolute_error)[0], rel=1e-12)
+    finally:
+        sc.close()
+
+
+def test_a_label_source_that_is_not_one_is_named(tmp_path):
+    sc = served_scenario(
+        tmp_path, drivers=200, train_rows=1000, config='[monitoring]\nlabel_source = "stats_sourse"\n'
+    )
+    try:
+        sc.serve(100)
+        with pytest.raises(MonitoringError, match="label_source 'stats_sourse'.*did you mean 'stats_source'"):
+            sc.store.monitor.performance(sc.ref)
+        bad = served_scenario(
+            tmp_path / "b",
+            drivers=200,
+            train_rows=1000,
+            config='[monitoring]\nlabel_source = "stats_source"\n',
+        )
+        try:
+            bad.serve(100)
+            with pytest.raises(MonitoringError, match="label source 'stats_source'.*no column 'request_id'"):
+                bad.store.monitor.performance(bad.ref)
+        finally:
+            bad.close()
+    finally:
+        sc.close()

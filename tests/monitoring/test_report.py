@@ -3,6 +3,7 @@ built from statistics so its size does not grow with the logged rows, and it ren
 
 from __future__ import annotations
 
+import errno
 import re
 import uuid
 import xml.etree.ElementTree as ET
@@ -193,6 +194,26 @@ def test_a_report_that_cannot_be_written_is_an_error_naming_the_file(scenario, t
     (tmp_path / "a_file").write_text("")
     with pytest.raises(MonitoringError, match=r"cannot write the report to .*a_file/report\.html"):
         scenario.store.monitor.report(scenario.ref, tmp_path / "a_file" / "report.html")
+
+
+def test_a_failed_write_leaves_the_previous_report_whole(scenario, tmp_path, monkeypatch):
+    out = tmp_path / "report.html"
+    scenario.store.monitor.report(scenario.ref, out)
+    before = out.read_bytes()
+    real_write = Path.write_text
+
+    def disk_full(self, data, *args, **kwargs):  # half written, then the disk is full
+        real_write(self, data[: len(data) // 2], *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(
+        MonitoringError, match=rf"cannot write the report to {re.escape(str(out))}: No space left"
+    ):
+        scenario.store.monitor.report(scenario.ref, out)
+    monkeypatch.undo()
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # no temporary file left behind
 
 
 # -- the charts -------------------------------------------------------------------------------------

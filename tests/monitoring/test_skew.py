@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from featurestore.cli import cli
+from featurestore.errors import MonitoringError
 from featurestore.monitoring.skew import LAG, OTHER, TTL
 from tests.monitoring.scenario import FEATURES, served_scenario
 
@@ -259,3 +260,178 @@ def test_an_on_demand_view_applied_after_serving_is_the_cause(tmp_path):
     finally:
         server.close()
         store.close()
+
+
+# -- review fixes -------------------------------------------------------------------------------------------------
+
+REQUEST_DEFS = """
+from featurestore import *
+
+driver = Entity(name="driver", join_keys=["driver_id"])
+src = ParquetSource(name="src", path="data/stats.parquet", timestamp_field="event_timestamp")
+stats = FeatureView(name="stats", entities=[driver], source=src,
+                    schema=[Field("driver_id", Int64), Field("conv_rate", Float64)])
+trip = RequestSource(name="trip", schema=[Field("distance_km", Float64)])
+
+@on_demand_feature_view(sources=[stats[["conv_rate"]], trip], schema=[Field("minutes", Float64)])
+def minutes(row):
+    return {"minutes": row["distance_km"] * 2.0 / row["conv_rate"]}
+
+svc = FeatureService(name="svc", features=[stats[["conv_rate"]], minutes])
+only = FeatureService(name="only", features=[minutes])
+"""
+
+
+@pytest.fixture
+def requested(tmp_path):
+    """A store serving model `m` (conv_rate and the on-demand `minutes`, which reads request value
+    distance_km) and model `o` (`minutes` only) to 20 drivers; yields (store, log file of each)."""
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    from featurestore import FeatureStore
+    from featurestore.models.prediction_log import PredictionLog
+    from featurestore.models.serving import ModelServer
+    from tests.repo_builder import make_repo
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    ids = list(range(1, 21))
+    data = rows_of(ids, now - timedelta(hours=1)).select(["driver_id", "event_timestamp", "conv_rate"])
+    data = data.set_column(2, "conv_rate", pa.array([0.1 * d for d in ids], pa.float64()))
+    root = make_repo(
+        tmp_path / "repo",
+        {"features.py": REQUEST_DEFS},
+        {"data/stats.parquet": data},
+        config='[online]\ntype = "sqlite"\npath = "data/online.db"\n',
+    )
+    store = FeatureStore(root)
+    store.apply()
+    store.materialize(now - timedelta(days=1), now)
+    X = pd.DataFrame({"conv_rate": [0.1, 0.5, 0.9], "minutes": [1.0, 2.0, 3.0]})
+    for name, service, cols in (("m", "svc", ["conv_rate", "minutes"]), ("o", "only", ["minutes"])):
+        mv = store.models.register(
+            name, LinearRegression().fit(X[cols], [1.0, 2.0, 3.0]), feature_service=service
+        )
+        store.models.set_alias(name, "production", mv.version)
+    server = ModelServer(store, prediction_log=PredictionLog(store.config.monitor.log_path), watch=False)
+    try:
+        files = {}
+        for name in ("m", "o"):
+            server.predict(f"{name}@production", [{"driver_id": d, "distance_km": float(d)} for d in ids])
+            server.log.flush()
+            (files[name],) = (store.config.monitor.log_path / name).glob("date=*/part-*.parquet")
+        yield store, files
+    finally:
+        server.close()
+        store.close()
+
+
+def _as_old_log(file, keep: bool = False):
+    """Write `file`'s rows again as a log file from before request values were logged (no distance_km);
+    the original stays when `keep`."""
+    old = file.with_name(file.name.replace("part-v1-", "part-"))
+    pq.write_table(pq.read_table(file).drop(["distance_km"]), old)
+    if not keep:
+        file.unlink()
+
+
+def test_rows_logged_without_request_values_audit_the_plain_features_and_count_the_rest(requested):
+    store, files = requested
+    _as_old_log(files["m"])
+    report = store.monitor.skew("m@production")
+    plain, on_demand = report.features["conv_rate"], report.features["minutes"]
+    assert (plain.total, plain.matched, plain.not_recomputable, plain.note) == (20, 20, 0, None)
+    assert (on_demand.total, on_demand.matched, on_demand.not_recomputable) == (0, 0, 20)
+    assert on_demand.match_rate is None and "distance_km" in on_demand.note and "minutes" in on_demand.note
+    assert json.loads(json.dumps(report.to_dict()))["features"]["minutes"]["not_recomputable"] == 20
+
+
+def test_old_and_new_log_rows_mixed_recompute_the_new_ones(requested):
+    store, files = requested
+    _as_old_log(files["m"], keep=True)  # 20 rows without distance_km, 20 with it
+    report = store.monitor.skew("m@production")
+    assert report.rows == 40
+    assert (report.features["conv_rate"].total, report.features["conv_rate"].matched) == (40, 40)
+    on_demand = report.features["minutes"]
+    assert (on_demand.total, on_demand.matched, on_demand.mismatched, on_demand.not_recomputable) == (
+        20,
+        20,
+        0,
+        20,
+    )
+    assert on_demand.match_rate == 1.0
+
+
+def test_nothing_recomputable_is_an_error_naming_the_request_value(requested):
+    store, files = requested
+    _as_old_log(files["o"])
+    with pytest.raises(MonitoringError, match=r"distance_km.*window starting after the upgrade"):
+        store.monitor.skew("o@production")
+
+
+KEY_DEFS = """
+from datetime import timedelta
+from featurestore import *
+e = Entity(name="e", join_keys=["{key}"])
+src = ParquetSource(name="src", path="data/u/*.parquet", timestamp_field="event_timestamp")
+v = FeatureView(name="v", entities=[e], ttl=timedelta(days=3), source=src,
+                schema=[Field("{key}", Int64), Field("x", Float64)])
+svc = FeatureService(name="svc", features=[v[["x"]]])
+"""
+
+
+@pytest.mark.parametrize("key", ["ts", "entity_ts", "entity_x"])
+def test_join_keys_named_like_log_columns_or_their_renames(tmp_path, key):
+    from sklearn.linear_model import LinearRegression
+
+    from featurestore import FeatureStore
+    from featurestore.models.prediction_log import PredictionLog
+    from featurestore.models.serving import ModelServer
+    from tests.repo_builder import make_repo
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    n = 50
+    rng = np.random.default_rng(0)
+    table = pa.table(
+        {
+            key: pa.array(np.arange(n), pa.int64()),
+            "event_timestamp": pa.array([now - timedelta(hours=2)] * n, UTC_US),
+            "x": pa.array(rng.normal(size=n)),
+        }
+    )
+    root = make_repo(
+        tmp_path / "repo",
+        {"features.py": KEY_DEFS.format(key=key)},
+        {"data/u/p.parquet": table},
+        config='[online]\ntype = "sqlite"\npath = "data/online.db"\n',
+    )
+    store = FeatureStore(root)
+    store.apply()
+    store.materialize(now - timedelta(days=1), now)
+    import pandas as pd
+
+    mv = store.models.register(
+        "m", LinearRegression().fit(pd.DataFrame({"x": [0.0, 1.0]}), [0.0, 1.0]), feature_service="svc"
+    )
+    store.models.set_alias("m", "p", mv.version)
+    server = ModelServer(store, prediction_log=PredictionLog(store.config.monitor.log_path), watch=False)
+    try:
+        server.predict("m@p", [{key: k} for k in range(0, n, 2)])
+        server.log.flush()
+        report = store.monitor.skew("m@p")
+        assert (report.rows, report.features["x"].matched) == (25, 25)
+    finally:
+        server.close()
+        store.close()
+
+
+def test_bad_examples_and_a_corrupt_log_file_are_monitoring_errors(sc):
+    serve(sc, [1, 2, 3])
+    for bad in ("3", -1, 2.5, True):
+        with pytest.raises(MonitoringError, match="examples must be a whole number"):
+            sc.store.monitor.skew(sc.ref, examples=bad)
+    (folder,) = (sc.store.monitor.log_path / sc.model).glob("date=*")
+    corrupt = folder / f"part-v{sc.version}-zzz.parquet"
+    corrupt.write_text("garbage")
+    with pytest.raises(MonitoringError, match=rf"{corrupt.name}.*move the damaged file"):
+        sc.store.monitor.skew(sc.ref)

@@ -391,3 +391,39 @@ def test_a_saved_training_set_keeps_the_profile_of_its_columns(store):
     assert summary["rating"]["mean"] == pytest.approx(np.mean(rating), rel=1e-12)
     city = [v for v in result["city"].to_pylist() if v is not None]
     assert {t["value"]: t["count"] for t in summary["city"]["top"]} == {c: city.count(c) for c in set(city)}
+
+
+# -- review fixes ---------------------------------------------------------------------------------------------
+
+
+def test_a_range_materialized_again_replaces_the_earlier_run_and_partial_overlaps_are_counted(store):
+    store, table = store
+    store.materialize(T0, T0 + timedelta(days=3), views=["driver_stats"])
+    store.materialize(T0, T0 + timedelta(days=3), views=["driver_stats"])  # the same rows again
+    result = store.monitor.stats("driver_stats")
+    assert len(store.registry.backend.current_runs("driver_stats")) == 2
+    assert (len(result.runs), result.replaced_runs, result.overlapping_runs) == (1, 1, 0)
+    assert result.profile["rows"] == 480 and result.to_dict()["merged"]["columns"]["trips"]["count"] == 480
+
+    store.materialize(T0 + timedelta(days=2), T0 + timedelta(days=4), views=["driver_stats"])  # in part
+    result = store.monitor.stats("driver_stats")
+    assert (len(result.runs), result.replaced_runs, result.overlapping_runs) == (2, 1, 2)
+    assert result.to_dict()["overlapping_runs"] == 2 and result.to_dict()["replaced_runs"] == 1
+
+
+def test_infinities_are_counted_and_kept_out_of_the_mean_and_std_even_merged():
+    a = pa.table({"x": pa.array([1.0, 2.0, math.inf, None, 4.0])})
+    b = pa.table({"x": pa.array([5.0, -math.inf, 6.0, math.inf])})
+    pa_, pb = profile_table(a, ["x"]), profile_table(b, ["x"])
+    assert (pa_["columns"]["x"]["inf"], pb["columns"]["x"]["inf"]) == (1, 2)
+    finite = np.array([1.0, 2.0, 4.0, 5.0, 6.0])
+    for profile in (merge_profiles(pa_, pb), merge_profiles(pb, pa_)):
+        col = summarize(profile)["columns"]["x"]
+        assert (col["count"], col["inf"], col["nulls"]) == (8, 3, 1)
+        assert col["mean"] == pytest.approx(finite.mean(), rel=1e-12)
+        assert col["std"] == pytest.approx(finite.std(ddof=1), rel=1e-12)
+        assert (col["min"], col["max"]) == (-math.inf, math.inf)
+    only_inf = profile_table(pa.table({"x": pa.array([math.inf, -math.inf])}), ["x"])
+    col = summarize(merge_profiles(only_inf, pa_))["columns"]["x"]
+    assert col["mean"] == pytest.approx(7 / 3) and col["inf"] == 3
+    assert summarize(only_inf)["columns"]["x"]["mean"] is None
