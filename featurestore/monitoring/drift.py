@@ -389,7 +389,8 @@ def _scan(
                 con, monitor.log_path, mv.name, mv.version, window.start, window.end, _VIEW
             ):
                 return {}
-            return histograms(con, _VIEW, columns, by_day)
+            defaulted = (mv.missing_policy.get("defaults") or {}).keys()
+            return histograms(con, _VIEW, columns, by_day, defaulted=frozenset(defaulted))
     finally:
         con.close()
 
@@ -408,14 +409,20 @@ def reading_log(monitor: Monitor, mv: ModelVersion, window: Window) -> Iterator[
 
 
 def histograms(
-    con: Any, view: str, columns: dict[str, dict[str, Any]], by_day: bool = False
+    con: Any,
+    view: str,
+    columns: dict[str, dict[str, Any]],
+    by_day: bool = False,
+    defaulted: frozenset[str] = frozenset(),
 ) -> dict[date | None, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """{day (None unless by_day): {column: (count per bin, sum per bin)}} of the rows of `view` (the
     prediction log's layout) on the columns' reference bins: ONE scan, every column's bin key
     (column index * _STRIDE + bin) and value unnested side by side and grouped. A feature missing
-    from the log counts as null, and so does one the row lists in `missing` (served NOT_FOUND /
-    OUTSIDE_MAX_AGE: with missing_policy defaults the log holds the default value, where the
-    training set holds a null); key `OUTPUT` is the log's prediction column."""
+    from the log counts as null, and so does an input of `defaulted` (those the model's
+    missing_policy gives a default) that the row lists in `missing` (served NOT_FOUND /
+    OUTSIDE_MAX_AGE: the log holds the default value, where the training set holds a null; other
+    missing inputs are logged as nulls already, so only these pay for the list lookup); key
+    `OUTPUT` is the log's prediction column."""
     types = _log_types(con, view, [n for n in columns if n != OUTPUT])
     keys, values = [], []
     for i, (name, profile) in enumerate(columns.items()):
@@ -423,7 +430,7 @@ def histograms(
             expr, sql_type = quote_ident(PREDICTION), types.get(None, "NULL")
         elif name in types:
             expr, sql_type = f"{quote_ident(_LOG_COLUMN)}.{quote_ident(name)}", types[name]
-            if types.get(_MISSING, "").endswith("[]"):
+            if name in defaulted and types.get(_MISSING, "").endswith("[]"):
                 gone = (
                     f"coalesce(list_contains({quote_ident(_MISSING_COLUMN)}, {quote_literal(name)}), false)"
                 )
