@@ -64,6 +64,18 @@ class Monitor:
 
         return view_stats(self.store, view)
 
+    def training_set_stats(self, name: str) -> dict[str, Any]:
+        """The statistics of a saved training set's columns (kept when it was saved), summarized."""
+        from .stats import summarize
+
+        profile = self.store.training_sets.get(name).extra.get("profile")
+        if not profile:
+            raise MonitoringError(
+                f"training set '{name}' was saved before statistics were kept: save it again "
+                f"(store.training_sets.regenerate('{name}').save('{name}', overwrite=True))"
+            )
+        return summarize(profile)
+
     def drift(self, model: str, start: Any = None, end: Any = None) -> DriftReport:
         """What the model version served in [start, end] (default: everything) against its training set."""
         from .drift import drift

@@ -77,11 +77,25 @@ def since_of(since: str) -> timedelta:
 
 @click.command()
 @click.argument("view")
+@click.option(
+    "--training-set",
+    "training_set",
+    is_flag=True,
+    help="VIEW names a saved training set (job.save(NAME)): the statistics of its columns.",
+)
 @_JSON
 @click.pass_context
 @_errors
-def stats(ctx: click.Context, view: str, as_json: bool) -> None:
-    """Per-feature statistics of VIEW's materialized rows (merged over its runs, and per run)."""
+def stats(ctx: click.Context, view: str, training_set: bool, as_json: bool) -> None:
+    """Per-feature statistics of VIEW's materialized rows (merged over its runs, and per run), or
+    of a saved training set's columns (--training-set)."""
+    if training_set:
+        summary = _store(ctx).monitor.training_set_stats(view)
+        if as_json:
+            _print_json({"training_set": view, "stats": summary})
+        else:
+            _print_table(view, summary)
+        return
     result = _store(ctx).monitor.stats(view)
     if as_json:
         _print_json(result.to_dict())
@@ -91,33 +105,11 @@ def stats(ctx: click.Context, view: str, as_json: bool) -> None:
 
 def _print_stats(stats: dict[str, Any]) -> None:
     """The merged profile as a table (one row per feature), then a line on the runs."""
-    from rich.table import Table
-
     out = _console()
     runs = stats["runs"]
     merged = stats["merged"]
     if merged is not None:
-        of = {"events": "raw events (the aggregated input columns)"}.get(merged["of"], merged["of"])
-        table = Table(title=_plain(f"{stats['view']}: {merged['rows']:,} rows, {of}"))
-        table.add_column("feature")
-        for col in ("rows", "nulls %", "min", "max", "mean", "std", "distinct", "p50"):
-            table.add_column(col, justify="right")
-        table.add_column("top values")
-        for name, c in merged["columns"].items():
-            _add_row(
-                table,
-                name,
-                f"{c['rows']:,}",
-                "-" if c["null_rate"] is None else f"{100 * c['null_rate']:.1f}",
-                _cell(c.get("min")),
-                _cell(c.get("max")),
-                _cell(c.get("mean")),
-                _cell(c.get("std")),
-                _distinct_cell(c.get("distinct")),
-                _cell(c.get("quantiles", {}).get("p50")),
-                _top_cell(c),
-            )
-        out.print(table)
+        _print_table(stats["view"], merged)
     with_stats = stats["runs_with_stats"]
     if not runs:
         out.print(_plain(f"{stats['view']}: no materialization runs since its last apply reset it"))
@@ -142,6 +134,35 @@ def _print_stats(stats: dict[str, Any]) -> None:
                 f"{overlapping} run(s) overlap others in part (the shared time is counted twice)"
             )
         )
+
+
+def _print_table(name: str, merged: dict[str, Any]) -> None:
+    """One row per feature of a summarized profile (`stats.summarize`)."""
+    from rich.table import Table
+
+    of = {"events": "raw events (the aggregated input columns)", "training_set": "its feature columns"}.get(
+        merged["of"], merged["of"]
+    )
+    table = Table(title=_plain(f"{name}: {merged['rows']:,} rows, {of}"))
+    table.add_column("feature")
+    for col in ("rows", "nulls %", "min", "max", "mean", "std", "distinct", "p50"):
+        table.add_column(col, justify="right")
+    table.add_column("top values")
+    for feature, c in merged["columns"].items():
+        _add_row(
+            table,
+            feature,
+            f"{c['rows']:,}",
+            "-" if c["null_rate"] is None else f"{100 * c['null_rate']:.1f}",
+            _cell(c.get("min")),
+            _cell(c.get("max")),
+            _cell(c.get("mean")),
+            _cell(c.get("std")),
+            _distinct_cell(c.get("distinct")),
+            _cell(c.get("quantiles", {}).get("p50")),
+            _top_cell(c),
+        )
+    _console().print(table)
 
 
 def _add_row(table: Any, *cells: str) -> None:

@@ -391,6 +391,16 @@ def test_a_saved_training_set_keeps_the_profile_of_its_columns(store):
     assert summary["rating"]["mean"] == pytest.approx(np.mean(rating), rel=1e-12)
     city = [v for v in result["city"].to_pylist() if v is not None]
     assert {t["value"]: t["count"] for t in summary["city"]["top"]} == {c: city.count(c) for c in set(city)}
+    # the same from a shell: `fs stats NAME --training-set`
+    shell = CliRunner().invoke(
+        cli, ["--repo", str(store.repo_path), "stats", "ratings", "--training-set", "--json"]
+    )
+    assert shell.exit_code == 0, shell.output
+    assert json.loads(shell.output)["stats"]["columns"]["rating"]["count"] == len(rating)
+    table = CliRunner().invoke(cli, ["--repo", str(store.repo_path), "stats", "ratings", "--training-set"])
+    assert table.exit_code == 0 and "ratings: 100 rows, its feature columns" in table.output
+    unknown = CliRunner().invoke(cli, ["--repo", str(store.repo_path), "stats", "ratngs", "--training-set"])
+    assert unknown.exit_code == 2 and "did you mean 'ratings'" in unknown.output
 
 
 # -- review fixes ---------------------------------------------------------------------------------------------
