@@ -60,9 +60,18 @@ class Monitor:
 
     def stats(self, view: str) -> ViewStats:
         """The statistics of `view`'s materialized rows, per run and merged (see `stats`)."""
+        from ..errors import UnknownNameError
         from .stats import view_stats
 
-        return view_stats(self.store, view)
+        try:
+            return view_stats(self.store, view)
+        except UnknownNameError as e:
+            if view in self.store.training_sets.names():
+                raise UnknownNameError(
+                    f"{e}; '{view}' is a saved training set: `fs stats {view} --training-set` "
+                    f"(store.monitor.training_set_stats('{view}'))"
+                ) from None
+            raise
 
     def training_set_stats(self, name: str) -> dict[str, Any]:
         """The statistics of a saved training set's columns (kept when it was saved), summarized."""

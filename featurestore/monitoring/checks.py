@@ -16,6 +16,7 @@ are deleted (`enforce_retention`), so a corrupt file ages out too.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -82,6 +83,8 @@ class CheckResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            # what the exit code says: "breach" (1), "error" (2: a check could not run), "ok" (0)
+            "status": "breach" if self.breaches else "error" if self.errors else "ok",
             "now": self.now.isoformat(),
             "since_seconds": self.since.total_seconds(),
             "breaches": [b.to_dict() for b in self.breaches],
@@ -274,12 +277,23 @@ def enforce_retention(log_path: Path, retention_days: int, now: datetime) -> int
     return deleted
 
 
-_LOG_FILES = ("part-*.parquet", ".part-*.tmp")  # what the log writers write in a day folder
+# Exactly the names the log writers give their files (prediction_log.py, performance.py): part-,
+# the version (prediction log; none in older files and in the feedback log), the time to the
+# microsecond and 8 hex digits; their temporary names are the same with a dot before and .tmp
+# after. A Spark or Hive data set (part-00000-<uuid>.snappy.parquet) beside the log is not ours.
+_LOG_FILE = re.compile(r"\.?part-(?:v\d+-)?\d{8}T\d{12}-[0-9a-f]{8}\.parquet(?:\.tmp)?")
 
 
 def _clear_day(folder: Path) -> int:
     """Delete the log files of one day folder, and the folder if it is then empty; 1 if anything went."""
-    files = [f for pattern in _LOG_FILES for f in folder.glob(pattern) if f.is_file() and not f.is_symlink()]
+    files = [
+        f
+        for f in _entries(folder)
+        if _LOG_FILE.fullmatch(f.name)
+        and (f.name.startswith(".") == f.name.endswith(".tmp"))
+        and f.is_file()
+        and not f.is_symlink()
+    ]
     try:
         for f in files:
             f.unlink()

@@ -115,6 +115,8 @@ def _print_stats(stats: dict[str, Any]) -> None:
         out.print(_plain(f"{stats['view']}: no materialization runs since its last apply reset it"))
         return
     first, last = min(r["start"] for r in runs), max(r["end"] for r in runs)
+    if first.startswith("1970-01-01T00:00:00"):  # an incremental run's first start: the epoch
+        first = "the beginning"
     out.print(
         _plain(
             f"{len(runs)} run{'s' * (len(runs) != 1)} ({with_stats} with statistics), "

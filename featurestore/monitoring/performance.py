@@ -360,7 +360,8 @@ def _labelled(monitor: Monitor, mv: ModelVersion, window: Window) -> tuple[int, 
             WITH feedback AS (
                 SELECT request_id, "row", label_num, label_str FROM ({" UNION ALL ".join(labels)})
                 QUALIFY row_number() OVER (PARTITION BY request_id, "row"
-                                           ORDER BY received_at DESC, filename DESC) = 1
+                                           ORDER BY received_at DESC, filename DESC, label_num DESC NULLS LAST,
+                                                    label_str DESC NULLS LAST) = 1
             ),
             served AS (
                 SELECT ts, request_id, "row", prediction FROM "__fs_log"
@@ -381,8 +382,10 @@ def _labelled(monitor: Monitor, mv: ModelVersion, window: Window) -> tuple[int, 
 
 def _label_source_sql(monitor: Monitor, con: Any, name: str, mv: ModelVersion) -> str:
     """The rows of the label source `name` (columns request_id, row, label) in the feedback log's
-    columns. Its rows rank below the labels fed back (received at the epoch): a label sent later
-    corrects one the source holds."""
+    columns. A source row counts as received at its timestamp (the source's timestamp_field), so
+    of two rows for one (request_id, row) the newer wins, and a label fed back later corrects it;
+    rows with the same time are ordered by their label, so the choice does not depend on the
+    order the source returns them in."""
     from ..errors import did_you_mean
     from ..offline.sources import SourceReader, quote_ident
 
@@ -393,23 +396,52 @@ def _label_source_sql(monitor: Monitor, con: Any, name: str, mv: ModelVersion) -
             f"model {mv.name}: label_source '{name}' (featurestore.toml [monitoring]) is not a source of the "
             f"repo{did_you_mean(name, sources)}"
         )
-    relation = SourceReader(con, store.repo_path, sources).relation(sources[name])
+    source = sources[name]
+    where = f"label source '{name}' of model {mv.name}"
+    relation = SourceReader(con, store.repo_path, sources).relation(source)
     try:
-        described = {r[0]: str(r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
+        described = {
+            r[0]: str(r[1]).upper() for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+        }
     except duckdb.Error as e:
-        raise MonitoringError(f"label source '{name}' of model {mv.name} cannot be read: {e}") from None
+        raise MonitoringError(f"{where} cannot be read: {e}") from None
     absent = [c for c in ("request_id", "row", "label") if c not in described]
     if absent:
         raise MonitoringError(
-            f"label source '{name}' of model {mv.name} has no column {absent[0]!r}: it needs request_id, row "
+            f"{where} has no column {absent[0]!r}: it needs request_id, row "
             f"and label (its columns: {', '.join(described)})"
         )
+    integers = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
+    if described["row"] not in integers:
+        raise MonitoringError(
+            f"{where}: column 'row' is {described['row']}; it must hold whole numbers (the entity row's "
+            "index within its request)"
+        )
+    label_type = described["label"]
+    text = label_type in ("VARCHAR", "STRING", "TEXT") or label_type.startswith("ENUM")
+    number = label_type in (
+        *integers,
+        "HUGEINT",
+        "FLOAT",
+        "DOUBLE",
+        "REAL",
+        "BOOLEAN",
+    ) or label_type.startswith("DECIMAL")
+    if not (text or number):
+        raise MonitoringError(
+            f"{where}: column 'label' is {label_type}; labels are numbers, booleans or strings"
+        )
     label = quote_ident("label")
-    text = described["label"].upper() in ("VARCHAR", "STRING", "TEXT")
     num, string = ("NULL", f"CAST({label} AS VARCHAR)") if text else (f"CAST({label} AS DOUBLE)", "NULL")
+    ts = getattr(source, "timestamp_field", None)
+    received = (
+        f"CAST({quote_ident(ts)} AS TIMESTAMPTZ)"
+        if ts and described.get(ts, "").startswith(("TIMESTAMP", "DATE"))
+        else "TIMESTAMPTZ '1970-01-01 00:00:00+00'"
+    )
     return (
         f'SELECT CAST(request_id AS VARCHAR) AS request_id, CAST("row" AS BIGINT) AS "row", '
-        f"{num} AS label_num, {string} AS label_str, TIMESTAMPTZ '1970-01-01 00:00:00+00' AS received_at, "
+        f"{num} AS label_num, {string} AS label_str, {received} AS received_at, "
         f"'' AS filename FROM {relation} WHERE {label} IS NOT NULL"
     )
 

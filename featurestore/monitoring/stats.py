@@ -529,7 +529,7 @@ def summarize_column(col: dict[str, Any], rows: int) -> dict[str, Any]:
         out["true_rate"] = out["true"] / count if count else None
         out["distinct"] = {"estimate": (out["true"] > 0) + (out["false"] > 0), "mergeable": True}
     if "distinct" in col:
-        out["distinct"] = _distinct_summary(col["distinct"])
+        out["distinct"] = _distinct_summary(col["distinct"], count)
     if "kll" in col:
         out.update(_quantile_summary(col))
     if "frequent" in col:
@@ -537,18 +537,19 @@ def summarize_column(col: dict[str, Any], rows: int) -> dict[str, Any]:
     return out
 
 
-def _distinct_summary(d: dict[str, Any]) -> dict[str, Any]:
+def _distinct_summary(d: dict[str, Any], count: int) -> dict[str, Any]:
+    """The distinct count of a column of `count` values: estimates and bounds never above it."""
     if "hll" in d:
         from datasketches import hll_sketch
 
         sketch = hll_sketch.deserialize(_bytes(d["hll"]))
         return {
-            "estimate": sketch.get_estimate(),
-            "lower": sketch.get_lower_bound(2),  # about 95% bounds
-            "upper": sketch.get_upper_bound(2),
+            "estimate": min(sketch.get_estimate(), count),
+            "lower": min(sketch.get_lower_bound(2), count),  # about 95% bounds
+            "upper": min(sketch.get_upper_bound(2), count),
             "mergeable": True,
         }
-    lower, upper = int(d["lower"]), int(d["upper"])
+    lower, upper = min(int(d["lower"]), count), min(int(d["upper"]), count)
     return {"estimate": lower if lower == upper else None, "lower": lower, "upper": upper, "mergeable": False}
 
 
@@ -658,7 +659,12 @@ def view_stats(store: FeatureStore, view: str) -> ViewStats:
         for i, r in enumerate(every)
         if not any(later.start <= r.start and r.end <= later.end for later in every[i + 1 :])
     ]
-    overlapping = sum(any(o is not r and o.start <= r.end and r.start <= o.end for o in runs) for r in runs)
+    # Runs that share time and both profiled rows (touching at one end, as incremental runs do, or
+    # a run that wrote nothing, shares no rows)
+    profiled = [r for r in runs if r.profile is not None and r.rows]
+    overlapping = sum(
+        any(o is not r and o.start < r.end and r.start < o.end for o in profiled) for r in profiled
+    )
     try:
         merged = merge_all([r.profile for r in runs if r.profile is not None])
     except MonitoringError as e:

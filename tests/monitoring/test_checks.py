@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import zlib
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
@@ -41,7 +42,7 @@ def test_a_healthy_model_passes(sc):
     code, out = fs_check(sc.root, "--json")
     assert code == 0, out
     result = json.loads(out)
-    assert result["ok"] is True and result["breaches"] == []
+    assert result["ok"] is True and result["status"] == "ok" and result["breaches"] == []
     assert result["drift"]["trip_eta@production"]["status"] == "ok"
     assert set(result["drift"]["trip_eta@production"]["features"]) == {"conv_rate", "acc_rate", "trips"}
     assert result["performance"]["trip_eta@production"]["status"] == "ok"
@@ -59,7 +60,7 @@ def test_a_shifted_feature_is_a_drift_breach(sc):
     code, out = fs_check(sc.root, "--json", "--since", "1h")
     assert code == 1, out
     result = json.loads(out)
-    assert result["ok"] is False
+    assert result["ok"] is False and result["status"] == "breach"
     [breach] = result["breaches"]
     assert breach["check"] == "drift" and breach["target"] == "trip_eta@production (v1)"
     assert "conv_rate" in breach["detail"] and "acc_rate" not in breach["detail"]
@@ -221,45 +222,54 @@ def old_day(folder, *names: str):
     return day
 
 
+def part(tag: str, version: int | None = 1) -> str:
+    """A file name as the log writers give it (version None: the feedback log's, or an older log's)."""
+    h = zlib.crc32(tag.encode())
+    stamp = f"20200101T000000{h % 10**6:06d}-{h:08x}"
+    return f"part-v{version}-{stamp}.parquet" if version is not None else f"part-{stamp}.parquet"
+
+
 def test_retention_deletes_only_the_logs_files_and_never_follows_links(tmp_path):
     root = tmp_path / "data"  # log_path pointed at a folder holding other data too
-    model_day = old_day(root / "trip_eta", "part-v1-a.parquet", ".part-v1-b.parquet.tmp")
-    feedback_day = old_day(root / FEEDBACK_FOLDER, "part-c.parquet")
-    shared_day = old_day(root / "events", "important.parquet", "part-d.parquet")
-    foreign = old_day(root / "not a model", "part-e.parquet")  # not a model name: not the log's
-    hidden = old_day(root / ".cache", "part-f.parquet")
-    outside = old_day(tmp_path / "elsewhere", "part-g.parquet")
+    model_day = old_day(root / "trip_eta", part("a"), f".{part('b')}.tmp", part("old", None))
+    feedback_day = old_day(root / FEEDBACK_FOLDER, part("c", None))
+    spark = "part-00000-8f1c2a4e-4f0e-4c5e-9d1f-0123456789ab.c000.snappy.parquet"
+    shared_day = old_day(root / "events", "important.parquet", spark, part("d"))
+    foreign = old_day(root / "not a model", part("e"))  # not a model name: not the log's
+    hidden = old_day(root / ".cache", part("f"))
+    outside = old_day(tmp_path / "elsewhere", part("g"))
     (root / "linked_model").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     (root / "trip_eta" / "date=2020-01-02").symlink_to(outside, target_is_directory=True)
-    link_file = old_day(root / "other_model", "part-h.parquet")
-    (link_file / "part-i.parquet").symlink_to(outside / "part-g.parquet")
+    link_file = old_day(root / "other_model", part("h"))
+    (link_file / part("i")).symlink_to(outside / part("g"))
 
     deleted = enforce_retention(root, 30, datetime.now(timezone.utc))
 
     assert not model_day.exists() and not feedback_day.exists()  # emptied and removed
-    assert sorted(p.name for p in shared_day.iterdir()) == ["important.parquet"]  # the log's part went
-    assert sorted(p.name for p in foreign.iterdir()) == ["part-e.parquet"]
-    assert sorted(p.name for p in hidden.iterdir()) == ["part-f.parquet"]
-    assert sorted(p.name for p in outside.iterdir()) == ["part-g.parquet"]  # through neither link
+    # a data set's own part files (Spark, Hive) are not the log's: only the log's part went
+    assert sorted(p.name for p in shared_day.iterdir()) == sorted(["important.parquet", spark])
+    assert sorted(p.name for p in foreign.iterdir()) == [part("e")]
+    assert sorted(p.name for p in hidden.iterdir()) == [part("f")]
+    assert sorted(p.name for p in outside.iterdir()) == [part("g")]  # through neither link
     assert (root / "trip_eta" / "date=2020-01-02").is_symlink()
-    assert sorted(p.name for p in link_file.iterdir()) == ["part-i.parquet"]  # the link kept, its part gone
+    assert sorted(p.name for p in link_file.iterdir()) == [part("i")]  # the link kept, its part gone
     assert deleted == 4  # trip_eta, .feedback, events, other_model
     assert enforce_retention(root, 30, datetime.now(timezone.utc)) == 0
 
 
 def test_a_file_retention_cannot_delete_is_an_error_naming_it(stale_store, monkeypatch):
     monitor = stale_store.monitor
-    day = old_day(monitor.log_path / "m", "part-v1-a.parquet")
+    day = old_day(monitor.log_path / "m", part("a"))
     real_unlink = type(day).unlink
 
     def refuse(self, missing_ok=False):  # root deletes anything: refuse as a read-only disk would
-        if self.name == "part-v1-a.parquet":
+        if self.name == part("a"):
             raise PermissionError(13, "Permission denied", str(self))
         real_unlink(self, missing_ok=missing_ok)
 
     monkeypatch.setattr(type(day), "unlink", refuse)
     with pytest.raises(
-        MonitoringError, match=r"log retention: cannot delete .*m/date=2020-01-01/part-v1-a\.parquet"
+        MonitoringError, match=r"log retention: cannot delete .*m/date=2020-01-01/part-v1-2020"
     ):
         enforce_retention(monitor.log_path, 30, datetime.now(timezone.utc))
     result = monitor.check()  # the other checks ran; retention's failure is an error of the result
@@ -273,7 +283,9 @@ def test_a_file_retention_cannot_delete_is_an_error_naming_it(stale_store, monke
 # -- a check that fails is an error of the result, and the other checks still run ---------------------
 
 
-def garbage(folder, name: str = "part-zzz.parquet"):
+def garbage(folder, name: str = ""):
+    """A damaged file under a log writer's name (the feedback log's by default)."""
+    name = name or part("zzz", None)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_bytes(b"garbage")
     return folder / name
@@ -294,6 +306,7 @@ def test_an_unreadable_feedback_file_is_an_error_and_ages_out(sc):
     code, out = fs_check(sc.root, "--json")
     assert code == 2, out
     assert json.loads(out)["errors"] == [e.to_dict() for e in result.errors]
+    assert json.loads(out)["status"] == "error"  # what exit code 2 says, for a script reading the JSON
     code, text = fs_check(sc.root)
     assert code == 2 and "ERROR trip_eta@production (v1): performance: cannot read" in text
     assert "1 error(s)" in text
@@ -357,7 +370,7 @@ def test_freshness_takes_an_iso_string_and_refuses_other_types(stale_store):
 def test_an_unreadable_prediction_log_file_is_an_error_of_drift_and_performance(sc):
     sc.serve(300)
     today = datetime.now(timezone.utc).date()
-    bad = garbage(sc.store.monitor.log_path / sc.model / f"date={today}", "part-v1-zzz.parquet")
+    bad = garbage(sc.store.monitor.log_path / sc.model / f"date={today}", part("zzz"))
     result = sc.store.monitor.check()
     assert result.ok and result.drift == {} and result.performance == {}
     assert [(e.target, e.message.split(":")[0]) for e in result.errors] == [

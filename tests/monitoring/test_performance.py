@@ -534,3 +534,33 @@ def test_a_label_source_that_is_not_one_is_named(tmp_path):
             bad.close()
     finally:
         sc.close()
+
+
+def test_a_label_source_row_given_twice_the_newer_wins_whatever_the_order(tmp_path):
+    config = '[monitoring.models.trip_eta]\nlabel_source = "outcomes"\n'
+    sc = served_scenario(tmp_path, drivers=200, train_rows=1000, config=config)
+    try:
+        sc.serve(200)
+        log = sc.log()
+        labels = true_labels(log)
+        now = datetime.now(timezone.utc)
+        rows = [{**x, "at": now} for x in labels] + [
+            {**x, "label": x["label"] + 100.0, "at": now - timedelta(hours=1)} for x in labels
+        ]
+        (tmp_path / "outcomes.py").write_text(
+            "from featurestore import ParquetSource\n"
+            'outcomes = ParquetSource(name="outcomes", path="data/outcomes.parquet", timestamp_field="at")\n'
+        )
+        expected = -oracle(log, labels, mean_absolute_error)[0]
+        for order in (rows, rows[::-1]):
+            pq.write_table(pa.Table.from_pylist(order), tmp_path / "data" / "outcomes.parquet")
+            sc.store.apply()
+            assert sc.store.monitor.performance(sc.ref).live == pytest.approx(expected, rel=1e-12)
+        bad = pa.Table.from_pylist([{**x, "row": f"{x['row']}x"} for x in rows])
+        pq.write_table(bad, tmp_path / "data" / "outcomes.parquet")
+        with pytest.raises(
+            MonitoringError, match="label source 'outcomes' of model trip_eta: column 'row' is VARCHAR"
+        ):
+            sc.store.monitor.performance(sc.ref)
+    finally:
+        sc.close()

@@ -401,6 +401,11 @@ def test_a_saved_training_set_keeps_the_profile_of_its_columns(store):
     assert table.exit_code == 0 and "ratings: 100 rows, its feature columns" in table.output
     unknown = CliRunner().invoke(cli, ["--repo", str(store.repo_path), "stats", "ratngs", "--training-set"])
     assert unknown.exit_code == 2 and "did you mean 'ratings'" in unknown.output
+    view = CliRunner().invoke(cli, ["--repo", str(store.repo_path), "stats", "ratings"])
+    assert (
+        view.exit_code == 2
+        and "'ratings' is a saved training set: `fs stats ratings --training-set`" in view.output
+    )
 
 
 # -- review fixes ---------------------------------------------------------------------------------------------
@@ -415,10 +420,16 @@ def test_a_range_materialized_again_replaces_the_earlier_run_and_partial_overlap
     assert (len(result.runs), result.replaced_runs, result.overlapping_runs) == (1, 1, 0)
     assert result.profile["rows"] == 480 and result.to_dict()["merged"]["columns"]["trips"]["count"] == 480
 
-    store.materialize(T0 + timedelta(days=2), T0 + timedelta(days=4), views=["driver_stats"])  # in part
+    store.materialize(T0 + timedelta(days=2), T0 + timedelta(days=4), views=["driver_stats"])  # no rows there
     result = store.monitor.stats("driver_stats")
-    assert (len(result.runs), result.replaced_runs, result.overlapping_runs) == (2, 1, 2)
-    assert result.to_dict()["overlapping_runs"] == 2 and result.to_dict()["replaced_runs"] == 1
+    assert (len(result.runs), result.replaced_runs, result.overlapping_runs) == (2, 1, 0)  # it shares none
+    store.materialize(T0 + timedelta(days=1), T0 + timedelta(days=4), views=["driver_stats"])  # in part
+    result = store.monitor.stats("driver_stats")
+    assert (len(result.runs), result.replaced_runs, result.overlapping_runs) == (2, 2, 2)
+    assert result.to_dict()["overlapping_runs"] == 2 and result.to_dict()["replaced_runs"] == 2
+    # incremental runs touch at their ends: they share no rows
+    store.materialize_incremental(T0 + timedelta(days=5), views=["driver_stats"])
+    assert store.monitor.stats("driver_stats").overlapping_runs == 2
 
 
 def test_infinities_are_counted_and_kept_out_of_the_mean_and_std_even_merged():
