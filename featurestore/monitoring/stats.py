@@ -46,6 +46,8 @@ from ..errors import MonitoringError, unknown
 
 if TYPE_CHECKING:
     import duckdb
+    import numpy as np
+    from numpy.typing import NDArray
 
     from ..definitions import FeatureView
     from ..store import FeatureStore
@@ -268,8 +270,7 @@ def _numeric_scan(
                 array = array.drop_null()
             if not len(array):
                 continue
-            # A copy: the sketch takes only a writable array.
-            values = np.array(array.to_numpy(zero_copy_only=False), dtype=np.float64)
+            values = _doubles(array)
             sketches[i].update(values)
             counts[i] += len(values)
             finite = np.isfinite(values)
@@ -288,6 +289,20 @@ def _numeric_scan(
             columns, sketches, counts, infinite, moments, strict=True
         )
     }
+
+
+def _doubles(array: pa.Array) -> NDArray[np.float64]:
+    """A double array without nulls as a writable numpy copy (the sketch takes only a writable
+    array), from its data buffer: pyarrow's own conversion (`to_numpy`, `np.asarray`) imports
+    pandas, which the rest of a materialization never loads."""
+    import numpy as np
+
+    if array.type != pa.float64() or array.null_count:
+        raise MonitoringError(
+            f"numeric scan: expected doubles without nulls, got {array.type} with {array.null_count} nulls"
+        )
+    data = array.buffers()[1]
+    return np.frombuffer(data, dtype=np.float64, count=len(array), offset=array.offset * 8).copy()
 
 
 def _chan(na: int, ma: float, m2a: float, nb: int, mb: float, m2b: float) -> tuple[int, float, float]:
@@ -326,7 +341,10 @@ def _distinct_values(
         f"GROUP BY GROUPING SETS ({sets})",
     )
     for i, c in enumerate(columns):
-        mine = table.filter(pc.and_(pc.equal(table[f"__g{i}"], 0), pc.is_valid(table[names[i]])))
+        # GROUPING() is 0 in the rows of this column's set (no Python scalar: converting one
+        # imports pandas, which the rest of a materialization never loads)
+        grouping = pc.cast(table[f"__g{i}"], pa.bool_())
+        mine = table.filter(pc.and_(pc.invert(grouping), pc.is_valid(table[names[i]])))
         values = mine[names[i]].to_pylist()
         hll = hll_sketch(HLL_LG_K, tgt_hll_type.HLL_4)
         for v in values:
