@@ -35,6 +35,11 @@ import pyarrow.parquet as pq
 
 log = logging.getLogger("featurestore.models")
 
+#: The log's own columns; an entity key or request value named like one is logged as `entity_<name>`.
+LOG_COLUMNS = frozenset(
+    {"request_id", "ts", "model", "model_version", "row", "features", "missing", "prediction"}
+)
+
 
 class PredictionLog:
     """A buffered, background-flushed Parquet log of predictions (see the module docstring)."""

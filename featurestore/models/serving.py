@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelRegistryError, RetrievalError, UnknownNameError
-from .prediction_log import PredictionLog
+from .prediction_log import LOG_COLUMNS, PredictionLog
 from .registry import ModelVersion, parse_model_ref
 
 if TYPE_CHECKING:
@@ -45,9 +45,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("featurestore.models")
 
 PRESENT = "PRESENT"
-_LOG_COLUMNS = frozenset(
-    {"request_id", "ts", "model", "model_version", "row", "features", "missing", "prediction"}
-)
 
 
 class MissingFeatureError(RetrievalError):
@@ -417,7 +414,7 @@ class ModelServer:
                 "row": i,
             }
             for k in (*keys, *extra):
-                entry[f"entity_{k}" if k in _LOG_COLUMNS else k] = row.get(k)
+                entry[f"entity_{k}" if k in LOG_COLUMNS else k] = row.get(k)
             entry["features"] = {c: _scalar(columns[c][i]) for c in names}
             entry["missing"] = missing[i]
             entry["prediction"] = predictions[i]

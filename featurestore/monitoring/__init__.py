@@ -18,7 +18,7 @@ prediction log is read through `log`.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -170,10 +170,6 @@ def _time(value: Any, what: str) -> datetime | None:
         return parse_time(value, what)
     except MaterializationError as e:
         raise MonitoringError(str(e)) from None
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 __all__ = ["Monitor", "Window", "window"]

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..offline.sources import quote_literal
+from ..offline.sources import DUCKDB_FLOATS, DUCKDB_INTEGERS, quote_literal
 
 QUANTILES = 10  # reference-quantile bins between the tails
 TOP_VALUES = 20  # categories kept by name; the rest is "other"
@@ -183,18 +183,8 @@ def bin_sample(
 
 # -- filling the bins in DuckDB --------------------------------------------------------------------------
 
-_FLOATS = {"DOUBLE", "FLOAT", "REAL"}
-_INTEGERS = {
-    "TINYINT",
-    "SMALLINT",
-    "INTEGER",
-    "BIGINT",
-    "HUGEINT",
-    "UTINYINT",
-    "USMALLINT",
-    "UINTEGER",
-    "UBIGINT",
-}
+_FLOATS = DUCKDB_FLOATS
+_INTEGERS = DUCKDB_INTEGERS | {"HUGEINT"}
 
 
 def sql_bin(profile: dict[str, Any], expr: str, sql_type: str) -> str:

@@ -306,9 +306,40 @@ def compare(
 
 def drift(monitor: Monitor, mv: ModelVersion, window: Window) -> DriftReport:
     """The DriftReport of `mv` over `window` (see the module doc)."""
-    thresholds = monitor.thresholds(mv.name)
     columns = _columns(model_reference(monitor.store, mv), mv)
     current = _scan(monitor, mv, window, columns, by_day=False).get(None, {})
+    return _report(mv, window, columns, current, monitor.thresholds(mv.name))
+
+
+def drift_by_day(monitor: Monitor, mv: ModelVersion, window: Window) -> list[DailyDrift]:
+    """Drift per UTC day of `window` (one scan grouped by day), oldest first; days with no rows left out."""
+    return drift_with_days(monitor, mv, window)[1]
+
+
+def drift_with_days(
+    monitor: Monitor, mv: ModelVersion, window: Window
+) -> tuple[DriftReport, list[DailyDrift]]:
+    """`drift` and `drift_by_day` from ONE scan grouped by day: the window's counts and sums per bin
+    are the days' added up (the report needs both, and the scan is the cost)."""
+    thresholds = monitor.thresholds(mv.name)
+    columns = _columns(model_reference(monitor.store, mv), mv)
+    per_day = _scan(monitor, mv, window, columns, by_day=True)
+    total = {name: _empty(profile) for name, profile in columns.items()}
+    for current in per_day.values():
+        for name, (counts, sums) in current.items():
+            total[name][0][:] += counts
+            total[name][1][:] += sums
+    report = _report(mv, window, columns, total, thresholds)
+    return report, [_daily(day, current, columns, thresholds) for day, current in sorted(per_day.items())]
+
+
+def _report(
+    mv: ModelVersion,
+    window: Window,
+    columns: dict[str, dict[str, Any]],
+    current: dict[str, tuple[np.ndarray, np.ndarray]],
+    thresholds: Thresholds,
+) -> DriftReport:
     found = {
         name: compare(_shown(name), profile, *current.get(name, _empty(profile)), thresholds)
         for name, profile in columns.items()
@@ -328,31 +359,27 @@ def drift(monitor: Monitor, mv: ModelVersion, window: Window) -> DriftReport:
     )
 
 
-def drift_by_day(monitor: Monitor, mv: ModelVersion, window: Window) -> list[DailyDrift]:
-    """Drift per UTC day of `window` (one scan grouped by day), oldest first; days with no rows left out."""
-    thresholds = monitor.thresholds(mv.name)
-    columns = _columns(model_reference(monitor.store, mv), mv)
-    out = []
-    for day, current in sorted(_scan(monitor, mv, window, columns, by_day=True).items()):
-        found = {
-            name: compare(_shown(name), profile, *current[name], thresholds)
-            for name, profile in columns.items()
-        }
-        n = next(iter(found.values())).n_cur
-        output = found.pop(OUTPUT, None)
-        known = [f.psi for f in (*found.values(), output) if f is not None and f.psi is not None]
-        assert isinstance(day, date)
-        out.append(
-            DailyDrift(
-                day=day,
-                n=n,
-                status=worst(f.status for f in (*found.values(), output) if f is not None),
-                psi={name: f.psi for name, f in found.items()},
-                worst=max(known) if known else None,
-                prediction_psi=None if output is None else output.psi,
-            )
-        )
-    return out
+def _daily(
+    day: date | None,
+    current: dict[str, tuple[np.ndarray, np.ndarray]],
+    columns: dict[str, dict[str, Any]],
+    thresholds: Thresholds,
+) -> DailyDrift:
+    found = {
+        name: compare(_shown(name), profile, *current[name], thresholds) for name, profile in columns.items()
+    }
+    n = next(iter(found.values())).n_cur
+    output = found.pop(OUTPUT, None)
+    known = [f.psi for f in (*found.values(), output) if f is not None and f.psi is not None]
+    assert isinstance(day, date)
+    return DailyDrift(
+        day=day,
+        n=n,
+        status=worst(f.status for f in (*found.values(), output) if f is not None),
+        psi={name: f.psi for name, f in found.items()},
+        worst=max(known) if known else None,
+        prediction_psi=None if output is None else output.psi,
+    )
 
 
 def _columns(reference: dict[str, Any], mv: ModelVersion) -> dict[str, dict[str, Any]]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MonitoringError
+from ..offline.features import ts_literal
 from ..offline.sources import quote_ident
 
 FEEDBACK_FOLDER = ".feedback"
@@ -71,10 +72,6 @@ def feedback_files(log_path: Path, start: datetime | None = None, end: datetime 
         for folder in day_folders(Path(log_path) / FEEDBACK_FOLDER, start, None)
         for f in sorted(folder.glob("part-*.parquet"))
     ]
-
-
-def ts_literal(value: datetime) -> str:
-    return f"TIMESTAMPTZ '{value.astimezone(timezone.utc).isoformat()}'"
 
 
 def files_literal(files: list[str]) -> str:

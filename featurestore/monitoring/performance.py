@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import LogWriteError, MonitoringError
-from ..offline.sources import arrow_table, duckdb_connection, quote_literal
+from ..offline.sources import DUCKDB_FLOATS, DUCKDB_INTEGERS, arrow_table, duckdb_connection, quote_literal
 from .log import (
     FEEDBACK_FOLDER,
     feedback_files,
@@ -411,22 +411,16 @@ def _label_source_sql(monitor: Monitor, con: Any, name: str, mv: ModelVersion) -
             f"{where} has no column {absent[0]!r}: it needs request_id, row "
             f"and label (its columns: {', '.join(described)})"
         )
-    integers = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
-    if described["row"] not in integers:
+    if described["row"] not in DUCKDB_INTEGERS:
         raise MonitoringError(
             f"{where}: column 'row' is {described['row']}; it must hold whole numbers (the entity row's "
             "index within its request)"
         )
     label_type = described["label"]
     text = label_type in ("VARCHAR", "STRING", "TEXT") or label_type.startswith("ENUM")
-    number = label_type in (
-        *integers,
-        "HUGEINT",
-        "FLOAT",
-        "DOUBLE",
-        "REAL",
-        "BOOLEAN",
-    ) or label_type.startswith("DECIMAL")
+    number = label_type in DUCKDB_INTEGERS | DUCKDB_FLOATS | {"HUGEINT", "BOOLEAN"} or label_type.startswith(
+        "DECIMAL"
+    )
     if not (text or number):
         raise MonitoringError(
             f"{where}: column 'label' is {label_type}; labels are numbers, booleans or strings"

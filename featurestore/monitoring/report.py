@@ -35,12 +35,11 @@ DAILY_SERIES = 5  # the drift-per-day chart draws the prediction and the feature
 
 def write_report(monitor: Monitor, mv: ModelVersion, out: Path, window: Window) -> Path:
     """Write the HTML report of model version `mv` over `window` to `out`; returns `out`."""
-    from .drift import drift, drift_by_day
+    from .drift import drift_with_days
     from .freshness import freshness
     from .performance import performance
 
-    report = drift(monitor, mv, window)
-    daily = drift_by_day(monitor, mv, window)
+    report, daily = drift_with_days(monitor, mv, window)
     live = performance(monitor, mv, window)
     fresh = freshness(monitor.store)
     html = render(mv, window, report, daily, live, fresh, thresholds=report.thresholds)

@@ -42,6 +42,7 @@ import pyarrow as pa
 
 from ..definitions import FeatureView, PushSource, parse_ref
 from ..errors import MonitoringError
+from ..models.prediction_log import LOG_COLUMNS
 from ..offline.features import CREATED_TS, EVENT_TS
 from ..offline.sources import arrow_table, quote_ident, quote_literal
 from .log import prediction_relation
@@ -67,8 +68,6 @@ LAG, TTL, ON_DEMAND, OTHER = (
 REL_TOLERANCE = 1e-9
 _CODE = {MATCHED: 0, DIFFERED: 1, MISSING_ONLINE: 2, MISSING_OFFLINE: 3}  # status codes in the SQL
 _STATUS = {code: status for status, code in _CODE.items()}
-# columns of a prediction-log row that are not entity keys or request values
-_LOG_FIELDS = ("request_id", "ts", "model", "model_version", "row", "features", "missing", "prediction")
 
 
 @dataclass(frozen=True)
@@ -174,7 +173,7 @@ def skew(monitor: Monitor, mv: ModelVersion, window: Window, examples: int = 5) 
             log = arrow_table(con, "SELECT * EXCLUDE (model, model_version, prediction) FROM __fs_log")
         fields = _request_fields(store, mv)
         entity_cols = _entity_columns(
-            [c for c in log.column_names if c not in _LOG_FIELDS], mv, store, fields
+            [c for c in log.column_names if c not in LOG_COLUMNS], mv, store, fields
         )
         if log.num_rows == 0 or not feature_inputs:
             return _report(mv, window, log.num_rows, {i.name: _empty(i.name) for i in feature_inputs})
@@ -245,7 +244,7 @@ def _entity_columns(
     out = {}
     for c in columns:
         bare = c[len("entity_") :]
-        renamed = c.startswith("entity_") and bare in _LOG_FIELDS and c not in own
+        renamed = c.startswith("entity_") and bare in LOG_COLUMNS and c not in own
         out[c] = bare if renamed else c
     return out
 

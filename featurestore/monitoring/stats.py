@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from ..errors import MonitoringError, unknown
+from ..offline.sources import DUCKDB_FLOATS, DUCKDB_INTEGERS, DUCKDB_WIDE_INTEGERS
 
 if TYPE_CHECKING:
     import duckdb
@@ -65,10 +66,9 @@ BINS = 20
 TOP = 10
 BATCH_ROWS = 262_144
 
-_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"}
-_INTEGERS |= {"U" + t for t in _INTEGERS}
-_WIDE_INTEGERS = {"UBIGINT", "HUGEINT", "UHUGEINT"}  # beyond int64: read as doubles
-_FLOATS = {"FLOAT", "DOUBLE"}
+_INTEGERS = DUCKDB_INTEGERS | DUCKDB_WIDE_INTEGERS
+_WIDE_INTEGERS = {"UBIGINT", *DUCKDB_WIDE_INTEGERS}  # beyond int64: read as doubles
+_FLOATS = DUCKDB_FLOATS
 _TIMESTAMPS = {"TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "DATE"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 

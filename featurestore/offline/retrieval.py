@@ -42,7 +42,17 @@ from ..on_demand_plan import OnDemandPlan, expand
 from .features import EVENT_TS, source_rows_sql, ts_literal
 from .fingerprint import view_fingerprint
 from .pit import ENTITY_TS, ROW_ID, STRATEGIES, PitView, pit_join_sql
-from .sources import SourceReader, arrow_table, duckdb_connection, first_line, quote_ident, quote_literal
+from .sources import (
+    DUCKDB_FLOATS,
+    DUCKDB_INTEGERS,
+    DUCKDB_WIDE_INTEGERS,
+    SourceReader,
+    arrow_table,
+    duckdb_connection,
+    first_line,
+    quote_ident,
+    quote_literal,
+)
 from .storage import PUSHED
 
 if TYPE_CHECKING:
@@ -495,12 +505,7 @@ def _check_key_types(
 
 # The key rule of a key without a declared type, by its type in the view's rows (as featurestore.keys
 # infers it from the source for online lookups: every integer type reads as Int64).
-_DUCKDB_RULES = {
-    **dict.fromkeys(
-        ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"), "Int64"
-    ),
-    "VARCHAR": "String",
-}
+_DUCKDB_RULES = {**dict.fromkeys(sorted(DUCKDB_INTEGERS), "Int64"), "VARCHAR": "String"}
 
 
 def _key_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -527,20 +532,7 @@ def _key_kind(t: pa.DataType) -> str:
 def _duckdb_kind(type_name: str) -> str:
     """_key_kind for a DuckDB type name."""
     name = type_name.upper()
-    if name in (
-        "TINYINT",
-        "SMALLINT",
-        "INTEGER",
-        "BIGINT",
-        "HUGEINT",
-        "UTINYINT",
-        "USMALLINT",
-        "UINTEGER",
-        "UBIGINT",
-        "UHUGEINT",
-        "FLOAT",
-        "DOUBLE",
-    ) or name.startswith("DECIMAL"):
+    if name in DUCKDB_INTEGERS | DUCKDB_WIDE_INTEGERS | DUCKDB_FLOATS or name.startswith("DECIMAL"):
         return "number"
     if name == "VARCHAR" or name.startswith("ENUM"):
         return "string"

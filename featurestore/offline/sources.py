@@ -25,6 +25,14 @@ from ..definitions import (
 )
 from ..errors import DefinitionError
 
+#: DuckDB's names of its integer types of up to 64 bits, of the wider ones, and of its floats (as
+#: DESCRIBE and a relation's types print them)
+DUCKDB_INTEGERS = frozenset(
+    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
+)
+DUCKDB_WIDE_INTEGERS = frozenset({"HUGEINT", "UHUGEINT"})
+DUCKDB_FLOATS = frozenset({"FLOAT", "DOUBLE"})
+
 
 def duckdb_connection(
     threads: int | None = None, memory_limit: str | None = None

@@ -659,3 +659,31 @@ def test_names_like_rich_markup_render_as_text():
     text = str(report)
     for name in ("[/]", "[bold red]x", "a[b]", "[/]m"):
         assert name in text
+
+
+def test_drift_with_days_is_drift_and_drift_by_day_from_one_scan(tmp_path):
+    sc = served_scenario(tmp_path, drivers=300, train_rows=1500)
+    try:
+        sc.serve(400)
+        sc.shift("conv_rate", 0.1)
+        sc.serve(400, seed=1)
+        from featurestore.monitoring import window
+        from featurestore.monitoring.drift import drift_with_days
+
+        monitor = sc.store.monitor
+        report, days = drift_with_days(monitor, monitor.version(sc.ref), window(None, None))
+        alone = monitor.drift(sc.ref)
+        assert days == monitor.drift_by_day(sc.ref) and report.status == alone.status == "drift"
+        for name, f in {**report.features, "prediction": report.prediction}.items():
+            g = alone.prediction if name == "prediction" else alone.features[name]
+            assert (f.psi, f.js, f.n_cur, f.status, f.cur) == (
+                g.psi,
+                g.js,
+                g.n_cur,
+                g.status,
+                g.cur,
+            )  # counts
+            assert f.wasserstein == pytest.approx(g.wasserstein, rel=1e-9)  # sums, added per day
+        assert report.features["conv_rate"].n_cur == 800 and sum(d.n for d in days) == 800
+    finally:
+        sc.close()

@@ -480,6 +480,17 @@ def test_an_unwritable_log_path_is_a_log_write_error_and_a_503(tmp_path):
         sc.close()
 
 
+def write_outcomes(sc, rows: list[dict]) -> None:
+    """The repo's label source `outcomes` (a Parquet file of request_id, row, label, at) holding
+    `rows`, applied."""
+    pq.write_table(pa.Table.from_pylist(rows), sc.root / "data" / "outcomes.parquet")
+    (sc.root / "outcomes.py").write_text(
+        "from featurestore import ParquetSource\n"
+        'outcomes = ParquetSource(name="outcomes", path="data/outcomes.parquet", timestamp_field="at")\n'
+    )
+    sc.store.apply()
+
+
 def test_a_label_source_of_the_repo_is_read_beside_the_labels_fed_back(tmp_path):
     config = '[monitoring.models.trip_eta]\nlabel_source = "outcomes"\n'
     sc = served_scenario(tmp_path, drivers=200, train_rows=1000, config=config)
@@ -492,15 +503,7 @@ def test_a_label_source_of_the_repo_is_read_beside_the_labels_fed_back(tmp_path)
         stored = [dict(x) for x in labels]
         stored[0]["label"] += 100.0
         stored[1]["label"] += 100.0
-        table = pa.Table.from_pylist(stored).append_column(
-            "at", pa.array([datetime.now(timezone.utc)] * len(stored), pa.timestamp("us", tz="UTC"))
-        )
-        pq.write_table(table, tmp_path / "data" / "outcomes.parquet")
-        (tmp_path / "outcomes.py").write_text(
-            "from featurestore import ParquetSource\n"
-            'outcomes = ParquetSource(name="outcomes", path="data/outcomes.parquet", timestamp_field="at")\n'
-        )
-        sc.store.apply()
+        write_outcomes(sc, [{**x, "at": datetime.now(timezone.utc)} for x in stored])
         monitor = sc.store.monitor
         wrong = monitor.performance(sc.ref)
         assert wrong.n == len(labels)
@@ -547,14 +550,9 @@ def test_a_label_source_row_given_twice_the_newer_wins_whatever_the_order(tmp_pa
         rows = [{**x, "at": now} for x in labels] + [
             {**x, "label": x["label"] + 100.0, "at": now - timedelta(hours=1)} for x in labels
         ]
-        (tmp_path / "outcomes.py").write_text(
-            "from featurestore import ParquetSource\n"
-            'outcomes = ParquetSource(name="outcomes", path="data/outcomes.parquet", timestamp_field="at")\n'
-        )
         expected = -oracle(log, labels, mean_absolute_error)[0]
         for order in (rows, rows[::-1]):
-            pq.write_table(pa.Table.from_pylist(order), tmp_path / "data" / "outcomes.parquet")
-            sc.store.apply()
+            write_outcomes(sc, order)
             assert sc.store.monitor.performance(sc.ref).live == pytest.approx(expected, rel=1e-12)
         bad = pa.Table.from_pylist([{**x, "row": f"{x['row']}x"} for x in rows])
         pq.write_table(bad, tmp_path / "data" / "outcomes.parquet")
