@@ -53,10 +53,12 @@ class FreshnessReport:
 
     @property
     def breaches(self) -> list[ViewFreshness]:
+        """The views whose newest online event is older than their `freshness`."""
         return [v for v in self.views if v.status == BREACH]
 
     @property
     def breach(self) -> bool:
+        """Whether any view breaches (`fs monitor freshness` exits 1)."""
         return bool(self.breaches)
 
     def to_dict(self) -> dict[str, Any]:

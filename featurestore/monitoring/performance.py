@@ -231,6 +231,7 @@ class PerformanceReport:
 
     @property
     def breach(self) -> bool:
+        """The live metric is worse than validation by more than the tolerance."""
         return self.status == "breach"
 
     def to_dict(self) -> dict[str, Any]:

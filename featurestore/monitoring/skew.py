@@ -92,10 +92,12 @@ class FeatureSkew:
 
     @property
     def mismatched(self) -> int:
+        """Served values that did not match: differed or missing on one side."""
         return self.differed + self.missing_online + self.missing_offline
 
     @property
     def top_cause(self) -> str | None:
+        """The most frequent likely cause of the mismatches (None: none)."""
         return max(self.causes, key=lambda c: self.causes[c]) if self.causes else None
 
     def to_dict(self) -> dict[str, Any]:

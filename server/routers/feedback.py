@@ -97,6 +97,8 @@ class FeedbackRequest(BaseModel):
 
 
 class FeedbackResponse(BaseModel):
+    """How many labels were recorded for which model."""
+
     model: str
     recorded: int
 
