@@ -25,9 +25,12 @@ from .errors import RegistryError
 from .registry_store import (
     MODEL_JSON_FIELDS,
     MODEL_VERSION_FIELDS,
+    RUN_COLUMNS,
+    AliasMove,
     Change,
     MaterializationRun,
     RegistryStore,
+    RunCommit,
     unreadable_error,
 )
 
@@ -94,6 +97,16 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "ALTER TABLE materializations ADD COLUMN stats TEXT",
             """CREATE TABLE IF NOT EXISTS monitor_profiles (
             key TEXT PRIMARY KEY, body TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+        ),
+    ),
+    (
+        6,
+        "training pipeline runs",
+        (
+            """CREATE TABLE IF NOT EXISTS pipeline_runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, status TEXT NOT NULL, decision TEXT,
+            step TEXT NOT NULL, started_at TEXT NOT NULL, updated_at TEXT NOT NULL, record TEXT NOT NULL)""",
+            "CREATE INDEX IF NOT EXISTS pipeline_runs_by_model ON pipeline_runs (model, id)",
         ),
     ),
 )
@@ -650,6 +663,119 @@ class SQLiteRegistryStore(RegistryStore):
                     entry["created_at"],
                 ),
             )
+
+    # -- pipeline runs -----------------------------------------------------------------------------
+
+    _RUN_SELECT = f"SELECT {', '.join(RUN_COLUMNS)}, record FROM pipeline_runs"
+    _RUN_FIELDS = ("status", "decision", "step")
+
+    def _run_row(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        run = dict(zip(RUN_COLUMNS, row[:-1], strict=True))
+        record = self._json(row[-1], f"pipeline run {run['id']}")
+        if not isinstance(record, dict):
+            raise self.unreadable(f"pipeline run {run['id']} holds {str(row[-1])[:40]!r}, not a JSON object")
+        return {**record, **run}
+
+    @staticmethod
+    def _run_record(values: Mapping[str, Any], what: str) -> dict[str, Any]:
+        clash = [k for k in values if k in RUN_COLUMNS and k not in SQLiteRegistryStore._RUN_FIELDS]
+        if clash:
+            raise RegistryError(f"{what}: {clash} are kept by the registry itself, not in a run's record")
+        record: dict[str, Any] = json.loads(_dumps(dict(values)))
+        return record
+
+    def add_pipeline_run(self, model: str, record: Mapping[str, Any], actor: str) -> dict[str, Any]:
+        now = _now()
+        body = self._run_record(record, f"a run of model '{model}'")
+        status = body.pop("status", "running")
+        decision = body.pop("decision", None)
+        step = body.pop("step", "started")
+        with self._transaction() as con:
+            cur = con.execute(
+                "INSERT INTO pipeline_runs (model, status, decision, step, started_at, updated_at, record) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (model, status, decision, step, now, now, _dumps(body)),
+            )
+            run_id = int(cur.lastrowid or 0)
+            action = "pipeline_run_start" if status == "running" else f"pipeline_run_{status}"
+            summary: dict[str, Any] = {k: body[k] for k in ("trigger", "when") if k in body}
+            self._audit(con, actor, action, f"model:{model}", {"run": run_id, **summary})
+            row = con.execute(f"{self._RUN_SELECT} WHERE id = ?", (run_id,)).fetchone()
+        return self._run_row(row)
+
+    def pipeline_run(self, run_id: int) -> dict[str, Any] | None:
+        rows = self._read(f"{self._RUN_SELECT} WHERE id = ?", (run_id,))
+        return self._run_row(rows[0]) if rows else None
+
+    def pipeline_runs(
+        self,
+        model: str | None = None,
+        status: str | None = None,
+        decision: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        where, params = [], []
+        for column, value in (("model", model), ("status", status), ("decision", decision)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = self._RUN_SELECT + (f" WHERE {' AND '.join(where)}" if where else "")
+        return [self._run_row(r) for r in self._read(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))]
+
+    def commit_run_step(
+        self,
+        run_id: int,
+        changes: Mapping[str, Any],
+        expect: Mapping[str, Any] | None = None,
+        alias_move: AliasMove | None = None,
+        audit: tuple[str, str, str, Mapping[str, Any]] | None = None,
+    ) -> RunCommit:
+        now = _now()
+        update = self._run_record(changes, f"pipeline run {run_id}")
+        with self._transaction() as con:
+            row = con.execute(f"{self._RUN_SELECT} WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RegistryError(f"there is no pipeline run {run_id} in the registry {self.path}")
+            run = self._run_row(row)
+            for key, value in (expect or {}).items():
+                if run.get(key) != value:
+                    return RunCommit(
+                        False, run, conflict=f"run {run_id}'s {key} is {run.get(key)!r}, not {value!r}"
+                    )
+            old: int | None = None
+            if alias_move is not None:
+                m = alias_move
+                found = con.execute(
+                    "SELECT version FROM model_aliases WHERE name = ? AND alias = ?", (m.name, m.alias)
+                ).fetchone()
+                old = found[0] if found else None
+                if m.check and old != m.expected:
+                    return RunCommit(
+                        False,
+                        run,
+                        previous_version=old,
+                        conflict=f"{m.name}@{m.alias} points at {old if old is not None else 'nothing'}, "
+                        f"not {m.expected if m.expected is not None else 'nothing'}",
+                    )
+                con.execute(
+                    "INSERT INTO model_aliases VALUES (?, ?, ?, ?, ?) ON CONFLICT (name, alias) DO UPDATE SET "
+                    "version = excluded.version, set_by = excluded.set_by, set_at = excluded.set_at",
+                    (m.name, m.alias, m.version, m.actor, now),
+                )
+                self._alias_moved(con, m.name, m.alias, old, m.version, m.actor, now)
+            columns = {k: update.pop(k) for k in self._RUN_FIELDS if k in update}
+            record = {k: v for k, v in run.items() if k not in RUN_COLUMNS}
+            record.update(update)
+            assignments = ", ".join(f"{k} = ?" for k in columns)
+            con.execute(
+                f"UPDATE pipeline_runs SET {assignments + ', ' if assignments else ''}updated_at = ?, record = ? "
+                "WHERE id = ?",
+                (*columns.values(), now, _dumps(record), run_id),
+            )
+            if audit is not None:
+                self._audit(con, *audit)
+            row = con.execute(f"{self._RUN_SELECT} WHERE id = ?", (run_id,)).fetchone()
+        return RunCommit(True, self._run_row(row), previous_version=old)
 
     # -- monitoring profiles -----------------------------------------------------------------------
 

@@ -60,6 +60,34 @@ class MaterializationRun:
     stats: dict[str, Any] | None = None
 
 
+#: The columns of a pipeline run kept beside its JSON record (a run dict has them and the record's keys).
+RUN_COLUMNS = ("id", "model", "status", "decision", "step", "started_at", "updated_at")
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """An alias move made in the same transaction as a pipeline run's step (`commit_run_step`)."""
+
+    name: str
+    alias: str
+    version: int
+    actor: str
+    #: the version the alias must point at when the move is made (None: it must be unset) ...
+    expected: int | None = None
+    #: ... checked only when True; False moves it from wherever it points
+    check: bool = True
+
+
+@dataclass(frozen=True)
+class RunCommit:
+    """What `commit_run_step` did: `committed` False means an expectation failed and nothing changed."""
+
+    committed: bool
+    run: dict[str, Any]  # the run as it is after the call
+    previous_version: int | None = None  # the alias's version before the move (or now, when not committed)
+    conflict: str | None = None  # which expectation failed, in words
+
+
 class RegistryStore:
     """The operations of a registry backend. Subclass it and implement every method."""
 
@@ -235,6 +263,49 @@ class RegistryStore:
 
         `before_commit()` runs inside the transaction (it moves the entity rows into place); when it
         raises, nothing is stored and the exception propagates."""
+        raise NotImplementedError
+
+    # -- pipeline runs -----------------------------------------------------------------------------
+
+    def add_pipeline_run(self, model: str, record: Mapping[str, Any], actor: str) -> dict[str, Any]:
+        """Record a new run of model `model`'s training pipeline, with status "running" and step
+        "started" (unless `record` sets them), and an audit entry by `actor` ("pipeline_run_start", or
+        "pipeline_run_<status>" for a run recorded finished, e.g. skipped), in one transaction; return
+        the run.
+
+        A run is a dict with the keys of `RUN_COLUMNS` (id: a number that grows; times as ISO text)
+        and of `record` (JSON-able; its keys must not be those of `RUN_COLUMNS` but status, decision
+        and step, which set those columns)."""
+        raise NotImplementedError
+
+    def pipeline_run(self, run_id: int) -> dict[str, Any] | None:
+        """One run (as `add_pipeline_run` returns it), or None."""
+        raise NotImplementedError
+
+    def pipeline_runs(
+        self,
+        model: str | None = None,
+        status: str | None = None,
+        decision: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """The newest `limit` runs (of `model`, with `status`, with `decision`), newest first."""
+        raise NotImplementedError
+
+    def commit_run_step(
+        self,
+        run_id: int,
+        changes: Mapping[str, Any],
+        expect: Mapping[str, Any] | None = None,
+        alias_move: AliasMove | None = None,
+        audit: tuple[str, str, str, Mapping[str, Any]] | None = None,
+    ) -> RunCommit:
+        """In one transaction: check that the run's fields equal `expect` (e.g. {"step": "decided"})
+        and, with `alias_move.check`, that the alias points at `alias_move.expected`; when both hold,
+        merge `changes` into the run (status, decision and step set their columns; updated_at is
+        stamped), make the alias move (history and models generation as `set_model_alias`) and append
+        the `audit` entry (actor, action, target, detail). When one fails, nothing changes and the
+        result says which. An unknown run is a RegistryError."""
         raise NotImplementedError
 
     # -- monitoring profiles -----------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 from featurestore import FeatureStore
 from featurestore.errors import RegistryError
 from featurestore.registry_sqlite import SCHEMA_VERSION, SQLiteRegistryStore
-from featurestore.registry_store import MaterializationRun, RegistryStore
+from featurestore.registry_store import AliasMove, MaterializationRun, RegistryStore
 from tests.repo_builder import make_repo
 from tests.test_repo import ENTITY, HEADER, SOURCE, STATS, view
 
@@ -226,6 +226,88 @@ def test_aliases_move_with_their_history(backend):
         (2, None, "bob"),
     ]
     assert backend.models_generation() == generation + 3
+
+
+def test_pipeline_runs_are_numbered_filtered_and_newest_first(backend):
+    first = backend.add_pipeline_run("m", {"trigger": "manual", "params": {"a": 1}}, "alice")
+    assert (first["model"], first["status"], first["step"], first["decision"]) == (
+        "m",
+        "running",
+        "started",
+        None,
+    )
+    assert first["trigger"] == "manual" and first["params"] == {"a": 1}
+    second = backend.add_pipeline_run(
+        "m", {"trigger": "monitor", "status": "skipped", "decision": "skipped"}, "bob"
+    )
+    other = backend.add_pipeline_run("n", {"trigger": "manual"}, "bob")
+    assert first["id"] < second["id"] < other["id"]
+    assert [r["id"] for r in backend.pipeline_runs()] == [other["id"], second["id"], first["id"]]
+    assert [r["id"] for r in backend.pipeline_runs("m")] == [second["id"], first["id"]]
+    assert [r["id"] for r in backend.pipeline_runs(status="running")] == [other["id"], first["id"]]
+    assert [r["id"] for r in backend.pipeline_runs(decision="skipped")] == [second["id"]]
+    assert [r["id"] for r in backend.pipeline_runs(limit=1)] == [other["id"]]
+    assert backend.pipeline_run(first["id"]) == first
+    assert backend.pipeline_run(10_000) is None
+    started = [e for e in backend.audit_log("pipeline_run_start")]
+    assert [(e["actor"], e["target"], e["detail"]["run"]) for e in started][-1] == (
+        "alice",
+        "model:m",
+        first["id"],
+    )
+    skipped = backend.audit_log("pipeline_run_skipped")
+    assert [e["detail"] for e in skipped] == [{"run": second["id"], "trigger": "monitor"}]
+    with pytest.raises(RegistryError, match="kept by the registry"):
+        backend.add_pipeline_run("m", {"id": 3}, "alice")
+
+
+def test_a_run_step_commits_with_its_alias_move_and_audit_or_not_at_all(backend):
+    backend.add_model_version("m", model_record)
+    backend.add_model_version("m", model_record)
+    backend.set_model_alias("m", "production", 1, "alice")
+    run = backend.add_pipeline_run("m", {"trigger": "manual"}, "alice")
+    generation = backend.models_generation()
+    done = backend.commit_run_step(run["id"], {"step": "decided", "candidate": {"version": 2}})
+    assert done.committed and done.run["step"] == "decided" and done.run["candidate"] == {"version": 2}
+    assert done.run["trigger"] == "manual"  # merged, not replaced
+    # the alias moved elsewhere meanwhile: the step is refused whole
+    stale = backend.commit_run_step(
+        run["id"],
+        {"step": "promoted", "decision": "promoted"},
+        expect={"step": "decided"},
+        alias_move=AliasMove("m", "production", 2, "pipeline", expected=2),
+        audit=("pipeline", "model_promote", "model:m@production", {"run": run["id"]}),
+    )
+    assert not stale.committed and stale.previous_version == 1 and "points at 1" in (stale.conflict or "")
+    assert backend.pipeline_run(run["id"])["step"] == "decided"
+    assert backend.model_aliases("m") == {("m", "production"): 1}
+    assert backend.audit_log("model_promote") == []
+    moved = backend.commit_run_step(
+        run["id"],
+        {"step": "promoted", "decision": "promoted"},
+        expect={"step": "decided"},
+        alias_move=AliasMove("m", "production", 2, "pipeline", expected=1),
+        audit=("pipeline", "model_promote", "model:m@production", {"run": run["id"]}),
+    )
+    assert moved.committed and moved.previous_version == 1
+    assert (moved.run["step"], moved.run["decision"]) == ("promoted", "promoted")
+    assert backend.model_aliases("m") == {("m", "production"): 2}
+    assert backend.model_alias_history("m")[-1]["actor"] == "pipeline"
+    assert backend.models_generation() == generation + 1
+    assert len(backend.audit_log("model_promote")) == 1
+    # the same step again: its expectation no longer holds, nothing moves twice
+    again = backend.commit_run_step(
+        run["id"],
+        {"step": "promoted"},
+        expect={"step": "decided"},
+        alias_move=AliasMove("m", "production", 2, "pipeline", expected=1),
+    )
+    assert not again.committed and len(backend.model_alias_history("m")) == 2
+    # unchecked: moves from wherever it points; unset expected: None means "unset"
+    free = backend.commit_run_step(run["id"], {}, alias_move=AliasMove("m", "staging", 1, "x", check=False))
+    assert free.committed and free.previous_version is None
+    with pytest.raises(RegistryError, match="no pipeline run"):
+        backend.commit_run_step(10_000, {"step": "x"})
 
 
 def test_training_sets_are_saved_replaced_and_a_failed_save_stores_nothing(backend):
