@@ -29,6 +29,8 @@ from .errors import (
     MonitoringError,
     NotAppliedError,
     OnlineStoreUnavailable,
+    PermissionDeniedError,
+    PipelineError,
     PushError,
     RegistryError,
     RepoError,
@@ -37,6 +39,7 @@ from .errors import (
     UnknownNameError,
 )
 from .on_demand import OnDemandFeatureView, RequestSource, on_demand_feature_view
+from .pipelines.definition import TrainingPipeline, training_pipeline
 from .store import FeatureStore
 from .types import Array, Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp, ValueType
 
@@ -72,6 +75,8 @@ __all__ = [
     "OnDemandFeatureView",
     "OnlineStoreUnavailable",
     "ParquetSource",
+    "PermissionDeniedError",
+    "PipelineError",
     "PushError",
     "PushSource",
     "RegistryError",
@@ -79,10 +84,12 @@ __all__ = [
     "RequestSource",
     "RetrievalError",
     "String",
+    "TrainingPipeline",
     "TransformError",
     "UnixTimestamp",
     "UnknownNameError",
     "ValueType",
     "__version__",
     "on_demand_feature_view",
+    "training_pipeline",
 ]

@@ -21,8 +21,16 @@ from .definitions import (
 )
 from .errors import DefinitionError, RetrievalError, UnknownNameError, unknown
 from .on_demand import OnDemandFeatureView  # also registers the "request" source type
+from .pipelines.definition import TrainingPipeline
 
-KINDS = ("entity", "source", "feature_view", "on_demand_feature_view", "feature_service")
+KINDS = (
+    "entity",
+    "source",
+    "feature_view",
+    "on_demand_feature_view",
+    "feature_service",
+    "training_pipeline",
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,7 @@ class Catalog:
     views: dict[str, FeatureView] = field(default_factory=dict)
     services: dict[str, FeatureService] = field(default_factory=dict)
     on_demand: dict[str, OnDemandFeatureView] = field(default_factory=dict)
+    pipelines: dict[str, TrainingPipeline] = field(default_factory=dict)  # by model name
     # (kind, name) -> where it is defined ("features.py:12"), for a catalog loaded from a repo; not part
     # of any spec (apply records it beside the spec, so moving a definition is no change).
     locations: dict[tuple[str, str], str] = field(default_factory=dict, compare=False)
@@ -65,6 +74,7 @@ class Catalog:
             "feature_view": self.views,
             "on_demand_feature_view": self.on_demand,
             "feature_service": self.services,
+            "training_pipeline": self.pipelines,
         }
         return kinds[kind]
 
@@ -95,11 +105,22 @@ class Catalog:
         for (kind, name), spec in specs.items():
             if kind == "feature_service":
                 cat.services[name] = FeatureService.from_spec(spec, cat.views)
+            elif kind == "training_pipeline":
+                cat.pipelines[name] = TrainingPipeline.from_spec(spec)
         return cat
 
     @property
     def is_empty(self) -> bool:
-        return not (self.entities or self.sources or self.views or self.services or self.on_demand)
+        return not (
+            self.entities or self.sources or self.views or self.services or self.on_demand or self.pipelines
+        )
+
+    def pipeline(self, model: str) -> TrainingPipeline:
+        """The training pipeline of model `model`."""
+        try:
+            return self.pipelines[model]
+        except KeyError:
+            raise unknown("training pipeline of model", model, self.pipelines) from None
 
     # -- lookups with helpful errors ------------------------------------------------------------
 

@@ -92,6 +92,15 @@ class LogWriteError(MonitoringError):
     the server's trouble, not the request's (HTTP 503, where a MonitoringError is a 422)."""
 
 
+class PermissionDeniedError(FeatureStoreError):
+    """The acting user or API key's role does not allow the action (HTTP 403); see featurestore.governance."""
+
+
+class PipelineError(FeatureStoreError):
+    """A training pipeline run cannot start or go on (another run holds the model, a bad spine range,
+    a train function that returned no model); see featurestore.pipelines."""
+
+
 class DefinitionsChangedError(FeatureStoreError):
     """An on-demand feature view's function on disk no longer matches the source hash recorded at
     apply (HTTP 409): the store will not serve code that was never applied. Run `fs apply` again."""

@@ -36,7 +36,7 @@ import types
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import DefinitionsChangedError
 
@@ -291,22 +291,29 @@ def _repo_module(name: str, module: Any, root: Path) -> bool:
 
 
 _imports = itertools.count()
+_D = TypeVar("_D")
+
+
+def import_definitions(path: Path, root: Path, kind: type[_D]) -> dict[str, _D]:
+    """Import a definition file afresh (as the repo loader does): its top-level objects of class
+    `kind` (on-demand views, training pipelines) by name."""
+    spec = importlib.util.spec_from_file_location(f"_fs_definitions_{next(_imports)}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    with fresh_repo_imports(root):
+        spec.loader.exec_module(module)
+    found: dict[str, _D] = {}
+    for value in vars(module).values():
+        if isinstance(value, kind):
+            found.setdefault(getattr(value, "name"), value)  # noqa: B009 - any named definition
+    return found
 
 
 def import_views(path: Path, root: Path) -> dict[str, OnDemandFeatureView]:
     """Import a definition file afresh (as the repo loader does): its top-level on-demand views by name."""
     from .on_demand import OnDemandFeatureView
 
-    spec = importlib.util.spec_from_file_location(f"_fs_on_demand_{next(_imports)}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    with fresh_repo_imports(root):
-        spec.loader.exec_module(module)
-    found: dict[str, OnDemandFeatureView] = {}
-    for value in vars(module).values():
-        if isinstance(value, OnDemandFeatureView):
-            found.setdefault(value.name, value)
-    return found
+    return import_definitions(path, root, OnDemandFeatureView)
 
 
 def view_code_hash(view: OnDemandFeatureView, root: Path) -> tuple[str, frozenset[Path]]:

@@ -33,6 +33,7 @@ _LABEL = {
     "feature_view": "feature view",
     "on_demand_feature_view": "on-demand feature view",
     "feature_service": "feature service",
+    "training_pipeline": "training pipeline",
 }
 
 

@@ -3,8 +3,8 @@
     catalog = load_repo(config)      # raises RepoError listing every problem, each with file and object
 
 Every `.py` file under the repo is imported, except files or folders starting with `_` or `.`,
-`test_*.py`, and what `[repo] ignore` lists. Module-level Entity, source, FeatureView and
-FeatureService objects are collected; sources and entities a view uses are collected too, even
+`test_*.py`, and what `[repo] ignore` lists. Module-level Entity, source, FeatureView,
+FeatureService, on-demand view and training pipeline objects are collected; sources and entities a view uses are collected too, even
 when they are not module-level names.
 """
 
@@ -34,6 +34,7 @@ from .errors import DefinitionError, FeatureStoreError, RepoError, did_you_mean
 from .offline.sources import SourceReader, duckdb_connection
 from .on_demand import OnDemandFeatureView, RequestSource, on_demand_problems
 from .on_demand_code import fresh_repo_imports
+from .pipelines.definition import TrainingPipeline
 from .sites import location as definition_location
 from .types import value_type_of
 
@@ -43,6 +44,7 @@ _KIND_NAMES = {
     "feature_view": "feature view",
     "on_demand_feature_view": "on-demand feature view",
     "feature_service": "feature service",
+    "training_pipeline": "training pipeline",
 }
 
 
@@ -108,6 +110,8 @@ def load_repo(config: RepoConfig, validate_sources: bool = True) -> Catalog:
                     add("on_demand_feature_view", value, rel)
                     for request in value.request_sources:
                         add("source", request, rel)
+                elif isinstance(value, TrainingPipeline):
+                    add("training_pipeline", value, rel)
 
     catalog = Catalog(locations=locations)
     origins: dict[tuple[str, str], str] = {}
@@ -122,6 +126,10 @@ def load_repo(config: RepoConfig, validate_sources: bool = True) -> Catalog:
     if schemas is not None:
         problems += source_problems + check_sources(catalog, origins, schemas)
     problems += on_demand_problems(catalog, origins, config.repo_path, validate_sources)
+    if catalog.pipelines:
+        from .pipelines.repo import pipeline_problems
+
+        problems += pipeline_problems(catalog, origins, config.repo_path, schemas)
     if problems:
         raise RepoError(problems)
     return catalog

@@ -35,6 +35,8 @@ EXPECTED = {
     "OnDemandFeatureView",
     "OnlineStoreUnavailable",
     "ParquetSource",
+    "PermissionDeniedError",
+    "PipelineError",
     "PushError",
     "PushSource",
     "RegistryError",
@@ -42,12 +44,14 @@ EXPECTED = {
     "RequestSource",
     "RetrievalError",
     "String",
+    "TrainingPipeline",
     "TransformError",
     "UnixTimestamp",
     "UnknownNameError",
     "ValueType",
     "__version__",
     "on_demand_feature_view",
+    "training_pipeline",
 }
 
 
