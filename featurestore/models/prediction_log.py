@@ -8,7 +8,10 @@ monitoring read one version's files only: `featurestore.monitoring.log`.)
 One row per predicted entity row: `request_id`, `ts` (UTC), `model`, `model_version`, the entity's
 join keys (and request-time values) as their own columns, the feature values the model was given as
 a struct column `features`, `missing` (the inputs that were NOT_FOUND / OUTSIDE_MAX_AGE and got a
-null or a default) and `prediction`. Read it with DuckDB:
+null or a default), `prediction` and `variant`: "primary" for the answer the client got, "shadow" for
+a challenger's prediction on the same row (`featurestore.models.shadow`; filed under the challenger's
+version, so a version's files hold its shadow rows too). Files written before the column existed have
+none: read them with `union_by_name`; a null variant is "primary". Read it with DuckDB:
 
     SELECT * FROM read_parquet('data/predictions/eta/*/*.parquet', union_by_name = true)
 
@@ -37,7 +40,7 @@ log = logging.getLogger("featurestore.models")
 
 #: The log's own columns; an entity key or request value named like one is logged as `entity_<name>`.
 LOG_COLUMNS = frozenset(
-    {"request_id", "ts", "model", "model_version", "row", "features", "missing", "prediction"}
+    {"request_id", "ts", "model", "model_version", "row", "variant", "features", "missing", "prediction"}
 )
 
 

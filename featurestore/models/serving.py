@@ -22,6 +22,11 @@ Missing values: a feature whose status is NOT_FOUND or OUTSIDE_MAX_AGE is handle
 `missing_policy`: "fail" raises MissingFeatureError (HTTP 422) naming the row and feature; "null"
 passes a missing value (NaN) to the model; {"feature": default} substitutes defaults for the listed
 features (the others fail).
+
+Shadow scoring (`featurestore.models.shadow`): a request through the `production` alias of a model
+that also has a `challenger` alias is scored by the challenger too, in a background thread, on the
+same assembled columns; the response is unchanged and the challenger's predictions are logged with
+`variant="shadow"`. `flush_shadow()` waits for that queue; `close()` drains it before the log.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from .registry import ModelVersion, parse_model_ref
 
 if TYPE_CHECKING:
     from ..store import FeatureStore
+    from .shadow import ShadowScorer
 
 log = logging.getLogger("featurestore.models")
 
@@ -89,6 +95,7 @@ class Prepared:
     loaded: LoadedModel
     rows: list[dict[str, Any]]
     request_id: str
+    shadow: bool = False  # resolved through the production alias (by name or by default): shadowed
 
 
 class ModelServer:
@@ -101,6 +108,7 @@ class ModelServer:
         refresh_interval: float = 1.0,
         prediction_log: PredictionLog | None = None,
         watch: bool = True,
+        shadow: bool = True,
     ):
         self.store = store
         self.models = store.models
@@ -118,6 +126,11 @@ class ModelServer:
         self._closed = threading.Event()
         self._listener = _weak_listener(self)
         self.models.subscribe(self._listener)
+        self._shadow: ShadowScorer | None = None
+        if shadow and self.log is not None:
+            from .shadow import ShadowScorer
+
+            self._shadow = ShadowScorer(self)
         self._watcher: threading.Thread | None = None
         if watch:
             self._watcher = threading.Thread(
@@ -221,6 +234,8 @@ class ModelServer:
             self._targets.update(fresh)  # one dict update: a request sees the old or the new version
             for key in gone:
                 self._targets.pop(key, None)
+            if self._shadow is not None:
+                self._shadow.after_refresh()
             for key, version in fresh.items():
                 if version != targets[key]:
                     log.info(
@@ -250,7 +265,11 @@ class ModelServer:
     ) -> Prepared:
         """Resolve the model and read the entity rows (join keys, plus any request-time values)."""
         loaded = self.get(ref, version=version, alias=alias)
-        return Prepared(loaded, _rows(entity_rows), request_id or uuid.uuid4().hex)
+        shadow = False
+        if self._shadow is not None:
+            _, pinned, alias = parse_model_ref(ref, version, alias)
+            shadow = pinned is None and alias in (None, "production")
+        return Prepared(loaded, _rows(entity_rows), request_id or uuid.uuid4().hex, shadow)
 
     def finish(
         self, prepared: Prepared, response: Any, return_features: bool = False, probabilities: bool = False
@@ -285,7 +304,9 @@ class ModelServer:
             out["features"] = columns
             out["missing"] = missing
         if self.log is not None:
-            self._log(prepared, columns, missing, predictions)
+            now = self._log(prepared, columns, missing, predictions)
+            if prepared.shadow and self._shadow is not None:
+                self._shadow.offer(prepared, columns, missing, now)
         return out
 
     def predict(
@@ -398,7 +419,7 @@ class ModelServer:
         columns: dict[str, list[Any]],
         missing: list[list[str]],
         predictions: list[Any],
-    ) -> None:
+    ) -> datetime:
         mv = prepared.loaded.version
         now = datetime.now(timezone.utc)
         keys = prepared.loaded.join_keys
@@ -412,6 +433,7 @@ class ModelServer:
                 "model": mv.name,
                 "model_version": mv.version,
                 "row": i,
+                "variant": "primary",
             }
             for k in (*keys, *extra):
                 entry[f"entity_{k}" if k in LOG_COLUMNS else k] = row.get(k)
@@ -421,13 +443,22 @@ class ModelServer:
             out.append(entry)
         assert self.log is not None
         self.log.append(out)
+        return now
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
+    def flush_shadow(self, timeout: float = 10.0) -> bool:
+        """Wait until the shadow queue is scored and logged (buffered: `log.flush()` writes it);
+        False if it is not done within `timeout` seconds. True at once when nothing shadows."""
+        return self._shadow.flush(timeout) if self._shadow is not None else True
+
     def close(self) -> None:
-        """Stop watching, flush and stop the prediction log."""
+        """Stop watching, score what the shadow queue holds (at most `shadow.DRAIN_SECONDS`: a hung
+        challenger's rows are dropped and counted), flush and stop the prediction log."""
         self._closed.set()
         self.models.unsubscribe(self._listener)
+        if self._shadow is not None:
+            self._shadow.close()
         if self.log is not None:
             self.log.close()
 

@@ -7,13 +7,14 @@ trained on, do served values match a training set's, and is the model still righ
     store.monitor.freshness()                                   # newest online event time per view
     store.monitor.log_feedback([{"request_id": ..., "row": 0, "label": 1}])
     store.monitor.performance("trip_completion@production")     # live metric per day
+    store.monitor.shadow("trip_completion")                     # production vs its challenger
     store.monitor.report("trip_completion@production", "report.html")
     store.monitor.check()                                       # every check, for cron and CI
 
 `Monitor` is the facade; each question has its own module: `stats` (profiles of materialized
 rows and training sets), `drift`, `skew`, `freshness`, `performance` (feedback and live
-metrics), `report` (the HTML file), `checks` (`fs monitor check`, log retention). The
-prediction log is read through `log`.
+metrics), `shadow` (production against its challenger), `report` (the HTML file), `checks`
+(`fs monitor check`, log retention). The prediction log is read through `log`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from .drift import DailyDrift, DriftReport
     from .freshness import FreshnessReport
     from .performance import PerformanceReport
+    from .shadow import ShadowReport
     from .skew import SkewReport
     from .stats import ViewStats
 
@@ -122,6 +124,17 @@ class Monitor:
         from .performance import performance
 
         return performance(self, self.version(model), window(start, end))
+
+    def shadow(
+        self, model: str, start: Any = None, end: Any = None, challenger: int | None = None
+    ) -> ShadowReport:
+        """Production's answers against its challenger's shadow predictions on the same requests
+        and rows in [start, end]: agreement, and the live metric of both where labels were fed
+        back. `challenger`: a version number, else the `challenger` alias."""
+        from .shadow import challenger_of, shadow
+
+        production, other = challenger_of(self, model, challenger)
+        return shadow(self, production, other, window(start, end))
 
     def report(self, model: str, out: str | Path, start: Any = None, end: Any = None) -> Path:
         """Write the self-contained HTML monitoring report of a model to `out`; returns its path."""

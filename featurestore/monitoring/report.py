@@ -2,7 +2,8 @@
 
     store.monitor.report("trip_completion@production", "report.html", start="2026-11-24")
 
-It is built from the monitoring reports (drift, drift per day, live performance, freshness): their
+It is built from the monitoring reports (drift, drift per day, live performance, freshness, and the
+shadow comparison when the version is the production or challenger of a model with both): their
 bins, shares and per-day figures, never the logged rows, so its size depends on the number of
 features, bins and days only. Plots are inline SVG (`svg`), styles inline CSS, and nothing is
 loaded from anywhere: the file opens offline, from a mail attachment or a CI artifact.
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from .drift import DailyDrift, DriftReport, FeatureDrift
     from .freshness import FreshnessReport
     from .performance import PerformanceReport
+    from .shadow import ShadowReport
 
 TEMPLATE = "report.html.j2"  # beside this module
 DAILY_SERIES = 5  # the drift-per-day chart draws the prediction and the features of highest PSI
@@ -42,10 +44,34 @@ def write_report(monitor: Monitor, mv: ModelVersion, out: Path, window: Window) 
     report, daily = drift_with_days(monitor, mv, window)
     live = performance(monitor, mv, window)
     fresh = freshness(monitor.store)
-    html = render(mv, window, report, daily, live, fresh, thresholds=report.thresholds)
+    html = render(
+        mv,
+        window,
+        report,
+        daily,
+        live,
+        fresh,
+        thresholds=report.thresholds,
+        shadow=_shadow(monitor, mv, window),
+    )
     out = Path(out)
     _write_atomic(out, html)
     return out
+
+
+def _shadow(monitor: Monitor, mv: ModelVersion, window: Window) -> ShadowReport | None:
+    """The shadow comparison of `mv`'s model, if `mv` is its production or challenger version and
+    the challenger logged shadow rows in the window; else None (the report has no Shadow section)."""
+    from .shadow import challenger_of, shadow
+
+    try:
+        production, challenger = challenger_of(monitor, mv.name)
+    except MonitoringError:  # no production or no challenger alias: nothing to compare
+        return None
+    if mv.version not in (production.version, challenger.version) or production.version == challenger.version:
+        return None
+    found = shadow(monitor, production, challenger, window)
+    return found if found.shadow_rows else None
 
 
 def _write_atomic(out: Path, text: str) -> None:
@@ -71,6 +97,7 @@ def render(
     freshness: FreshnessReport,
     thresholds: Thresholds,
     now: datetime | None = None,
+    shadow: ShadowReport | None = None,
 ) -> str:
     """The report's HTML text from the reports it shows."""
     import jinja2
@@ -107,6 +134,8 @@ def render(
         "live": live,
         "live_chart": _live_chart(live),
         "freshness": freshness,
+        "shadow": shadow,
+        "shadow_chart": _shadow_chart(shadow),
         "status_class": _status_class,
     }
     return env.get_template(TEMPLATE).render(**context)
@@ -148,6 +177,24 @@ def _live_chart(live: PerformanceReport) -> Any:
             {live.metric: [d.value for d in live.days]},
             refs=refs,
             y_label=live.metric,
+            from_zero=False,
+        )
+    )
+
+
+def _shadow_chart(shadow: ShadowReport | None) -> Any:
+    """Both versions' live metric per day, when labels were fed back for the compared rows."""
+    if shadow is None or shadow.metric is None or not any(d.labelled for d in shadow.days):
+        return None
+    return _markup(
+        svg.line_chart(
+            f"Live {shadow.metric} per day: production v{shadow.production}, challenger v{shadow.challenger}",
+            [d.day.isoformat() for d in shadow.days],
+            {
+                f"production v{shadow.production}": [d.production_live for d in shadow.days],
+                f"challenger v{shadow.challenger}": [d.challenger_live for d in shadow.days],
+            },
+            y_label=shadow.metric,
             from_zero=False,
         )
     )
