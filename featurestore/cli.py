@@ -10,6 +10,7 @@ fs --repo my_repo online-features --features driver_activity --entity driver_id=
 fs --repo my_repo push driver_stats_push rows.parquet --to both
 fs --repo my_repo serve --port 6566
 fs --repo my_repo training-sets list | show NAME | compare NAME     (and `fs models ...`)
+fs --repo my_repo retrain trip_completion [--when drift]; fs runs [MODEL]; fs runs show ID
 
 Tables fit a terminal; written to a pipe or a file they are never cut. `--json` (list, plan,
 online-features, models list/show, training-sets) prints JSON for scripts.
@@ -104,13 +105,14 @@ def apply(ctx: click.Context) -> None:
     "kind",
     required=False,
     default="all",
-    type=click.Choice(["all", "entities", "sources", "views", "services"]),
+    type=click.Choice(["all", "entities", "sources", "views", "services", "pipelines"]),
 )
 @_JSON
 @click.pass_context
 @handle_errors
 def list_(ctx: click.Context, kind: str, as_json: bool) -> None:
-    """List the applied entities, sources, feature views (plain, aggregating, on-demand) and services."""
+    """List the applied entities, sources, feature views (plain, aggregating, on-demand), services and
+    training pipelines."""
     from rich.table import Table
 
     from .plan import format_duration
@@ -183,6 +185,24 @@ def list_(ctx: click.Context, kind: str, as_json: bool) -> None:
                 service.name, ", ".join(service.refs), where.get(("feature_service", service.name), "-")
             )
         console.print(table)
+    if kind in ("all", "pipelines") and (catalog.pipelines or kind == "pipelines"):
+        table = Table(title="Training pipelines")
+        columns = ("model", "features", "spine", "label", "metric", "alias", "approval", "function")
+        for col in (*columns, "defined at"):
+            table.add_column(col)
+        for p in catalog.pipelines.values():
+            table.add_row(
+                p.model,
+                p.features,
+                p.spine,
+                p.label,
+                p.metric,
+                p.alias,
+                p.approval,
+                f"{p.function_file}:{p.function}",
+                where.get(("training_pipeline", p.model), "-"),
+            )
+        console.print(table)
 
 
 def _request_field_types(catalog: Any) -> dict[str, str]:
@@ -242,6 +262,11 @@ def _catalog_json(store: Any, kind: str) -> dict[str, list[dict[str, Any]]]:
         out["on_demand_views"] = [
             {**o.to_spec(), "defined_at": where.get(("on_demand_feature_view", o.name))}
             for o in catalog.on_demand.values()
+        ]
+    if kind in ("all", "pipelines"):
+        out["pipelines"] = [
+            {**p.to_spec(), "defined_at": where.get(("training_pipeline", p.model))}
+            for p in catalog.pipelines.values()
         ]
     if kind in ("all", "services"):
         out["services"] = [
@@ -592,6 +617,25 @@ def _add_monitoring() -> None:
 
 
 _add_monitoring()
+
+
+def _add_pipelines() -> None:
+    from .pipelines.cli import retrain, runs
+
+    cli.add_command(retrain)
+    cli.add_command(runs)
+
+
+_add_pipelines()
+
+
+def _add_audit() -> None:
+    from .audit_cli import audit
+
+    cli.add_command(audit)
+
+
+_add_audit()
 
 
 def main() -> None:

@@ -25,6 +25,10 @@
     [monitoring.models.eta]         # per model: any of the keys above but the log's
     psi_drift = 0.3
     metric = "neg_mean_absolute_error"
+    [models]
+    protected_aliases = ["production"]   # move only through a passed promotion policy or an approver
+    [governance]
+    users = {alice = "approver", bob = "models"}   # $FS_USER -> role, for the CLI and Python
 
 Environment variables override the file, so one repo deploys to several places:
 `FS_PROJECT`, `FS_OFFLINE_PATH`, `FS_ONLINE_TYPE`, `FS_ONLINE_PATH`, `FS_ONLINE_URL` (a redis:// URL
@@ -51,7 +55,10 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CONFIG_FILE = "featurestore.toml"
-ROLES = ("read", "write", "admin", "models")  # models: read, plus registering models and moving aliases
+# Roles are sets of permissions (featurestore.governance.PERMISSIONS): read < write; read < models <
+# approver; admin has every permission.
+ROLES = ("read", "write", "models", "approver", "admin")
+DEFAULT_PROTECTED_ALIASES = ("production",)
 ONLINE_TYPES = ("sqlite", "redis")
 
 
@@ -119,6 +126,16 @@ class MonitoringConfig:
 
 
 @dataclass(frozen=True)
+class GovernanceConfig:
+    """`[models] protected_aliases` and `[governance] users` (SPEC §13, featurestore.governance)."""
+
+    #: aliases that move only through a passed promotion policy, or by an approver or admin
+    protected_aliases: tuple[str, ...] = DEFAULT_PROTECTED_ALIASES
+    #: user name -> role, for the CLI and Python: $FS_USER picks the user (advisory: see governance)
+    users: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class RepoConfig:
     """The whole configuration of one feature repo; paths are absolute."""
 
@@ -130,6 +147,7 @@ class RepoConfig:
     server: ServerConfig = ServerConfig()
     ignore: tuple[str, ...] = ()
     monitoring: MonitoringConfig | None = None  # None: the defaults, the log beside the registry
+    governance: GovernanceConfig = GovernanceConfig()
 
     @property
     def monitor(self) -> MonitoringConfig:
@@ -175,7 +193,17 @@ def load_config(repo_path: str | os.PathLike[str], env: Mapping[str, str] | None
 
 
 def parse_config(raw: dict[str, Any], repo: Path, env: Mapping[str, str], where: str) -> RepoConfig:
-    known = {"project", "offline", "online", "registry", "server", "repo", "monitoring"}
+    known = {
+        "project",
+        "offline",
+        "online",
+        "registry",
+        "server",
+        "repo",
+        "monitoring",
+        "models",
+        "governance",
+    }
     extra = set(raw) - known
     if extra:
         raise ConfigError(f"{where}: unknown setting(s) {sorted(extra)} (known: {sorted(known)})")
@@ -241,7 +269,33 @@ def parse_config(raw: dict[str, Any], repo: Path, env: Mapping[str, str], where:
         server=_server(section("server"), env, where),
         ignore=tuple(ignore),
         monitoring=_monitoring(section("monitoring"), env, registry_path, resolve, where),
+        governance=_governance(section("models"), section("governance"), where),
     )
+
+
+def _governance(models: dict[str, Any], raw: dict[str, Any], where: str) -> GovernanceConfig:
+    extra = set(models) - {"protected_aliases"}
+    if extra:
+        raise ConfigError(
+            f"{where}: unknown [models] setting(s) {sorted(extra)} (known: ['protected_aliases'])"
+        )
+    extra = set(raw) - {"users"}
+    if extra:
+        raise ConfigError(f"{where}: unknown [governance] setting(s) {sorted(extra)} (known: ['users'])")
+    protected = models.get("protected_aliases", list(DEFAULT_PROTECTED_ALIASES))
+    if not isinstance(protected, list) or not all(isinstance(a, str) and a for a in protected):
+        raise ConfigError(
+            f"{where}: [models] protected_aliases must be a list of alias names, got {protected!r}"
+        )
+    users = raw.get("users", {})
+    if not isinstance(users, dict):
+        raise ConfigError(f'{where}: [governance] users must be a table of user = "role", got {users!r}')
+    for user, role in users.items():
+        if role not in ROLES:
+            raise ConfigError(
+                f"{where}: [governance] users: user '{user}' has role {role!r}; roles are {list(ROLES)}"
+            )
+    return GovernanceConfig(protected_aliases=tuple(protected), users=dict(users))
 
 
 def _monitoring(

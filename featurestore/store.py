@@ -25,6 +25,7 @@ from .plan import Plan, diff
 from .registry import Registry
 
 if TYPE_CHECKING:
+    from .governance import Governance
     from .materialize import MaterializeResult
     from .models.lineage import TrainingSet, TrainingSets
     from .models.registry import ModelRegistry
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from .online.base import OnlineStore
     from .online.lookup import PendingLookup
     from .online.response import OnlineResponse
+    from .pipelines import Pipelines
 
 
 CATALOG_POLL_SECONDS = 1.0
@@ -96,6 +98,20 @@ class FeatureStore:
 
         return Monitor(self)
 
+    @cached_property
+    def governance(self) -> Governance:
+        """Who may do what (SPEC §13): roles, protected aliases; see featurestore.governance."""
+        from .governance import Governance
+
+        return Governance(self.config.governance, self.registry)
+
+    @cached_property
+    def pipelines(self) -> Pipelines:
+        """Training pipelines (SPEC §13): run, resume and list runs; see featurestore.pipelines."""
+        from .pipelines import Pipelines
+
+        return Pipelines(self)
+
     def save_training_set(
         self, name: str, job: RetrievalJob, description: str = "", overwrite: bool = False
     ) -> TrainingSet:
@@ -157,7 +173,9 @@ class FeatureStore:
         return diff(self.registry.specs(), catalog.specs())
 
     def apply(self, catalog: Catalog | None = None) -> Plan:
-        """Validate the repo and record its definitions in the registry, all or nothing."""
+        """Validate the repo and record its definitions in the registry, all or nothing.
+        Governed: the CLI / Python user ($FS_USER) needs the admin role when users are configured."""
+        self.governance.check("apply", f"project:{self.config.project}")
         catalog = catalog if catalog is not None else self.load_repo()
         plan = diff(self.registry.specs(), catalog.specs())
         generation = self.registry.apply(

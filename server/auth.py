@@ -2,13 +2,17 @@
 
 Keys come from `config.server.api_keys` (featurestore.toml `[[server.api_keys]]` or `FS_API_KEYS`),
 each with a name and a role. A request carries its key as `Authorization: Bearer <key>` or
-`X-API-Key: <key>`. Roles are ranked: `read` (lookups, catalog, predictions, metrics) < `write`
-(push, labels fed back to models, and everything `read` may) < `admin` (everything). `models` may what `read` may, plus
-register models and move their aliases (server/routers/models.py).
+`X-API-Key: <key>`. Roles are sets of permissions (`featurestore.governance.PERMISSIONS`, SPEC §13):
+`read` (lookups, catalog, predictions, metrics); `write` (read + push, labels fed back to models);
+`models` (read + register models, move unprotected aliases, run pipelines); `approver` (models +
+approve or reject candidates, move protected aliases); `admin` (everything). `require(role)` admits
+the roles holding every permission of `role`: `require("write")` admits write and admin, not models
+or approver; `require("models")` admits models, approver and admin. Endpoints whose answer depends
+on the target (moving a protected alias) also pass the key's role to `store.governance.check`.
 
 - No keys configured: the server is open, every request acts as `anonymous` with the `admin` role
   (a warning is logged at startup). Meant for local use and trusted networks only.
-- Keys configured: a missing or unknown key gets 401, a key whose role is too low gets 403.
+- Keys configured: a missing or unknown key gets 401, a key whose role lacks a permission gets 403.
 
 Keys are compared with `hmac.compare_digest` against every configured key (no early exit), and
 never logged: only the key's *name* appears in logs and the audit trail.
@@ -31,9 +35,7 @@ from fastapi.security import APIKeyHeader
 from starlette.types import Scope
 
 from featurestore.config import ApiKey
-
-# `models` ranks as `read`; the model endpoints also admit it to register models and move aliases.
-ROLE_RANK = {"read": 1, "models": 1, "write": 2, "admin": 3}
+from featurestore.governance import PERMISSIONS, allows
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,8 @@ class Principal:
     role: str
 
     def may(self, role: str) -> bool:
-        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+        """Whether this caller holds every permission of `role`."""
+        return allows(self.role, role)
 
 
 ANONYMOUS = Principal("anonymous", "admin")
@@ -92,7 +95,7 @@ def key_in(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
 
 
 class RoleCheck(APIKeyHeader):
-    """The dependency `require(role)` returns: admits callers whose role is at least `role`.
+    """The dependency `require(role)` returns: admits callers whose role holds `role`'s permissions.
 
     A FastAPI security scheme, so the OpenAPI document shows which operations need a key (the
     "Authorize" button of /docs); the check itself reads `Authorization: Bearer` or `X-API-Key`.
@@ -115,7 +118,7 @@ class RoleCheck(APIKeyHeader):
         return self.admit(request.app.state.fs.auth, request.scope)
 
     def admit(self, authenticator: Authenticator, scope: Scope) -> Principal:
-        """The caller of the request of `scope`, if its role is at least this check's; else 401 or 403.
+        """The caller of the request of `scope`, if its role holds this check's; else 401 or 403.
         The Principal is also left in the request's state (`request.state.principal`)."""
         principal = ANONYMOUS if authenticator.open else authenticator.identify(key_in(scope["headers"]))
         if principal is None:
@@ -135,10 +138,10 @@ class RoleCheck(APIKeyHeader):
 
 @cache
 def require(role: str) -> RoleCheck:
-    """A FastAPI dependency admitting callers whose role is at least `role`; returns their Principal.
+    """A FastAPI dependency admitting callers whose role holds `role`'s permissions; returns their Principal.
 
     The same object per role, so FastAPI runs it once per request even when it is listed twice.
     """
-    if role not in ROLE_RANK:
-        raise ValueError(f"unknown role {role!r}; roles are {list(ROLE_RANK)}")
+    if role not in PERMISSIONS:
+        raise ValueError(f"unknown role {role!r}; roles are {list(PERMISSIONS)}")
     return RoleCheck(role)

@@ -6,6 +6,7 @@ client can branch on) for the errors that have one, e.g. `model_error`.
 |---------------------------------------------|--------|------------------------------------------------|
 | request body/path/query fails validation    | 422    | names the field: `body.entities.0.driver_id`   |
 | UnknownNameError (feature, view, service, …) | 404    | with a suggestion ("did you mean ...")         |
+| PermissionDeniedError (governance check)    | 403    | the key's role may not do this (SPEC §13)      |
 | RetrievalError, PushError, DefinitionError  | 422    | the request asks for something malformed       |
 | batch over `max_batch_rows`, body too large | 413    |                                                |
 | OnlineStoreUnavailable, lookup timeout      | 503    | with `Retry-After`; the next request retries   |
@@ -36,6 +37,7 @@ from featurestore.errors import (
     FeatureStoreError,
     NotAppliedError,
     OnlineStoreUnavailable,
+    PermissionDeniedError,
     PushError,
     RegistryError,
     RetrievalError,
@@ -50,6 +52,7 @@ log = logging.getLogger("featurestore.server")
 # Most specific class first; the first match wins.
 ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (UnknownNameError, 404),
+    (PermissionDeniedError, 403),
     (DefinitionsChangedError, 409),
     (TransformError, 500),
     (OnlineStoreUnavailable, 503),

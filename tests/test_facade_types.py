@@ -15,6 +15,8 @@ EXPECTED = {
     "models": "ModelRegistry",
     "training_sets": "TrainingSets",
     "monitor": "Monitor",
+    "governance": "Governance",
+    "pipelines": "Pipelines",
     "save_training_set": "TrainingSet",
     "load_repo": "Catalog",
     "catalog": "Catalog",

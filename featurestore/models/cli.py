@@ -6,11 +6,16 @@
         --metric mae=1.9 --param alpha=0.5 --tag team=rides --alias staging
     fs models alias eta production 3   # fs models alias eta staging --delete
     fs models history eta
+    fs models pending [eta] [--json]   # candidates a pipeline left awaiting approval
+    fs models approve eta 7 --reason "checked the slices"     # moves the run's alias to 7
+    fs models reject eta 7 --reason "worse on new drivers"    # the alias stays
     fs training-sets list | show eta_train | compare eta_train    # saved training sets (--json too)
 
 `register` takes a model *file*: .skops (only types skops trusts by default), .onnx, or .joblib/.pkl
-(pickles run code when read: only register files you produced). The main `fs` group adds this group
-with `cli.add_command(models)` and `cli.add_command(training_sets)`.
+(pickles run code when read: only register files you produced). Registering, alias moves and
+approvals are governed (featurestore.governance): with `[governance] users` configured, $FS_USER's
+role must allow them (a protected alias such as `production` needs approver). The main `fs` group
+adds this group with `cli.add_command(models)` and `cli.add_command(training_sets)`.
 """
 
 from __future__ import annotations
@@ -196,7 +201,10 @@ def register(
     if missing_policy and defaults:
         raise click.UsageError("pass --missing-policy or --default, not both")
     policy: Any = _pairs(defaults, "--default", numbers=True) if defaults else (missing_policy or "fail")
-    registry = _store(ctx).models
+    store = _store(ctx)
+    registry = store.models
+    if alias:  # refused before registering, not after: no version is left behind by a refused --alias
+        store.governance.check("set_alias", f"model:{name}@{alias}", alias=alias)
     mv = registry.register(
         name,
         path,
@@ -265,6 +273,71 @@ def history(ctx: click.Context, name: str) -> None:
             what = f"removed {e['alias']} (was {e['from_version']})"
         table.add_row(e["at"][:19].replace("T", " "), e["actor"], what)
     _console().print(table)
+
+
+@models.command()
+@click.argument("name", required=False)
+@_JSON
+@click.pass_context
+@_errors
+def pending(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """Candidates awaiting approval (of model NAME), newest first, with their metrics and the champion's."""
+    from rich.table import Table
+
+    found = _store(ctx).models.pending(name)
+    if as_json:
+        _print_json(found)
+        return
+    if not found:
+        _console().print(f"No candidate{' of ' + name if name else ''} awaits approval.", markup=False)
+        return
+    table = Table(title="Pending approvals")
+    for col in ("run", "model", "version", "alias", "candidate", "champion", "requested"):
+        table.add_column(col)
+    for p in found:
+        champion = p["champion"]
+        table.add_row(
+            str(p["run"]),
+            p["model"],
+            str(p["version"]),
+            str(p["alias"]),
+            json.dumps(p["candidate"]["metrics"]),
+            f"v{champion['version']} {json.dumps(champion['metrics'])}" if champion["version"] else "-",
+            f"{str(p['requested_at'])[:19].replace('T', ' ')} by {p['requested_by']}",
+        )
+    _console().print(table)
+
+
+_REASON = click.option("--reason", default="", help="Why (recorded in the run and the audit trail).")
+
+
+@models.command()
+@click.argument("name")
+@click.argument("version", type=click.IntRange(min=1))
+@_REASON
+@click.pass_context
+@_errors
+def approve(ctx: click.Context, name: str, version: int, reason: str) -> None:
+    """Approve candidate VERSION of model NAME that a pipeline left pending: its alias moves to it."""
+    registry = _store(ctx).models
+    mv = registry.approve(name, version, reason=reason)
+    aliases = ", ".join(f"{name}@{a}" for a in mv.aliases) or "no alias"
+    _console().print(f"Approved {name} version {version}: {aliases} -> version {version}", markup=False)
+
+
+@models.command()
+@click.argument("name")
+@click.argument("version", type=click.IntRange(min=1))
+@_REASON
+@click.pass_context
+@_errors
+def reject(ctx: click.Context, name: str, version: int, reason: str) -> None:
+    """Reject candidate VERSION of model NAME that a pipeline left pending; the alias stays where it is."""
+    run = _store(ctx).models.reject(name, version, reason=reason)
+    _console().print(
+        f"Rejected {name} version {version} (pipeline run {run['id']}); {name}@{run.get('alias')} unchanged",
+        markup=False,
+    )
 
 
 @click.group(name="training-sets")

@@ -16,6 +16,15 @@ model whose `feature_names_in_` / `n_features_in_` do not match its service.
 
 References: "name@alias", "name@3" (a version), or "name" alone (its `production` alias when set,
 else its latest version). Aliases cannot be all digits, nor "latest".
+
+Governance (SPEC §13, featurestore.governance): registering, moving or removing an alias, approving
+and rejecting go through `store.governance.check` first, with the `role` a server request passes
+(None: the CLI / Python user, $FS_USER). A protected alias (`production` by default) moves only
+through a passed promotion policy (the pipeline runner) or by an approver:
+
+    store.models.pending("eta")                     # candidates a pipeline left awaiting approval
+    store.models.approve("eta", 7, reason="checked the slices")   # moves the run's alias to 7
+    store.models.reject("eta", 7, reason="worse on new drivers")  # the alias stays where it is
 """
 
 from __future__ import annotations
@@ -23,26 +32,41 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
+import logging
 import re
 import shutil
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelRegistryError, did_you_mean, unknown
 from ..registry import current_user, utcnow
+from ..registry_store import AliasMove
 from .flavors import SavedArtifact, flavor_for, read_model_file
 
 if TYPE_CHECKING:
     from ..store import FeatureStore
 
+log = logging.getLogger("featurestore.models")
+
 # Matched with fullmatch: `match` with `$` would let a trailing newline through (a folder "eta\n").
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 _ALIAS = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 DEFAULT_ALIAS = "production"
+PENDING = "pending_approval"  # the decision of a pipeline run whose candidate awaits an approver
+
+
+class NoPendingApprovalError(ModelRegistryError):
+    """Approve or reject of a version no pipeline run left pending (never, or already decided): HTTP 409."""
+
+
+class AliasMovedError(NoPendingApprovalError):
+    """Approve of a candidate whose alias moved since its run compared it with the champion: HTTP 409.
+    The run stays pending; re-run the pipeline to compare the candidate with the alias's version now."""
 
 
 @dataclass(frozen=True)
@@ -170,7 +194,8 @@ class ModelRegistry:
     # -- change notification (serving hot-swaps on it) -------------------------------------------
 
     def subscribe(self, callback: Callable[[str], None]) -> None:
-        """Call `callback(model_name)` after every registration or alias move made through this object."""
+        """Call `callback(model_name)` after every registration or alias move made through this object.
+        An exception from `callback` is logged (warning) and does not fail the change."""
         with self._lock:
             self._listeners.append(callback)
 
@@ -183,7 +208,20 @@ class ModelRegistry:
         with self._lock:
             listeners = list(self._listeners)
         for callback in listeners:
-            callback(name)
+            # The change is committed: a listener that fails (a model server that cannot load the new
+            # version) must not turn the registration, alias move or approval into an error, nor
+            # keep the listeners after it from hearing of the change.
+            try:
+                callback(name)
+            except Exception as e:
+                log.warning(
+                    "model '%s' changed; its listener %r failed: %s", name, callback, e, exc_info=True
+                )
+
+    def notify_changed(self, name: str) -> None:
+        """Tell the subscribers that model `name` changed by another road than this object's methods
+        (a pipeline run moving an alias in the same transaction as its step)."""
+        self._notify(name)
 
     def generation(self) -> int:
         """A number that grows with every registration and alias move, in any process."""
@@ -205,6 +243,8 @@ class ModelRegistry:
         request_features: list[str] | tuple[str, ...] = (),
         flavor: str | None = None,
         actor: str | None = None,
+        role: str | None = None,
+        pipeline_run: int | None = None,
     ) -> ModelVersion:
         """Record `model` as the next version of `name`; returns the new ModelVersion.
 
@@ -215,12 +255,18 @@ class ModelRegistry:
         looked up. `training_set`: a saved training set's name (or TrainingSet); its fingerprint is
         recorded. `missing_policy`: what serving does with a NOT_FOUND / OUTSIDE_MAX_AGE feature:
         "fail" (422), "null" (predict with a missing value), or {"feature": default, ...} (listed
-        features get a default, the others fail).
+        features get a default, the others fail). `role` / `actor`: a server request's API key (None:
+        the CLI / Python user); the role must allow "register" (PermissionDeniedError).
+        `pipeline_run`: set by the pipeline runner only: the id of the run registering this candidate,
+        stored as tags["pipeline_run"] = str(id). The tag is reserved (a run finds its candidate by
+        it), so `tags` naming "pipeline_run" are refused.
         """
         if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
             raise ModelRegistryError(
                 f"model name {name!r} is invalid: use letters, digits, '_', '-' or '.', not starting with '-' or '.'"
             )
+        tags = _tags(tags, pipeline_run, name)
+        self.store.governance.check("register", f"model:{name}", role=role, actor=actor)
         if isinstance(model, (str, Path)):  # .onnx files too: a missing file is a clear error
             model = read_model_file(model)
         chosen = flavor_for(model, flavor)
@@ -283,13 +329,16 @@ class ModelRegistry:
         self.registry.audit(
             "model_register",
             f"model:{name}",
-            {
-                "version": version,
-                "sha256": digest,
-                "flavor": chosen.name,
-                "feature_service": service_name,
-                "training_set": ts_name,
-            },
+            _with_role(
+                {
+                    "version": version,
+                    "sha256": digest,
+                    "flavor": chosen.name,
+                    "feature_service": service_name,
+                    "training_set": ts_name,
+                },
+                role,
+            ),
             actor=who,
         )
         self._notify(name)
@@ -410,35 +459,49 @@ class ModelRegistry:
 
     # -- aliases -----------------------------------------------------------------------------------
 
-    def set_alias(self, name: str, alias: str, version: int, actor: str | None = None) -> ModelVersion:
+    def set_alias(
+        self, name: str, alias: str, version: int, actor: str | None = None, role: str | None = None
+    ) -> ModelVersion:
         """Point `alias` of `name` at `version` (moving it if set); recorded in the alias history and audit.
 
-        The target's artifact is checked (sha256) first: an alias never moves to a file that would not load.
+        The role must allow "set_alias" of `alias` (a protected alias needs approver; `role` None: the
+        CLI / Python user), checked before anything changes. The target's artifact is checked (sha256)
+        first: an alias never moves to a file that would not load.
         """
         if not isinstance(alias, str) or not _ALIAS.fullmatch(alias) or alias == "latest":
             raise ModelRegistryError(
                 f"alias {alias!r} is invalid: use letters, digits, '_' or '-', starting with a letter "
                 "('latest' and numbers are reserved)"
             )
+        self.store.governance.check("set_alias", f"model:{name}@{alias}", role=role, actor=actor, alias=alias)
         name, version = self.resolve(name, version=version)
         self.read_artifact(self.get(name, version))
         who = actor or current_user()
         old = self.backend.set_model_alias(name, alias, version, who)
         self.registry.audit(
-            "model_alias_set", f"model:{name}@{alias}", {"from": old, "to": version}, actor=who
+            "model_alias_set",
+            f"model:{name}@{alias}",
+            _with_role({"from": old, "to": version}, role),
+            actor=who,
         )
         self._notify(name)
         return self.get(name, version)
 
-    def delete_alias(self, name: str, alias: str, actor: str | None = None) -> None:
-        """Remove an alias (recorded in the alias history and audit)."""
+    def delete_alias(self, name: str, alias: str, actor: str | None = None, role: str | None = None) -> None:
+        """Remove an alias (recorded in the alias history and audit); governed as `set_alias`."""
+        self.store.governance.check(
+            "delete_alias", f"model:{name}@{alias}", role=role, actor=actor, alias=alias
+        )
         aliases = self.aliases(name)
         if alias not in aliases:
             raise unknown(f"alias of model '{name}':", alias, aliases)
         who = actor or current_user()
         self.backend.delete_model_alias(name, alias, who)
         self.registry.audit(
-            "model_alias_delete", f"model:{name}@{alias}", {"from": aliases[alias]}, actor=who
+            "model_alias_delete",
+            f"model:{name}@{alias}",
+            _with_role({"from": aliases[alias]}, role),
+            actor=who,
         )
         self._notify(name)
 
@@ -464,6 +527,128 @@ class ModelRegistry:
                 }
             )
         return sorted(events, key=lambda e: e["at"])
+
+    # -- approvals (SPEC §13) ----------------------------------------------------------------------
+
+    def pending(self, name: str | None = None) -> builtins.list[dict[str, Any]]:
+        """The candidates awaiting approval (of model `name`), newest first: one dict per pipeline run
+        with run, model, version, alias, candidate and champion ({version, metrics}), reasons,
+        requested_at and requested_by."""
+        if name is not None:
+            self._check_exists(name)
+        return [_pending_entry(run) for run in self._pending_runs(name)]
+
+    def approve(
+        self,
+        name: str,
+        version: int,
+        reason: str = "",
+        actor: str | None = None,
+        role: str | None = None,
+    ) -> ModelVersion:
+        """Approve the candidate `version` a pipeline run of `name` left pending: its alias moves to it.
+
+        The run's decision becomes "approved" and the alias move, the review and the audit entry
+        ("model_approve") are one registry transaction guarded by the run still being pending, so two
+        approvals of one candidate move the alias once (the second raises NoPendingApprovalError),
+        and by the alias still pointing at the champion the run compared the candidate with: an alias
+        moved since (by another run or an approver) raises AliasMovedError and nothing changes.
+        Needs the approver role ("approve"); `role` None: the CLI / Python user.
+        """
+        run, who = self._pending_for("approve", name, version, actor, role)
+        name, version = run["model"], int(version)
+        self.read_artifact(self.get(name, version))  # an alias never moves to a file that would not load
+        alias = run["alias"]
+        champion = (run.get("champion") or {}).get("version")
+        review = self._review("approved", who, reason)
+        commit = self.backend.commit_run_step(
+            run["id"],
+            {"decision": "approved", "status": "succeeded", "step": "finished", "review": review}
+            | _finished(run),
+            expect={"decision": PENDING},
+            alias_move=AliasMove(name, alias, version, who, expected=champion, check=True),
+            audit=(
+                who,
+                "model_approve",
+                f"model:{name}@{alias}",
+                _with_role({"version": version, "run": run["id"], "reason": reason}, role),
+            ),
+        )
+        if not commit.committed:
+            if commit.run.get("decision") != PENDING:
+                raise self._decided_meanwhile(name, version, commit.run)
+            now = commit.previous_version
+            raise AliasMovedError(
+                f"model '{name}' version {version}: {name}@{alias} moved since pipeline run {run['id']} "
+                f"decided (now {_version_text(now)}, the candidate was compared with "
+                f"{_version_text(champion)}): nothing changed; re-run the pipeline "
+                f"(`fs retrain {name}`) to compare it with the current {alias}"
+            )
+        self._notify(name)
+        return self.get(name, version)
+
+    def reject(
+        self,
+        name: str,
+        version: int,
+        reason: str = "",
+        actor: str | None = None,
+        role: str | None = None,
+    ) -> dict[str, Any]:
+        """Decline the candidate `version` a pipeline run of `name` left pending; its alias stays where
+        it is. The run's decision becomes "declined" (with the review) and "model_reject" is audited,
+        in one transaction. Needs the approver role ("reject"). Returns the run."""
+        run, who = self._pending_for("reject", name, version, actor, role)
+        name, version = run["model"], int(version)
+        review = self._review("declined", who, reason)
+        commit = self.backend.commit_run_step(
+            run["id"],
+            {"decision": "declined", "status": "succeeded", "step": "finished", "review": review}
+            | _finished(run),
+            expect={"decision": PENDING},
+            audit=(
+                who,
+                "model_reject",
+                f"model:{name}@{run['alias']}",
+                _with_role({"version": version, "run": run["id"], "reason": reason}, role),
+            ),
+        )
+        if not commit.committed:
+            raise self._decided_meanwhile(name, version, commit.run)
+        return commit.run
+
+    def _pending_runs(self, name: str | None) -> builtins.list[dict[str, Any]]:
+        return self.backend.pipeline_runs(model=name, decision=PENDING, limit=10_000)
+
+    def _pending_for(
+        self, action: str, name: str, version: int, actor: str | None, role: str | None
+    ) -> tuple[dict[str, Any], str]:
+        """(the pending run of `name`'s candidate `version`, who acts), after the governance check."""
+        self.store.governance.check(action, f"model:{name}@{version}", role=role, actor=actor)
+        name, version = self.resolve(name, version=version)  # unknown model or version: UnknownNameError
+        runs = self._pending_runs(name)
+        for run in runs:
+            if (run.get("candidate") or {}).get("version") == version:
+                return run, actor or current_user()
+        waiting = sorted({v for r in runs if isinstance(v := (r.get("candidate") or {}).get("version"), int)})
+        listed = f"pending: versions {waiting}" if waiting else "no version of it is pending"
+        raise NoPendingApprovalError(
+            f"model '{name}' version {version} has no pending approval to {action} ({listed}); "
+            "see `fs models pending`"
+        )
+
+    @staticmethod
+    def _review(decision: str, who: str, reason: str) -> dict[str, Any]:
+        return {"decision": decision, "by": who, "at": utcnow().isoformat(), "reason": reason}
+
+    @staticmethod
+    def _decided_meanwhile(name: str, version: int, run: dict[str, Any]) -> NoPendingApprovalError:
+        review = run.get("review") or {}
+        by = f" by {review['by']}" if review.get("by") else ""
+        return NoPendingApprovalError(
+            f"model '{name}' version {version}: pipeline run {run['id']} was decided meanwhile "
+            f"({run.get('decision')}{by}); nothing changed"
+        )
 
     # -- loading -----------------------------------------------------------------------------------
 
@@ -500,6 +685,66 @@ class ModelRegistry:
     def load(self, ref: str, version: int | None = None, alias: str | None = None) -> Any:
         """The model object: `load("eta@production")`, `load("eta", version=3)`, `load("eta")` (default)."""
         return self.load_version(self.get(ref, version=version, alias=alias))
+
+
+def _with_role(detail: dict[str, Any], role: str | None) -> dict[str, Any]:
+    """An audit detail plus the role a caller passed (a server request's key role): `role=` is taken
+    on trust from Python, so the audit trail shows who claimed which role."""
+    return detail if role is None else {**detail, "role": role}
+
+
+def _version_text(version: int | None) -> str:
+    return f"v{version}" if version is not None else "no version"
+
+
+def _finished(run: dict[str, Any]) -> dict[str, Any]:
+    """finished_at and duration_seconds for a run an approver closes that has none (its runner was
+    killed at step "pending"); {} when the runner finished it."""
+    if run.get("finished_at"):
+        return {}
+    now = utcnow()
+    try:
+        took = round((now - datetime.fromisoformat(run["started_at"])).total_seconds(), 3)
+    except (KeyError, TypeError, ValueError):
+        took = 0.0
+    return {"finished_at": now.isoformat(), "duration_seconds": took}
+
+
+def _pending_entry(run: dict[str, Any]) -> dict[str, Any]:
+    """What `pending()` shows of one pipeline run awaiting approval."""
+    candidate = run.get("candidate") or {}
+    champion = run.get("champion") or {}
+    return {
+        "run": run["id"],
+        "model": run["model"],
+        "version": candidate.get("version"),
+        "alias": run.get("alias"),
+        "candidate": {"version": candidate.get("version"), "metrics": candidate.get("metrics") or {}},
+        "champion": {"version": champion.get("version"), "metrics": champion.get("metrics") or {}},
+        "reasons": list(run.get("reasons") or []),
+        "requested_at": run.get("finished_at") or run["updated_at"],
+        "requested_by": run.get("actor"),
+    }
+
+
+RESERVED_TAG = "pipeline_run"  # the run that registered a candidate version; only the runner sets it
+
+
+def _tags(tags: dict[str, str] | None, pipeline_run: int | None, name: str) -> dict[str, str]:
+    """The tags to store: the user's (refusing the reserved "pipeline_run"), plus the runner's run id."""
+    given = dict(tags or {})
+    if RESERVED_TAG in given:
+        raise ModelRegistryError(
+            f"model '{name}': the tag '{RESERVED_TAG}' is reserved: the pipeline runner sets it to the run "
+            "that registered the version; choose another tag name"
+        )
+    if pipeline_run is not None:
+        if isinstance(pipeline_run, bool) or not isinstance(pipeline_run, int):
+            raise ModelRegistryError(
+                f"model '{name}': pipeline_run must be a run id (an int), got {pipeline_run!r}"
+            )
+        given[RESERVED_TAG] = str(pipeline_run)
+    return given
 
 
 def _check_fitted(model: Any, name: str) -> None:

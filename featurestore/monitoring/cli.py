@@ -4,9 +4,11 @@
     fs stats driver_hourly_stats [--json]
     fs monitor drift trip_completion@production [--since 7d | --start T --end T] [--json]
     fs monitor skew trip_completion@production [--since 1d | --start T --end T] [--json]
+    fs monitor shadow trip_completion [--since 7d | --start T --end T] [--json]
     fs monitor freshness [--json]                     # exits 1 when a view breaches its freshness
     fs monitor report trip_completion@production --out report.html
     fs monitor check [--since 1d] [--json]            # every check; exits 1 on a breach
+    fs monitor check --retrain                        # then retrain the breaching models' pipelines
 
 Exit codes: 0 all well, 1 a breach (freshness, drift, performance), 2 bad input or an error
 (`fs stats`, `fs monitor report` and `fs monitor skew` report findings: 0 or 2). Names and values
@@ -284,20 +286,38 @@ def freshness_command(ctx: click.Context, as_json: bool) -> None:
 @click.option(
     "--since", default="1d", metavar="DURATION", help="What drift and performance read (default: 1d)."
 )
+@click.option(
+    "--retrain",
+    is_flag=True,
+    help="Then run the training pipeline of each model whose drift or performance breaches.",
+)
 @_JSON
 @click.pass_context
 @_errors
-def check_command(ctx: click.Context, since: str, as_json: bool) -> None:
+def check_command(ctx: click.Context, since: str, retrain: bool, as_json: bool) -> None:
     """Every check at once, for cron and CI: freshness of every view, drift and live performance of
     every aliased model version over the last --since; then deletes log days older than
     `retention_days`. Exits 1 on a breach, else 2 when a check failed (e.g. an unreadable log
-    file; the other checks still run) or on bad input, else 0."""
+    file; the other checks still run) or on bad input, else 0. --retrain: then runs the pipelines
+    of the breaching models (docs/pipelines.md); exits 2 when one of those runs failed."""
     span = since_of(since)
-    result = _store(ctx).monitor.check(since=span)
+    store = _store(ctx)
+    result = store.monitor.check(since=span)
+    retrain_failed = False
+    if retrain:
+        from ..pipelines.cli import print_retrains, retrain_breached
+
+        outcomes, notes, retrain_failed = retrain_breached(store, result)
     if as_json:
-        _print_json(result.to_dict())
+        _print_json(
+            {**result.to_dict(), "retrain": outcomes, "retrain_notes": notes} if retrain else result.to_dict()
+        )
     else:
         _print_check(result)
+        if retrain:
+            print_retrains(store, outcomes, notes)
+    if retrain_failed:
+        ctx.exit(2)
     if not result.ok:
         ctx.exit(1)
     if result.errors:
@@ -379,6 +399,35 @@ def skew_command(
     for f in report.features.values():
         if f.note:
             out.print(_plain(f"{f.name}: {f.note}"))
+
+
+@monitor.command("shadow")
+@click.argument("model")
+@_window_options(None)
+@click.option(
+    "--challenger", type=int, default=None, metavar="VERSION", help="Default: the challenger alias."
+)
+@_JSON
+@click.pass_context
+@_errors
+def shadow_command(
+    ctx: click.Context,
+    model: str,
+    since: str | None,
+    start: str | None,
+    end: str | None,
+    challenger: int | None,
+    as_json: bool,
+) -> None:
+    """Compare what MODEL's production version answered with its challenger's shadow predictions on
+    the same requests and rows: agreement, and the live metric of both where labels were fed back.
+    A comparison: it exits 0 whatever it finds, 2 on an error (e.g. no challenger alias)."""
+    lo, hi = window_of(since, start, end)
+    report = _store(ctx).monitor.shadow(model, start=lo, end=hi, challenger=challenger)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        _console().print(report.table())
 
 
 def _worst_psi(report: Any) -> str:

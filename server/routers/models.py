@@ -7,12 +7,22 @@
         "features": {"conv_rate": [0.42], ...}, "missing": [[]]}
 
     GET    /catalog/models, /catalog/models/{name}          read
-    PUT    /models/{name}/aliases/{alias}  {"version": 3}   admin or models
-    DELETE /models/{name}/aliases/{alias}                   admin or models
-    POST   /models/{name}/versions?feature_service=...      admin or models; body: a .skops or .onnx file
+    GET    /models/pending[?model=eta]                      read: candidates awaiting approval
+    PUT    /models/{name}/aliases/{alias}  {"version": 3}   models (a protected alias: approver)
+    DELETE /models/{name}/aliases/{alias}                   models (a protected alias: approver)
+    POST   /models/{name}/versions?feature_service=...      models; body: a .skops or .onnx file
+    POST   /models/{name}/versions/{v}/approve  {"reason": "..."} (optional)   approver
+    POST   /models/{name}/versions/{v}/reject   {"reason": "..."} (optional)   approver
 
-Predict needs `read`. The business logic lives in `featurestore.models.serving.ModelServer`
-(one per app, created on first use, closed with the app): this module parses, calls, encodes.
+Predict needs `read`. Roles hold permissions (server/auth.py): `models` admits models, approver and
+admin. Beyond the route's role, the core's governance check (featurestore.governance) runs with the
+key's role, so HTTP, CLI and Python share one rule: a `models` key moving the protected `production`
+alias gets 403 saying the alias is protected. Approve / reject of a version no pipeline run left
+pending (never, or already decided) is a 409 (NoPendingApprovalError): the request is well formed,
+the run's state is what refuses it; an unknown model or version is a 404.
+
+The business logic lives in `featurestore.models.serving.ModelServer` (one per app, created on first
+use, closed with the app): this module parses, calls, encodes.
 Registration over HTTP takes only formats that run no code when read: skops files holding types skops
 trusts by default, and ONNX. Pickled models are registered from Python or `fs models register`.
 Uploads are untrusted: a file that does not parse or load, or an ONNX model whose tensors keep their
@@ -37,14 +47,14 @@ from starlette.responses import Response
 
 from featurestore.compat import timeout
 from featurestore.errors import ModelRegistryError
-from featurestore.models.registry import MAX_VERSION
+from featurestore.models.registry import MAX_VERSION, NoPendingApprovalError
 from featurestore.models.serving import ModelOutputError, ModelServer, ModelUnavailable
 
 from .. import audit
 from ..auth import Principal, require
 from ..encoding import JSONBytesResponse, dumps, finite
 from ..errors import ERROR_CODE, ERROR_STATUS, error_response
-from ..schemas import ERRORS, Entities, parse_body, request_body
+from ..schemas import ERRORS, Entities, ErrorBody, parse_body, parse_json, request_body
 from ..state import ServerState, State
 from .features import check_batch
 
@@ -52,6 +62,7 @@ from .features import check_batch
 # the server's trouble, not the client's.
 for _entry in (
     (ModelRegistryError, 422),
+    (NoPendingApprovalError, 409),
     (ModelUnavailable, 503),
     (ModelOutputError, 500),
 ):  # inserted in front: ends up in this order reversed
@@ -59,8 +70,6 @@ for _entry in (
         ERROR_STATUS.insert(0, _entry)
 if (ModelOutputError, "model_error") not in ERROR_CODE:
     ERROR_CODE.insert(0, (ModelOutputError, "model_error"))
-
-MODEL_ROLES = ("admin", "models")
 
 
 @asynccontextmanager
@@ -85,17 +94,6 @@ def model_server(request: Request) -> ModelServer:
                 state: ServerState = request.app.state.fs
                 server = request.app.state.model_server = ModelServer(state.store)
     return server
-
-
-async def require_models(principal: Annotated[Principal, Depends(require("read"))]) -> Principal:
-    """Admit callers with the `admin` role or the `models` role (model management without other admin rights)."""
-    if principal.role not in MODEL_ROLES:
-        raise HTTPException(
-            403,
-            f"API key '{principal.name}' has role '{principal.role}'; "
-            "managing models needs 'admin' or 'models'",
-        )
-    return principal
 
 
 # -- predict ---------------------------------------------------------------------------------------
@@ -323,7 +321,7 @@ class AliasRequest(BaseModel):
     "/models/{name}/aliases/{alias}",
     response_model=ModelVersionInfo,
     summary="Point an alias at a version",
-    dependencies=[Depends(require_models)],
+    dependencies=[Depends(require("models"))],
     responses=ERRORS(401, 403, 404, 422),
     openapi_extra=request_body(AliasRequest),
 )
@@ -332,11 +330,13 @@ async def set_alias(
     alias: Annotated[str, Path(max_length=100)],
     request: Request,
     state: State,
-    principal: Annotated[Principal, Depends(require_models)],
+    principal: Annotated[Principal, Depends(require("models"))],
 ) -> ModelVersionInfo:
     body = await parse_body(request, AliasRequest)  # bad JSON is a 422 like every other body
     # the app's model server hears of the move and loads the new version before this returns
-    mv = await run_in_threadpool(state.store.models.set_alias, name, alias, body.version, principal.name)
+    mv = await run_in_threadpool(
+        state.store.models.set_alias, name, alias, body.version, principal.name, principal.role
+    )
     return _info(mv)
 
 
@@ -344,17 +344,119 @@ async def set_alias(
     "/models/{name}/aliases/{alias}",
     status_code=204,
     summary="Remove an alias",
-    dependencies=[Depends(require_models)],
+    dependencies=[Depends(require("models"))],
     responses=ERRORS(401, 403, 404, 422),
 )
 async def delete_alias(
     name: Annotated[str, Path(max_length=200)],
     alias: Annotated[str, Path(max_length=100)],
     state: State,
-    principal: Annotated[Principal, Depends(require_models)],
+    principal: Annotated[Principal, Depends(require("models"))],
 ) -> Response:
-    await run_in_threadpool(state.store.models.delete_alias, name, alias, principal.name)
+    await run_in_threadpool(state.store.models.delete_alias, name, alias, principal.name, principal.role)
     return Response(status_code=204)
+
+
+# -- approvals (SPEC §13) ------------------------------------------------------------------------------
+
+
+class ReviewRequest(BaseModel):
+    """Why the candidate is approved or rejected (optional; recorded in the run and the audit trail)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field("", max_length=2000, description="Why, in a sentence")
+
+
+def _review_body() -> dict[str, Any]:
+    extra = request_body(ReviewRequest)
+    extra["requestBody"]["required"] = False
+    return extra
+
+
+async def _review(request: Request) -> ReviewRequest:
+    data = await request.body()
+    return parse_json(data, ReviewRequest) if data.strip() else ReviewRequest(reason="")
+
+
+_REVIEW_ERRORS = {
+    **ERRORS(401, 403, 404, 422),
+    409: {"model": ErrorBody, "description": "No pipeline run left this version pending (or it was decided)"},
+}
+
+
+class PendingApproval(BaseModel):
+    run: int
+    model: str
+    version: int | None
+    alias: str | None
+    candidate: dict[str, Any] = Field(description="{version, metrics} of the candidate")
+    champion: dict[str, Any] = Field(description="{version, metrics} of the model it would replace")
+    reasons: list[str]
+    requested_at: str
+    requested_by: str | None
+
+
+class PendingList(BaseModel):
+    pending: list[PendingApproval]
+
+
+@router.post(
+    "/models/{name}/versions/{version}/approve",
+    response_model=ModelVersionInfo,
+    summary="Approve a candidate a pipeline left pending: its alias moves to it",
+    dependencies=[Depends(require("approver"))],
+    responses=_REVIEW_ERRORS,
+    openapi_extra=_review_body(),
+)
+async def approve(
+    name: Annotated[str, Path(max_length=200)],
+    version: Annotated[int, Path(ge=1, le=MAX_VERSION)],
+    request: Request,
+    state: State,
+    principal: Annotated[Principal, Depends(require("approver"))],
+) -> ModelVersionInfo:
+    body = await _review(request)
+    # the alias moves in the run's transaction; the app's model server hears of it before this returns
+    mv = await run_in_threadpool(
+        state.store.models.approve, name, version, body.reason, principal.name, principal.role
+    )
+    return _info(mv)
+
+
+@router.post(
+    "/models/{name}/versions/{version}/reject",
+    summary="Reject a candidate a pipeline left pending: the alias stays; returns the run",
+    dependencies=[Depends(require("approver"))],
+    responses=_REVIEW_ERRORS,
+    openapi_extra=_review_body(),
+)
+async def reject(
+    name: Annotated[str, Path(max_length=200)],
+    version: Annotated[int, Path(ge=1, le=MAX_VERSION)],
+    request: Request,
+    state: State,
+    principal: Annotated[Principal, Depends(require("approver"))],
+) -> Response:
+    body = await _review(request)
+    run = await run_in_threadpool(
+        state.store.models.reject, name, version, body.reason, principal.name, principal.role
+    )
+    return JSONBytesResponse(dumps(run))
+
+
+@router.get(
+    "/models/pending",
+    response_model=PendingList,
+    summary="Candidates awaiting approval (of one model with ?model=)",
+    tags=["catalog"],
+    dependencies=[Depends(require("read"))],
+    responses=ERRORS(401, 403, 404, 422),
+)
+def pending(
+    state: State,
+    model: Annotated[str | None, Query(max_length=200, description="Only this model's")] = None,
+) -> PendingList:
+    return PendingList.model_validate({"pending": state.store.models.pending(model)})
 
 
 @router.post(
@@ -362,14 +464,14 @@ async def delete_alias(
     response_model=ModelVersionInfo,
     status_code=201,
     summary="Register a new version from a .skops or .onnx file (request body)",
-    dependencies=[Depends(require_models)],
+    dependencies=[Depends(require("models"))],
     responses=ERRORS(401, 403, 404, 413, 422),
 )
 async def register(
     name: Annotated[str, Path(max_length=200)],
     request: Request,
     state: State,
-    principal: Annotated[Principal, Depends(require_models)],
+    principal: Annotated[Principal, Depends(require("models"))],
     feature_service: Annotated[str, Query(max_length=200, description="The feature service the model reads")],
     format: Annotated[Literal["skops", "onnx"], Query(description="The body's format")] = "skops",
     training_set: Annotated[str | None, Query(max_length=200)] = None,
@@ -391,7 +493,7 @@ async def register(
         description,
         missing_policy,
         request_features,
-        principal.name,
+        principal,
     )
     await audit.record(
         request, "model_register_http", f"model:{name}", {"version": mv.version, "format": format}
@@ -430,7 +532,7 @@ def _register(
     description: str,
     missing_policy: str,
     request_features: list[str],
-    actor: str,
+    principal: Principal,
 ) -> Any:
     if fmt == "skops":
         import skops.io as sio
@@ -458,5 +560,6 @@ def _register(
         description=description,
         missing_policy=missing_policy,
         request_features=request_features,
-        actor=actor,
+        actor=principal.name,
+        role=principal.role,
     )

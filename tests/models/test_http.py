@@ -29,6 +29,7 @@ KEYS = {
     "writer": ("write", "write-key-0123456789"),
     "boss": ("admin", "admin-key-0123456789"),
     "ml": ("models", "models-key-0123456789"),
+    "lead": ("approver", "approver-key-0123456789"),
 }
 
 
@@ -174,7 +175,7 @@ def test_hot_swap_under_concurrent_requests(redis_store, live):
     for t in threads:
         t.start()
     try:
-        with live.client(headers=auth("ml")) as admin:
+        with live.client(headers=auth("lead")) as admin:  # production is protected: an approver moves it
             for v in (versions[1], versions[2], versions[0], versions[2]):
                 time.sleep(0.15)
                 r = admin.put("/models/swap/aliases/production", json={"version": v})
@@ -203,7 +204,7 @@ def test_hot_swap_under_concurrent_requests(redis_store, live):
         versions[0],
         versions[2],
     ]
-    assert {e["actor"] for e in history[1:]} == {"ml"}
+    assert {e["actor"] for e in history[1:]} == {"lead"}
 
 
 def test_roles_guard_model_endpoints(redis_store, live, tmp_path):
@@ -220,16 +221,18 @@ def test_roles_guard_model_endpoints(redis_store, live, tmp_path):
             "/models/eta_roles/versions",
             {"params": {"feature_service": "driver_activity"}, "content": data},
         ),
-        "alias": ("PUT", "/models/eta_roles/aliases/production", {"json": {"version": 1}}),
+        "alias": ("PUT", "/models/eta_roles/aliases/staging", {"json": {"version": 1}}),
+        "protected": ("PUT", "/models/eta_roles/aliases/production", {"json": {"version": 1}}),
         "predict": ("POST", "/models/eta_roles/predict", {"json": {"entities": [{"driver_id": 1}]}}),
         "list": ("GET", "/catalog/models", {}),
     }
     expected = {
-        None: {"register": 401, "alias": 401, "predict": 401, "list": 401},
-        "reader": {"register": 403, "alias": 403, "predict": 200, "list": 200},
-        "writer": {"register": 403, "alias": 403, "predict": 200, "list": 200},
-        "ml": {"register": 201, "alias": 200, "predict": 200, "list": 200},
-        "boss": {"register": 201, "alias": 200, "predict": 200, "list": 200},
+        None: {"register": 401, "alias": 401, "protected": 401, "predict": 401, "list": 401},
+        "reader": {"register": 403, "alias": 403, "protected": 403, "predict": 200, "list": 200},
+        "writer": {"register": 403, "alias": 403, "protected": 403, "predict": 200, "list": 200},
+        "ml": {"register": 201, "alias": 200, "protected": 403, "predict": 200, "list": 200},
+        "lead": {"register": 201, "alias": 200, "protected": 200, "predict": 200, "list": 200},
+        "boss": {"register": 201, "alias": 200, "protected": 200, "predict": 200, "list": 200},
     }
     with live.client() as client:
         for who, statuses in expected.items():
@@ -238,8 +241,11 @@ def test_roles_guard_model_endpoints(redis_store, live, tmp_path):
                 r = client.request(method, path, headers=auth(who) if who else {}, **kwargs)
                 assert r.status_code == status, (who, call, r.text)
         detail = client.get("/catalog/models/eta_roles", headers=auth("reader")).json()
-        assert [v["version"] for v in detail["versions"]] == [1, 2, 3]
-        assert detail["versions"][1]["registered_by"] == "ml" and detail["aliases"] == {"production": 1}
+        assert [v["version"] for v in detail["versions"]] == [1, 2, 3, 4]
+        assert detail["versions"][1]["registered_by"] == "ml"
+        assert detail["aliases"] == {"production": 1, "staging": 1}
+        r = client.delete("/models/eta_roles/aliases/production", headers=auth("ml"))
+        assert r.status_code == 403 and "protected" in r.json()["error"]
         assert (
             client.delete("/models/eta_roles/aliases/production", headers=auth("reader")).status_code == 403
         )

@@ -19,6 +19,7 @@ PARAMETERS = {
     "source": "driver_push",
     "ref": "nomodel@production",
     "alias": "production",
+    "version": "1",
 }
 BODIES = {
     "/features/online": {"features": ["driver_stats:trips"], "entities": [{"driver_id": 1}]},
