@@ -29,6 +29,7 @@ demo: $(DEMO_STAMP)
 	$(FS) --repo definitions apply
 	$(FS) --repo definitions materialize-incremental
 	$(PY) definitions/demo.py
+	$(FS) --repo definitions retrain trip_completion
 
 test: $(DEV_STAMP)
 	$(PY) -m pytest -q
@@ -46,6 +47,7 @@ bench: $(DEV_STAMP)
 	$(PY) benchmarks/materialize.py
 	$(PY) benchmarks/server.py
 	$(PY) benchmarks/predict.py
+	$(PY) benchmarks/shadow.py
 	$(PY) benchmarks/aggregations.py
 	$(PY) benchmarks/on_demand.py
 	$(PY) benchmarks/monitoring.py
