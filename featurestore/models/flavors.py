@@ -57,7 +57,7 @@ class Flavor:
         raise NotImplementedError
 
 
-def _is_sklearn(model: Any) -> bool:
+def is_sklearn(model: Any) -> bool:
     """A scikit-learn object, without importing scikit-learn when the model does not come from it."""
     if "sklearn" not in sys.modules:
         return False
@@ -73,7 +73,7 @@ class SklearnFlavor(Flavor):
         return callable(getattr(model, "predict", None))
 
     def save(self, model: Any, folder: Path) -> SavedArtifact:
-        if _is_sklearn(model) and importlib.util.find_spec("skops") is not None:
+        if is_sklearn(model) and importlib.util.find_spec("skops") is not None:
             import skops.io as sio
 
             try:

@@ -749,9 +749,9 @@ def _tags(tags: dict[str, str] | None, pipeline_run: int | None, name: str) -> d
 
 def _check_fitted(model: Any, name: str) -> None:
     """Refuse an unfitted scikit-learn estimator now, rather than failing every prediction later."""
-    from .flavors import _is_sklearn
+    from .flavors import is_sklearn
 
-    if not _is_sklearn(model):
+    if not is_sklearn(model):
         return
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted

@@ -279,12 +279,12 @@ class ModelServer:
         mv = loaded.version
         values, statuses = _columns(response)
         columns, missing = self._assemble(loaded, rows, values, statuses)
-        X = _matrix(columns, mv.columns, len(rows), loaded.frame_columns if loaded.use_frame else None)
+        X = model_input(columns, mv.columns, len(rows), loaded.frame_columns if loaded.use_frame else None)
         try:
             raw = loaded.model.predict(X)
         except Exception as e:
             raise PredictionFailed(f"model {mv.ref} failed on this input: {type(e).__name__}: {e}") from e
-        predictions = _per_row(raw, mv, "predictions", len(rows))
+        predictions = one_per_row(raw, mv, "predictions", len(rows))
         out: dict[str, Any] = {
             "model": mv.name,
             "version": mv.version,
@@ -299,7 +299,7 @@ class ModelServer:
                 raw = proba(X)
             except Exception as e:
                 raise PredictionFailed(f"model {mv.ref} failed on this input: {type(e).__name__}: {e}") from e
-            out["probabilities"] = _per_row(raw, mv, "probabilities", len(rows))
+            out["probabilities"] = one_per_row(raw, mv, "probabilities", len(rows))
         if return_features:
             out["features"] = columns
             out["missing"] = missing
@@ -437,7 +437,7 @@ class ModelServer:
             }
             for k in (*keys, *extra):
                 entry[f"entity_{k}" if k in LOG_COLUMNS else k] = row.get(k)
-            entry["features"] = {c: _scalar(columns[c][i]) for c in names}
+            entry["features"] = {c: json_scalar(columns[c][i]) for c in names}
             entry["missing"] = missing[i]
             entry["prediction"] = predictions[i]
             out.append(entry)
@@ -526,7 +526,7 @@ def _columns(response: Any) -> tuple[dict[str, list[Any]], dict[str, list[str]]]
     return values, dict(statuses or {})
 
 
-def _matrix(columns: dict[str, list[Any]], order: list[str], n: int, frame_columns: Any) -> Any:
+def model_input(columns: dict[str, list[Any]], order: list[str], n: int, frame_columns: Any) -> Any:
     """The model's input: rows x columns in its order. Numeric inputs become float64 (None -> NaN);
     other values keep their Python types. Models fitted on a DataFrame get one with the same column
     names (built from one float matrix when it can: several times faster than column by column)."""
@@ -546,7 +546,7 @@ def _matrix(columns: dict[str, list[Any]], order: list[str], n: int, frame_colum
     return X if X is not None else np.array(data, dtype=object).T.reshape(n, len(order))
 
 
-def _per_row(out: Any, mv: ModelVersion, what: str, n: int) -> list[Any]:
+def one_per_row(out: Any, mv: ModelVersion, what: str, n: int) -> list[Any]:
     """The model's answer as one JSON-able value per row; ModelOutputError when it is not that (the
     prediction log and the client would otherwise get values that belong to no row, or miss some)."""
     if hasattr(out, "tolist"):
@@ -570,10 +570,11 @@ def _plain(out: Any) -> list[Any]:
     """Model output -> JSON-able Python values (numpy scalars and arrays unwrapped)."""
     if hasattr(out, "tolist"):
         out = out.tolist()
-    return [_scalar(v) for v in out] if isinstance(out, list) else list(out)
+    return [json_scalar(v) for v in out] if isinstance(out, list) else list(out)
 
 
-def _scalar(v: Any) -> Any:
+def json_scalar(v: Any) -> Any:
+    """One value as plain JSON-able Python (numpy scalars unwrapped, NaN as None)."""
     if hasattr(v, "item") and not isinstance(v, (list, dict)):
         try:
             return v.item()

@@ -380,7 +380,7 @@ class ShadowScorer:
 
 def _predict(items: list[_Item]) -> list[Any]:
     """The challenger's predictions for the items' rows, in one call."""
-    from .serving import _matrix, _per_row
+    from .serving import model_input, one_per_row
 
     loaded = items[0].challenger
     mv = loaded.version
@@ -389,13 +389,13 @@ def _predict(items: list[_Item]) -> list[Any]:
         columns = items[0].columns
     else:
         columns = {c: [v for i in items for v in i.columns[c]] for c in mv.columns}
-    X = _matrix(columns, mv.columns, n, loaded.frame_columns if loaded.use_frame else None)
-    return _per_row(loaded.model.predict(X), mv, "predictions", n)
+    X = model_input(columns, mv.columns, n, loaded.frame_columns if loaded.use_frame else None)
+    return one_per_row(loaded.model.predict(X), mv, "predictions", n)
 
 
 def _log_rows(items: list[_Item], predictions: list[Any]) -> list[dict[str, Any]]:
     """The shadow rows of the prediction log (columns as `ModelServer._log`'s, variant "shadow")."""
-    from .serving import _scalar
+    from .serving import json_scalar
 
     loaded = items[0].challenger
     mv = loaded.version
@@ -417,7 +417,7 @@ def _log_rows(items: list[_Item], predictions: list[Any]) -> list[dict[str, Any]
             }
             for k, column in fields:
                 entry[column] = row.get(k)
-            entry["features"] = {c: _scalar(item.columns[c][i]) for c in names}
+            entry["features"] = {c: json_scalar(item.columns[c][i]) for c in names}
             entry["missing"] = item.missing[i]
             entry["prediction"] = predictions[p]
             p += 1

@@ -556,7 +556,7 @@ def _predict(store: FeatureStore, mv: ModelVersion, table: pa.Table) -> pa.Array
     the rows with every input present."""
     import pyarrow.compute as pc
 
-    from ..models.serving import _matrix
+    from ..models.serving import model_input
 
     model = store.models.load_version(mv)
     frame = getattr(model, "feature_names_in_", None) is not None
@@ -572,10 +572,10 @@ def _predict(store: FeatureStore, mv: ModelVersion, table: pa.Table) -> pa.Array
         n = len(next(iter(cols.values())))
         values = {c: v.to_numpy(zero_copy_only=False) for c, v in cols.items()}
         if not frame:
-            return model.predict(_matrix(values, mv.columns, n, None))
+            return model.predict(model_input(values, mv.columns, n, None))
         import pandas as pd
 
-        return model.predict(_matrix(values, mv.columns, n, pd.Index(mv.columns)))
+        return model.predict(model_input(values, mv.columns, n, pd.Index(mv.columns)))
 
     try:
         raw = run(columns)

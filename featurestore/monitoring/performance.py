@@ -270,8 +270,8 @@ def performance(monitor: Monitor, mv: ModelVersion, window: Window) -> Performan
         "end": window.end,
     }
     validation = _validation(mv, metric)
-    served, joined = _labelled(monitor, mv, window)
-    joined, unusable, example = _usable(joined)
+    served, joined = labelled_predictions(monitor, mv, window)
+    joined, unusable, example = usable_labels(joined)
     n = joined.num_rows
     base.update(validation=validation, n=n, served=served, unusable=unusable)
     aside = (
@@ -288,9 +288,9 @@ def performance(monitor: Monitor, mv: ModelVersion, window: Window) -> Performan
             status="not_configured",
             detail=f"no metric: set [monitoring] metric, or record a scorer metric when registering {mv.ref}",
         )
-    y_true, y_pred = _arrays(joined, metric, mv)
-    days = _days(metric, joined, y_true, y_pred)
-    live, why = _value(metric, y_true, y_pred)
+    y_true, y_pred = label_arrays(joined, metric, mv)
+    days = daily_metrics(metric, joined, y_true, y_pred)
+    live, why = metric_or_reason(metric, y_true, y_pred)
     if validation is None:
         status, detail = "not_configured", f"no validation {metric} recorded at registration of {mv.ref}"
     elif n < MIN_LABELLED_ROWS:
@@ -320,7 +320,7 @@ def _validation(mv: ModelVersion, metric: str | None) -> float | None:
     return float(value)
 
 
-def _labelled(monitor: Monitor, mv: ModelVersion, window: Window) -> tuple[int, pa.Table]:
+def labelled_predictions(monitor: Monitor, mv: ModelVersion, window: Window) -> tuple[int, pa.Table]:
     """(predictions served in the window, the labelled ones: day, request_id, row, label_num,
     label_str, prediction), one row per labelled (request_id, row): its newest prediction by ts."""
     empty = pa.table(
@@ -446,7 +446,7 @@ def _numeric(prediction: pa.ChunkedArray) -> bool:
     return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t))
 
 
-def _usable(joined: pa.Table) -> tuple[pa.Table, int, tuple[str, int] | None]:
+def usable_labels(joined: pa.Table) -> tuple[pa.Table, int, tuple[str, int] | None]:
     """(the rows whose label is of the predictions' type, how many are not, one of those as
     (request_id, row)): numeric predictions take label_num, string ones label_str."""
     import pyarrow.compute as pc
@@ -462,9 +462,9 @@ def _usable(joined: pa.Table) -> tuple[pa.Table, int, tuple[str, int] | None]:
     return joined.filter(fits), unusable, (first["request_id"], first["row"])
 
 
-def _arrays(joined: pa.Table, metric: str, mv: ModelVersion) -> tuple[Any, Any]:
+def label_arrays(joined: pa.Table, metric: str, mv: ModelVersion) -> tuple[Any, Any]:
     """(labels, predictions) as numpy arrays: numbers for numeric predictions, else strings (the rows
-    left by `_usable`, whose labels are of the predictions' type)."""
+    left by `usable_labels`, whose labels are of the predictions' type)."""
     import numpy as np
     import pyarrow.compute as pc
 
@@ -483,19 +483,19 @@ def _arrays(joined: pa.Table, metric: str, mv: ModelVersion) -> tuple[Any, Any]:
     )
 
 
-def _days(metric: str, joined: pa.Table, y_true: Any, y_pred: Any) -> list[DailyMetric]:
+def daily_metrics(metric: str, joined: pa.Table, y_true: Any, y_pred: Any) -> list[DailyMetric]:
     import numpy as np
 
     day = joined.column("day").cast(pa.int32()).to_numpy(zero_copy_only=False)  # days since 1970-01-01
     out = []
     for d in np.unique(day):
         pick = day == d
-        value, _ = _value(metric, y_true[pick], y_pred[pick])
+        value, _ = metric_or_reason(metric, y_true[pick], y_pred[pick])
         out.append(DailyMetric(day=_EPOCH + timedelta(days=int(d)), n=int(pick.sum()), value=value))
     return out
 
 
-def _value(metric: str, y_true: Any, y_pred: Any) -> tuple[float | None, str]:
+def metric_or_reason(metric: str, y_true: Any, y_pred: Any) -> tuple[float | None, str]:
     """(the metric, "") or (None, why it is not defined on these rows)."""
     if len(y_true) == 0:
         return None, "no labelled predictions"

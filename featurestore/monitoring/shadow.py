@@ -229,7 +229,7 @@ def _pairs(
 
 
 # Whether a row is its version's newest prediction of (request_id, row), over the rows
-# `performance._labelled` picks from (any variant, a prediction): the one a label is joined to.
+# `performance.labelled_predictions` picks from (any variant, a prediction): the one a label is joined to.
 _NEWEST = (
     'ts = max(ts) FILTER (WHERE prediction IS NOT NULL) OVER (PARTITION BY request_id, "row") AS __fs_newest'
 )
@@ -265,12 +265,20 @@ def _live(
 ) -> tuple[int, float | None, float | None, dict[date, tuple[int, float | None, float | None]]]:
     """(labelled pairs, production's live metric, the challenger's, per day: (n, production,
     challenger)), on the compared pairs both have a usable label for (`performance`'s joins)."""
-    from .performance import _arrays, _days, _labelled, _usable, _value
+    from .performance import (
+        daily_metrics,
+        label_arrays,
+        labelled_predictions,
+        metric_or_reason,
+        usable_labels,
+    )
 
     if metric is None or pairs.num_rows == 0:
         return 0, None, None, {}
     compared = set(_keys(pairs.filter(pairs.column("current"))))
-    tables = [_usable(_labelled(monitor, mv, window)[1])[0] for mv in (production, challenger)]
+    tables = [
+        usable_labels(labelled_predictions(monitor, mv, window)[1])[0] for mv in (production, challenger)
+    ]
     both = compared & set(_keys(tables[0])) & set(_keys(tables[1]))
     out: list[tuple[float | None, list[Any]]] = []
     for mv, table in zip((production, challenger), tables):
@@ -278,8 +286,10 @@ def _live(
         if table.num_rows == 0:
             out.append((None, []))
             continue
-        y_true, y_pred = _arrays(table, metric, mv)
-        out.append((_value(metric, y_true, y_pred)[0], _days(metric, table, y_true, y_pred)))
+        y_true, y_pred = label_arrays(table, metric, mv)
+        out.append(
+            (metric_or_reason(metric, y_true, y_pred)[0], daily_metrics(metric, table, y_true, y_pred))
+        )
     (prod_live, prod_days), (ch_live, ch_days) = out
     per_day: dict[date, tuple[int, float | None, float | None]] = {}
     challenger_by_day = {d.day: d.value for d in ch_days}

@@ -195,7 +195,7 @@ class RetrievalJob:
         n_entity = self.entity_df.num_columns
         entity: pd.DataFrame = table.select(range(n_entity)).to_pandas()
         feature_table = table.select(range(n_entity, table.num_columns)).replace_schema_metadata(None)
-        feats: pd.DataFrame = feature_table.to_pandas(types_mapper=_nullable_pandas_dtype)
+        feats: pd.DataFrame = feature_table.to_pandas(types_mapper=nullable_pandas_dtype)
         feats.index = entity.index  # rows align by position (an Arrow entity_df may carry a pandas index)
         return pd.concat([entity, feats], axis=1)
 
@@ -582,7 +582,7 @@ def _configure(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _nullable_pandas_dtype(t: pa.DataType) -> Any:
+def nullable_pandas_dtype(t: pa.DataType) -> Any:
     import pandas as pd
 
     mapping = {

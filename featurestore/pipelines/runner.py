@@ -75,14 +75,12 @@ def to_frame(table: pa.Table, entity_columns: list[str], label: str) -> pd.DataF
     boolean features), with `attrs["features"]` (the feature columns) and `attrs["label"]`."""
     import pandas as pd
 
-    from ..offline.retrieval import _nullable_pandas_dtype
+    from ..offline.retrieval import nullable_pandas_dtype
 
     entity_set = set(entity_columns)
     features = [c for c in table.column_names if c not in entity_set]
     entity = table.select([c for c in table.column_names if c in entity_set]).to_pandas()
-    feats = (
-        table.select(features).replace_schema_metadata(None).to_pandas(types_mapper=_nullable_pandas_dtype)
-    )
+    feats = table.select(features).replace_schema_metadata(None).to_pandas(types_mapper=nullable_pandas_dtype)
     feats.index = entity.index
     frame: pd.DataFrame = pd.concat([entity, feats], axis=1)[table.column_names]
     frame.attrs["features"] = features

@@ -3,7 +3,7 @@
     X = model_input(model, rows, ["conv_rate", "acc_rate"], defaults={})
     values, errors = score(model, X, y, ["accuracy", "roc_auc"])
 
-The model gets its inputs as serving gives them (`featurestore.models.serving._matrix`: numeric
+The model gets its inputs as serving gives them (`featurestore.models.serving.model_input`: numeric
 columns as float64 with NaN for nulls, a DataFrame with the same column names for models fitted
 on one), so candidate and champion are judged on what they would see in production. A metric is
 scikit-learn's scorer of that name (`sklearn.metrics.get_scorer(name)(model, X, y)`: `roc_auc`
@@ -27,7 +27,7 @@ def model_input(model: Any, rows: pa.Table, columns: list[str], defaults: Mappin
     from `defaults` (the model's missing policy) as serving fills it."""
     import pyarrow.compute as pc
 
-    from ..models.serving import _matrix
+    from ..models.serving import model_input
 
     values = {}
     for name in columns:
@@ -40,19 +40,19 @@ def model_input(model: Any, rows: pa.Table, columns: list[str], defaults: Mappin
         import pandas as pd
 
         frame = pd.Index(columns)
-    return _matrix(values, columns, rows.num_rows, frame)
+    return model_input(values, columns, rows.num_rows, frame)
 
 
 def score(
     model: Any, X: Any, y: Any, metrics: Iterable[str]
 ) -> tuple[dict[str, float | None], dict[str, str]]:
     """(metric -> value or None, metric -> why it is None) of `model` on `X`, `y`."""
-    from ..models.flavors import _is_sklearn
+    from ..models.flavors import is_sklearn
     from ..monitoring.scorers import SCORERS, metric_value
 
     values: dict[str, float | None] = {}
     errors: dict[str, str] = {}
-    sklearn_model = _is_sklearn(model)
+    sklearn_model = is_sklearn(model)
     predicted: Any = None
     for name in dict.fromkeys(metrics):
         try:
