@@ -712,56 +712,40 @@ def resolve_views(catalog: Any, origins: dict[tuple[str, str], str], root: Path)
 def _bind_code(
     view: OnDemandFeatureView, module: str, root: Path, reloaded: dict[str, Any]
 ) -> tuple[OnDemandFeatureView, dict[Path, tuple[int, int]]] | str:
-    """The view with where its code is and its hashes (`featurestore.on_demand_code`), and the
-    signatures of the files they read; or why a store could not load it as applied. The view's file
-    is imported once more here, as a store loads it, and must give the same hash."""
+    """The view with where its code is and its hashes (`featurestore.on_demand_code.bind_code`), and
+    the signatures of the files they read; or why a store could not load it as applied."""
     from . import on_demand_code as code
 
-    sites = []
-    for fn in (view.udf, view.vectorized_udf):
-        if fn is not None:
-            site = code.function_site(fn, root)
-            if isinstance(site, str):
-                return site
-            sites.append(site)
-    if not module or not sites:
-        return "its function must be defined in a file of the repo"
-    source = code.own_source_hash(root, sites)
-    if isinstance(source, tuple):
-        return f"a store looks its function up by name, and {source[0]} has no def '{source[1]}' at its top level"
-    digest, files = code.code_hash([view.udf, view.vectorized_udf], view.mode, root)
-    path = (root / module).resolve()
-    if module not in reloaded:
-        try:
-            reloaded[module] = code.import_views(path, root)
-        except Exception as e:  # noqa: BLE001 - the user's file, imported once more
-            reloaded[module] = f"{type(e).__name__}: {e}"
-    again = reloaded[module]
-    if isinstance(again, str):
-        return f"{module} fails when imported again, as a store imports it to load the function: {again}"
-    if view.name not in again:
-        return f"a store imports {module} to load it, and {module} imported on its own defines no view '{view.name}'"
-    if code.view_code_hash(again[view.name], root)[0] != digest:
-        return (
-            f"its code hashes differently each time {module} is imported (a value its function uses changes "
-            "from one import to the next?), so a store would refuse it: use plain constants"
-        )
+    bound = code.bind_code(
+        view,
+        lambda v: [v.udf, v.vectorized_udf],
+        lambda v: code.view_code_hash(v, root),
+        module,
+        root,
+        reloaded,
+        loader="a store",
+        function_noun="its function",
+        defines=f"view '{view.name}'",
+    )
+    if isinstance(bound, str):
+        return bound
+    sites = bound.sites
     vec_file, vec_name = sites[1] if len(sites) > 1 else ("", "")
-    bound = replace(
+    view = replace(
         view,
         module=module,
         function=sites[0][1],
         function_file=sites[0][0],
         vectorized_function=vec_name,
         vectorized_function_file=vec_file,
-        sha256=digest,
-        source_sha256=source,
+        sha256=bound.sha256,
+        source_sha256=bound.source_sha256,
     )
     try:
-        sigs = code.signatures(files | {path})
+        sigs = code.signatures(bound.files)
     except OSError:
         sigs = {}
-    return bound, sigs
+    return view, sigs
 
 
 def _request_field_types(catalog: Any, origins: dict[tuple[str, str], str]) -> list[str]:

@@ -35,6 +35,7 @@ import time
 import types
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -314,6 +315,65 @@ def import_views(path: Path, root: Path) -> dict[str, OnDemandFeatureView]:
     from .on_demand import OnDemandFeatureView
 
     return import_definitions(path, root, OnDemandFeatureView)
+
+
+@dataclass(frozen=True)
+class BoundCode:
+    """Where a definition's functions are and the hashes apply records (`bind_code`)."""
+
+    sites: list[tuple[str, str]]  # (repo-relative file, qualname) of each function given, in order
+    sha256: str  # code_hash
+    source_sha256: str  # own_source_hash
+    files: frozenset[Path]  # the repo files the hash read, and the definition file
+
+
+def bind_code(
+    obj: Any,
+    functions_of: Callable[[Any], Sequence[Any]],
+    hash_of: Callable[[Any], tuple[str, frozenset[Path]]],
+    module: str,
+    root: Path,
+    reloaded: dict[str, Any],
+    loader: str,
+    function_noun: str,
+    defines: str,
+) -> BoundCode | str:
+    """Bind a definition's functions (`functions_of(obj)`, None: absent) to their files and hashes
+    (`hash_of(obj)`: its `code_hash` and the files read), or say why `loader` ("a store", "a run") could not load them as applied. `module`: the
+    repo-relative definition file `obj` was found in; it is imported once more (cached per file in
+    `reloaded`), as the loader imports it, and the object named like `obj` there must hash the same.
+    `function_noun` / `defines` word the messages ("its function", "view 'x'")."""
+    functions = functions_of(obj)
+    sites = []
+    for fn in functions:
+        if fn is not None:
+            site = function_site(fn, root)
+            if isinstance(site, str):
+                return site
+            sites.append(site)
+    if not module or not sites:
+        return f"{function_noun} must be defined in a file of the repo"
+    source = own_source_hash(root, sites)
+    if isinstance(source, tuple):
+        return f"{loader} looks its function up by name, and {source[0]} has no def '{source[1]}' at its top level"
+    digest, files = hash_of(obj)
+    path = (root / module).resolve()
+    if module not in reloaded:
+        try:
+            reloaded[module] = import_definitions(path, root, type(obj))
+        except Exception as e:  # noqa: BLE001 - the user's file, imported once more
+            reloaded[module] = f"{type(e).__name__}: {e}"
+    again = reloaded[module]
+    if isinstance(again, str):
+        return f"{module} fails when imported again, as {loader} imports it to load the function: {again}"
+    if obj.name not in again:
+        return f"{loader} imports {module} to load it, and {module} imported on its own defines no {defines}"
+    if hash_of(again[obj.name])[0] != digest:
+        return (
+            f"its code hashes differently each time {module} is imported (a value its function uses changes "
+            f"from one import to the next?), so {loader} would refuse it: use plain constants"
+        )
+    return BoundCode(sites, digest, source, files | {path})
 
 
 def view_code_hash(view: OnDemandFeatureView, root: Path) -> tuple[str, frozenset[Path]]:

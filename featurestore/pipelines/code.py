@@ -29,41 +29,25 @@ def _functions(pipeline: TrainingPipeline) -> list[Any]:
 def bind(
     pipeline: TrainingPipeline, module: str, root: Path, reloaded: dict[str, Any]
 ) -> TrainingPipeline | str:
-    """The pipeline with where its functions are and their hashes, or why a run could not load it.
-    `module`: the repo-relative definition file it was found in. The file is imported once more, as a
-    run imports it, and must give the same hash (`reloaded` caches that import per file)."""
+    """The pipeline with where its functions are and their hashes, or why a run could not load it
+    (`featurestore.on_demand_code.bind_code`). `module`: the repo-relative definition file it was
+    found in; `reloaded` caches the import of each file once more."""
     from .. import on_demand_code as code
 
-    sites = []
-    for fn in _functions(pipeline):
-        if fn is not None:
-            site = code.function_site(fn, root)
-            if isinstance(site, str):
-                return site
-            sites.append(site)
-    if not module or not sites:
-        return "its train function must be defined in a file of the repo"
-    source = code.own_source_hash(root, sites)
-    if isinstance(source, tuple):
-        return (
-            f"a run looks its function up by name, and {source[0]} has no def '{source[1]}' at its top level"
-        )
-    digest, _ = code.code_hash(_functions(pipeline), MODE, root)
-    if module not in reloaded:
-        try:
-            reloaded[module] = code.import_definitions((root / module).resolve(), root, TrainingPipeline)
-        except Exception as e:  # noqa: BLE001 - the user's file, imported once more
-            reloaded[module] = f"{type(e).__name__}: {e}"
-    again = reloaded[module]
-    if isinstance(again, str):
-        return f"{module} fails when imported again, as a run imports it to load the function: {again}"
-    if pipeline.name not in again:
-        return f"a run imports {module} to load it, and {module} imported on its own defines no pipeline of model '{pipeline.name}'"
-    if code.code_hash(_functions(again[pipeline.name]), MODE, root)[0] != digest:
-        return (
-            f"its code hashes differently each time {module} is imported (a value its function uses changes "
-            "from one import to the next?), so a run would refuse it: use plain constants"
-        )
+    bound = code.bind_code(
+        pipeline,
+        _functions,
+        lambda p: code.code_hash(_functions(p), MODE, root),
+        module,
+        root,
+        reloaded,
+        loader="a run",
+        function_noun="its train function",
+        defines=f"pipeline of model '{pipeline.name}'",
+    )
+    if isinstance(bound, str):
+        return bound
+    sites = bound.sites
     evaluate_file, evaluate_name = sites[1] if len(sites) > 1 else ("", "")
     return replace(
         pipeline,
@@ -72,8 +56,8 @@ def bind(
         function_file=sites[0][0],
         evaluate_function=evaluate_name,
         evaluate_function_file=evaluate_file,
-        sha256=digest,
-        source_sha256=source,
+        sha256=bound.sha256,
+        source_sha256=bound.source_sha256,
     )
 
 
