@@ -77,6 +77,7 @@ class Governance:
         self.registry = registry
 
     def is_protected(self, alias: str) -> bool:
+        """Whether `alias` is in `[models] protected_aliases`."""
         return alias in self.config.protected_aliases
 
     def needed(self, action: str, alias: str | None = None) -> str:

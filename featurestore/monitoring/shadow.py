@@ -57,6 +57,7 @@ class ShadowDay:
     challenger_live: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able, for `--json`."""
         return {
             "day": self.day.isoformat(),
             "rows": self.rows,
@@ -93,6 +94,7 @@ class ShadowReport:
     days: list[ShadowDay] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able, for `--json`."""
         return {
             "model": self.model,
             "production": self.production,

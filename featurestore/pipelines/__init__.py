@@ -46,6 +46,7 @@ class PipelineRun:
 
     @classmethod
     def from_dict(cls, run: Mapping[str, Any]) -> PipelineRun:
+        """A run as the registry returns it (its columns and record keys)."""
         from ..registry_store import RUN_COLUMNS
 
         return cls(
@@ -63,38 +64,47 @@ class PipelineRun:
         return self.to_dict()[key]
 
     def get(self, key: str, default: Any = None) -> Any:
+        """One field of the run (a column or a record key), like dict.get."""
         return self.to_dict().get(key, default)
 
     @property
     def trigger(self) -> str:
+        """Why the run ran: "manual", "monitor: drift", "when: performance", ..."""
         return str(self.record.get("trigger") or "")
 
     @property
     def actor(self) -> str:
+        """Who ran it."""
         return str(self.record.get("actor") or "")
 
     @property
     def reasons(self) -> list[str]:
+        """Why the decision was what it was, one sentence per check."""
         return list(self.record.get("reasons") or [])
 
     @property
     def error(self) -> str | None:
+        """What failed the run, or None."""
         return self.record.get("error")
 
     @property
     def attempts(self) -> int:
+        """1, plus one per resume after a kill."""
         return int(self.record.get("attempts") or 1)
 
     @property
     def candidate_version(self) -> int | None:
+        """The version the run registered, or None (not yet, or skipped)."""
         return (self.record.get("candidate") or {}).get("version")
 
     @property
     def champion_version(self) -> int | None:
+        """The version it was compared with (the alias's then), or None."""
         return (self.record.get("champion") or {}).get("version")
 
     @property
     def duration_seconds(self) -> float | None:
+        """From start to finish across attempts, or None while running."""
         return self.record.get("duration_seconds")
 
     def metric_pair(self) -> tuple[float | None, float | None]:
@@ -184,6 +194,7 @@ class Pipelines:
             self._hooks.append(fn)
 
     def remove_hook(self, fn: RunHook) -> None:
+        """Stop calling `fn` (added with `add_hook`); unknown hooks are ignored."""
         with self._lock:
             if fn in self._hooks:
                 self._hooks.remove(fn)

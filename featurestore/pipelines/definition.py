@@ -195,6 +195,7 @@ class TrainingPipeline:
     # -- specs ----------------------------------------------------------------------------------
 
     def to_spec(self) -> dict[str, Any]:
+        """The JSON-able spec apply records (code by location and hash, never the functions)."""
         return {
             "name": self.model,
             "model": self.model,
@@ -228,6 +229,7 @@ class TrainingPipeline:
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> TrainingPipeline:
+        """The applied pipeline from its spec; its functions are loaded by a run (`pipelines.code`)."""
         lookback = spec.get("lookback_seconds")
         return cls(
             model=spec["model"],

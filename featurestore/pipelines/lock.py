@@ -49,6 +49,7 @@ class ModelLock:
         self._fd = fd
 
     def release(self) -> None:
+        """Let go of the lock (idempotent); the OS also releases it when the process dies."""
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor releases the flock
             self._fd = None

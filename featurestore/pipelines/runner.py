@@ -67,6 +67,7 @@ class RunData:
         return self._frames[which]
 
     def labels(self, table: pa.Table) -> Any:
+        """The label column of `table` as numpy."""
         return table.column(self.label).to_numpy(zero_copy_only=False)
 
 
@@ -147,6 +148,7 @@ def cut_index(times: Any, share: float) -> int:
 
 
 def pa_scalar(value: Any, type_: Any) -> Any:
+    """`value` as an Arrow scalar of `type_` (pyarrow imported lazily)."""
     import pyarrow as pa
 
     return pa.scalar(value, type=type_)
@@ -173,6 +175,7 @@ def check_range(start: Any, end: Any) -> None:
 
 
 def error_text(e: BaseException) -> str:
+    """The error as a run records it: our messages as they are, others with their class name."""
     return str(e) if isinstance(e, FeatureStoreError) else f"{type(e).__name__}: {e}"
 
 
@@ -253,6 +256,7 @@ class Runner:
         }
 
     def start(self, trigger: str, when: str, start: Any, end: Any) -> dict[str, Any]:
+        """Record a new run (step "started") and tell the hooks."""
         run = self.backend.add_pipeline_run(
             self.pipeline.model, self.record(trigger, when, start, end), self.actor
         )

@@ -35,6 +35,7 @@ class Trigger:
 
 
 def check_when(when: str) -> str:
+    """`when` if it is one of WHEN, else PipelineError naming the choices."""
     if when not in WHEN:
         raise PipelineError(f"when must be one of {list(WHEN)}, got {when!r}")
     return when
