@@ -519,7 +519,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     from rich.table import Table
 
     from .plan import format_duration
-    from .status import repair_command, view_statuses
+    from .status import registry_line, registry_summary, repair_command, view_statuses
 
     store = _store(ctx)
     statuses = view_statuses(store)
@@ -527,6 +527,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         _print_json(
             {
+                "registry": registry_summary(store.config),
                 "views": [s.to_dict() for s in statuses],
                 "quarantined": [
                     {
@@ -555,6 +556,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
             format_duration(round(s.staleness_seconds)) if s.staleness_seconds is not None else "-",
         )
     console = _console()
+    console.print(registry_line(store.config), markup=False)
     console.print(table)
     behind = [s.view for s in statuses if s.online_behind]
     if behind:
@@ -582,7 +584,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 @cli.group()
 def registry() -> None:
-    """Look after the registry file (applied definitions, watermarks, models, audit trail)."""
+    """Look after the registry (applied definitions, watermarks, models, audit trail): back it up, migrate it."""
 
 
 @registry.command(name="backup")
@@ -594,7 +596,106 @@ def registry_backup(ctx: click.Context, path: str, force: bool) -> None:
     """Copy the registry to PATH (safe while other processes use it); restore by putting it in place."""
     store = _store(ctx)
     written = store.registry.backup(path, force=force)
-    _console().print(f"Backed up the registry {store.config.registry_path} to {written}.", markup=False)
+    _console().print(f"Backed up the registry {store.config.registry_location} to {written}.", markup=False)
+
+
+@registry.command(name="migrate")
+@click.option("--to", "url", required=True, help="postgresql://user@host/database of an empty database.")
+@click.option(
+    "--models-path",
+    type=click.Path(file_okay=False),
+    help="Also copy model artifacts and saved training sets to this folder, the [models] path to set.",
+)
+@click.pass_context
+@handle_errors
+def registry_migrate(ctx: click.Context, url: str, models_path: str | None) -> None:
+    """Copy this repo's registry, every row, into an empty PostgreSQL registry (featurestore.registry_migrate)."""
+    from .config import url_without_password
+    from .registry_migrate import (
+        check_model_file_moves,
+        copy_model_files,
+        migrate_to_postgres,
+        model_file_moves,
+    )
+
+    store = _store(ctx)
+    config = store.config
+    target_models = Path(models_path).resolve() if models_path else config.models_dir
+    moves = model_file_moves(config, target_models) if target_models is not None else []
+    if models_path:
+        check_model_file_moves(moves)
+    result = migrate_to_postgres(store.registry.backend, url)
+    console = _console()
+    copied = ", ".join(f"{table} {n}" for table, n in result.rows.items() if n)
+    console.print(
+        f"Copied the registry {store.config.registry_location} to {result.target}: "
+        f"{result.total} rows ({copied or 'it was empty'}).",
+        markup=False,
+    )
+    console.print(
+        f'Next: set [registry] url = "{url_without_password(url)}" in featurestore.toml (or FS_REGISTRY_URL), '
+        "with [models] path and [monitoring] log_path on storage every machine reaches.",
+        markup=False,
+    )
+    if url_without_password(url) != url:
+        console.print(
+            "Keep the password out of the URL: put it in ~/.pgpass (host:port:database:user:password) or "
+            "in PGPASSWORD on each machine.",
+            markup=False,
+        )
+    if models_path:
+        copy_model_files(moves)
+        for src, dst in moves:
+            console.print(f"Copied {src} to {dst}.", markup=False)
+        console.print(f'Set [models] path = "{target_models}".', markup=False)
+    elif config.models_dir is None:
+        for src, dst in model_file_moves(config, Path("<models path>")):  # what is there to copy
+            console.print(
+                f"Copy {src} to {dst} (cp -a {src}/. {dst}/) once you choose [models] path: a PostgreSQL "
+                "registry looks there (or migrate into a new database with --models-path).",
+                markup=False,
+            )
+
+
+@cli.group()
+def online() -> None:
+    """Look after the online store."""
+
+
+@online.command(name="migrate")
+@click.option("--from", "source", required=True, help="redis://host:port/db of the standalone Redis to copy.")
+@click.pass_context
+@handle_errors
+def online_migrate(ctx: click.Context, source: str) -> None:
+    """Copy a standalone Redis online store (this project's rows) into the configured Redis Cluster."""
+    from .errors import ConfigError
+    from .online.migrate import migrate_to_cluster
+    from .online.redis_cluster import RedisClusterOnlineStore
+
+    store = _store(ctx)
+    target = store.online_store
+    if not isinstance(target, RedisClusterOnlineStore):
+        raise ConfigError(
+            "fs online migrate copies into a Redis Cluster: set [online] cluster = true (or FS_ONLINE_CLUSTER=1) "
+            "and url to one of its nodes"
+        )
+    aggregating = {v.name for v in store.catalog.views.values() if v.aggregations}
+    result = migrate_to_cluster(source, target, aggregating)
+    views = ", ".join(f"{v} {n:,}" for v, n in sorted(result.views.items()))
+    _console().print(
+        f"Copied {result.rows:,} rows ({views or 'none'}) from {source} to the cluster at {target.url}; "
+        f"the cluster kept its newer row for {result.rows - result.written:,}; {result.skipped:,} other keys skipped.",
+        markup=False,
+    )
+    if result.tiles_held:
+        names = ", ".join(f"{v} ({n:,} keys)" for v, n in sorted(result.tiles_held.items()))
+        _console().print(
+            f"The cluster already held tiles of aggregating views, kept as they were, not merged: {names}. "
+            "Re-materialize these views (fs materialize) to rebuild them from their events.",
+            markup=False,
+        )
+    if result.identity is not None:
+        _console().print(f"The cluster's online store identity: {result.identity}.", markup=False)
 
 
 def _add_optional_groups() -> None:

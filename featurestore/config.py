@@ -2,13 +2,16 @@
 
     project = "rides"
     [offline]
-    path = "data/offline"
+    path = "data/offline"      # or "s3://bucket/prefix" (also [models] path, [monitoring] log_path)
+    # storage_options = {endpoint_url = "http://minio:9000"}   # s3fs settings of every s3:// location
     [online]
     type = "sqlite"            # or "redis"
     path = "data/online.db"    # sqlite
     # url = "redis://localhost:6379/0"   # redis
+    # cluster = true                     # redis: a Redis Cluster, url of nodes: redis://h1:6379,h2:6379
     [registry]
     path = "data/registry.db"
+    # url = "postgresql://user@host/db"   # a shared registry (wins over path)
     [repo]
     ignore = ["generate_data.py"]   # python files of the repo that are not definitions
     [server]
@@ -25,14 +28,19 @@
     [monitoring.models.eta]         # per model: any of the keys above but the log's
     psi_drift = 0.3
     metric = "neg_mean_absolute_error"
+    [offline]
+    engine = "duckdb"               # or "spark" (featurestore[spark]); spark_master = "local[*]"
     [models]
+    path = "data/models"            # model artifacts and saved training sets (default: beside the registry)
     protected_aliases = ["production"]   # move only through a passed promotion policy or an approver
     [governance]
     users = {alice = "approver", bob = "models"}   # $FS_USER -> role, for the CLI and Python
 
 Environment variables override the file, so one repo deploys to several places:
 `FS_PROJECT`, `FS_OFFLINE_PATH`, `FS_ONLINE_TYPE`, `FS_ONLINE_PATH`, `FS_ONLINE_URL` (a redis:// URL
-also sets the type to redis), `FS_ONLINE_KEY_PREFIX`, `FS_REGISTRY_PATH`,
+also sets the type to redis), `FS_ONLINE_KEY_PREFIX`, `FS_ONLINE_CLUSTER` (true/false), `FS_REGISTRY_PATH`, `FS_REGISTRY_URL`,
+`FS_OFFLINE_ENGINE`, `FS_SPARK_MASTER`, `FS_MODELS_PATH`, `FS_S3_ENDPOINT_URL` (storage_options' endpoint_url;
+credentials come from the standard AWS variables, read by s3fs),
 `FS_API_KEYS` ("name:role:key,name:role:key"), `FS_MAX_BATCH_ROWS`, `FS_MAX_HEADER_BYTES`,
 `FS_READ_TIMEOUT_SECONDS`, `FS_MONITORING_LOG_PATH`.
 """
@@ -48,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .locations import is_url, storage_options, url_of
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -60,6 +69,8 @@ CONFIG_FILE = "featurestore.toml"
 ROLES = ("read", "write", "models", "approver", "admin")
 DEFAULT_PROTECTED_ALIASES = ("production",)
 ONLINE_TYPES = ("sqlite", "redis")
+OFFLINE_ENGINES = ("duckdb", "spark")
+REGISTRY_URL_SCHEMES = ("postgresql://", "postgres://")
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,18 @@ class OnlineConfig:
     url: str | None = None
     key_prefix: str = ""
     timeout_seconds: float = 1.0
+    #: redis: `url` names nodes of a Redis Cluster, comma-separated (featurestore.online.redis_cluster)
+    cluster: bool = False
+
+
+@dataclass(frozen=True)
+class OfflineConfig:
+    """`[offline]` beyond its path: the engine that runs training sets and materialization."""
+
+    engine: str = "duckdb"  # or "spark" (featurestore.offline.spark, the featurestore[spark] extra)
+    spark_master: str = "local[*]"
+    #: fsspec/s3fs settings of every s3:// location (endpoint_url, key, secret, ...): see locations.py
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -117,6 +140,8 @@ class MonitoringConfig:
 
     log_path: Path
     retention_days: int = 90
+    #: the log on object storage (`log_path = "s3://bucket/prefix"`); log_path is then unused
+    log_url: str | None = None
     defaults: Thresholds = Thresholds()
     models: Mapping[str, Thresholds] = field(default_factory=dict)
 
@@ -145,6 +170,18 @@ class RepoConfig:
     online: OnlineConfig
     registry_path: Path
     server: ServerConfig = ServerConfig()
+    #: a PostgreSQL registry (featurestore.registry_postgres); None: the SQLite file at registry_path
+    registry_url: str | None = None
+    #: whether `[registry] path` (or FS_REGISTRY_PATH) was set: with a url too, `fs status` says the url wins
+    registry_path_set: bool = False
+    offline: OfflineConfig = OfflineConfig()
+    #: `[models] path`; None: `models/` beside the registry file
+    models_dir: Path | None = None
+    #: `[offline] path` on object storage (s3://bucket/prefix); offline_path is then the local
+    #: working folder of that storage (staging, lock files), not its data
+    offline_url: str | None = None
+    #: `[models] path` on object storage (s3://bucket/prefix); models_dir is then None
+    models_url: str | None = None
     ignore: tuple[str, ...] = ()
     monitoring: MonitoringConfig | None = None  # None: the defaults, the log beside the registry
     governance: GovernanceConfig = GovernanceConfig()
@@ -156,8 +193,121 @@ class RepoConfig:
 
     @property
     def models_path(self) -> Path:
-        """Where model artifacts are stored: beside the registry file."""
-        return self.registry_path.parent / "models"
+        """Where model artifacts are stored: `[models] path`, else beside the registry file."""
+        return self.models_dir if self.models_dir is not None else self.registry_path.parent / "models"
+
+    @property
+    def training_sets_path(self) -> Path:
+        """Where saved training sets are stored: under `[models] path` when it is set (a shared
+        location), else beside the registry file."""
+        if self.models_dir is not None:
+            return self.models_dir / "__training_sets"
+        return self.registry_path.parent / "training_sets"
+
+    @property
+    def training_sets_url(self) -> str | None:
+        """Saved training sets on object storage: under `[models] path` when that is a URL."""
+        return None if self.models_url is None else self.models_url.rstrip("/") + "/__training_sets"
+
+    @property
+    def registry_location(self) -> str:
+        """The registry in words, without secrets: the PostgreSQL URL's host and database, or the file."""
+        if self.registry_url is None:
+            return str(self.registry_path)
+        return redacted_url(self.registry_url)
+
+
+_SECRET_KEYS = ("password", "sslpassword")
+# A secret in a libpq keyword string ("host=db password=s3cret"), quoted or not.
+_KEYWORD_SECRET = re.compile(r"\b((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def _split_url(url: str) -> tuple[str, str | None, str, list[str]] | None:
+    """`scheme://`, user information, the rest before the query, and the query's parameters; None for
+    a text without `://` (user information None without an '@'). The user information ends at the LAST '@' before the query, so a password
+    holding an unencoded '@' or '/' is still all of it (over-eager is the safe side)."""
+    head, _, query = url.partition("?")
+    scheme, sep, rest = head.partition("://")
+    if not sep:
+        if "=" in url or "@" not in url:
+            return None  # a libpq keyword string, or no user information at all
+        scheme, rest, query = "", url, ""  # "alice:s3cret@db": a URL missing its scheme
+    userinfo, at, hosts = rest.rpartition("@")
+    return scheme + sep, userinfo if at else None, hosts, query.split("&") if query else []
+
+
+def _secret_param(param: str) -> bool:
+    from urllib.parse import unquote
+
+    return unquote(param.partition("=")[0]).strip().lower() in _SECRET_KEYS
+
+
+def redacted_url(url: str) -> str:
+    """`url` with every password replaced by '***' (for messages and `fs status`): the one in
+    `user:password@`, `?password=` and `?sslpassword=` (the key maybe %-encoded), and, in a libpq
+    keyword string, `password=`."""
+    parts = _split_url(url)
+    if parts is None:
+        return _KEYWORD_SECRET.sub(r"\1***", url)
+    scheme, userinfo, hosts, params = parts
+    text = scheme
+    if userinfo is not None:
+        user, colon, _ = userinfo.partition(":")
+        text += f"{user}{':***' if colon else ''}@"
+    text += hosts
+    if params:
+        text += "?" + "&".join(p.partition("=")[0] + "=***" if _secret_param(p) else p for p in params)
+    return text
+
+
+def url_without_password(url: str) -> str:
+    """`url` with its passwords left out (not masked): a URL that works as it is when the password
+    comes from ~/.pgpass or PGPASSWORD, for hints a user copies."""
+    parts = _split_url(url)
+    if parts is None:
+        return " ".join(_KEYWORD_SECRET.sub("", url).split())
+    scheme, userinfo, hosts, params = parts
+    user = "" if userinfo is None else userinfo.partition(":")[0] + "@"
+    kept = [p for p in params if not _secret_param(p)]
+    return scheme + user + hosts + ("?" + "&".join(kept) if kept else "")
+
+
+def url_secrets(url: str) -> list[str]:
+    """The passwords in `url` (raw and %-decoded) and the pieces a driver's message may quote of them
+    (split at '@', '/', ':'), longest first: what `redacted_text` masks."""
+    from urllib.parse import unquote
+
+    found: list[str] = []
+    parts = _split_url(url)
+    if parts is None:
+        found += [m.group(2).strip("'") for m in _KEYWORD_SECRET.finditer(url)]
+    else:
+        _, userinfo, _, params = parts
+        user, colon, password = (userinfo or "").partition(":")
+        if colon:
+            found.append(password)
+        found += [p.partition("=")[2] for p in params if _secret_param(p)]
+    found += [unquote(s) for s in found]
+    found += [piece for s in found for piece in re.split(r"[@/:]", s) if len(piece) >= 3]
+    return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def redacted_text(text: str, url: str) -> str:
+    """`text` (a driver's error message, say) with every password of `url` masked as '***'."""
+    for secret in url_secrets(url):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _flag(value: Any, name: str, where: str) -> bool:
+    """A true/false setting from the file (a TOML boolean) or the environment ("true", "1", "no", ...)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{where}: {name} must be true or false, got {value!r}")
 
 
 def find_repo(start: str | os.PathLike[str] | None = None) -> Path:
@@ -225,7 +375,24 @@ def parse_config(raw: dict[str, Any], repo: Path, env: Mapping[str, str], where:
         )
 
     offline = section("offline")
-    offline_path = resolve(env.get("FS_OFFLINE_PATH") or offline.get("path", "data/offline"))
+    offline_setting = env.get("FS_OFFLINE_PATH") or offline.get("path", "data/offline")
+    if not isinstance(offline_setting, str) or not offline_setting:
+        raise ConfigError(
+            f"{where}: [offline] path must be a folder or an s3:// URL, got {offline_setting!r}"
+        )
+    offline_url = url_of(offline_setting, "[offline] path", where)
+    offline_path = resolve("data/offline-work" if offline_url else offline_setting)
+    try:
+        options = storage_options(offline.get("storage_options"), env, where)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    engine = env.get("FS_OFFLINE_ENGINE") or offline.get("engine", "duckdb")
+    if engine not in OFFLINE_ENGINES:
+        raise ConfigError(f"{where}: [offline] engine must be one of {list(OFFLINE_ENGINES)}, got {engine!r}")
+    spark_master = env.get("FS_SPARK_MASTER") or offline.get("spark_master", OfflineConfig.spark_master)
+    if not isinstance(spark_master, str) or not spark_master:
+        raise ConfigError(f"{where}: [offline] spark_master must be a Spark master URL, got {spark_master!r}")
+    offline_cfg = OfflineConfig(engine=engine, spark_master=spark_master, storage_options=options)
 
     online = section("online")
     online_type = env.get("FS_ONLINE_TYPE") or online.get("type", "sqlite")
@@ -244,16 +411,43 @@ def parse_config(raw: dict[str, Any], repo: Path, env: Mapping[str, str], where:
         timeout = float(online.get("timeout_seconds", 1.0))
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: [online] timeout_seconds must be a number") from None
+    cluster = _flag(env.get("FS_ONLINE_CLUSTER") or online.get("cluster", False), "[online] cluster", where)
+    if cluster and online_type != "redis":
+        raise ConfigError(
+            f'{where}: [online] cluster = true needs type = "redis" and the url of a cluster node'
+        )
     online_cfg = OnlineConfig(
         type=online_type,
         path=resolve(online_path) if online_type == "sqlite" else None,
         url=url if online_type == "redis" else None,
         key_prefix=env.get("FS_ONLINE_KEY_PREFIX") or online.get("key_prefix") or project,
         timeout_seconds=timeout,
+        cluster=cluster,
     )
 
     registry = section("registry")
     registry_path = resolve(env.get("FS_REGISTRY_PATH") or registry.get("path", "data/registry.db"))
+    registry_url = env.get("FS_REGISTRY_URL") or registry.get("url")
+    if registry_url is not None and (
+        not isinstance(registry_url, str) or not registry_url.startswith(REGISTRY_URL_SCHEMES)
+    ):
+        raise ConfigError(
+            f"{where}: [registry] url must be a postgresql://user@host/database URL, got "
+            f"{redacted_url(registry_url) if isinstance(registry_url, str) else registry_url!r}"
+        )
+    models_section = section("models")
+    models_dir = env.get("FS_MODELS_PATH") or models_section.get("path")
+    if models_dir is not None and (not isinstance(models_dir, str) or not models_dir):
+        raise ConfigError(f"{where}: [models] path must be a path, got {models_dir!r}")
+    monitoring_section = section("monitoring")
+    if registry_url and (
+        models_dir is None or not (env.get("FS_MONITORING_LOG_PATH") or monitoring_section.get("log_path"))
+    ):
+        raise ConfigError(
+            f"{where}: a PostgreSQL registry ([registry] url) needs shared locations for what is not in "
+            "the database: set [models] path (model artifacts, saved training sets) and [monitoring] "
+            "log_path (the prediction log), or FS_MODELS_PATH and FS_MONITORING_LOG_PATH"
+        )
 
     repo_section = section("repo")
     ignore = repo_section.get("ignore", [])
@@ -268,16 +462,22 @@ def parse_config(raw: dict[str, Any], repo: Path, env: Mapping[str, str], where:
         registry_path=registry_path,
         server=_server(section("server"), env, where),
         ignore=tuple(ignore),
-        monitoring=_monitoring(section("monitoring"), env, registry_path, resolve, where),
-        governance=_governance(section("models"), section("governance"), where),
+        monitoring=_monitoring(monitoring_section, env, registry_path, resolve, where),
+        governance=_governance(models_section, section("governance"), where),
+        registry_url=registry_url,
+        registry_path_set=bool(env.get("FS_REGISTRY_PATH") or "path" in registry),
+        offline=offline_cfg,
+        models_dir=resolve(models_dir) if models_dir and not is_url(models_dir) else None,
+        offline_url=offline_url,
+        models_url=url_of(models_dir, "[models] path", where) if models_dir else None,
     )
 
 
 def _governance(models: dict[str, Any], raw: dict[str, Any], where: str) -> GovernanceConfig:
-    extra = set(models) - {"protected_aliases"}
+    extra = set(models) - {"protected_aliases", "path"}
     if extra:
         raise ConfigError(
-            f"{where}: unknown [models] setting(s) {sorted(extra)} (known: ['protected_aliases'])"
+            f"{where}: unknown [models] setting(s) {sorted(extra)} (known: ['path', 'protected_aliases'])"
         )
     extra = set(raw) - {"users"}
     if extra:
@@ -326,8 +526,10 @@ def _monitoring(
                 f"{where}: unknown {section} setting(s) {sorted(extra)} (known: {sorted(THRESHOLD_KEYS)})"
             )
         models[name] = _thresholds(body, defaults, section, where)
+    log_url = url_of(log_path, "[monitoring] log_path", where) if log_path else None
     return MonitoringConfig(
-        log_path=resolve(log_path) if log_path else registry_path.parent / "predictions",
+        log_url=log_url,
+        log_path=resolve(log_path) if log_path and not log_url else registry_path.parent / "predictions",
         retention_days=retention,
         defaults=defaults,
         models=models,

@@ -65,6 +65,11 @@ class CorruptOfflineFileError(FeatureStoreError):
         self.view, self.path, self.day, self.quarantined_to = view, path, day, quarantined_to
 
 
+class ObjectStorageError(FeatureStoreError):
+    """Object storage (an s3:// location) cannot be used: no such bucket, the endpoint unreachable,
+    no or wrong credentials, access denied. The message names the URL and the settings to check."""
+
+
 class RegistryError(FeatureStoreError):
     """The registry cannot be used: its file is corrupt or unreadable, busy past the timeout, or
     from a newer schema. The message names the file and what to do (restore from a backup)."""

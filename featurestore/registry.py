@@ -14,13 +14,26 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import RegistryError
 from .registry_sqlite import SQLiteRegistryStore
 from .registry_store import MaterializationRun, RegistryStore, unreadable_error
 
-__all__ = ["Registry", "RegistryError", "current_user", "utcnow"]
+if TYPE_CHECKING:
+    from .config import RepoConfig
+
+__all__ = ["Registry", "RegistryError", "current_user", "open_registry", "utcnow"]
+
+
+def open_registry(config: RepoConfig) -> Registry:
+    """The registry `config` names: PostgreSQL when `[registry] url` is set (it wins over `path`),
+    else the SQLite file at `[registry] path`."""
+    if config.registry_url is not None:
+        from .registry_postgres import PostgresRegistryStore
+
+        return Registry(config.registry_path, backend=PostgresRegistryStore(config.registry_url))
+    return Registry(config.registry_path)
 
 
 def current_user() -> str:
@@ -73,7 +86,8 @@ class Registry:
         target = Path(destination)
         if target.is_dir():
             raise RegistryError(f"backup destination {target} is a folder: name the file to write")
-        if target.exists() and os.path.samefile(target, self.path):
+        # (On a PostgreSQL registry the SQLite path is unused and may not exist.)
+        if target.exists() and os.path.exists(self.path) and os.path.samefile(target, self.path):
             raise RegistryError(f"backup destination {target} is the registry itself: name another file")
         if target.exists() and not force:
             raise RegistryError(f"backup destination {target} already exists: pass --force to overwrite it")

@@ -25,12 +25,14 @@ from .errors import RegistryError
 from .registry_store import (
     MODEL_JSON_FIELDS,
     MODEL_VERSION_FIELDS,
+    REGISTRY_TABLES,
     RUN_COLUMNS,
     AliasMove,
     Change,
     MaterializationRun,
     RegistryStore,
     RunCommit,
+    TableRows,
     unreadable_error,
 )
 
@@ -297,6 +299,44 @@ class SQLiteRegistryStore(RegistryStore):
             raise self._translate(e) from e
         if check != "ok":
             raise self.unreadable(f"the copy fails SQLite's integrity check: {check}")
+
+    # -- copying between backends ------------------------------------------------------------------
+
+    # Tables whose order is SQLite's rowid (they have no id column): exported and imported as "id".
+    _ROWID_TABLES = frozenset({"object_history", "materializations"})
+
+    def _columns(self, table: str) -> str:
+        return ", ".join(
+            "rowid" if c == "id" and table in self._ROWID_TABLES else f'"{c}"' for c in REGISTRY_TABLES[table]
+        )
+
+    def export_rows(self) -> TableRows:
+        try:
+            con = self._con()
+            con.execute("BEGIN")  # a read transaction: one snapshot of every table (WAL)
+            try:
+                out: TableRows = {}
+                for table, columns in REGISTRY_TABLES.items():
+                    order = " ORDER BY 1" if columns[0] == "id" else ""
+                    out[table] = con.execute(f"SELECT {self._columns(table)} FROM {table}{order}").fetchall()
+            finally:
+                con.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise self._translate(e) from e
+        return out
+
+    def import_rows(self, rows: TableRows) -> None:
+        with self._transaction() as con:
+            for table in REGISTRY_TABLES:
+                if con.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone():
+                    raise RegistryError(
+                        f"the registry {self.path} is not empty (table {table} has rows): copy into a new file"
+                    )
+            for table, columns in REGISTRY_TABLES.items():
+                marks = ", ".join("?" * len(columns))
+                con.executemany(
+                    f"INSERT INTO {table} ({self._columns(table)}) VALUES ({marks})", rows.get(table, [])
+                )
 
     # -- applied definitions -----------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ Promises every backend keeps:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +41,9 @@ def unreadable_error(location: str, problem: str) -> RegistryError:
 
 # (action, kind, name, spec): action is "add", "change" or "remove"; spec is None for "remove".
 Change = tuple[str, str, str, "dict[str, Any] | None"]
+
+# table -> its rows, as `RegistryStore.export_rows` returns them.
+TableRows = dict[str, list[tuple[Any, ...]]]
 
 
 @dataclass(frozen=True)
@@ -104,10 +108,34 @@ class RegistryStore:
         """Release this process's connections; the store may be opened again later."""
         raise NotImplementedError
 
+    def exclusive_lock(self, name: str, wait: bool = True) -> AbstractContextManager[bool] | None:
+        """A lock named `name` held across processes AND machines sharing this store, for the one
+        writer of a view (`view:<name>`) or the one runner of a model's pipeline (`pipeline:<name>`).
+        Entering it yields True once held; with `wait=False` it yields False at once when another
+        holder has it. It is released on exit, and when the holding process dies however it dies.
+        None: this backend has no such lock (a file on one machine), and the caller's local file
+        lock (`fcntl.flock`) serves."""
+        return None
+
     def backup(self, destination: Path) -> None:
         """Write a consistent copy of the whole store to `destination` (a new file), while other
         processes keep reading and writing. The copy opens as a registry. The caller ensures that
         `destination` does not exist."""
+        raise NotImplementedError
+
+    # -- copying between backends ------------------------------------------------------------------
+
+    def export_rows(self) -> TableRows:
+        """Every row of every table in `REGISTRY_TABLES`, as stored (JSON and times as their text),
+        from one consistent snapshot taken while others keep writing: table -> rows, each a tuple in
+        the table's column order; tables with an id in id order. For `import_rows` into another
+        backend (`fs registry migrate`)."""
+        raise NotImplementedError
+
+    def import_rows(self, rows: TableRows) -> None:
+        """Write `rows` (as `export_rows` returns them) into this store in one transaction, keeping
+        every id, so the copy reads exactly as the original. A store holding any row is refused
+        (RegistryError) and left as it was: copies go into a new, empty registry."""
         raise NotImplementedError
 
     # -- applied definitions -----------------------------------------------------------------------
@@ -344,3 +372,33 @@ MODEL_VERSION_FIELDS = (
     "registered_at",
 )
 MODEL_JSON_FIELDS = frozenset({"details", "signature", "metrics", "params", "tags", "missing_policy"})
+
+#: Every table a registry keeps, with its columns in the order `export_rows` gives them: what a copy
+#: between backends carries (`schema_migrations` is each store's own). "id" first: the rows' order
+#: (SQLite's rowid where its table has no id column of its own); view_resets.last_run is such an id.
+REGISTRY_TABLES: dict[str, tuple[str, ...]] = {
+    "objects": ("kind", "name", "version", "spec", "applied_by", "applied_at", "location"),
+    "object_history": ("id", "kind", "name", "version", "action", "spec", "applied_by", "applied_at"),
+    "watermarks": ("view", "watermark", "updated_at"),
+    "materializations": (
+        "id",
+        "view",
+        "start",
+        "end",
+        "rows",
+        "online_rows",
+        "finished_at",
+        "source_fingerprint",
+        "stats",
+    ),
+    "view_resets": ("view", "at", "generation", "last_run"),
+    "audit": ("id", "at", "actor", "action", "target", "detail"),
+    "meta": ("key", "value"),
+    "model_versions": MODEL_VERSION_FIELDS,
+    "model_aliases": ("name", "alias", "version", "set_by", "set_at"),
+    "model_alias_history": ("id", "name", "alias", "old_version", "new_version", "actor", "at"),
+    "training_sets": ("name", "fingerprint", "record", "description", "created_by", "created_at"),
+    "online_watermarks": ("view", "store", "watermark", "updated_at"),
+    "monitor_profiles": ("key", "body", "updated_at"),
+    "pipeline_runs": ("id", "model", "status", "decision", "step", "started_at", "updated_at", "record"),
+}

@@ -19,7 +19,28 @@ from typing import TYPE_CHECKING, Any
 from .offline.fingerprint import view_fingerprint
 
 if TYPE_CHECKING:
+    from .config import RepoConfig
     from .store import FeatureStore
+
+
+def registry_summary(config: RepoConfig) -> dict[str, Any]:
+    """Which registry the repo uses: backend, location (no secrets) and, when `[registry] url` and
+    `path` are both set, the path it does not use (the url wins)."""
+    if config.registry_url is None:
+        return {"backend": "sqlite", "location": str(config.registry_path), "unused_path": None}
+    unused = str(config.registry_path) if config.registry_path_set else None
+    return {"backend": "postgresql", "location": config.registry_location, "unused_path": unused}
+
+
+def registry_line(config: RepoConfig) -> str:
+    """`registry_summary` in words, for `fs status`."""
+    summary = registry_summary(config)
+    if summary["backend"] == "sqlite":
+        return f"Registry: SQLite file {summary['location']}"
+    line = f"Registry: PostgreSQL {summary['location']}"
+    if summary["unused_path"]:
+        line += f" ([registry] url wins over path: {summary['unused_path']} is not used)"
+    return line
 
 
 @dataclass(frozen=True)

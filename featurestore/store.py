@@ -9,6 +9,7 @@ online = store.get_online_features(["driver_hourly_stats:conv_rate"], [{"driver_
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .catalog import Catalog
 from .config import RepoConfig, find_repo, load_config
-from .errors import DefinitionError, FeatureStoreError, NotAppliedError
+from .errors import DefinitionError, FeatureStoreError, NotAppliedError, RegistryError
 from .online import lookup as online_lookup  # imported once: the per-request path stays short
 from .plan import Plan, diff
 from .registry import Registry
@@ -39,6 +40,21 @@ if TYPE_CHECKING:
 
 
 CATALOG_POLL_SECONDS = 1.0
+REGISTRY_WARNING_SECONDS = 60.0  # at most one "registry unreachable" warning a minute
+REGISTRY_RETRY_SECONDS = 10.0  # after a failed poll, the cached definitions serve this long
+_registry_warned_at = -REGISTRY_WARNING_SECONDS
+
+
+def _warn_registry_unreachable(error: RegistryError) -> None:
+    """Log, at most every REGISTRY_WARNING_SECONDS, that the cached definitions are served because
+    the registry cannot be reached."""
+    global _registry_warned_at
+    now = time.monotonic()
+    if now - _registry_warned_at >= REGISTRY_WARNING_SECONDS:
+        _registry_warned_at = now
+        logging.getLogger(__name__).warning(
+            "the registry cannot be reached, serving the definitions read before: %s", error
+        )
 
 
 class FeatureStore:
@@ -61,7 +77,9 @@ class FeatureStore:
 
     @cached_property
     def registry(self) -> Registry:
-        return Registry(self.config.registry_path)
+        from .registry import open_registry
+
+        return open_registry(self.config)
 
     @cached_property
     def online_store(self) -> OnlineStore:
@@ -75,7 +93,21 @@ class FeatureStore:
         from .offline.storage import OfflineStorage
 
         # A stored file whose keys are not of the view's key type is damaged (quarantined or rebuilt).
-        return OfflineStorage(self.config.offline_path, lambda view: file_key_types(self, view))
+        # A view's writer lock: the registry's own when it has one (PostgreSQL), so writers on every
+        # machine sharing the registry take turns; asked for lazily, when a write needs it.
+        key_types = lambda view: file_key_types(self, view)  # noqa: E731
+        lock = lambda name: self.registry.backend.exclusive_lock(name)  # noqa: E731
+        if self.config.offline_url is not None:  # s3://...: a manifest per view (offline/object_storage.py)
+            from .offline.object_storage import ObjectOfflineStorage
+
+            return ObjectOfflineStorage(
+                self.config.offline_url,
+                self.config.offline.storage_options,
+                self.config.offline_path,
+                key_types,
+                lock=lock,
+            )
+        return OfflineStorage(self.config.offline_path, key_types, lock=lock)
 
     @cached_property
     def models(self) -> ModelRegistry:
@@ -137,7 +169,17 @@ class FeatureStore:
         with self._lock:
             catalog = self._catalog
             if catalog is None or now - self._checked_at > CATALOG_POLL_SECONDS:
-                generation = self.registry.generation()
+                try:
+                    generation = self.registry.generation()
+                except RegistryError as e:
+                    if catalog is None:
+                        raise
+                    # A registry out of reach (a restart, a network cut) does not stop serving: the
+                    # definitions read last stay in use, and the poll (which may have waited for a
+                    # connect timeout) is tried again only REGISTRY_RETRY_SECONDS later.
+                    _warn_registry_unreachable(e)
+                    generation = self._catalog_generation
+                    now = time.monotonic() + REGISTRY_RETRY_SECONDS - CATALOG_POLL_SECONDS
                 self._checked_at = now
                 if catalog is None or generation != self._catalog_generation:
                     if self._live is not None and self._live_generation == generation:
@@ -147,7 +189,7 @@ class FeatureStore:
                     self._catalog, self._catalog_generation = catalog, generation
         if catalog.is_empty:
             raise NotAppliedError(
-                f"nothing has been applied to the registry of '{self.config.project}' ({self.config.registry_path}): "
+                f"nothing has been applied to the registry of '{self.config.project}' ({self.config.registry_location}): "
                 "run `fs apply` (or store.apply()) first"
             )
         return catalog

@@ -102,3 +102,97 @@ def test_find_repo_walks_up_and_explains_when_missing(tmp_path, monkeypatch):
     assert find_repo() == tmp_path.resolve()
     with pytest.raises(ConfigError, match="fs init"):
         find_repo(sub)
+
+
+def test_team_settings_from_the_file_and_the_environment(tmp_path):
+    write(
+        tmp_path,
+        'project = "p"\n[registry]\npath = "r.db"\nurl = "postgresql://ann:s3cret@db/fs"\n'
+        '[models]\npath = "shared/models"\n[monitoring]\nlog_path = "shared/log"\n'
+        '[offline]\nengine = "spark"\nspark_master = "spark://m:7077"\n'
+        '[online]\ntype = "redis"\nurl = "redis://n1:7000"\ncluster = true\n',
+    )
+    cfg = load_config(tmp_path, env={})
+    root = tmp_path.resolve()
+    assert cfg.registry_url == "postgresql://ann:s3cret@db/fs"
+    assert cfg.registry_location == "postgresql://ann:***@db/fs"  # never the password
+    assert cfg.models_path == root / "shared/models"
+    assert cfg.training_sets_path == root / "shared/models/__training_sets"
+    assert cfg.offline.engine == "spark" and cfg.offline.spark_master == "spark://m:7077"
+    assert cfg.online.cluster is True
+    env = {"FS_OFFLINE_ENGINE": "duckdb", "FS_SPARK_MASTER": "local[2]", "FS_ONLINE_CLUSTER": "false"}
+    cfg = load_config(tmp_path, env=env)
+    assert cfg.offline.engine == "duckdb" and cfg.offline.spark_master == "local[2]"
+    assert cfg.online.cluster is False
+    cfg = load_config(tmp_path, env={"FS_REGISTRY_URL": "postgres://other/db"})
+    assert cfg.registry_url == "postgres://other/db"
+
+
+def test_embedded_defaults_keep_models_and_training_sets_beside_the_registry(tmp_path):
+    cfg = load_config(write(tmp_path, 'project = "p"\n'), env={})
+    root = tmp_path.resolve()
+    assert cfg.registry_url is None and cfg.registry_location == str(root / "data/registry.db")
+    assert cfg.models_path == root / "data/models"
+    assert cfg.training_sets_path == root / "data/training_sets"
+    assert cfg.offline.engine == "duckdb" and cfg.offline.spark_master == "local[*]"
+    assert cfg.online.cluster is False
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('[registry]\nurl = "mysql://x/y"\n', r"\[registry\] url must be a postgresql://"),
+        ('[registry]\nurl = "postgresql://db/fs"\n', r"needs shared locations.*\[models\] path"),
+        (
+            '[registry]\nurl = "postgresql://db/fs"\n[models]\npath = "m"\n',
+            r"\[monitoring\] log_path",
+        ),
+        ('[offline]\nengine = "flink"\n', r"engine must be one of \['duckdb', 'spark'\]"),
+        ("[online]\ncluster = true\n", r'cluster = true needs type = "redis"'),
+        ('[online]\ntype = "redis"\nurl = "redis://h"\ncluster = "maybe"\n', "cluster must be true or false"),
+        ("[models]\npath = 3\n", r"\[models\] path must be a path"),
+    ],
+)
+def test_bad_team_settings_name_the_setting(tmp_path, text, message):
+    write(tmp_path, 'project = "p"\n' + text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path, env={})
+
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("postgresql://ann:s3cret@db:5432/fs", "postgresql://ann:***@db:5432/fs"),
+        (
+            "postgresql://ann@db/fs?password=s3cret&sslmode=require",
+            "postgresql://ann@db/fs?password=***&sslmode=require",
+        ),
+        (
+            "postgresql:///fs?host=db&user=ann&password=s3cret",
+            "postgresql:///fs?host=db&user=ann&password=***",
+        ),
+        ("postgresql://db/fs?pass%77ord=s3cret", "postgresql://db/fs?pass%77ord=***"),
+        ("postgresql://db/fs?sslpassword=s3cret", "postgresql://db/fs?sslpassword=***"),
+        ("postgresql://ann:s3/cret@db/fs", "postgresql://ann:***@db/fs"),  # unencoded '/' and '@'
+        ("postgresql://ann:s3@cret@db/fs", "postgresql://ann:***@db/fs"),
+        ("postgresql://ann:s3cret@[::1]:5432/fs", "postgresql://ann:***@[::1]:5432/fs"),
+        ("postgresql://ann@db/fs", "postgresql://ann@db/fs"),
+        ("host=db password='s3 cret' user=ann", "host=db password=*** user=ann"),
+        ("ann:s3cret@db/fs", "ann:***@db/fs"),  # the scheme forgotten
+    ],
+)
+def test_redacted_urls_never_show_a_password(url, shown):
+    from featurestore.config import redacted_text, redacted_url, url_without_password
+
+    assert redacted_url(url) == shown
+    assert "cret" not in redacted_text(f"a driver's message quoting {url}", url)
+    assert "cret" not in url_without_password(url) and "***" not in url_without_password(url)
+    if "s3@cret" in url:  # libpq quotes the host it could not resolve: part of the password
+        assert redacted_text("failed to resolve host 'cret@db'", url) == "failed to resolve host '***@db'"
+
+
+def test_a_bad_registry_url_scheme_is_refused_without_the_password(tmp_path):
+    write(tmp_path, 'project = "p"\n[registry]\nurl = "postgressql://ann:s3cret@db/fs"\n')
+    with pytest.raises(ConfigError, match=r"postgressql://ann:\*\*\*@db/fs") as caught:
+        load_config(tmp_path, env={})
+    assert "s3cret" not in str(caught.value)

@@ -16,7 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from featurestore import FeatureStore, MaterializationError
+from tests.postgres import each_registry  # noqa: F401 (a fixture: every test on both registries)
 from tests.repo_builder import make_repo, write_table
+
+pytestmark = pytest.mark.usefixtures("each_registry")
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 DEFS = """

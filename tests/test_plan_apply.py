@@ -3,8 +3,11 @@
 import pytest
 
 from featurestore import FeatureStore, NotAppliedError, RepoError
+from tests.postgres import each_registry  # noqa: F401 (a fixture: every test on both registries)
 from tests.repo_builder import make_repo
 from tests.test_repo import ENTITY, HEADER, SOURCE, STATS, view
+
+pytestmark = pytest.mark.usefixtures("each_registry")
 
 
 def repo(tmp_path, body):

@@ -1,7 +1,8 @@
 """The registry's storage contract (`RegistryStore`), checked against every backend.
 
-`backend` is parametrized over the backends: a PostgreSQL one adds its name to BACKENDS and a case
-to `open_backend`, and runs these same tests. Below them: schema migrations of an existing SQLite
+`backend` is parametrized over the backends (BACKENDS: SQLite, and PostgreSQL in a database of its
+own on the local server, `tests.postgres`); a new backend adds its name there and a case to
+`open_backend`, and runs these same tests. Below them: schema migrations of an existing SQLite
 registry, and where each definition is defined, through the public API.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -18,24 +21,36 @@ from featurestore import FeatureStore
 from featurestore.errors import RegistryError
 from featurestore.registry_sqlite import SCHEMA_VERSION, SQLiteRegistryStore
 from featurestore.registry_store import AliasMove, MaterializationRun, RegistryStore
+from tests.postgres import temporary_database
 from tests.repo_builder import make_repo
 from tests.test_repo import ENTITY, HEADER, SOURCE, STATS, view
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgresql"]
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-def open_backend(kind: str, tmp_path: Path) -> RegistryStore:
+@contextmanager
+def open_backend(kind: str, tmp_path: Path) -> Iterator[RegistryStore]:
+    """A new, empty store of backend `kind` (PostgreSQL: in a database of its own, dropped after)."""
     if kind == "sqlite":
-        return SQLiteRegistryStore(tmp_path / "registry.db")
-    raise AssertionError(kind)
+        store: RegistryStore = SQLiteRegistryStore(tmp_path / "registry.db")
+        yield store
+        store.close()
+    elif kind == "postgresql":
+        with temporary_database() as url:
+            from featurestore.registry_postgres import PostgresRegistryStore
+
+            store = PostgresRegistryStore(url)
+            yield store
+            store.close()
+    else:
+        raise AssertionError(kind)
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request, tmp_path):
-    store = open_backend(request.param, tmp_path)
-    yield store
-    store.close()
+    with open_backend(request.param, tmp_path) as store:
+        yield store
 
 
 def spec(n: int) -> dict:
@@ -489,7 +504,11 @@ def test_fs_list_shows_where_each_definition_is_defined(tmp_path):
 
 def test_nothing_outside_the_backends_reaches_the_registry_database():
     root = Path(__file__).resolve().parent.parent
-    allowed = {"featurestore/registry_sqlite.py", "featurestore/online/sqlite.py"}  # the latter: online rows
+    allowed = {  # the backends, and the online SQLite store's rows
+        "featurestore/registry_sqlite.py",
+        "featurestore/registry_postgres.py",
+        "featurestore/online/sqlite.py",
+    }
     offenders = [
         rel
         for folder in ("featurestore", "server")

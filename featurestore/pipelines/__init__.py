@@ -244,7 +244,8 @@ class Pipelines:
         why = trigger or ("manual" if when == "always" else f"when: {when}")
         runner = Runner(self.store, pipeline, who, self._tell, role=role)
         folder = self.store.config.registry_path.parent / "pipelines"
-        with ModelLock(folder, pipeline.model, busy=lambda: self._busy(pipeline.model)):
+        shared = self.store.registry.backend.exclusive_lock
+        with ModelLock(folder, pipeline.model, busy=lambda: self._busy(pipeline.model), shared=shared):
             run = runner.interrupted()
             if run is None:
                 if when != "always":

@@ -11,6 +11,9 @@ import pytest
 from featurestore import ModelRegistryError, UnknownNameError
 from featurestore.models.flavors import read_model_file
 from tests.models.conftest import FEATURES, training_frame
+from tests.postgres import each_registry  # noqa: F401 (a fixture: every test on both registries)
+
+pytestmark = pytest.mark.usefixtures("each_registry")
 
 
 class Doubler:

@@ -15,6 +15,9 @@ from click.testing import CliRunner
 
 from featurestore.cli import cli
 from tests.pipelines.scenario import MODEL, TREE, pipeline_repo
+from tests.postgres import each_registry  # noqa: F401 (a fixture: every test on both registries)
+
+pytestmark = pytest.mark.usefixtures("each_registry")
 
 ROOT = Path(__file__).resolve().parents[2]
 
