@@ -260,9 +260,7 @@ def _from_storage(store: Any, view: FeatureView, keys: list[str]) -> dict[str, K
     if not files:
         return {}
     try:
-        import pyarrow.parquet as pq
-
-        schema = pq.read_schema(files[-1])
+        schema = store.offline_storage.schema(files[-1])
     except (OSError, pa.ArrowException):
         return {}
     return _typed(schema, keys, FROM_STORAGE)

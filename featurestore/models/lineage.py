@@ -20,9 +20,12 @@ column's type), not over file bytes, so chunking and Parquet settings do not cha
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
+import logging
 import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +36,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..errors import ModelRegistryError, unknown
+from ..errors import FeatureStoreError, ModelRegistryError, unknown
+from ..locations import ObjectStore
 from ..registry import current_user, utcnow
 
 if TYPE_CHECKING:
     from ..store import FeatureStore
+
+log = logging.getLogger("featurestore.models")
 
 FINGERPRINT_VERSION = 1
 
@@ -151,7 +157,14 @@ class TrainingSets:
         self.store = store
         self.registry = store.registry
         self.backend = store.registry.backend
-        self.root = Path(store.config.registry_path).parent / "training_sets"
+        self.root = Path(store.config.training_sets_path)
+        #: `[models] path = "s3://..."`: saved training sets are objects under it (self.root unused)
+        url = store.config.training_sets_url
+        self.objects = (
+            ObjectStore(url, store.config.offline.storage_options, "[models] path")
+            if url is not None
+            else None
+        )
 
     # -- saving ------------------------------------------------------------------------------------
 
@@ -189,8 +202,14 @@ class TrainingSets:
         from ..monitoring.profiles import training_set_profiles
 
         folder = self.root / name
-        tmp = self.root / f".tmp-{uuid.uuid4().hex}"
-        tmp.mkdir(parents=True)
+        if self.objects is None:
+            tmp = self.root / f".tmp-{uuid.uuid4().hex}"
+            tmp.mkdir(parents=True)
+        else:  # written locally, uploaded to a new prefix before the registry's transaction
+            tmp = Path(tempfile.mkdtemp(prefix="featurestore-training-set-"))
+        # on object storage each save has a prefix of its own (`<name>/<uuid>/`): the upload runs
+        # outside the transaction and an overwrite replaces the old files only once it is recorded
+        prefix = name if self.objects is None else f"{name}/{uuid.uuid4().hex}"
         entity_columns = parts.pop("entity_columns")
         outputs = [c for c in table.column_names if c not in set(entity_columns)]
         pq.write_table(table.select(entity_columns), tmp / "entity_rows.parquet")
@@ -199,11 +218,11 @@ class TrainingSets:
         pq.write_table(table, tmp / "result.parquet", compression="zstd")
         record = TrainingSet(
             name=name,
-            entity_path=f"{name}/entity_rows.parquet",
+            entity_path=f"{prefix}/entity_rows.parquet",
             description=description,
             created_by=actor or current_user(),
             created_at=utcnow().isoformat(),
-            extra={"result_path": f"{name}/result.parquet", **training_set_profiles(table, outputs)},
+            extra={"result_path": f"{prefix}/result.parquet", **training_set_profiles(table, outputs)},
             **parts,
         )
         body = {
@@ -213,11 +232,16 @@ class TrainingSets:
         }
 
         def move_into_place() -> None:  # inside the registry's transaction
+            if self.objects is not None:
+                return  # uploaded already
             if folder.exists():
                 shutil.rmtree(folder)
             tmp.rename(folder)
 
         try:
+            if self.objects is not None:
+                for file in sorted(tmp.iterdir()):
+                    self.objects.upload(file, self.objects.url(prefix, file.name))
             entry = {
                 "name": name,
                 "fingerprint": record.fingerprint,
@@ -229,7 +253,14 @@ class TrainingSets:
             self.backend.save_training_set(entry, move_into_place)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            if self.objects is not None:  # named by no record
+                self._delete_objects([f"{prefix}/entity_rows.parquet", f"{prefix}/result.parquet"])
             raise
+        if self.objects is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if existing is not None:  # the files of the record this one replaced
+                old = [existing.entity_path, str(existing.extra.get("result_path") or "")]
+                self._delete_objects([p for p in old if p and not p.startswith(f"{prefix}/")])
         self.registry.audit(
             "training_set_save",
             f"training_set:{name}",
@@ -328,14 +359,33 @@ class TrainingSets:
 
     def entity_rows(self, name: str) -> pa.Table:
         """The entity rows the training set was made from (entity columns of its result)."""
-        return pq.read_table(self.root / self.get(name).entity_path)
+        return self._read(self.get(name).entity_path)
 
     def result(self, name: str) -> pa.Table | None:
         """The whole saved result of `name` (entity columns and features), or None for a training
         set saved before results were kept (regenerate it: `regenerate(name)`)."""
         path = self.get(name).extra.get("result_path")
-        if not path or not (self.root / path).is_file():
+        if not path:
             return None
+        if self.objects is not None:
+            return self._read(path) if self.objects.exists(self.objects.url(path)) else None
+        if not (self.root / path).is_file():
+            return None
+        return pq.read_table(self.root / path)
+
+    def _delete_objects(self, paths: builtins.list[str]) -> None:
+        """Delete saved files from object storage, best effort: one left over is named by no record."""
+        assert self.objects is not None
+        for path in paths:
+            try:
+                self.objects.delete(self.objects.url(path))
+            except FeatureStoreError as e:
+                log.warning("training sets: could not delete %s: %s", self.objects.url(path), e)
+
+    def _read(self, path: str) -> pa.Table:
+        """A saved file (`<name>/<file>.parquet`), from the local folder or object storage."""
+        if self.objects is not None:
+            return pq.read_table(self.objects.url(path), filesystem=self.objects.fs)
         return pq.read_table(self.root / path)
 
     # -- regenerating --------------------------------------------------------------------------------

@@ -20,11 +20,15 @@ writes the buffer every `flush_interval` seconds, or sooner when it holds `max_r
 writes now and `close()` writes and stops. A file is written under a temporary name and renamed, so
 a reader never sees half a file. If a write fails the rows are kept for the next try, up to
 `max_buffered` rows; beyond that the oldest are dropped and counted in `dropped`.
+
+On object storage (`log_path = "s3://bucket/prefix"`, an `ObjectStore` root) each file is one PUT
+of the whole object, which readers see all or nothing of, so no temporary name is needed.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -35,6 +39,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from ..locations import ObjectStore, is_url, storage_options
 
 log = logging.getLogger("featurestore.models")
 
@@ -49,12 +55,16 @@ class PredictionLog:
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | ObjectStore,
         flush_interval: float = 1.0,
         max_rows: int = 10_000,
         max_buffered: int = 1_000_000,
     ):
-        self.root = Path(root)
+        if isinstance(root, str) and is_url(root):  # as `[monitoring] log_path` is written
+            root = ObjectStore(
+                root, storage_options({}, os.environ, "PredictionLog"), "[monitoring] log_path"
+            )
+        self.root: Path | ObjectStore = root if isinstance(root, ObjectStore) else Path(root)
         self.flush_interval = flush_interval
         self.max_rows = max_rows
         self.max_buffered = max_buffered
@@ -139,9 +149,16 @@ class PredictionLog:
             ].append(row)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         for (model, version, day), group in groups.items():
+            name = f"part-v{version}-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+            if isinstance(self.root, ObjectStore):
+                buffer = pa.BufferOutputStream()
+                pq.write_table(_table(group), buffer)
+                self.root.write_bytes(
+                    self.root.url(model, f"date={day}", name), buffer.getvalue().to_pybytes()
+                )
+                continue
             folder = self.root / model / f"date={day}"
             folder.mkdir(parents=True, exist_ok=True)
-            name = f"part-v{version}-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
             tmp = folder / f".{name}.tmp"
             pq.write_table(_table(group), tmp)
             tmp.rename(folder / name)
@@ -150,14 +167,19 @@ class PredictionLog:
         """Every logged row (of one model, or all), for tests and quick looks; use DuckDB for real queries."""
         import duckdb
 
-        from ..monitoring.log import files_literal
+        from ..monitoring.log import FEEDBACK_FOLDER, files_literal
 
-        # Python's glob skips hidden folders (the feedback log, `.feedback/`); DuckDB's would not.
-        files = [str(f) for f in sorted(self.root.glob(f"{model or '*'}/date=*/*.parquet"))]
+        if isinstance(self.root, ObjectStore):
+            pattern = self.root.url(model or "*", "date=*", "*.parquet")
+            files = [f for f in self.root.glob(pattern) if f"/{FEEDBACK_FOLDER}/" not in f]
+        else:  # Python's glob skips hidden folders (the feedback log, `.feedback/`); DuckDB's would not.
+            files = [str(f) for f in sorted(self.root.glob(f"{model or '*'}/date=*/*.parquet"))]
         if not files:
             return pa.table({})
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
+        if isinstance(self.root, ObjectStore):
+            self.root.register(con)
         rel = con.sql(
             f"SELECT * FROM read_parquet({files_literal(files)}, union_by_name = true, hive_partitioning = false) "
             "ORDER BY ts, request_id, row"

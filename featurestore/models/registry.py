@@ -6,7 +6,8 @@
     model = store.models.load("eta@production")          # or load("eta", version=3)
 
 Records live in the feature registry, through its storage contract (`RegistryStore`: model versions,
-aliases and their history); artifacts live under `config.models_path/<name>/<version>/`. The artifact's
+aliases and their history); artifacts live under `config.models_path/<name>/<version>/` (on object
+storage, `[models] path = "s3://..."`: under `<name>/<uuid>/`, uploaded before the version is). The artifact's
 sha256 is recorded at registration and checked on every load: a changed file refuses to load.
 
 A model's *signature* is the ordered list of its inputs: each input is a feature of its feature
@@ -35,6 +36,7 @@ import json
 import logging
 import re
 import shutil
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable
@@ -43,7 +45,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ModelRegistryError, did_you_mean, unknown
+from ..errors import FeatureStoreError, ModelRegistryError, did_you_mean, unknown
+from ..locations import ObjectStore
 from ..registry import current_user, utcnow
 from ..registry_store import AliasMove
 from .flavors import SavedArtifact, flavor_for, read_model_file
@@ -188,6 +191,12 @@ class ModelRegistry:
         self.registry = store.registry
         self.backend = store.registry.backend
         self.root = Path(store.config.models_path)
+        #: `[models] path = "s3://..."`: artifacts are objects there (self.root is then unused)
+        self.objects = (
+            ObjectStore(store.config.models_url, store.config.offline.storage_options, "[models] path")
+            if store.config.models_url is not None
+            else None
+        )
         self._listeners: list[Callable[[str], None]] = []
         self._lock = threading.Lock()
 
@@ -288,22 +297,32 @@ class ModelRegistry:
         when = utcnow().isoformat()
 
         folder = self.root / name
-        tmp = folder / f".tmp-{uuid.uuid4().hex}"
-        tmp.mkdir(parents=True)
+        if self.objects is None:
+            tmp = folder / f".tmp-{uuid.uuid4().hex}"
+            tmp.mkdir(parents=True)
+        else:  # saved locally, uploaded before the registry's transaction (see _upload)
+            tmp = Path(tempfile.mkdtemp(prefix="featurestore-model-"))
+        uploaded: str | None = None  # the object-storage prefix of this registration's files
         try:
             saved = chosen.save(model, tmp)
             data = (tmp / saved.file).read_bytes()
             digest = hashlib.sha256(data).hexdigest()
+            if self.objects is not None:
+                uploaded = self._upload(tmp, name)
 
             def build(version: int) -> dict[str, Any]:  # inside the registry's transaction
-                final = folder / str(version)
-                if final.exists():  # left by a registration that died before its commit
-                    shutil.rmtree(final)
-                tmp.rename(final)
+                if uploaded is not None:
+                    artifact = f"{uploaded}/{saved.file}"
+                else:
+                    final = folder / str(version)
+                    if final.exists():  # left by a registration that died before its commit
+                        shutil.rmtree(final)
+                    tmp.rename(final)
+                    artifact = f"{name}/{version}/{saved.file}"
                 return {
                     "flavor": chosen.name,
                     "format": saved.format,
-                    "artifact": f"{name}/{version}/{saved.file}",
+                    "artifact": artifact,
                     "sha256": digest,
                     "size": len(data),
                     "details": _plain(saved.details),
@@ -325,7 +344,16 @@ class ModelRegistry:
             version = self.backend.add_model_version(name, build)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            if uploaded is not None and self.objects is not None:  # no version names these files
+                try:
+                    self.objects.delete_tree(self.objects.url(uploaded))
+                except FeatureStoreError as e:
+                    log.warning(
+                        "model '%s': could not delete the files of a failed registration: %s", name, e
+                    )
             raise
+        if self.objects is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         self.registry.audit(
             "model_register",
             f"model:{name}",
@@ -652,14 +680,36 @@ class ModelRegistry:
 
     # -- loading -----------------------------------------------------------------------------------
 
-    def artifact_path(self, mv: ModelVersion) -> Path:
+    def _upload(self, folder: Path, name: str) -> str:
+        """Put a saved model's files under a new prefix `<name>/<uuid>/` of the models URL; returns
+        the prefix. The upload runs before the registry's transaction (the version number is known
+        only inside it), so a long upload never holds the registry's write lock; a registration that
+        fails after it deletes the prefix, and one killed meanwhile leaves a prefix no version names.
+        On a failed upload, what was uploaded is deleted and the error raised."""
+        assert self.objects is not None
+        prefix = f"{name}/{uuid.uuid4().hex}"
+        try:
+            for file in sorted(f for f in folder.rglob("*") if f.is_file()):
+                self.objects.upload(file, self.objects.url(prefix, file.relative_to(folder).as_posix()))
+        except BaseException:
+            try:
+                self.objects.delete_tree(self.objects.url(prefix))
+            except FeatureStoreError:
+                pass  # an orphan prefix, named by no version
+            raise
+        return prefix
+
+    def artifact_path(self, mv: ModelVersion) -> Path | str:
+        """Where a version's artifact is: a local file, or the URL of an object (`[models] path = "s3://..."`)."""
+        if self.objects is not None:
+            return self.objects.url(mv.artifact)
         return self.root / mv.artifact
 
     def read_artifact(self, mv: ModelVersion) -> bytes:
         """The artifact's bytes, after checking them against the recorded sha256."""
         path = self.artifact_path(mv)
         try:
-            data = path.read_bytes()
+            data = self.objects.read_bytes(str(path)) if self.objects is not None else Path(path).read_bytes()
         except FileNotFoundError:
             raise ModelRegistryError(f"model {mv.ref}: artifact {path} is missing") from None
         digest = hashlib.sha256(data).hexdigest()

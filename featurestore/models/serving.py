@@ -115,7 +115,7 @@ class ModelServer:
         self.refresh_interval = refresh_interval
         self.log: PredictionLog | None = None
         if log_predictions:
-            root = store.config.monitor.log_path
+            root = store.monitor.log_path  # a folder, or object storage (s3://...)
             self.log = (prediction_log or PredictionLog(root, flush_interval=refresh_interval)).start()
         self._loaded: dict[tuple[str, int], LoadedModel] = {}
         self._targets: dict[tuple[str, str | None], int] = {}  # (name, alias or None=default) -> version

@@ -20,6 +20,7 @@ metrics), `shadow` (production against its challenger), `report` (the HTML file)
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from .checks import CheckResult
     from .drift import DailyDrift, DriftReport
     from .freshness import FreshnessReport
+    from .log import LogRoot
     from .performance import PerformanceReport
     from .shadow import ShadowReport
     from .skew import SkewReport
@@ -45,10 +47,13 @@ class Monitor:
         self.store = store
         self.config = store.config.monitor
 
-    @property
-    def log_path(self) -> Path:
-        """Where the prediction log (and the feedback log) live: `[monitoring] log_path`."""
-        return Path(self.config.log_path)
+    @cached_property
+    def log_path(self) -> LogRoot:
+        """Where the prediction log (and the feedback log) live: `[monitoring] log_path`, a folder
+        or (s3://...) a location on object storage."""
+        from .log import log_root
+
+        return log_root(self.store.config)
 
     def version(self, model: str) -> ModelVersion:
         """The model version a reference ("name@alias", "name@3", "name") points at now."""

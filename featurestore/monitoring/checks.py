@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FeatureStoreError, MonitoringError
-from .log import FEEDBACK_FOLDER, day_folders
+from ..locations import ObjectStore
+from .log import FEEDBACK_FOLDER, LogRoot, day_folders
 
 if TYPE_CHECKING:
     from ..models.registry import ModelVersion
@@ -245,7 +246,7 @@ def _duration(seconds: float | None) -> str:
     return "?" if seconds is None else format_duration(round(seconds))
 
 
-def enforce_retention(log_path: Path, retention_days: int, now: datetime) -> int:
+def enforce_retention(log_path: LogRoot, retention_days: int, now: datetime) -> int:
     """Delete the prediction-log and feedback-log files of the days wholly more than `retention_days`
     before `now`; returns how many day folders were cleared.
 
@@ -253,14 +254,16 @@ def enforce_retention(log_path: Path, retention_days: int, now: datetime) -> int
     children of `log_path` named like a model (or `.feedback`), in their `date=YYYY-MM-DD` folders,
     the files `part-*.parquet` and the writers' temporary `.part-*.tmp`; a day folder is then removed
     if empty. Symbolic links are never followed nor deleted. A file that cannot be deleted is a
-    MonitoringError naming it."""
-    from ..models.registry import _MODEL_NAME
-
+    MonitoringError naming it. On object storage the same files are deleted (there are no folders)."""
+    # a day D is kept while D >= (now - retention).date(): its last moment is within the period
+    last_expired = now.astimezone(timezone.utc) - timedelta(days=retention_days + 1)
+    if isinstance(log_path, ObjectStore):
+        return _expire_objects(log_path, last_expired)
     root = Path(log_path)
     if not root.is_dir():
         return 0
-    # a day D is kept while D >= (now - retention).date(): its last moment is within the period
-    last_expired = now.astimezone(timezone.utc) - timedelta(days=retention_days + 1)
+    from ..models.registry import _MODEL_NAME
+
     deleted = 0
     for child in _entries(root):
         if child.name != FEEDBACK_FOLDER and not _MODEL_NAME.fullmatch(child.name):
@@ -305,6 +308,35 @@ def _clear_day(folder: Path) -> int:
             f"log retention: cannot delete {e.filename or folder}: {e.strerror or e}"
         ) from None
     return 1 if files else 0
+
+
+def _expire_objects(root: ObjectStore, last_expired: datetime) -> int:
+    """`enforce_retention` on object storage: delete the log's own objects of the days up to
+    `last_expired`; returns how many day prefixes were cleared."""
+    from ..models.registry import _MODEL_NAME
+
+    days: set[str] = set()
+    try:
+        for url in root.glob(root.url("*", "date=*", "*")):
+            owner, day_folder, name = url.rsplit("/", 3)[-3:]
+            if owner != FEEDBACK_FOLDER and not _MODEL_NAME.fullmatch(owner):
+                continue
+            if not _LOG_FILE.fullmatch(name) or name.startswith(".") or name.endswith(".tmp"):
+                continue
+            if _on_or_before(day_folder, last_expired):
+                root.delete(url)
+                days.add(f"{owner}/{day_folder}")
+    except OSError as e:
+        raise MonitoringError(f"log retention: cannot list or delete under {root.root}: {e}") from None
+    return len(days)
+
+
+def _on_or_before(name: str, last: datetime) -> bool:
+    """Whether a `date=YYYY-MM-DD` name is of a day on or before `last`'s."""
+    try:
+        return name.startswith("date=") and date.fromisoformat(name[5:]) <= last.date()
+    except ValueError:
+        return False
 
 
 def _entries(root: Path) -> list[Path]:

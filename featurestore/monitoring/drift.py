@@ -432,7 +432,7 @@ def reading_log(monitor: Monitor, mv: ModelVersion, window: Window) -> Iterator[
         yield
     except duckdb.Error as e:
         files = prediction_files(monitor.log_path, mv.name, mv.version, window.start, window.end)
-        raise read_error(f"prediction log of model {mv.ref}", files, e) from None
+        raise read_error(f"prediction log of model {mv.ref}", files, e, monitor.log_path) from None
 
 
 def histograms(

@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import LogWriteError, MonitoringError
+from ..locations import ObjectStore
 from ..offline.sources import DUCKDB_FLOATS, DUCKDB_INTEGERS, arrow_table, duckdb_connection, quote_literal
 from .log import (
     FEEDBACK_FOLDER,
@@ -118,8 +119,22 @@ def log_feedback(monitor: Monitor, rows: Any, model: str | None = None) -> int:
         {**columns, "model": [name] * n, "received_at": [now] * n},
         schema=FEEDBACK_SCHEMA,
     )
-    folder = monitor.log_path / FEEDBACK_FOLDER / f"date={now.date().isoformat()}"
-    file = folder / f"part-{now.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
+    root = monitor.log_path
+    name = f"part-{now.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
+    if isinstance(root, ObjectStore):  # one PUT: readers see the whole object or none of it
+        url = root.url(FEEDBACK_FOLDER, f"date={now.date().isoformat()}", name)
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer)
+        try:
+            root.write_bytes(url, buffer.getvalue().to_pybytes())
+        except OSError as e:
+            raise LogWriteError(
+                f"cannot write the feedback log object {url} ([monitoring] log_path): {e}; check the "
+                "bucket exists and the credentials may write to it"
+            ) from None
+        return n
+    folder = root / FEEDBACK_FOLDER / f"date={now.date().isoformat()}"
+    file = folder / name
     tmp = folder / f".{file.name}.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -376,7 +391,9 @@ def labelled_predictions(monitor: Monitor, mv: ModelVersion, window: Window) -> 
         )
         return served, table
     except duckdb.Error as e:
-        raise read_error(f"prediction or feedback log of model {mv.name}", files, e) from None
+        raise read_error(
+            f"prediction or feedback log of model {mv.name}", files, e, monitor.log_path
+        ) from None
     finally:
         con.close()
 

@@ -225,7 +225,7 @@ def _pairs(
         )
         return table, shadow_rows
     except duckdb.Error as e:
-        raise read_error(f"prediction log of model {name}", files, e) from None
+        raise read_error(f"prediction log of model {name}", files, e, monitor.log_path) from None
     finally:
         con.close()
 

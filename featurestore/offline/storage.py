@@ -19,6 +19,10 @@ another type than the declared or source one) raises
 the source without reading the file (`commit(..., rebuild=...)`). A damaged day of pushed rows, which
 no source can rebuild, is moved aside to `<offline path>/__quarantine/<view>/pushed/date=.../` (never
 deleted; `quarantined()` lists them) and the error says where.
+
+An offline path on object storage (`s3://bucket/prefix`) is `ObjectOfflineStorage`
+(`featurestore.offline.object_storage`): the same rows, files and guarantees, with a manifest
+swap in place of the rename. The methods marked "hook" below are where the two differ.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ import fcntl
 import logging
 import os
 import shutil
+import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -55,6 +61,9 @@ PUSHED = "pushed"
 QUARANTINE = "__quarantine"
 REASON_SUFFIX = ".reason.txt"
 
+#: a stored day file: a local Path, or the URL of an object (ObjectOfflineStorage)
+StoredFile = Path | str
+
 log = logging.getLogger("featurestore.offline")
 
 
@@ -65,28 +74,61 @@ class QuarantinedFile:
     view: str
     area: str  # PUSHED ("pushed") or MATERIALIZED ("")
     day: date
-    path: Path
+    path: StoredFile
     reason: str
 
 
 class OfflineStorage:
     """The Parquet files materialization writes and the point-in-time join reads."""
 
-    def __init__(self, root: Path, key_types: Callable[[FeatureView], Mapping[str, ValueType]] | None = None):
+    def __init__(
+        self,
+        root: Path,
+        key_types: Callable[[FeatureView], Mapping[str, ValueType]] | None = None,
+        *,
+        lock: Callable[[str], AbstractContextManager[bool] | None] | None = None,
+    ):
         """`key_types`: the type each key of a view must have in its files, when not declared (the
-        source's, `featurestore.keys.file_key_types`), so a file holding keys of another type is damaged."""
+        source's, `featurestore.keys.file_key_types`), so a file holding keys of another type is damaged.
+        `lock`: the registry's cross-machine lock (`RegistryStore.exclusive_lock`); when it gives one,
+        a view's writer lock is `view:<name>` there instead of the flock on the view's `.lock` file."""
         self.root = Path(root)
         self._key_types = key_types
+        self._lock = lock
+        self._held = threading.local()  # view name -> the registry lock this thread holds for it
 
-    def problem(self, view: FeatureView, path: Path, deep: bool = False) -> str | None:
+    def problem(self, view: FeatureView, path: StoredFile, deep: bool = False) -> str | None:
         """`file_problem` for a day file of this storage, with the view's known key types."""
         keys = self._key_types(view) if self._key_types is not None else None
-        return file_problem(view, path, deep=deep, key_types=keys)
+        return file_problem(view, path, deep=deep, key_types=keys, filesystem=self.filesystem)
+
+    # -- hooks: what object storage does differently (featurestore.offline.object_storage) ----------
+
+    #: the fsspec file system pyarrow reads stored files through (None: the local one)
+    filesystem: Any = None
+
+    def schema(self, path: StoredFile) -> pa.Schema:
+        """The Arrow schema of a stored day file (its footer)."""
+        return pq.read_schema(path, filesystem=self.filesystem)
+
+    def attach(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Let `con` read this storage's files (hook: nothing to do for local files)."""
+
+    def _exists(self, path: StoredFile) -> bool:
+        return Path(path).exists()
+
+    def _work_dir(self, view_name: str) -> Path:
+        """The local folder of a view's staging folders (hook: the view's own folder here)."""
+        return self.view_dir(view_name)
+
+    def _lock_file(self, view_name: str) -> Path:
+        """The local file `locked()` flocks (hook: in the view's folder here)."""
+        return self.view_dir(view_name) / ".lock"
 
     def view_dir(self, view_name: str, area: str = MATERIALIZED) -> Path:
         return self.root / view_name / area if area else self.root / view_name
 
-    def files(self, view_name: str, area: str | None = None) -> list[Path]:
+    def files(self, view_name: str, area: str | None = None) -> Sequence[StoredFile]:
         """Stored day files of a view: of one area, or (None) of both."""
         areas = (MATERIALIZED, PUSHED) if area is None else (area,)
         return sorted(f for a in areas for f in self.view_dir(view_name, a).glob(f"date=*/{DATA_FILE}"))
@@ -95,7 +137,7 @@ class OfflineStorage:
         return bool(self.files(view_name))
 
     def days(self, view_name: str, area: str = MATERIALIZED) -> list[date]:
-        return [date.fromisoformat(p.parent.name[5:]) for p in self.files(view_name, area)]
+        return [date.fromisoformat(day_of(p)) for p in self.files(view_name, area)]
 
     def rows_sql(self, view: FeatureView, area: str = MATERIALIZED) -> str | None:
         """SELECT of the stored feature rows of one area, in the view's current shape (None: none stored).
@@ -110,7 +152,7 @@ class OfflineStorage:
             problem = self.problem(view, f)
             if problem is not None:
                 raise self.unreadable(view, f, problem, area)
-        return _projected(view, files)
+        return _projected(view, files, self.schema)
 
     def check(self, view: FeatureView, area: str | None = None) -> None:
         """Read every page of the view's stored files; raise `CorruptOfflineFileError` for the first that
@@ -122,10 +164,12 @@ class OfflineStorage:
                 if problem is not None:
                     raise self.unreadable(view, f, problem, a)
 
-    def unreadable(self, view: FeatureView, path: Path, problem: str, area: str) -> CorruptOfflineFileError:
+    def unreadable(
+        self, view: FeatureView, path: StoredFile, problem: str, area: str
+    ) -> CorruptOfflineFileError:
         """The error for a stored day file that cannot be read; a file of pushed rows is first moved to
         the quarantine (under the view's lock, and only if it is still the damaged one)."""
-        day = path.parent.name[len("date=") :]
+        day = day_of(path)
         where = f"offline storage of feature view '{view.name}': {path} cannot be read ({problem})"
         if area != PUSHED:
             return CorruptOfflineFileError(
@@ -136,9 +180,9 @@ class OfflineStorage:
                 str(path),
                 day,
             )
-        moved: Path | None = None
+        moved: StoredFile | None = None
         with self.locked(view.name):
-            if path.exists() and self.problem(view, path, deep=True) is not None:
+            if self._exists(path) and self.problem(view, path, deep=True) is not None:
                 moved = self._quarantine(view.name, path, problem, area)
         if moved is None:  # a concurrent writer replaced or quarantined it meanwhile
             return CorruptOfflineFileError(
@@ -172,10 +216,11 @@ class OfflineStorage:
                     reason=reason,
                 )
             )
-        return sorted(found, key=lambda q: (q.path.name, q.view, q.day))
+        return sorted(found, key=lambda q: (str(q.path).rsplit("/", 1)[-1], q.view, q.day))
 
-    def _quarantine(self, view_name: str, path: Path, reason: str, area: str) -> Path:
+    def _quarantine(self, view_name: str, path: StoredFile, reason: str, area: str) -> StoredFile:
         """Move an unreadable day file aside (call with the view locked); returns where it went."""
+        path = Path(path)
         folder = self.root / QUARANTINE / view_name / (area or "materialized") / path.parent.name
         folder.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
@@ -187,19 +232,39 @@ class OfflineStorage:
 
     @contextmanager
     def locked(self, view_name: str) -> Iterator[None]:
-        """One writer per view at a time (across processes), so concurrent writes never lose rows."""
-        directory = self.view_dir(view_name)
-        directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / ".lock", "w") as lock:
+        """One writer per view at a time (across processes, and machines when the registry has a
+        lock of its own: PostgreSQL's advisory locks), so concurrent writes never lose rows."""
+        shared = self._lock(f"view:{view_name}") if self._lock is not None else None
+        if shared is not None:
+            held: dict[str, Any] = self._held.__dict__.setdefault("locks", {})
+            with shared:
+                held[view_name] = shared
+                try:
+                    yield
+                finally:
+                    held.pop(view_name, None)
+            return
+        lock_file = self._lock_file(view_name)
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_file, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    def check_lock(self, view_name: str) -> None:
+        """Raise (RegistryError) when the registry lock this thread holds for the view has been lost
+        (PostgreSQL's lock has `check()`: its connection dropped), before files are swapped in that
+        another writer may be writing too. A flock cannot be lost."""
+        lock = self._held.__dict__.get("locks", {}).get(view_name)
+        check = getattr(lock, "check", None)
+        if check is not None:
+            check()
+
     def stage(self, con: duckdb.DuckDBPyConnection, view: FeatureView, rows_sql: str) -> Path:
         """Write feature rows to a staging folder, split by day; call with the view locked."""
-        directory = self.view_dir(view.name)
+        directory = self._work_dir(view.name)
         for old in directory.glob(".staging-*"):  # left by a run that was killed
             shutil.rmtree(old, ignore_errors=True)
         staging = directory / f".staging-{uuid.uuid4().hex}"
@@ -256,9 +321,12 @@ class OfflineStorage:
             if target.exists():
                 problem = self.problem(view, target)
                 if problem is None:
-                    kept = f"SELECT * FROM ({_projected(view, [target])}) WHERE NOT ({predicate})"
+                    kept = (
+                        f"SELECT * FROM ({_projected(view, [target], self.schema)}) WHERE NOT ({predicate})"
+                    )
                 else:
                     added = self._unreadable_day(view, target, problem, area, day, added, rebuild)
+            self.check_lock(view.name)
             try:
                 count = self._write_day(con, view, target, kept, added)
             except duckdb.Error:
@@ -362,7 +430,7 @@ class OfflineStorage:
         with self.locked(view.name):
             # A damaged day file sets no type (commit quarantines it when the rows go to its day).
             sound = [f for f in self._files_for(view, rows, PUSHED) if self.problem(view, f) is None]
-            stored = _stored_types(view, rows, sound)
+            stored = _stored_types(view, rows, sound, self.schema)
             con.register("__append_rows", stored)
             staging = self.stage(con, view, "SELECT * FROM __append_rows")
             self.commit(con, view, staging, predicate="FALSE", area=PUSHED)
@@ -373,26 +441,28 @@ class OfflineStorage:
     def delete_view(self, view_name: str) -> None:
         shutil.rmtree(self.view_dir(view_name), ignore_errors=True)
 
-    def _files_for(self, view: FeatureView, rows: pa.Table, area: str) -> list[Path]:
+    def _files_for(self, view: FeatureView, rows: pa.Table, area: str) -> list[StoredFile]:
         """The stored day files `rows` would be merged into, else the newest day file (the area's types)."""
-        existing = self.files(view.name, area)
+        existing = list(self.files(view.name, area))
         if not existing or rows.num_rows == 0:
             return existing[-1:]
         days = {d.isoformat() for d in pc.unique(rows.column(EVENT_TS).cast(pa.date32())).to_pylist() if d}
-        touched = [f for f in existing if f.parent.name[5:] in days]
+        touched = [f for f in existing if day_of(f) in days]
         return touched or existing[-1:]
 
 
 # -- the type guard of appends: no write changes the type of a stored column --------------------------
 
 
-def _stored_types(view: FeatureView, rows: pa.Table, files: list[Path]) -> pa.Table:
+def _stored_types(
+    view: FeatureView, rows: pa.Table, files: list[StoredFile], read_schema: Callable[[StoredFile], pa.Schema]
+) -> pa.Table:
     """`rows` with each column in the type the stored files give it (a lossless cast: int32 -> int64),
     or a PushError naming the file and the column. Merging rows of another type into a day file would
     rewrite the whole day in a common type (integer keys as strings), which later reads cannot join."""
     for path in files:
         try:
-            stored = pq.read_schema(path)
+            stored = read_schema(path)
         except (OSError, pa.ArrowException):
             continue  # an unreadable day file is the corrupt-file handling's (commit reports it)
         for name in rows.column_names:
@@ -429,12 +499,14 @@ def _same_family(a: pa.DataType, b: pa.DataType) -> bool:
     return bool(pa.types.is_list(a) and pa.types.is_list(b) and _same_family(a.value_type, b.value_type))
 
 
-def _projected(view: FeatureView, files: list[Path]) -> str:
+def _projected(
+    view: FeatureView, files: Sequence[StoredFile], read_schema: Callable[[StoredFile], pa.Schema]
+) -> str:
     """SELECT over Parquet files yielding exactly the view's feature-row columns, cast to their types;
     a column missing from every file (a feature added since) is NULL."""
     present: set[str] = set()
     for f in files:
-        present.update(pq.read_schema(f).names)
+        present.update(read_schema(f).names)
     paths = ", ".join(quote_literal(str(f)) for f in files)
     return f"SELECT {_casts(view, present)} FROM read_parquet([{paths}], union_by_name = true)"
 
@@ -456,24 +528,30 @@ def _casts(view: FeatureView, present: set[str]) -> str:
 
 def file_problem(
     view: FeatureView,
-    path: Path,
+    path: StoredFile,
     deep: bool = False,
     key_types: Mapping[str, ValueType] | None = None,
+    filesystem: Any = None,
+    read_schema: Callable[[StoredFile], pa.Schema] | None = None,
 ) -> str | None:
     """Why a stored day file cannot be read as the view's feature rows, or None when it can.
 
     The footer (schema) is always read; `deep=True` also reads every data page. A file of another
     shape (no join key or event time, a column of a type the view's cannot be read from, a key of a
     type its `key_types` (declared, else the source's) cannot be read from) is as unreadable as a
-    truncated one. A missing or forbidden file raises (that is not the file's fault)."""
+    truncated one. A missing or forbidden file raises (that is not the file's fault). `filesystem`:
+    the fsspec file system of an object URL; `read_schema`: how to read the footer when not `deep`
+    (object storage keeps the footers of its immutable objects, so each is fetched once)."""
     try:
         if deep:
-            reader = pq.ParquetFile(path)
+            reader = pq.ParquetFile(path, filesystem=filesystem)
             schema = reader.schema_arrow
             for _ in reader.iter_batches(batch_size=65_536):
                 pass
+        elif read_schema is not None:
+            schema = read_schema(path)
         else:
-            schema = pq.read_schema(path)
+            schema = pq.read_schema(path, filesystem=filesystem)
     except (FileNotFoundError, PermissionError):
         raise
     except (pa.ArrowException, OSError) as e:  # not Parquet, truncated, a bad page (pyarrow: OSError)
@@ -502,6 +580,11 @@ def file_problem(
         if not ok:
             return f"column '{name}' is {t}, which the view's {wanted} cannot be read from"
     return None
+
+
+def day_of(path: StoredFile) -> str:
+    """The day ("YYYY-MM-DD") of a stored day file, from its `date=YYYY-MM-DD` folder."""
+    return str(path).rsplit("/", 2)[-2][len("date=") :]
 
 
 def days_between(start: datetime, end: datetime) -> list[date]:

@@ -184,6 +184,6 @@ def served_scenario(
         missing_policy="null",
     )
     store.models.set_alias(MODEL, "production", mv.version)
-    log = PredictionLog(store.config.monitor.log_path, flush_interval=3600)
+    log = PredictionLog(store.monitor.log_path, flush_interval=3600)  # a folder, or s3://...
     server = ModelServer(store, prediction_log=log, watch=False)
     return Scenario(root=root, store=store, server=server, version=mv.version, drivers=drivers)
