@@ -32,5 +32,9 @@ def open_online_store(config: RepoConfig) -> OnlineStore:
 
         if not online.url:
             raise ConfigError('[online] type = "redis" needs url = "redis://host:port/db" (or FS_ONLINE_URL)')
+        if online.cluster:
+            from .redis_cluster import RedisClusterOnlineStore
+
+            return RedisClusterOnlineStore(online.url, ns, timeout=online.timeout_seconds)
         return RedisOnlineStore(online.url, ns, timeout=online.timeout_seconds)
     raise ConfigError(f"[online] type must be 'sqlite' or 'redis', got {online.type!r}")

@@ -66,6 +66,7 @@ from ..definitions import FeatureView
 from ..errors import FeatureStoreError, OnlineStoreUnavailable
 from .base import OnlineStore, from_micros, micros
 from .encoding import Layout, encode_rows, record_batches, view_prefix
+from .loop_sockets import connect, sweep_closed
 
 # KEYS: row keys; ARGV: row blobs, each starting with its event time as a big-endian int64.
 _WRITE_SCRIPT = b"""
@@ -200,6 +201,10 @@ class _SyncConnection:
         self.sock.close()
 
 
+def _raw_sockets(pool: list[_RawConnection]) -> list[socket.socket | None]:
+    return [conn.sock for conn in pool]
+
+
 class _RawConnection(asyncio.Protocol):
     """One connection to Redis for read_async: an asyncio protocol that feeds a hiredis parser as data
     arrives and wakes the one waiting request once its replies are complete (no stream reader between)."""
@@ -211,6 +216,7 @@ class _RawConnection(asyncio.Protocol):
         self.wanted = 0
         self.replies: list[Any] = []
         self.lost = False
+        self.sock: socket.socket | None = None  # our own (loop_sockets.py): closed once its loop is
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # typeshed types the argument BaseTransport; a stream connection is given a Transport
@@ -317,9 +323,8 @@ class RedisOnlineStore(OnlineStore):
         )
         # read_async's own connections: idle ones per event loop (asyncio transports belong to one loop)
         self._raw = _raw_target(url)
-        self._raw_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_RawConnection]] = (
-            weakref.WeakKeyDictionary()
-        )
+        # (a plain dict: a transport refers to its loop; the pools of closed loops are swept)
+        self._raw_pools: dict[asyncio.AbstractEventLoop, list[_RawConnection]] = {}
         # read's own connections, idle (any thread pops one), and the process they belong to
         self._sync_idle: list[_SyncConnection] = []
         self._sync_pid = os.getpid()
@@ -668,7 +673,8 @@ class RedisOnlineStore(OnlineStore):
         payload, n = _mget(keys)
         loop = asyncio.get_running_loop()
         pool = self._raw_pools.get(loop)
-        if pool is None:
+        if pool is None:  # a new event loop: the idle connections of loops closed meanwhile go
+            sweep_closed(self._raw_pools, _raw_sockets)
             pool = self._raw_pools[loop] = []
         while pool:
             conn = pool.pop()
@@ -725,12 +731,9 @@ class RedisOnlineStore(OnlineStore):
     async def _raw_connect(self) -> _RawConnection:
         target = self._raw
         assert target is not None
-        loop = asyncio.get_running_loop()
         async with timeout(self.timeout):
-            if target["path"] is not None:
-                _, conn = await loop.create_unix_connection(_RawConnection, target["path"])
-            else:
-                _, conn = await loop.create_connection(_RawConnection, target["host"], target["port"])
+            sock, conn = await connect(_RawConnection, target["host"], target["port"], target["path"])
+            conn.sock = sock
             try:
                 if target["hello"]:
                     await conn.send(b"".join(_pack(c) for c in target["hello"]), len(target["hello"]))
@@ -827,6 +830,7 @@ class RedisOnlineStore(OnlineStore):
         self._close_idle_sync()
         self.client.close()
         self._async_clients.clear()  # their connections belong to their event loops; see aclose()
+        sweep_closed(self._raw_pools, _raw_sockets)
         self._raw_pools.clear()
 
     async def aclose(self) -> None:

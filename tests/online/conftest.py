@@ -1,4 +1,5 @@
-"""Fixtures for the online store suite: one feature store per backend (SQLite file, real Redis)."""
+"""Fixtures for the online store suite: one feature store per backend (SQLite file, real Redis, a
+local 3-master Redis Cluster)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from featurestore import (
     UnixTimestamp,
 )
 from featurestore.catalog import Catalog
+from tests.redis_cluster import start_cluster
 from tests.redis_server import free_port, missing
 from tests.repo_builder import make_repo
 
@@ -130,13 +132,31 @@ def open_store(
             f'[online]\ntype = "redis"\nurl = "{redis_url}"\nkey_prefix = "{key_prefix}"\n'
             f"timeout_seconds = {timeout}\n"
         )
+        if backend == "redis_cluster":
+            online += "cluster = true\n"
     make_repo(root, {}, project="online_suite", config=online)
     store = FeatureStore(root)
     store.apply(catalog())
     return store
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(scope="session")
+def redis_cluster():
+    """A local 3-master Redis Cluster for the session (tests/redis_cluster.py)."""
+    cluster = start_cluster()
+    if cluster is None:
+        missing("no redis-server / redis-cli to start a local Redis Cluster (apt-get install redis-server)")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("redis_cluster", marks=pytest.mark.redis),
+    ]
+)
 def backend(request) -> str:
     return request.param
 
@@ -152,6 +172,9 @@ def make_store(backend, tmp_path, request):
         url = prefix = None
         if backend == "redis":
             url = request.getfixturevalue("redis_url")
+            prefix = key_prefix or request.getfixturevalue("key_prefix")
+        elif backend == "redis_cluster":
+            url = request.getfixturevalue("redis_cluster").url
             prefix = key_prefix or request.getfixturevalue("key_prefix")
         else:
             prefix = key_prefix
