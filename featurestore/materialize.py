@@ -313,8 +313,13 @@ def _materialize_view(
                     f"CREATE OR REPLACE TEMP VIEW __fs_online_rows AS {source_rows_sql(reader, view, where=since)}{both}"
                 )
                 relation = "__fs_online_rows"
-            latest = arrow_batches(con, latest_rows_sql(view, relation))
-            online_rows = store.online_store.write(view, _counting(latest, bar))
+            if store.config.offline.engine == "spark":  # chosen and written by the executors
+                online_rows = _write_online_on_spark(store, con, view, relation)
+                if bar:
+                    bar.advance(online_rows)
+            else:
+                latest = arrow_batches(con, latest_rows_sql(view, relation))
+                online_rows = store.online_store.write(view, _counting(latest, bar))
         storage.commit(
             con, view, staging, predicate, days=days_between(start, end), rebuild=_whole_day(reader, view)
         )
@@ -353,6 +358,19 @@ def _materialize_view(
         )
     return ViewRun(
         view.name, start, end, rows, online_rows, time.perf_counter() - began, stats_seconds=stats_seconds
+    )
+
+
+def _write_online_on_spark(store: FeatureStore, con: Any, view: FeatureView, relation: str) -> int:
+    """The latest row per entity of `relation`, written online from Spark's executors
+    (`featurestore.offline.spark_online`); returns the entity rows written."""
+    from .offline.spark import staging_root
+    from .offline.spark_online import write_latest_online
+    from .offline.spark_session import spark_session
+
+    spark = spark_session(store.config.offline.spark_master)
+    return write_latest_online(
+        spark, store.config, con, view, relation, staging_root(store.config.offline_path)
     )
 
 

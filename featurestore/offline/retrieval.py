@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 
     from ..models.lineage import TrainingSet
     from ..store import FeatureStore
+    from .spark import SparkResult
 
 TIMESTAMP_COLUMN = "event_timestamp"
 _ENTITY = "__entity"
@@ -173,6 +174,7 @@ class RetrievalJob:
         self._strategy = strategy
         self._times = event_times  # entity_df's event_timestamp as timestamp[us, UTC], when already known
         self._result: pa.Table | None = None
+        self._spark: SparkResult | None = None  # the Spark engine's output files, kept with the job
         self.spine: dict[str, Any] | None = None  # {"name", "start", "end"} when the rows came from a spine
 
     def __repr__(self) -> str:
@@ -200,13 +202,46 @@ class RetrievalJob:
         return pd.concat([entity, feats], axis=1)
 
     def to_parquet(self, path: str | os.PathLike[str]) -> Path:
-        """Write the training set to a Parquet file; returns its path."""
+        """Write the training set to a Parquet file; returns its path. On the Spark engine the rows
+        stream from the executors' output to the file, a batch at a time (see `to_batches`)."""
         import pyarrow.parquet as pq
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(self.to_arrow(), path)
+        if self._result is not None or self.store.config.offline.engine != "spark":
+            pq.write_table(self.to_arrow(), path)
+            return path
+        batches = self.to_batches()
+        first = next(batches, None)
+        if first is None:
+            pq.write_table(self.to_arrow(), path)  # no rows: the schema of an empty result
+            return path
+        with pq.ParquetWriter(path, first.schema) as writer:
+            writer.write_batch(first)
+            for batch in batches:
+                writer.write_batch(batch)
         return path
+
+    def to_batches(self) -> Iterator[pa.RecordBatch]:
+        """The training set as Arrow record batches, in entity_df's row order.
+
+        On the Spark engine the join runs once (on first use) and its rows stream from the Parquet
+        files the executors wrote, so the driver holds one batch of features at a time (and
+        entity_df, which it was given); the files are removed with the job::
+
+            for batch in job.to_batches():
+                train_on(batch)
+        """
+        if self._result is not None or self.store.config.offline.engine != "spark":
+            yield from self.to_arrow().to_batches()
+            return
+        offset = 0
+        for batch in self._spark_output().batches():
+            part = self._assemble(
+                self.entity_df.slice(offset, batch.num_rows), pa.Table.from_batches([batch])
+            )
+            offset += batch.num_rows
+            yield from part.to_batches()
 
     def save(self, name: str, description: str = "", overwrite: bool = False) -> TrainingSet:
         """Record this training set and its fingerprint under `name` (see featurestore.models.lineage)."""
@@ -215,38 +250,11 @@ class RetrievalJob:
     # -- the join ------------------------------------------------------------------------------
 
     def _run(self) -> pa.Table:
-        entity = self.entity_df
-        n = entity.num_rows
-        times = self._times if self._times is not None else event_times(entity.column(TIMESTAMP_COLUMN))
-        keys = list(dict.fromkeys(k for r in self._requests for k in r.view.join_keys))
-        slim = pa.table(
-            {
-                ROW_ID: pa.array(np.arange(n, dtype=np.int64)),
-                ENTITY_TS: times,
-                **{k: _key_column(entity.column(k)) for k in keys},
-            }
-        )
-        attaches = any(isinstance(s, DuckDBSource) and s.database for s in self._catalog.sources.values())
-        con = _connection(private=attaches)
+        if self.store.config.offline.engine == "spark":
+            return self._assemble(self.entity_df, self._spark_output().read_all())
+        con = self._open()
         try:
-            reader = SourceReader(con, self.store.repo_path, self._catalog.sources)
-            views = []
-            for request, outs in zip(self._requests, self._names):
-                view = request.view
-                rows_sql, stored = feature_rows_sql(self.store, reader, view)
-                slim = _check_key_types(con, slim, view, rows_sql, stored)
-                views.append(
-                    PitView(
-                        name=view.name,
-                        rows_sql=rows_sql,
-                        join_keys=view.join_keys,
-                        features=request.features,
-                        output_names=tuple(outs),
-                        tie_break=view.feature_names,
-                        ttl=view.ttl,
-                        **_aggregating(view, request.features),
-                    )
-                )
+            slim, views, times = self._plan(con)
             con.register(_ENTITY, slim)  # its key columns as the key rule reads them (featurestore.keys)
             sql = pit_join_sql(
                 _ENTITY, views, bitemporal=self.bitemporal, strategy=self._strategy, ts_range=_min_max(times)
@@ -261,20 +269,102 @@ class RetrievalJob:
                     f"the point-in-time join of {', '.join(repr(v.name) for v in views)} failed: "
                     f"{first_line(e)}"
                 ) from None
-            if joined.num_rows != n:  # the SQL guarantees one row per entity row
+            if joined.num_rows != slim.num_rows:  # the SQL guarantees one row per entity row
                 raise AssertionError(
-                    f"the point-in-time join gave {joined.num_rows} rows for {n} entity rows"
+                    f"the point-in-time join gave {joined.num_rows} rows for {slim.num_rows} entity rows"
                 )
-            result = entity
-            for request, outs in zip(self._requests, self._names):
+            return self._assemble(self.entity_df, joined)
+        finally:
+            con.close()
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        attaches = any(isinstance(s, DuckDBSource) and s.database for s in self._catalog.sources.values())
+        return _connection(private=attaches)
+
+    def _plan(self, con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, list[PitView], pa.ChunkedArray]:
+        """The slim entity table (`__row_id`, `__ts`, keys as the key rule reads them), each view's
+        part of the join, and the entity rows' times: what either engine runs."""
+        entity = self.entity_df
+        n = entity.num_rows
+        times = self._times if self._times is not None else event_times(entity.column(TIMESTAMP_COLUMN))
+        keys = list(dict.fromkeys(k for r in self._requests for k in r.view.join_keys))
+        slim = pa.table(
+            {
+                ROW_ID: pa.array(np.arange(n, dtype=np.int64)),
+                ENTITY_TS: times,
+                **{k: _key_column(entity.column(k)) for k in keys},
+            }
+        )
+        reader = SourceReader(con, self.store.repo_path, self._catalog.sources)
+        views = []
+        for request, outs in zip(self._requests, self._names):
+            view = request.view
+            rows_sql, stored = feature_rows_sql(self.store, reader, view)
+            slim = _check_key_types(con, slim, view, rows_sql, stored)
+            views.append(
+                PitView(
+                    name=view.name,
+                    rows_sql=rows_sql,
+                    join_keys=view.join_keys,
+                    features=request.features,
+                    output_names=tuple(outs),
+                    tie_break=view.feature_names,
+                    ttl=view.ttl,
+                    **_aggregating(view, request.features),
+                )
+            )
+        return slim, views, times
+
+    def _assemble(self, entity: pa.Table, joined: pa.Table) -> pa.Table:
+        """entity_df's rows (`entity`, a slice of it) with their joined features appended in their
+        declared types, then the on-demand features."""
+        result = entity
+        for request, outs in zip(self._requests, self._names):
+            dtypes = {f.name: f.dtype.to_arrow() for f in request.view.features}
+            for feature, out in zip(request.features, outs):
+                result = result.append_column(
+                    pa.field(out, dtypes[feature]), joined.column(out).cast(dtypes[feature])
+                )
+        if self._on_demand is not None:
+            return self._on_demand.apply_offline(result, entity.num_columns)
+        return result
+
+    def _spark_output(self) -> SparkResult:
+        if self._spark is None:
+            self._spark = self._spark_join()
+        return self._spark
+
+    def _spark_join(self) -> SparkResult:
+        """The join on Spark (`featurestore.offline.spark`): the executors write it as Parquet."""
+        from .spark import SparkView, spark_pit_join, staging_root
+        from .spark_session import spark_session
+
+        con = _connection(private=True)  # spark_pit_join bounds its memory
+        try:
+            slim, views, times = self._plan(con)
+            parts = []
+            for request, view in zip(self._requests, views):
                 dtypes = {f.name: f.dtype.to_arrow() for f in request.view.features}
-                for feature, out in zip(request.features, outs):
-                    result = result.append_column(
-                        pa.field(out, dtypes[feature]), joined.column(out).cast(dtypes[feature])
-                    )
-            if self._on_demand is not None:
-                return self._on_demand.apply_offline(result, entity.num_columns)
-            return result
+                parts.append(SparkView(view, tuple(dtypes[f] for f in request.features)))
+            spark = spark_session(self.store.config.offline.spark_master)
+            try:
+                return spark_pit_join(
+                    spark,
+                    staging_root(self.store.config.offline_path),
+                    con,
+                    slim,
+                    parts,
+                    bitemporal=self.bitemporal,
+                    strategy=self._strategy,
+                    ts_range=_min_max(times),
+                )
+            except duckdb.Error as e:  # staging the feature rows read a damaged data page
+                for request in self._requests:
+                    self.store.offline_storage.check(request.view)  # raises CorruptOfflineFileError
+                raise RetrievalError(
+                    f"staging the feature rows of {', '.join(repr(v.name) for v in views)} for Spark "
+                    f"failed: {first_line(e)}"
+                ) from None
         finally:
             con.close()
 
@@ -441,6 +531,7 @@ def feature_rows_sql(store: FeatureStore, reader: SourceReader, view: FeatureVie
     time (a view never materialized, or materialized for the last week only); rows pushed to
     offline storage are added to both. The files are stat'ed once per call, not per row."""
     storage = store.offline_storage
+    storage.attach(reader.con)  # object storage: lets DuckDB read its s3:// files
     stored = storage.rows_sql(view)
     pushed = storage.rows_sql(view, PUSHED)
     covered: list[tuple[Any, Any]] = []
