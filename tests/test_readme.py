@@ -296,10 +296,14 @@ def test_readme_python_snippets_run_in_order(workspace):
 def test_readme_configuration_loads(tmp_path):
     from featurestore.config import load_config
 
-    (toml,) = [b.body for b in blocks(README.read_text()) if b.language == "toml"]
-    (tmp_path / "featurestore.toml").write_text(toml)
+    team, configuration = [b.body for b in blocks(README.read_text()) if b.language == "toml"]
+    (tmp_path / "featurestore.toml").write_text(configuration)
     config = load_config(tmp_path, env={})
     assert config.project == "rides"
+    # The team-scale block is a fragment of the same file: it loads on top of the project line.
+    (tmp_path / "featurestore.toml").write_text('project = "rides"\n' + team)
+    config = load_config(tmp_path, env={})
+    assert config.registry_url is not None and config.online.cluster and config.offline.engine == "spark"
 
 
 def test_a_broken_readme_command_fails_this_test(workspace, redis_url):
