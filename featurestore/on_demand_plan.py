@@ -138,14 +138,15 @@ class OnDemandPlan:
             out[f] = self.request_column(f, values, "entity row")
         return out
 
-    def request_column(self, field_name: str, values: list[Any], what: str) -> list[Any]:
+    def request_column(self, field_name: str, values: list[Any], what: str, first: int = 0) -> list[Any]:
         """A request field's values as its declared type, by the rule both paths use
-        (`featurestore.on_demand.request_caster`), or a RetrievalError naming the row."""
+        (`featurestore.on_demand.request_caster`), or a RetrievalError naming the row (`values[0]`
+        is row `first`)."""
         source, view, dtype = self.request_fields[field_name]
         out, bad = cast_values(values, self._casters.get(field_name) or request_caster(dtype))
         if out is None:
             raise RetrievalError(
-                f"{what} {bad}: '{field_name}' is {values[bad]!r}, not a {dtype!r} (a field of request source "
+                f"{what} {first + bad}: '{field_name}' is {values[bad]!r}, not a {dtype!r} (a field of request source "
                 f"'{source}' that on-demand feature view '{view}' needs)"
             )
         return out
@@ -217,12 +218,16 @@ class OnDemandPlan:
         features = {c: columns[c] for c in self.order}
         return OnlineResponse({k: entity[k] for k in join_keys}, features, kept, self._types[1])
 
-    def apply_offline(self, result: pa.Table, n_entity: int) -> pa.Table:
+    def apply_offline(self, result: pa.Table, n_entity: int, first_row: int = 0) -> pa.Table:
         """The training set `result` (entity_df columns, then joined features) with the on-demand
-        features computed (the vectorized form when there is one) and the hidden columns dropped."""
+        features computed (the vectorized form when there is one) and the hidden columns dropped.
+
+        `result` may be a slice of the training set starting at entity_df row `first_row` (a
+        streamed batch): errors name rows by their number in entity_df. A vectorized form then sees
+        one batch at a time, so on streamed output it must compute each row from that row alone."""
         computed: dict[str, pa.ChunkedArray] = {}
         requests = {
-            f: self.request_column(f, result.column(f).to_pylist(), "entity_df row")
+            f: self.request_column(f, result.column(f).to_pylist(), "entity_df row", first_row)
             for f in self.request_fields
         }
         for step in self.steps:
@@ -236,7 +241,7 @@ class OnDemandPlan:
                 )
                 arrays = run_vectorized(step.view, vec_fn, table, outputs)
             else:
-                arrays = self._rows_offline(step, row_fn, result, outputs, requests)
+                arrays = self._rows_offline(step, row_fn, result, outputs, requests, first_row)
             computed.update(zip((o for _, o, _ in step.outputs), arrays))
         entity = result.select(range(n_entity))
         for c in self.order:
@@ -252,6 +257,7 @@ class OnDemandPlan:
         result: pa.Table,
         outputs: list[tuple[str, ValueType]],
         requests: dict[str, list[Any]],
+        first_row: int = 0,
     ) -> list[pa.ChunkedArray]:
         types = input_types(step.view)
         names = [k for k, _ in step.inputs] + list(step.request_fields)
@@ -266,7 +272,7 @@ class OnDemandPlan:
 
         def row_name(i: int) -> str:
             shown = ", ".join(f"{k}={result.column(k)[i].as_py()!r}" for k in keys)
-            return f"entity_df row {i} ({shown})" if shown else f"entity_df row {i}"
+            return f"entity_df row {first_row + i} ({shown})" if shown else f"entity_df row {first_row + i}"
 
         columns = run_rows(step.view, row_fn, rows, outputs, row_name)
         return [pa.chunked_array([pa.array(v, type=t.to_arrow())]) for v, (_, t) in zip(columns, outputs)]

@@ -189,8 +189,31 @@ class TrainingSets:
                 f"training set name {name!r} is invalid: use a plain name such as 'eta_train'"
             )
         inputs = _job_inputs(job)
-        table = job.to_arrow()
-        parts = self._fingerprint(inputs, table)
+        staged = None
+        if getattr(job, "streams_batches", False):  # the Spark engine: never the whole result here
+            staged = Path(tempfile.mkdtemp(prefix="featurestore-training-set-"))
+            table, parts = None, self._fingerprint_streamed(inputs, job, staged)
+        else:
+            table = job.to_arrow()
+            parts = self._fingerprint(inputs, table)
+        try:
+            return self._save(name, table, parts, staged, description, overwrite, actor)
+        finally:
+            if staged is not None:
+                shutil.rmtree(staged, ignore_errors=True)
+
+    def _save(
+        self,
+        name: str,
+        table: pa.Table | None,
+        parts: dict[str, Any],
+        staged: Path | None,
+        description: str,
+        overwrite: bool,
+        actor: str | None,
+    ) -> TrainingSet:
+        """save()'s recording: `table` the result in memory, or None with `staged` the folder holding
+        it as `result.parquet` and `entity_rows.parquet` (written as it streamed)."""
         existing = self._get(name)
         if existing is not None and not overwrite:
             if existing.fingerprint == parts["fingerprint"]:
@@ -211,18 +234,25 @@ class TrainingSets:
         # outside the transaction and an overwrite replaces the old files only once it is recorded
         prefix = name if self.objects is None else f"{name}/{uuid.uuid4().hex}"
         entity_columns = parts.pop("entity_columns")
-        outputs = [c for c in table.column_names if c not in set(entity_columns)]
-        pq.write_table(table.select(entity_columns), tmp / "entity_rows.parquet")
-        # The whole result too: monitoring compares what a model serves with it, and scores the
-        # model on it for the reference of its predictions.
-        pq.write_table(table, tmp / "result.parquet", compression="zstd")
+        outputs = [c for c in parts.pop("columns") if c not in set(entity_columns)]
+        if table is not None:
+            pq.write_table(table.select(entity_columns), tmp / "entity_rows.parquet")
+            # The whole result too: monitoring compares what a model serves with it, and scores the
+            # model on it for the reference of its predictions.
+            pq.write_table(table, tmp / "result.parquet", compression="zstd")
+            profiles = training_set_profiles(table, outputs)
+        else:
+            assert staged is not None
+            for part in ("entity_rows.parquet", "result.parquet"):
+                shutil.move(str(staged / part), str(tmp / part))
+            profiles = _streamed_profiles(tmp / "result.parquet", outputs)
         record = TrainingSet(
             name=name,
             entity_path=f"{prefix}/entity_rows.parquet",
             description=description,
             created_by=actor or current_user(),
             created_at=utcnow().isoformat(),
-            extra={"result_path": f"{prefix}/result.parquet", **training_set_profiles(table, outputs)},
+            extra={"result_path": f"{prefix}/result.parquet", **profiles},
             **parts,
         )
         body = {
@@ -270,7 +300,49 @@ class TrainingSets:
         return record
 
     def _fingerprint(self, inputs: dict[str, Any], table: pa.Table) -> dict[str, Any]:
+        """The fingerprint's parts of the result `table` (see the module docstring)."""
+        _, column_shas = hash_table(table)
+        return self._fingerprint_of(inputs, table.num_rows, column_shas)
+
+    def _fingerprint_streamed(self, inputs: dict[str, Any], job: Any, folder: Path) -> dict[str, Any]:
+        """`_fingerprint` of `job`'s result read a batch at a time (`job.to_batches()`), which is
+        written to `folder` as it goes by (`result.parquet`, `entity_rows.parquet`)."""
+        from ..catalog import output_names
+        from .batch_hash import TableHasher
+
+        requests = self.store.catalog.resolve(inputs["features"])
+        outputs = {c for cols in output_names(requests, inputs["full_feature_names"]) for c in cols}
+        batches = job.to_batches()
+        first = next(batches, None)
+        if first is None:  # no rows: the empty result's schema
+            empty = job.to_arrow()
+            pq.write_table(
+                empty.select([c for c in empty.column_names if c not in outputs]),
+                folder / "entity_rows.parquet",
+            )
+            pq.write_table(empty, folder / "result.parquet", compression="zstd")
+            return self._fingerprint(inputs, empty)
+        schema = first.schema
+        entity_columns = [c for c in schema.names if c not in outputs]
+        hasher = TableHasher(schema)
+        with (
+            pq.ParquetWriter(folder / "result.parquet", schema, compression="zstd") as result,
+            pq.ParquetWriter(
+                folder / "entity_rows.parquet", pa.schema([schema.field(c) for c in entity_columns])
+            ) as entity,
+        ):
+            for batch in _chain(first, batches):
+                hasher.update(batch)
+                result.write_batch(batch)
+                entity.write_batch(batch.select(entity_columns))
+        _, column_shas = hasher.digest()
+        return self._fingerprint_of(inputs, hasher.rows, column_shas)
+
+    def _fingerprint_of(
+        self, inputs: dict[str, Any], rows: int, column_shas: dict[str, str]
+    ) -> dict[str, Any]:
         from ..catalog import OnDemandRequest, output_names
+        from .batch_hash import combine
 
         catalog = self.store.catalog
         requests = catalog.resolve(inputs["features"])
@@ -300,9 +372,9 @@ class TrainingSets:
                 "source_version": versions.get(("source", source.name)),
                 "source_spec_sha256": _sha(source.to_spec()),
             }
-        entity_columns = [c for c in table.column_names if c not in set(outputs)]
-        entity_sha, _ = hash_table(table.select(entity_columns))
-        result_sha, column_shas = hash_table(table)
+        entity_columns = [c for c in column_shas if c not in set(outputs)]
+        entity_sha = combine(rows, {c: column_shas[c] for c in entity_columns})
+        result_sha = combine(rows, column_shas)
         fingerprint = _sha(
             {
                 "v": FINGERPRINT_VERSION,
@@ -322,9 +394,10 @@ class TrainingSets:
             "full_feature_names": inputs["full_feature_names"],
             "bitemporal": inputs["bitemporal"],
             "definitions": definitions,
-            "entity_rows": {"sha256": entity_sha, "rows": table.num_rows, "columns": entity_columns},
-            "result": {"sha256": result_sha, "rows": table.num_rows, "columns": column_shas},
+            "entity_rows": {"sha256": entity_sha, "rows": rows, "columns": entity_columns},
+            "result": {"sha256": result_sha, "rows": rows, "columns": column_shas},
             "entity_columns": entity_columns,
+            "columns": list(column_shas),
         }
 
     # -- reading -----------------------------------------------------------------------------------
@@ -409,7 +482,14 @@ class TrainingSets:
             "full_feature_names": ts.full_feature_names,
             "bitemporal": ts.bitemporal,
         }
-        now = self._fingerprint(inputs, job.to_arrow())
+        if getattr(job, "streams_batches", False):  # the Spark engine: never the whole result here
+            staged = Path(tempfile.mkdtemp(prefix="featurestore-training-set-"))
+            try:
+                now = self._fingerprint_streamed(inputs, job, staged)
+            finally:
+                shutil.rmtree(staged, ignore_errors=True)
+        else:
+            now = self._fingerprint(inputs, job.to_arrow())
         return TrainingSetComparison(
             name,
             now["fingerprint"] == ts.fingerprint,
@@ -470,3 +550,26 @@ def _job_inputs(job: Any) -> dict[str, Any]:
         "full_feature_names": bool(getattr(job, "full_feature_names", False)),
         "bitemporal": bool(getattr(job, "bitemporal", False)),
     }
+
+
+def _chain(first: pa.RecordBatch, rest: Any) -> Any:
+    yield first
+    yield from rest
+
+
+def _streamed_profiles(path: Path, outputs: list[str]) -> dict[str, Any]:
+    """training_set_profiles of the result saved at `path`: the statistics by DuckDB over the file,
+    the drift reference one column at a time (it bins the whole column)."""
+    from ..monitoring.bins import column_profile
+    from ..monitoring.stats import profile_relation
+    from ..offline.sources import duckdb_connection, quote_literal
+
+    con = duckdb_connection()
+    try:
+        profile = profile_relation(
+            con, f"read_parquet({quote_literal(str(path))})", outputs, of="training_set"
+        )
+    finally:
+        con.close()
+    reference = {c: column_profile(pq.read_table(path, columns=[c]).column(0)) for c in outputs}
+    return {"profile": profile, "reference": reference}

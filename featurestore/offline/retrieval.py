@@ -222,6 +222,12 @@ class RetrievalJob:
                 writer.write_batch(batch)
         return path
 
+    @property
+    def streams_batches(self) -> bool:
+        """Whether `to_batches` streams (the Spark engine, the result not yet in memory) rather than
+        cut the in-memory result: what `save` and `compare` read a training set with."""
+        return self._result is None and self.store.config.offline.engine == "spark"
+
     def to_batches(self) -> Iterator[pa.RecordBatch]:
         """The training set as Arrow record batches, in entity_df's row order.
 
@@ -238,7 +244,7 @@ class RetrievalJob:
         offset = 0
         for batch in self._spark_output().batches():
             part = self._assemble(
-                self.entity_df.slice(offset, batch.num_rows), pa.Table.from_batches([batch])
+                self.entity_df.slice(offset, batch.num_rows), pa.Table.from_batches([batch]), offset
             )
             offset += batch.num_rows
             yield from part.to_batches()
@@ -263,12 +269,7 @@ class RetrievalJob:
                 joined = arrow_table(con, sql)
             except duckdb.Error as e:
                 # The stored files' footers were read and sound; a damaged data page shows only now.
-                for request in self._requests:
-                    self.store.offline_storage.check(request.view)  # raises CorruptOfflineFileError
-                raise RetrievalError(
-                    f"the point-in-time join of {', '.join(repr(v.name) for v in views)} failed: "
-                    f"{first_line(e)}"
-                ) from None
+                raise self._read_failed(e, f"the point-in-time join of {_names(views)} failed") from None
             if joined.num_rows != slim.num_rows:  # the SQL guarantees one row per entity row
                 raise AssertionError(
                     f"the point-in-time join gave {joined.num_rows} rows for {slim.num_rows} entity rows"
@@ -315,19 +316,26 @@ class RetrievalJob:
             )
         return slim, views, times
 
-    def _assemble(self, entity: pa.Table, joined: pa.Table) -> pa.Table:
-        """entity_df's rows (`entity`, a slice of it) with their joined features appended in their
-        declared types, then the on-demand features."""
+    def _assemble(self, entity: pa.Table, joined: pa.Table, first_row: int = 0) -> pa.Table:
+        """entity_df's rows (`entity`, a slice of it from row `first_row`) with their joined
+        features appended in their declared types, then the on-demand features."""
         result = entity
         for request, outs in zip(self._requests, self._names):
-            dtypes = {f.name: f.dtype.to_arrow() for f in request.view.features}
+            dtypes = _declared_types(request.view)
             for feature, out in zip(request.features, outs):
                 result = result.append_column(
                     pa.field(out, dtypes[feature]), joined.column(out).cast(dtypes[feature])
                 )
         if self._on_demand is not None:
-            return self._on_demand.apply_offline(result, entity.num_columns)
+            return self._on_demand.apply_offline(result, entity.num_columns, first_row)
         return result
+
+    def _read_failed(self, e: duckdb.Error, what: str) -> RetrievalError:
+        """The error of a DuckDB read of the views' rows that failed: CorruptOfflineFileError
+        (raised here) when a stored file of a view is damaged, else a RetrievalError to raise."""
+        for request in self._requests:
+            self.store.offline_storage.check(request.view)  # raises CorruptOfflineFileError
+        return RetrievalError(f"{what}: {first_line(e)}")
 
     def _spark_output(self) -> SparkResult:
         if self._spark is None:
@@ -344,7 +352,7 @@ class RetrievalJob:
             slim, views, times = self._plan(con)
             parts = []
             for request, view in zip(self._requests, views):
-                dtypes = {f.name: f.dtype.to_arrow() for f in request.view.features}
+                dtypes = _declared_types(request.view)
                 parts.append(SparkView(view, tuple(dtypes[f] for f in request.features)))
             spark = spark_session(self.store.config.offline.spark_master)
             try:
@@ -359,14 +367,20 @@ class RetrievalJob:
                     ts_range=_min_max(times),
                 )
             except duckdb.Error as e:  # staging the feature rows read a damaged data page
-                for request in self._requests:
-                    self.store.offline_storage.check(request.view)  # raises CorruptOfflineFileError
-                raise RetrievalError(
-                    f"staging the feature rows of {', '.join(repr(v.name) for v in views)} for Spark "
-                    f"failed: {first_line(e)}"
+                raise self._read_failed(
+                    e, f"staging the feature rows of {_names(views)} for Spark failed"
                 ) from None
         finally:
             con.close()
+
+
+def _declared_types(view: FeatureView) -> dict[str, pa.DataType]:
+    """{feature: its declared Arrow type} of `view`: what the joined columns are cast to."""
+    return {f.name: f.dtype.to_arrow() for f in view.features}
+
+
+def _names(views: Sequence[PitView]) -> str:
+    return ", ".join(repr(v.name) for v in views)
 
 
 # -- inputs ------------------------------------------------------------------------------------

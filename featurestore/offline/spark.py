@@ -10,8 +10,10 @@ SELECT, its PitView); then:
 1. the entity rows (`__row_id`, `__ts`, keys) are written to Parquet, and each view's feature rows are
    staged as Parquet by DuckDB (a streaming COPY; sources Spark cannot read, such as DuckDB databases
    and CSV with DuckDB's type rules, read the same as on DuckDB);
-2. both sides get `__bucket = pmod(xxhash64(keys...), N)`, keys cast to one type on both sides, and
-   are repartitioned by it into N partitions, so the cogroup needs no second shuffle;
+2. both sides get `__bucket = pmod(xxhash64(keys...), N)` (keys cast to one type on both sides;
+   bucket i labelled so that Spark's hash partitioning puts it in partition i), and are
+   repartitioned by it into N partitions: every partition has work, and the cogroup needs no
+   second shuffle;
 3. `cogroup(...).applyInArrow(join_bucket)` runs `pit_join_sql` in an in-process DuckDB on each
    bucket's two Arrow tables: one row per entity row of the bucket. A null key hashes to some
    bucket like any value and matches nothing there; duplicate entity rows keep their own `__row_id`;
@@ -30,12 +32,14 @@ import math
 import os
 import re
 import shutil
+import socket
 import tempfile
+import time
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,20 +69,30 @@ KERNEL_MEMORY = "1GB"
 
 @dataclass(frozen=True)
 class SparkView:
-    """One view's part of a Spark join: its PitView and the Arrow types of its requested features."""
+    """One view's part of a Spark join: its PitView, the Arrow types of its requested features and
+    its position in the request (`index`, which names its columns inside Spark)."""
 
     pit: PitView
     dtypes: tuple[pa.DataType, ...]  # of pit.output_names, the declared types
+    index: int = 0
 
     @property
     def schema(self) -> pa.Schema:
-        """What a bucket's join returns: `__row_id` and the requested features, as declared."""
+        """What a bucket's join returns: `__row_id` and the requested features, as declared, under
+        positional names (`__f<view>_<feature>`): Spark resolves column names case-insensitively,
+        so `a:val` and `b:VAL` of one request would collide (DuckDB's output keeps both)."""
         return pa.schema(
             [
                 pa.field(ROW_ID, pa.int64()),
-                *(pa.field(n, t) for n, t in zip(self.pit.output_names, self.dtypes)),
+                *(pa.field(f"__f{self.index}_{i}", t) for i, t in enumerate(self.dtypes)),
             ]
         )
+
+    @property
+    def output_schema(self) -> pa.Schema:
+        """`schema` under the features' output names: what the result is read back as."""
+        names = [ROW_ID, *self.pit.output_names]
+        return pa.schema([f.with_name(n) for f, n in zip(self.schema, names)])
 
 
 class SparkResult:
@@ -87,10 +101,14 @@ class SparkResult:
     The staging folder (entity rows, staged feature rows, the output) is removed when this object
     is garbage collected."""
 
-    def __init__(self, staging: Path, output: Path | None, schema: pa.Schema, rows: int):
+    def __init__(
+        self, staging: Path, output: Path | None, schema: pa.Schema, rows: int, columns: Sequence[str] = ()
+    ):
         self.staging = staging
         self.output = output
         self.schema = schema
+        #: the output files' column names for `schema`'s fields (positional names, see SparkView.schema)
+        self.columns = list(columns) or schema.names
         self.rows = rows
         self._cleanup = weakref.finalize(self, shutil.rmtree, str(staging), True)
 
@@ -106,8 +124,8 @@ class SparkResult:
         for path in self.files():
             # Spark writes timestamps as INT96 by default: read them at microseconds, as instants in UTC.
             file = pq.ParquetFile(path, coerce_int96_timestamp_unit="us")
-            for batch in file.iter_batches(batch_size=batch_size, columns=self.schema.names):
-                batch = _cast_batch(batch, self.schema)
+            for batch in file.iter_batches(batch_size=batch_size, columns=self.columns):
+                batch = _cast_batch(batch, self.columns, self.schema)
                 ids = batch.column(0)
                 if len(ids) and (
                     ids[0].as_py() != expected or ids[len(ids) - 1].as_py() != expected + len(ids) - 1
@@ -147,11 +165,12 @@ def spark_pit_join(
     # Staging streams: bounded buffers, rows in any order (the join does not depend on it).
     con.execute("SET preserve_insertion_order = false")
     con.execute(f"SET memory_limit = {quote_literal(STAGING_MEMORY)}")
-    staging_root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="pit-", dir=staging_root))
-    schema = pa.schema([pa.field(ROW_ID, pa.int64()), *(f for v in views for f in list(v.schema)[1:])])
+    staging = new_staging(staging_root, "pit")
+    views = [replace(v, index=i) for i, v in enumerate(views)]
+    schema = pa.schema([pa.field(ROW_ID, pa.int64()), *(f for v in views for f in list(v.output_schema)[1:])])
+    columns = [ROW_ID, *(n for v in views for n in v.schema.names[1:])]
     if slim.num_rows == 0:
-        return SparkResult(staging, None, schema, 0)
+        return SparkResult(staging, None, schema, 0, columns)
     try:
         staged = [
             _stage_rows(con, staging / f"rows-{i}.parquet", v.pit, ts_range) for i, v in enumerate(views)
@@ -180,7 +199,7 @@ def spark_pit_join(
                 f"the point-in-time join of {names} failed on Spark: {first_error_line(e)}"
             ) from None
         raise
-    return SparkResult(staging, output, schema, slim.num_rows)
+    return SparkResult(staging, output, schema, slim.num_rows, columns)
 
 
 def _stage_rows(
@@ -222,18 +241,65 @@ def _view_join(
     keys = view.pit.join_keys
     entity = entity.select(ROW_ID, ENTITY_TS, *keys)
     types = {f.name: f.dataType for f in rows.schema.fields}
-    left = entity.withColumn(BUCKET, bucket_column(keys, types, buckets)).repartition(buckets, BUCKET)
-    right = rows.withColumn(BUCKET, bucket_column(keys, types, buckets)).repartition(buckets, BUCKET)
+    left = bucketed(entity, keys, types, buckets)
+    right = bucketed(rows, keys, types, buckets)
     kernel = partial(join_bucket, view.pit, view.schema, bitemporal, strategy, ts_range)
     return left.groupBy(BUCKET).cogroup(right.groupBy(BUCKET)).applyInArrow(kernel, spark_schema(view.schema))
 
 
+def bucketed(df: DataFrame, keys: Sequence[str], types: dict[str, DataType], buckets: int) -> DataFrame:
+    """`df` with its `__bucket` column, repartitioned into `buckets` partitions by it: bucket i in
+    partition i, so every partition has work (see `bucket_labels`) and a cogroup or groupBy by
+    `__bucket` needs no second shuffle."""
+    return df.withColumn(BUCKET, bucket_column(keys, types, buckets)).repartition(buckets, BUCKET)
+
+
 def bucket_column(keys: Sequence[str], types: dict[str, DataType], buckets: int) -> Column:
-    """`pmod(xxhash64(keys...), buckets)`, each key cast to the type both sides hash it as (`types`:
-    the keys' types in the feature rows). A null key hashes like any value (xxhash64 skips it)."""
+    """The bucket of a row: `pmod(xxhash64(keys...), buckets)`, each key cast to the type both sides
+    hash it as (`types`: the keys' types in the feature rows), given as its label (`bucket_labels`).
+    A null key hashes like any value (xxhash64 skips it)."""
     from pyspark.sql import functions as F
 
-    return F.pmod(F.xxhash64(*(F.col(k).cast(_hash_type(types[k])) for k in keys)), F.lit(buckets))
+    index = F.pmod(F.xxhash64(*(F.col(k).cast(_hash_type(types[k])) for k in keys)), F.lit(buckets))
+    labels = F.array(*(F.lit(v).cast("long") for v in bucket_labels(buckets)))
+    return F.element_at(labels, (index + 1).cast("int"))
+
+
+@cache
+def bucket_labels(buckets: int) -> tuple[int, ...]:
+    """For each bucket i, a long whose hash partition among `buckets` partitions is i.
+
+    `repartition(n, col)` puts a row in partition `pmod(murmur3(col, seed 42), n)` (Spark's `hash`
+    function). Labelled 0..n-1 the buckets would collide (two buckets often share one partition,
+    leaving others empty, so a small join ran on fewer cores); these labels map one to one."""
+    labels: dict[int, int] = {}
+    value = 0
+    while len(labels) < buckets:
+        labels.setdefault(_murmur3_long(value) % buckets, value)
+        value += 1
+    return tuple(labels[i] for i in range(buckets))
+
+
+def _murmur3_long(value: int, seed: int = 42) -> int:
+    """Spark's `hash(value)` of one long: Murmur3 x86 32-bit over its two 32-bit halves."""
+    mask = 0xFFFFFFFF
+
+    def rotl(x: int, r: int) -> int:
+        return ((x << r) | (x >> (32 - r))) & mask
+
+    def mix(h: int, k: int) -> int:
+        k = rotl((k * 0xCC9E2D51) & mask, 15)
+        h ^= (k * 0x1B873593) & mask
+        return (rotl(h, 13) * 5 + 0xE6546B64) & mask
+
+    u = value & 0xFFFFFFFFFFFFFFFF
+    h = mix(mix(seed, u & mask), u >> 32) ^ 8
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & mask
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & mask
+    h ^= h >> 16
+    return h - (1 << 32) if h >= 1 << 31 else h
 
 
 def _hash_type(rows_type: DataType) -> DataType:
@@ -269,7 +335,8 @@ def join_bucket(
         joined = arrow_table(con, pit_join_sql("__entity", [bucket_view], bitemporal, strategy, ts_range))
     finally:
         con.close()
-    return pa.table([joined.column(f.name).cast(f.type) for f in schema], schema=schema)
+    names = [ROW_ID, *view.output_names]
+    return pa.table([joined.column(n).cast(f.type) for n, f in zip(names, schema)], schema=schema)
 
 
 def kernel_connection() -> duckdb.DuckDBPyConnection:
@@ -309,10 +376,11 @@ def _spark_type(t: pa.DataType) -> DataType:
     raise TypeError(f"no Spark type for the Arrow type {t}")
 
 
-def _cast_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+def _cast_batch(batch: pa.RecordBatch, columns: Sequence[str], schema: pa.Schema) -> pa.RecordBatch:
+    """`batch`'s `columns` as `schema` (names and types)."""
     arrays = []
-    for field in schema:
-        column = batch.column(batch.schema.get_field_index(field.name))
+    for name, field in zip(columns, schema):
+        column = batch.column(batch.schema.get_field_index(name))
         if pa.types.is_timestamp(field.type) and column.type.tz is None:
             column = column.cast(pa.timestamp(column.type.unit)).cast(field.type)  # Spark's INT96: UTC
         arrays.append(column.cast(field.type))
@@ -320,16 +388,25 @@ def _cast_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 
 
 def is_spark_error(e: Exception) -> bool:
-    """Whether `e` is an error pyspark raised (a failed job, a worker's exception)."""
+    """Whether `e` is an error pyspark raised (a failed job, a worker's exception) or one the JVM
+    raised through py4j (a file gone, a lost executor, a full disk)."""
+    from py4j.protocol import Py4JJavaError  # type: ignore[import-untyped]
     from pyspark.errors import PySparkException
 
-    return isinstance(e, PySparkException)
+    return isinstance(e, (PySparkException, Py4JJavaError))
 
 
 def first_error_line(e: Exception) -> str:
-    """The line of a Spark error that says what went wrong: the last `Type: message` line (a Python
-    worker's traceback ends in its exception), else the first line."""
-    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    """The line of a Spark error that says what went wrong: for a JVM error the first
+    `org.apache...Exception: [CLASS] message` line (its Java stack trace follows), else the last
+    `Type: message` line (a Python worker's traceback ends in its exception), else the first line."""
+    from py4j.protocol import Py4JJavaError
+
+    lines = [line.strip().removeprefix(": ") for line in str(e).strip().splitlines() if line.strip()]
+    if isinstance(e, Py4JJavaError):
+        java = [line for line in lines if _RAISED.match(line)]
+        if java:
+            return java[0]
     raised = [line for line in lines if _RAISED.match(line)]
     if raised:
         return raised[-1]
@@ -337,6 +414,53 @@ def first_error_line(e: Exception) -> str:
 
 
 _RAISED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Unavailable)\b.*: ")
+
+
+#: a staging folder whose owner cannot be checked (another host) is removed once this old
+STALE_STAGING_SECONDS = 24 * 3600
+
+
+def new_staging(root: Path, kind: str) -> Path:
+    """A new staging folder `<root>/<kind>-<host>-<pid>-<random>`, after sweeping away those a
+    killed process left behind (`sweep_staging`)."""
+    root.mkdir(parents=True, exist_ok=True)
+    sweep_staging(root)
+    return Path(tempfile.mkdtemp(prefix=f"{kind}-{socket.gethostname()}-{os.getpid()}-", dir=root))
+
+
+def sweep_staging(root: Path) -> list[Path]:
+    """Remove the staging folders under `root` whose owner is gone: its pid (in the name) is not
+    alive on this host, or, for those of other hosts (a shared file system) and unnamed ones, the
+    folder is older than a day. A live job's folder is never removed. Returns those removed."""
+    host = socket.gethostname()
+    removed = []
+    for folder in root.glob("*-*"):
+        kind, _, rest = folder.name.partition("-")
+        if kind not in ("pit", "online") or not folder.is_dir():
+            continue
+        parts = rest.rsplit("-", 2)  # host, pid, mkdtemp's suffix (no dashes); a host may have dashes
+        owner, pid = (parts[0], parts[1]) if len(parts) == 3 else ("", "")
+        if owner == host and pid.isdigit():
+            gone = not _alive(int(pid))
+        else:
+            try:
+                gone = time.time() - folder.stat().st_mtime > STALE_STAGING_SECONDS
+            except FileNotFoundError:
+                continue
+        if gone:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def staging_root(offline_path: Path) -> Path:

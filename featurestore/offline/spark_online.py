@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +23,15 @@ import pyarrow as pa
 
 from ..errors import MaterializationError
 from .sources import arrow_table, quote_literal
-from .spark import BUCKET, ROWS_PER_BUCKET, bucket_column, first_error_line, is_spark_error, kernel_connection
+from .spark import (
+    BUCKET,
+    ROWS_PER_BUCKET,
+    bucketed,
+    first_error_line,
+    is_spark_error,
+    kernel_connection,
+    new_staging,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -45,8 +52,7 @@ def write_latest_online(
     """Write the latest row per entity of `relation` (feature rows of `view`) online from the
     executors; returns the number of entity rows written. `con` (materialization's connection,
     memory bounded) stages the rows."""
-    staging_root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="online-", dir=staging_root))
+    staging = new_staging(staging_root, "online")
     try:
         path = staging / "rows.parquet"
         row = con.execute(
@@ -63,10 +69,9 @@ def write_latest_online(
 
         buckets = max(spark.sparkContext.defaultParallelism, math.ceil(count / ROWS_PER_BUCKET))
         types = {f.name: f.dataType for f in rows.schema.fields}
-        bucketed = rows.withColumn(BUCKET, bucket_column(view.join_keys, types, buckets))
         try:
             written = (
-                bucketed.repartition(buckets, BUCKET)
+                bucketed(rows, view.join_keys, types, buckets)
                 .groupBy(BUCKET)
                 .applyInArrow(kernel, "rows long")
                 .groupBy()
@@ -95,5 +100,11 @@ def write_bucket(config: RepoConfig, view: FeatureView, rows: pa.Table) -> pa.Ta
         latest = arrow_table(con, latest_rows_sql(view, "__rows"))
     finally:
         con.close()
-    written = open_online_store(config).write(view, latest) if latest.num_rows else 0
+    written = 0
+    if latest.num_rows:
+        store = open_online_store(config)
+        try:
+            written = store.write(view, latest)
+        finally:
+            store.close()  # its connections: a Python worker runs many buckets
     return pa.table({"rows": pa.array([written], pa.int64())})

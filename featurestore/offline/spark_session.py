@@ -3,7 +3,8 @@
     spark = spark_session("local[*]")     # the active session if there is one, else a new one
 
 An application that already has a SparkSession (a notebook, `spark-submit`, a test fixture) keeps
-it: the engine uses the active session whatever its master. Otherwise one is built for
+it: the engine uses the active (or default) session whatever its master, and leaves its
+configuration alone. Otherwise one is built for
 `[offline] spark_master` (`FS_SPARK_MASTER`). pyspark is imported here, not by `import featurestore`.
 """
 
@@ -24,32 +25,39 @@ DEFAULT_JAVA_HOME = Path("/usr/lib/jvm/java-17-openjdk-amd64")
 
 
 def spark_session(master: str) -> SparkSession:
-    """The active SparkSession, or a new one for `master` (UTC session time zone, no progress bars)."""
+    """The active or default SparkSession, used as it is; else a new one for `master` (no progress bars).
+
+    The engine never changes the configuration of a session it did not create: it does not depend
+    on the session time zone (times travel as instants through Parquet and Arrow)."""
     try:
+        from pyspark.errors import PySparkRuntimeError
         from pyspark.sql import SparkSession
     except ImportError:
         raise ConfigError(
             '[offline] engine = "spark" needs pyspark: pip install "featurestore[spark]" '
             "(and a Java 17 runtime)"
         ) from None
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        return active
-    prepare_environment()
+    try:
+        return SparkSession.active()  # this thread's session, else the application's default one
+    except PySparkRuntimeError:
+        pass  # none yet
+    prepare_environment(master)
     return (
         SparkSession.builder.master(master)
         .appName("featurestore")
-        .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
 
 
-def prepare_environment() -> None:
-    """Point Spark at a Java runtime and at this interpreter for its Python workers, unless set.
+def prepare_environment(master: str = "local[*]") -> None:
+    """Point Spark at a Java runtime (Debian's OpenJDK 17 when JAVA_HOME is unset and it exists)
+    and, for a local master, its Python workers at this interpreter, unless set.
 
-    Without PYSPARK_PYTHON the workers run the first `python3` on PATH, which need not have pyarrow,
-    duckdb or featurestore installed (a virtualenv)."""
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    Without PYSPARK_PYTHON local workers run the first `python3` on PATH, which need not have
+    pyarrow, duckdb or featurestore installed (a virtualenv). A cluster's executors have their own
+    interpreter: this one's path means nothing there."""
+    if master.startswith("local"):
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if "JAVA_HOME" not in os.environ and DEFAULT_JAVA_HOME.is_dir():
         os.environ["JAVA_HOME"] = str(DEFAULT_JAVA_HOME)
