@@ -21,7 +21,8 @@ from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from .lineage import value_parts
 
 _CHUNK = 1 << 20
 
@@ -46,30 +47,10 @@ class ColumnHasher:
         whole = len(bits) - len(bits) % 8
         self.nulls.write(np.packbits(bits[:whole]).tobytes())
         self.pending_nulls = bits[whole:]
-        t = arr.type
-        if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_time(t) or pa.types.is_duration(t):
-            arr = arr.cast(pa.int64() if t.bit_width == 64 else pa.int32())
-            t = arr.type
-        if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
-            filled = pc.fill_null(arr, pa.scalar(False if pa.types.is_boolean(t) else 0, type=t))
-            self.values.write(np.ascontiguousarray(filled.to_numpy(zero_copy_only=False)).tobytes())
-        elif (
-            pa.types.is_string(t)
-            or pa.types.is_large_string(t)
-            or pa.types.is_binary(t)
-            or pa.types.is_large_binary(t)
-        ):
-            is_text = pa.types.is_string(t) or pa.types.is_large_string(t)
-            filled = pc.fill_null(
-                arr.cast(pa.large_string() if is_text else pa.large_binary()), "" if is_text else b""
-            )
-            filled = pa.concat_arrays([filled])
-            offsets = np.frombuffer(filled.buffers()[1], dtype=np.int64)[
-                filled.offset : filled.offset + len(filled) + 1
-            ]
-            self.values.write(np.diff(offsets).tobytes())
-            if len(offsets) and filled.buffers()[2] is not None:
-                self.data.write(memoryview(filled.buffers()[2])[offsets[0] : offsets[-1]])
+        parts = value_parts(arr)
+        if parts is not None:
+            self.values.write(parts[0])
+            self.data.write(parts[1])
         else:  # json.dumps of the whole list is "[" + ", ".join(items) + "]"
             for item in arr.to_pylist():
                 self.data.write((", " if self.json_items else "[").encode())

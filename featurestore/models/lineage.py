@@ -51,22 +51,18 @@ FINGERPRINT_VERSION = 1
 # -- hashing Arrow data by value -------------------------------------------------------------------
 
 
-def hash_column(column: pa.ChunkedArray | pa.Array) -> str:
-    """sha256 of a column's type, null positions and values; independent of chunking and offsets."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.dictionary_decode()
-    h = hashlib.sha256(str(arr.type).encode())
-    h.update(len(arr).to_bytes(8, "little"))
-    h.update(np.packbits(arr.is_null().to_numpy(zero_copy_only=False)).tobytes())
+def value_parts(arr: pa.Array) -> tuple[bytes, bytes | memoryview] | None:
+    """What `hash_column` hashes of a column's values after its null bitmap, in order: the values
+    (nulls as 0 or False; for strings and bytes, every length), then, for strings and bytes, all the
+    bytes. None for the types hashed as JSON (decimals, lists, structs). `arr` is not dictionary-encoded."""
     t = arr.type
     if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_time(t) or pa.types.is_duration(t):
         arr = arr.cast(pa.int64() if t.bit_width == 64 else pa.int32())
         t = arr.type
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
         filled = pc.fill_null(arr, pa.scalar(False if pa.types.is_boolean(t) else 0, type=t))
-        h.update(np.ascontiguousarray(filled.to_numpy(zero_copy_only=False)).tobytes())
-    elif (
+        return np.ascontiguousarray(filled.to_numpy(zero_copy_only=False)).tobytes(), b""
+    if (
         pa.types.is_string(t)
         or pa.types.is_large_string(t)
         or pa.types.is_binary(t)
@@ -80,9 +76,24 @@ def hash_column(column: pa.ChunkedArray | pa.Array) -> str:
         offsets = np.frombuffer(filled.buffers()[1], dtype=np.int64)[
             filled.offset : filled.offset + len(filled) + 1
         ]
-        h.update(np.diff(offsets).tobytes())
-        if len(offsets) and filled.buffers()[2] is not None:
-            h.update(memoryview(filled.buffers()[2])[offsets[0] : offsets[-1]])
+        data = filled.buffers()[2]
+        body = memoryview(data)[offsets[0] : offsets[-1]] if len(offsets) and data is not None else b""
+        return np.diff(offsets).tobytes(), body
+    return None
+
+
+def hash_column(column: pa.ChunkedArray | pa.Array) -> str:
+    """sha256 of a column's type, null positions and values; independent of chunking and offsets."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    h = hashlib.sha256(str(arr.type).encode())
+    h.update(len(arr).to_bytes(8, "little"))
+    h.update(np.packbits(arr.is_null().to_numpy(zero_copy_only=False)).tobytes())
+    parts = value_parts(arr)
+    if parts is not None:
+        h.update(parts[0])
+        h.update(parts[1])
     else:  # decimals, lists, structs: rare in training sets; slower but exact
         h.update(json.dumps(arr.to_pylist(), default=str).encode())
     return h.hexdigest()
