@@ -70,6 +70,7 @@ ROLES = ("read", "write", "models", "approver", "admin")
 DEFAULT_PROTECTED_ALIASES = ("production",)
 ONLINE_TYPES = ("sqlite", "redis")
 OFFLINE_ENGINES = ("duckdb", "spark")
+SPARK_MASTER_FORMS = ("local", "spark://", "yarn", "k8s://", "mesos://")  # what Spark itself accepts
 REGISTRY_URL_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -390,8 +391,11 @@ def parse_config(raw: dict[str, Any], repo: Path, env: Mapping[str, str], where:
     if engine not in OFFLINE_ENGINES:
         raise ConfigError(f"{where}: [offline] engine must be one of {list(OFFLINE_ENGINES)}, got {engine!r}")
     spark_master = env.get("FS_SPARK_MASTER") or offline.get("spark_master", OfflineConfig.spark_master)
-    if not isinstance(spark_master, str) or not spark_master:
-        raise ConfigError(f"{where}: [offline] spark_master must be a Spark master URL, got {spark_master!r}")
+    if not isinstance(spark_master, str) or not spark_master.startswith(SPARK_MASTER_FORMS):
+        raise ConfigError(
+            f"{where}: [offline] spark_master must be a Spark master URL (local[*], local[N], "
+            f"spark://host:7077, yarn, k8s://https://host:443), got {spark_master!r}"
+        )
     offline_cfg = OfflineConfig(engine=engine, spark_master=spark_master, storage_options=options)
 
     online = section("online")

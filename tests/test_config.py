@@ -196,3 +196,13 @@ def test_a_bad_registry_url_scheme_is_refused_without_the_password(tmp_path):
     with pytest.raises(ConfigError, match=r"postgressql://ann:\*\*\*@db/fs") as caught:
         load_config(tmp_path, env={})
     assert "s3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("master", ["bogus", "127.0.0.1:7077", "localhost"])
+def test_a_spark_master_spark_would_refuse_is_a_config_error(tmp_path, master):
+    write(tmp_path, 'project = "p"\n')
+    if master == "localhost":  # "local..." is Spark's own prefix: accepted here, refused by Spark itself
+        assert load_config(tmp_path, env={"FS_SPARK_MASTER": master}).offline.spark_master == master
+        return
+    with pytest.raises(ConfigError, match=r"spark_master must be a Spark master URL .*" + master):
+        load_config(tmp_path, env={"FS_SPARK_MASTER": master})

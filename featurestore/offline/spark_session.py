@@ -11,6 +11,7 @@ configuration alone. Otherwise one is built for
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,12 +43,28 @@ def spark_session(master: str) -> SparkSession:
     except PySparkRuntimeError:
         pass  # none yet
     prepare_environment(master)
-    return (
-        SparkSession.builder.master(master)
-        .appName("featurestore")
-        .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
-    )
+    java = Path(os.environ["JAVA_HOME"]) / "bin" / "java" if "JAVA_HOME" in os.environ else None
+    if (java is not None and not java.is_file()) or (java is None and shutil.which("java") is None):
+        where = f"JAVA_HOME={os.environ['JAVA_HOME']} has no bin/java" if java else "no java on PATH"
+        raise ConfigError(
+            f'[offline] engine = "spark" needs a Java 17 or 21 runtime ({where}): install one '
+            "(apt-get install openjdk-17-jre-headless) or point JAVA_HOME at it"
+        )
+    try:
+        return (
+            SparkSession.builder.master(master)
+            .appName("featurestore")
+            .config("spark.ui.showConsoleProgress", "false")
+            .getOrCreate()
+        )
+    except (
+        Exception
+    ) as e:  # the JVM's errors arrive as Py4JJavaError, a gateway failure as PySparkRuntimeError
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise ConfigError(
+            f"cannot start a Spark session for [offline] spark_master = {master!r} (FS_SPARK_MASTER): "
+            f"{first[:300]}"
+        ) from None
 
 
 def prepare_environment(master: str = "local[*]") -> None:
