@@ -30,7 +30,7 @@ from .errors import MaterializationError, unknown
 from .offline.features import CREATED_TS, EVENT_TS, latest_first, source_rows_sql, ts_literal
 from .offline.fingerprint import source_fingerprint
 from .offline.sources import SourceReader, arrow_batches, arrow_table, duckdb_connection, quote_ident
-from .offline.storage import days_between
+from .offline.storage import PUSHED, days_between
 
 if TYPE_CHECKING:
     from .store import FeatureStore
@@ -309,6 +309,12 @@ def _materialize_view(
             if fill_from is not None:  # the store lacks earlier rows: fill it from the source
                 since = f"{EVENT_TS} >= {ts_literal(fill_from)} AND {EVENT_TS} <= {ts_literal(end)}"
                 both = f" UNION ALL BY NAME SELECT * FROM {staged}" if rows else ""
+                # Rows pushed to offline storage are the view's rows too: a refilled store holds
+                # them, or a pushed row newer than the source would read as the source's older one.
+                storage.attach(con)
+                pushed_sql = storage.rows_sql(view, PUSHED)
+                if pushed_sql is not None:
+                    both += f" UNION ALL BY NAME SELECT * FROM ({pushed_sql}) WHERE {since}"
                 con.execute(
                     f"CREATE OR REPLACE TEMP VIEW __fs_online_rows AS {source_rows_sql(reader, view, where=since)}{both}"
                 )

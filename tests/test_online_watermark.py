@@ -230,3 +230,29 @@ def test_an_upgraded_deployment_stays_ready_and_its_first_incremental_run_adopts
     with TestClient(create_app(upgraded)) as client:
         r = client.get("/ready")
         assert r.status_code == 503 and "holds no featurestore marker" in r.json()["error"], r.text
+
+
+def test_a_refilled_store_holds_the_rows_pushed_to_offline_storage(backend, request, tmp_path, monkeypatch):
+    # Found walking docs/deploy.md: a store that lost its data was refilled from the source only, so a
+    # pushed row newer than the source's read online as the source's older row, unlike offline.
+    from tests.test_materialize import PUSH_DEFS
+
+    path = make_repo(tmp_path / "repo", {"defs.py": PUSH_DEFS}, {"data/stats.parquet": rows(range(10))})
+    store = open_store(path, monkeypatch, online_env(backend, "only", request, tmp_path))
+    store.apply()
+    store.materialize_incremental(END)
+    late = rows([9], drivers=(2,), created_delay=timedelta(minutes=5), value_offset=0.5).drop_columns(
+        ["created"]
+    )
+    store.push("stats_push", late, to="both")  # newer than the source's hour-9 row of driver 2
+    expected = [1009.0, 2009.5, 3009.0]
+    assert lookup(store)["value"] == expected
+
+    empty_the_store(store, backend)
+    store.materialize_incremental(END)
+    assert lookup(store)["value"] == expected
+    import pandas as pd
+
+    entity_df = pd.DataFrame({"driver_id": [1, 2, 3], "event_timestamp": [END] * 3})
+    offline = store.get_historical_features(entity_df, ["stats:value"]).to_pandas()["value"].tolist()
+    assert offline == expected  # online equals offline at the same instant
