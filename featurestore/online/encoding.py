@@ -53,6 +53,16 @@ def namespace(key_prefix: str) -> bytes:
     return key_prefix.encode() + b":"
 
 
+def glob_escape(data: bytes) -> bytes:
+    """`data` with Redis glob characters escaped, for SCAN MATCH patterns of a key prefix."""
+    out = bytearray()
+    for b in data:
+        if b in b"*?[]\\":
+            out += b"\\"
+        out.append(b)
+    return bytes(out)
+
+
 def view_prefix(ns: bytes, view_name: str) -> bytes:
     """The bytes every row key of one view starts with: `b"<key_prefix>:<view>:"`."""
     return ns + view_name.encode() + b":"

@@ -34,7 +34,7 @@ import redis
 
 from ..errors import ConfigError, OnlineStoreUnavailable
 from .base import from_micros
-from .encoding import HEADER
+from .encoding import HEADER, glob_escape
 from .redis_cluster import RedisClusterOnlineStore
 
 _PAGE = 1_000
@@ -52,10 +52,6 @@ class MigrateResult:
     skipped: int = 0  # keys of the namespace that are no row (another type, an unknown name)
     identity: str | None = None
     tiles_held: dict[str, int] = field(default_factory=dict)  # per aggregating view: keys not copied
-
-
-def _glob_escape(data: bytes) -> bytes:
-    return re.sub(rb"([*?\[\]\\])", rb"\\\1", data)
 
 
 def migrate_to_cluster(
@@ -81,7 +77,7 @@ def migrate_to_cluster(
         rows_of = {int(k) for k in layouts}  # the layouts rows were written with (tiles: none)
         meta = {ns + b"__layouts", ns + b"__newest", ns + b"__identity"}
         page: list[bytes] = []
-        for key in source.scan_iter(match=_glob_escape(ns) + b"*", count=_PAGE):
+        for key in source.scan_iter(match=glob_escape(ns) + b"*", count=_PAGE):
             if key in meta:
                 continue
             page.append(key)

@@ -65,7 +65,7 @@ from ..compat import timeout
 from ..definitions import FeatureView
 from ..errors import FeatureStoreError, OnlineStoreUnavailable
 from .base import OnlineStore, from_micros, micros
-from .encoding import Layout, encode_rows, record_batches, view_prefix
+from .encoding import Layout, encode_rows, glob_escape, record_batches, view_prefix
 from .loop_sockets import connect, sweep_closed
 
 # KEYS: row keys; ARGV: row blobs, each starting with its event time as a big-endian int64.
@@ -90,15 +90,6 @@ _UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
 _MAX_IDLE_ASYNC = 16  # idle raw connections kept per event loop; more concurrent reads open more
 _MAX_IDLE_SYNC = 16  # idle blocking connections kept for `read`; more concurrent threads open more
 _RECV_BYTES = 1 << 17
-
-
-def _glob_escape(data: bytes) -> bytes:
-    out = bytearray()
-    for b in data:
-        if b in b"*?[]\\":
-            out += b"\\"
-        out.append(b)
-    return bytes(out)
 
 
 @dataclass
@@ -795,7 +786,7 @@ class RedisOnlineStore(OnlineStore):
     # -- admin ----------------------------------------------------------------------------------
 
     def delete_view(self, view_name: str) -> None:
-        pattern = _glob_escape(view_prefix(self.key_prefix, view_name)) + b"*"
+        pattern = glob_escape(view_prefix(self.key_prefix, view_name)) + b"*"
         try:
             self.client.zrem(self._newest_key, view_name.encode())
             batch: list[bytes] = []
@@ -820,7 +811,7 @@ class RedisOnlineStore(OnlineStore):
         return value.decode() if isinstance(value, bytes) else None
 
     def count_rows(self, view_name: str) -> int:
-        pattern = _glob_escape(view_prefix(self.key_prefix, view_name)) + b"*"
+        pattern = glob_escape(view_prefix(self.key_prefix, view_name)) + b"*"
         try:
             return sum(1 for _ in self.client.scan_iter(match=pattern, count=1_000))
         except _UNAVAILABLE as e:

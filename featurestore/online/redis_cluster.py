@@ -43,7 +43,7 @@ from .base import OnlineStore, from_micros, micros
 from .cluster_client import ClusterClient, Command, InFlight
 from .cluster_connection import get_command, pack
 from .cluster_keys import check_namespace, cluster_key, key_slot
-from .encoding import Layout, encode_rows, record_batches, view_prefix
+from .encoding import Layout, encode_rows, glob_escape, record_batches, view_prefix
 
 # KEYS[1]: a row key; ARGV[1]: its new blob, starting with the event time as a big-endian int64.
 _WRITE_SCRIPT = b"""
@@ -84,15 +84,6 @@ _ROWS_PER_BATCH = 10_000  # rows encoded and sent per batch
 _KEYS_PER_UPDATE = 1_000
 _UPDATE_ATTEMPTS = 100
 _SCAN_COUNT = b"1000"
-
-
-def _glob_escape(data: bytes) -> bytes:
-    out = bytearray()
-    for b in data:
-        if b in b"*?[]\\":
-            out += b"\\"
-        out.append(b)
-    return bytes(out)
 
 
 class RedisClusterOnlineStore(OnlineStore):
@@ -371,7 +362,7 @@ class RedisClusterOnlineStore(OnlineStore):
     def _scan(self, view_name: str) -> Iterable[list[bytes]]:
         """The view's keys, a page at a time, from every master (a slot moving meanwhile may make a
         key appear twice or not at all: an inspection, like SCAN itself)."""
-        pattern = _glob_escape(view_prefix(self.key_prefix, view_name)) + b"*"
+        pattern = glob_escape(view_prefix(self.key_prefix, view_name)) + b"*"
         for node in self.client.masters():
             cursor = b"0"
             while True:
