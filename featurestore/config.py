@@ -591,6 +591,7 @@ def _server(raw: dict[str, Any], env: Mapping[str, str], where: str) -> ServerCo
         if len(parts) != 3:
             raise ConfigError(f"FS_API_KEYS entry {i} must be name:role:key")
         keys.append(_api_key(parts[0], parts[1], parts[2], "FS_API_KEYS"))
+    _one_key_per_name(keys, len(raw.get("api_keys", [])), where)
     max_rows = _whole(
         env.get("FS_MAX_BATCH_ROWS") or raw.get("max_batch_rows", 10_000), "max_batch_rows", 1, where
     )
@@ -634,7 +635,28 @@ def _whole(value: Any, name: str, least: int, where: str) -> int:
     return number
 
 
+_KEY_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,100}")
+
+
+def _one_key_per_name(keys: list[ApiKey], in_file: int, where: str) -> None:
+    """A ConfigError when two keys share a name: a session or the audit trail names a key, so a
+    name must tell which key (and role) it is. The first `in_file` keys come from `where`."""
+    seen: dict[str, int] = {}
+    for i, k in enumerate(keys):
+        if k.name in seen:
+            places = [where if j < in_file else "FS_API_KEYS" for j in (seen[k.name], i)]
+            raise ConfigError(
+                f"api key name '{k.name}' is used twice ({places[0]} and {places[1]}): "
+                "give every key its own name"
+            )
+        seen[k.name] = i
+
+
 def _api_key(name: Any, role: Any, key: Any, where: str) -> ApiKey:
+    if not isinstance(name, str) or not _KEY_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{where}: api key name {str(name)[:40]!r} must be 1 to 100 characters of A-Z a-z 0-9 _ . @ -"
+        )
     if role not in ROLES:
         raise ConfigError(f"{where}: api key '{name}' has role {role!r}; roles are {list(ROLES)}")
     if not isinstance(key, str) or len(key) < 8:

@@ -194,9 +194,12 @@ class Registry:
         materialization that fills an online store."""
         return self.backend.tracks_online_stores()
 
-    def runs(self, view: str | None = None) -> list[MaterializationRun]:
-        """Every materialization run recorded (for `view`), including those a reset no longer counts."""
-        return self.backend.runs(view)
+    def runs(self, view: str | None = None, limit: int | None = None) -> list[MaterializationRun]:
+        """Every materialization run recorded (for `view`), including those a reset no longer counts,
+        oldest first; with `limit`, only the newest `limit` of them (still oldest first)."""
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be 0 or more, got {limit}")
+        return self.backend.runs(view, limit)
 
     def materialized_intervals(self, view: str) -> list[tuple[datetime, datetime]]:
         """The event-time ranges materialization has covered for a view since its last reset, merged,

@@ -651,11 +651,15 @@ class PostgresRegistryStore(RegistryStore):
     def current_runs(self, view: str) -> list[MaterializationRun]:
         return self._runs(self._read(f"{_RUN_SELECT} {_CURRENT_RUNS} ORDER BY id", (view,)))
 
-    def runs(self, view: str | None = None) -> list[MaterializationRun]:
+    def runs(self, view: str | None = None, limit: int | None = None) -> list[MaterializationRun]:
         sql = f"{_RUN_SELECT} FROM materializations"
-        if view is None:
-            return self._runs(self._read(sql + " ORDER BY id"))
-        return self._runs(self._read(sql + " WHERE view = %s ORDER BY id", (view,)))
+        where: str
+        params: tuple[Any, ...]
+        where, params = ("", ()) if view is None else (" WHERE view = %s", (view,))
+        if limit is None:
+            return self._runs(self._read(sql + where + " ORDER BY id", params))
+        newest = self._read(sql + where + " ORDER BY id DESC LIMIT %s", (*params, limit))
+        return self._runs(list(reversed(newest)))
 
     # -- audit trail -------------------------------------------------------------------------------
 

@@ -531,11 +531,15 @@ class SQLiteRegistryStore(RegistryStore):
             )
         )
 
-    def runs(self, view: str | None = None) -> list[MaterializationRun]:
+    def runs(self, view: str | None = None, limit: int | None = None) -> list[MaterializationRun]:
         sql = 'SELECT view, start, "end", rows, online_rows, finished_at, source_fingerprint, stats FROM materializations'
-        if view is None:
-            return self._runs(self._read(sql + " ORDER BY rowid"))
-        return self._runs(self._read(sql + " WHERE view = ? ORDER BY rowid", (view,)))
+        where: str
+        params: tuple[Any, ...]
+        where, params = ("", ()) if view is None else (" WHERE view = ?", (view,))
+        if limit is None:
+            return self._runs(self._read(sql + where + " ORDER BY rowid", params))
+        newest = self._read(sql + where + " ORDER BY rowid DESC LIMIT ?", (*params, limit))
+        return self._runs(list(reversed(newest)))
 
     # -- audit trail -------------------------------------------------------------------------------
 

@@ -216,8 +216,9 @@ class RegistryStore:
         """The runs recorded for `view` since its last reset, in the order they were recorded."""
         raise NotImplementedError
 
-    def runs(self, view: str | None = None) -> list[MaterializationRun]:
-        """Every run ever recorded (for `view`, or all views), reset or not, in the order recorded."""
+    def runs(self, view: str | None = None, limit: int | None = None) -> list[MaterializationRun]:
+        """Every run ever recorded (for `view`, or all views), reset or not, in the order recorded;
+        with `limit`, the newest `limit` runs only (read as such: not every run, then a slice)."""
         raise NotImplementedError
 
     # -- audit trail -------------------------------------------------------------------------------

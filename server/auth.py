@@ -58,11 +58,20 @@ class Authenticator:
 
     def __init__(self, keys: Iterable[ApiKey]):
         self._keys = [(k.key.encode(), Principal(k.name, k.role)) for k in keys]
+        names = [p.name for _, p in self._keys]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"API key names must differ: {', '.join(twice)} used more than once")
 
     @property
     def open(self) -> bool:
         """True when no keys are configured: every request is `anonymous` with the admin role."""
         return not self._keys
+
+    def key_named(self, name: str) -> tuple[bytes, Principal] | None:
+        """The key (bytes) and Principal of the key called `name` (names are unique), else None.
+        For signing what a key's holder was given, e.g. the web UI's session cookie."""
+        return next(((k, p) for k, p in self._keys if p.name == name), None)
 
     def identify(self, presented: str | None) -> Principal | None:
         """The Principal of `presented`, None for a missing or unknown key."""

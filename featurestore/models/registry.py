@@ -414,6 +414,12 @@ class ModelRegistry:
             for n, r in sorted(latest.items())
         ]
 
+    def all_versions(self) -> builtins.list[ModelVersion]:
+        """Every version of every model, by name then version: one read of the versions and one of
+        the aliases (for a listing of everything, e.g. the web UI's index; `versions(name)` for one model)."""
+        aliases = self._aliases()
+        return [self._version(r, aliases) for r in self.backend.model_versions()]
+
     def versions(self, name: str) -> builtins.list[ModelVersion]:  # (`list` is a method here)
         """Every version of `name`, oldest first."""
         self._check_exists(name)

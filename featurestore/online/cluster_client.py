@@ -52,6 +52,7 @@ import hiredis
 import redis
 
 from ..compat import timeout as async_timeout
+from ..config import redacted_text, redacted_url
 from ..errors import ConfigError, OnlineStoreUnavailable
 from .cluster_connection import Address, AsyncConnection, SyncConnection, expire, get_command, pack
 from .cluster_keys import SLOTS
@@ -127,11 +128,13 @@ def seed_nodes(url: str) -> tuple[list[Address], dict[str, Any]]:
     for part in hosts.split(","):
         part = part.strip()
         if not part:
-            raise ConfigError(f"[online] url {url!r}: an empty node in the list of cluster nodes")
+            raise ConfigError(
+                f"[online] url {redacted_url(url)!r}: an empty node in the list of cluster nodes"
+            )
         try:
             kw = redis.connection.parse_url(f"redis://{login}{at}{part}{slash}{path}")
         except ValueError as e:
-            raise ConfigError(f"[online] url {url!r}: node {part!r}: {e}") from None
+            raise ConfigError(f"[online] url {redacted_url(url)!r}: node {part!r}: {e}") from None
         seeds.append((kw.get("host") or "localhost", int(kw.get("port") or 6379)))
     return seeds, kw
 
@@ -146,12 +149,12 @@ class ClusterClient:
     def __init__(self, url: str, timeout: float) -> None:
         if not url.startswith("redis://"):
             raise ConfigError(
-                f"[online] url {url!r}: a Redis Cluster is reached by a redis://host:port URL of any "
+                f"[online] url {redacted_url(url)!r}: a Redis Cluster is reached by a redis://host:port URL of any "
                 "node (TLS rediss:// and unix sockets are not supported with cluster = true)"
             )
         self.seeds, kw = seed_nodes(url)
         if int(kw.get("db") or 0) != 0:
-            raise ConfigError(f"[online] url {url!r}: a Redis Cluster has only database 0")
+            raise ConfigError(f"[online] url {redacted_url(url)!r}: a Redis Cluster has only database 0")
         self.url, self.timeout = url, timeout
         login: list[bytes] = []
         if kw.get("password") is not None:
@@ -172,8 +175,12 @@ class ClusterClient:
     def unavailable(self, e: BaseException, where: Address | None = None) -> OnlineStoreUnavailable:
         node = f" (node {where[0]}:{where[1]})" if where else ""
         return OnlineStoreUnavailable(
-            f"the Redis Cluster online store at {self.url}{node} is unavailable ({type(e).__name__}: {e}); "
-            "check that its nodes are running and reachable ([online] url / FS_ONLINE_URL)"
+            redacted_text(
+                f"the Redis Cluster online store at {redacted_url(self.url)}{node} is unavailable "
+                f"({type(e).__name__}: {e}); check that its nodes are running and reachable "
+                "([online] url / FS_ONLINE_URL)",
+                self.url,
+            )
         )
 
     # -- the slot map ---------------------------------------------------------------------------

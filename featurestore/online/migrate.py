@@ -32,6 +32,7 @@ from typing import cast
 
 import redis
 
+from ..config import redacted_text, redacted_url
 from ..errors import ConfigError, OnlineStoreUnavailable
 from .base import from_micros
 from .encoding import HEADER, glob_escape
@@ -69,7 +70,7 @@ def migrate_to_cluster(
         info = source.info("cluster")
         if info.get("cluster_enabled"):
             raise ConfigError(
-                f"--from {source_url} is a Redis Cluster node: migrate copies a standalone Redis into the "
+                f"--from {redacted_url(source_url)} is a Redis Cluster node: migrate copies a standalone Redis into the "
                 "cluster of [online] url"
             )
         layouts = cast("dict[bytes, bytes]", source.hgetall(ns + b"__layouts"))
@@ -92,7 +93,11 @@ def migrate_to_cluster(
         if isinstance(identity, bytes):
             result.identity = target.adopt_identity(identity.decode())
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
-        raise OnlineStoreUnavailable(f"the Redis to migrate from ({source_url}) is unavailable: {e}") from e
+        raise OnlineStoreUnavailable(
+            redacted_text(
+                f"the Redis to migrate from ({redacted_url(source_url)}) is unavailable: {e}", source_url
+            )
+        ) from e
     finally:
         source.close()
     return result

@@ -62,6 +62,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..compat import timeout
+from ..config import redacted_text, redacted_url
 from ..definitions import FeatureView
 from ..errors import FeatureStoreError, OnlineStoreUnavailable
 from .base import OnlineStore, from_micros, micros
@@ -332,8 +333,12 @@ class RedisOnlineStore(OnlineStore):
 
     def _unavailable(self, e: Exception) -> OnlineStoreUnavailable:
         return OnlineStoreUnavailable(
-            f"the Redis online store at {self.url} is unavailable ({type(e).__name__}: {e}); "
-            "check that the server is running and reachable ([online] url / FS_ONLINE_URL)"
+            redacted_text(
+                f"the Redis online store at {redacted_url(self.url)} is unavailable "
+                f"({type(e).__name__}: {e}); check that the server is running and reachable "
+                "([online] url / FS_ONLINE_URL)",
+                self.url,
+            )
         )
 
     # -- writes ---------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from typing import Any
 import hiredis
 import pyarrow as pa
 
+from ..config import redacted_text, redacted_url
 from ..definitions import FeatureView
 from ..errors import FeatureStoreError, OnlineStoreUnavailable
 from . import cluster_identity
@@ -110,8 +111,11 @@ class RedisClusterOnlineStore(OnlineStore):
 
     def _reply_error(self, what: str, reply: Any) -> OnlineStoreUnavailable:
         return OnlineStoreUnavailable(
-            f"the Redis Cluster online store at {self.url} refused {what}: {reply}; "
-            "check the nodes' logs (memory limit, a node that is loading)"
+            redacted_text(
+                f"the Redis Cluster online store at {redacted_url(self.url)} refused {what}: {reply}; "
+                "check the nodes' logs (memory limit, a node that is loading)",
+                self.url,
+            )
         )
 
     def _run(

@@ -53,6 +53,17 @@ def test_register_load_round_trip(store, linear_model):
     assert store.registry.audit_log("model_register")[0]["detail"]["version"] == 2
 
 
+def test_all_versions_are_every_model_s_versions_with_their_aliases(store, linear_model):
+    assert store.models.all_versions() == []
+    for name in ("eta", "arrival", "eta"):
+        store.models.register(name, linear_model, feature_service="driver_activity")
+    store.models.set_alias("eta", "production", 1)
+    every = store.models.all_versions()
+    assert [(mv.name, mv.version) for mv in every] == [("arrival", 1), ("eta", 1), ("eta", 2)]
+    assert every == [*store.models.versions("arrival"), *store.models.versions("eta")]
+    assert every[1].aliases == ("production",)
+
+
 def test_a_modified_artifact_refuses_to_load(store, linear_model):
     mv = store.models.register("eta", linear_model, feature_service="driver_activity")
     path = store.models.artifact_path(mv)
