@@ -147,12 +147,18 @@ class Monitor:
 
         return write_report(self, self.version(model), Path(out), window(start, end))
 
-    def check(self, since: timedelta = timedelta(days=1), now: datetime | None = None) -> CheckResult:
+    def check(
+        self,
+        since: timedelta = timedelta(days=1),
+        now: datetime | None = None,
+        enforce_retention: bool = True,
+    ) -> CheckResult:
         """Freshness of every view, drift and performance of every aliased model version over the
-        last `since`; also deletes log days older than `retention_days`."""
+        last `since`; also deletes log days older than `retention_days` (unless
+        `enforce_retention=False`)."""
         from .checks import check
 
-        return check(self, since=since, now=now)
+        return check(self, since=since, now=now, enforce_retention=enforce_retention)
 
 
 class Window:

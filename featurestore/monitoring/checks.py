@@ -98,10 +98,16 @@ class CheckResult:
         }
 
 
-def check(monitor: Monitor, since: timedelta = timedelta(days=1), now: Any = None) -> CheckResult:
+def check(
+    monitor: Monitor,
+    since: timedelta = timedelta(days=1),
+    now: Any = None,
+    enforce_retention: bool = True,
+) -> CheckResult:
     """Run freshness, drift and performance checks, then enforce log retention (see the module doc).
 
-    `since`: a timedelta; `now`: a datetime (naive is UTC) or an ISO string, default the current time."""
+    `since`: a timedelta; `now`: a datetime (naive is UTC) or an ISO string, default the current time;
+    `enforce_retention=False` deletes nothing (deleted_log_days is 0), for a reader such as the UI."""
     from . import Window, _time
     from .scorers import scorer
 
@@ -150,11 +156,12 @@ def check(monitor: Monitor, since: timedelta = timedelta(days=1), now: Any = Non
             if live.breach:
                 breaches.append(Breach("performance", target, live.detail, live.live))
 
-    try:
-        deleted = enforce_retention(monitor.log_path, monitor.config.retention_days, now)
-    except MonitoringError as e:
-        errors.append(CheckError("log retention", str(e)))
-        deleted = 0
+    deleted = 0
+    if enforce_retention:
+        try:
+            deleted = expire_logs(monitor.log_path, monitor.config.retention_days, now)
+        except MonitoringError as e:
+            errors.append(CheckError("log retention", str(e)))
     return CheckResult(
         now=now,
         since=since,
@@ -285,6 +292,9 @@ def enforce_retention(log_path: LogRoot, retention_days: int, now: datetime) -> 
 # microsecond and 8 hex digits; their temporary names are the same with a dot before and .tmp
 # after. A Spark or Hive data set (part-00000-<uuid>.snappy.parquet) beside the log is not ours.
 _LOG_FILE = re.compile(r"\.?part-(?:v\d+-)?\d{8}T\d{12}-[0-9a-f]{8}\.parquet(?:\.tmp)?")
+
+
+expire_logs = enforce_retention  # check()'s keyword of the same name hides the function there
 
 
 def _clear_day(folder: Path) -> int:

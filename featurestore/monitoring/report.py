@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Thresholds
 from ..errors import MonitoringError
-from . import svg
+from . import formats, svg
 
 if TYPE_CHECKING:
     from ..models.registry import ModelVersion
@@ -109,36 +109,54 @@ def render(
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["num"] = _num
-    env.filters["pct"] = _pct
-    env.filters["duration"] = _duration
-    env.filters["utc"] = _utc
-    features = sorted(report.features.values(), key=_by_psi)
-    rows = [*features, *([report.prediction] if report.prediction is not None else [])]
-    psi_rows = [(f.name, f.psi, f.status) for f in rows]
-    plots = [{"name": f.name, "svg": _markup(svg.histogram(f.name, f.bins, f.ref, f.cur))} for f in rows]
+    env.filters.update(formats.FILTERS)
     context = {
         "mv": mv,
         "alias": ", ".join(mv.aliases) or "no alias",
-        "window": _window_text(window),
+        "window": window_text(window),
         "generated": (now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC"),
         "report": report,
         "thresholds": thresholds,
-        "rows": rows,  # as `fs monitor drift` prints them: the features by PSI, then the prediction
+        "daily": daily,
+        "live": live,
+        "freshness": freshness,
+        "shadow": shadow,
+        "status_class": status_class,
+        **figures(report, daily, live, thresholds, shadow),
+    }
+    return env.get_template(TEMPLATE).render(**context)
+
+
+def figures(
+    report: DriftReport,
+    daily: list[DailyDrift],
+    live: PerformanceReport | None,
+    thresholds: Thresholds,
+    shadow: ShadowReport | None = None,
+) -> dict[str, Any]:
+    """The drift rows in the order shown and the charts (SVG as Markup; None when there is nothing to
+    draw), shared by this report and the web UI's monitoring page: rows, psi_chart, plots
+    ([{name, svg}], one histogram per row), daily_chart, live_chart, shadow_chart."""
+    rows = drift_rows(report)
+    psi_rows = [(f.name, f.psi, f.status) for f in rows]
+    return {
+        "rows": rows,
         "psi_chart": _markup(svg.psi_bars(psi_rows, thresholds.psi_warn, thresholds.psi_drift))
         if rows
         else None,
-        "plots": plots,
-        "daily": daily,
-        "daily_chart": _daily_chart(report, daily, thresholds),
-        "live": live,
-        "live_chart": _live_chart(live),
-        "freshness": freshness,
-        "shadow": shadow,
-        "shadow_chart": _shadow_chart(shadow),
-        "status_class": _status_class,
+        "plots": [
+            {"name": f.name, "svg": _markup(svg.histogram(f.name, f.bins, f.ref, f.cur))} for f in rows
+        ],
+        "daily_chart": daily_chart(report, daily, thresholds),
+        "live_chart": live_chart(live),
+        "shadow_chart": shadow_chart(shadow),
     }
-    return env.get_template(TEMPLATE).render(**context)
+
+
+def drift_rows(report: DriftReport) -> list[FeatureDrift]:
+    """As `fs monitor drift` prints them: the features by PSI (highest first), then the prediction."""
+    features = sorted(report.features.values(), key=by_psi)
+    return [*features, *([report.prediction] if report.prediction is not None else [])]
 
 
 def _markup(text: str) -> Any:
@@ -147,10 +165,10 @@ def _markup(text: str) -> Any:
     return Markup(text)  # our svg functions escape every piece of text they draw
 
 
-def _daily_chart(report: DriftReport, daily: list[DailyDrift], thresholds: Thresholds) -> Any:
+def daily_chart(report: DriftReport, daily: list[DailyDrift], thresholds: Thresholds) -> Any:
     if not daily:
         return None
-    names = [f.name for f in sorted(report.features.values(), key=_by_psi)][:DAILY_SERIES]
+    names = [f.name for f in sorted(report.features.values(), key=by_psi)][:DAILY_SERIES]
     series = {name: [d.psi.get(name) for d in daily] for name in names}
     if report.prediction is not None:  # the output's own field: an input may be named "prediction"
         label = "prediction" if "prediction" not in series else "prediction (model output)"
@@ -166,8 +184,8 @@ def _daily_chart(report: DriftReport, daily: list[DailyDrift], thresholds: Thres
     )
 
 
-def _live_chart(live: PerformanceReport) -> Any:
-    if not live.days or live.metric is None:
+def live_chart(live: PerformanceReport | None) -> Any:
+    if live is None or not live.days or live.metric is None:
         return None
     refs = [("validation", live.validation)] if live.validation is not None else []
     return _markup(
@@ -182,7 +200,7 @@ def _live_chart(live: PerformanceReport) -> Any:
     )
 
 
-def _shadow_chart(shadow: ShadowReport | None) -> Any:
+def shadow_chart(shadow: ShadowReport | None) -> Any:
     """Both versions' live metric per day, when labels were fed back for the compared rows."""
     if shadow is None or shadow.metric is None or not any(d.labelled for d in shadow.days):
         return None
@@ -200,14 +218,14 @@ def _shadow_chart(shadow: ShadowReport | None) -> Any:
     )
 
 
-def _by_psi(f: FeatureDrift) -> tuple[int, float, str]:
+def by_psi(f: FeatureDrift) -> tuple[int, float, str]:
     """Highest PSI first; features without one (insufficient data) last."""
     if f.psi is None or not math.isfinite(f.psi):
         return (1, 0.0, f.name)
     return (0, -f.psi, f.name)
 
 
-def _window_text(window: Window) -> str:
+def window_text(window: Window) -> str:
     def t(value: datetime | None, open_text: str) -> str:
         return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if value else open_text
 
@@ -216,33 +234,5 @@ def _window_text(window: Window) -> str:
     return f"{t(window.start, 'the first prediction')} to {t(window.end, 'now')}"
 
 
-def _num(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.{digits}f}"
-
-
-def _pct(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return f"{value:.1%}"
-
-
-def _duration(seconds: float | None) -> str:
-    """Seconds as "3d 4h", "2h 5m", "40s"."""
-    if seconds is None or not math.isfinite(seconds):
-        return "–"
-    s = int(round(abs(seconds)))
-    parts = [(s // 86400, "d"), (s % 86400 // 3600, "h"), (s % 3600 // 60, "m"), (s % 60, "s")]
-    shown = [f"{v}{u}" for v, u in parts if v][:2]
-    return ("-" if seconds < 0 else "") + (" ".join(shown) or "0s")
-
-
-def _utc(value: datetime | None) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "–"
-
-
-def _status_class(status: str | None) -> str:
+def status_class(status: str | None) -> str:
     return f"status-{status or 'none'}"

@@ -1,6 +1,7 @@
 """Inline SVG charts for the monitoring report: plain strings, no script, no external asset.
 
     histogram("conv_rate", bins, ref, cur)               # reference vs current share per bin
+    distribution("conv_rate", bins, shares)              # one series' share per bin
     psi_bars([("conv_rate", 0.31, "drift"), ...], 0.1, 0.25)  # PSI per feature, thresholds as lines
     line_chart("PSI per day", days, {"conv_rate": [...]}, refs=[("drift", 0.25)])
 
@@ -84,6 +85,31 @@ def histogram(name: str, bins: Sequence[str], ref: Sequence[float], cur: Sequenc
             _text(cx, cy, _short(label), "end", f' transform="rotate(-40 {_n(cx)} {_n(cy)})" font-size="9"')
         )
     return _svg(width, height, f"{name}: share of rows per bin, training set vs served", body)
+
+
+def distribution(name: str, bins: Sequence[str], shares: Sequence[float]) -> str:
+    """One series' share of rows per bin (a feature's histogram on its view page), small."""
+    if len(bins) != len(shares):
+        raise ValueError(f"distribution {name!r}: {len(bins)} bins but {len(shares)} shares")
+    k = max(len(bins), 1)
+    slot = max(8.0, min(24.0, 320.0 / k))
+    left, top, plot_h, label_h = 36.0, 8.0, 70.0, 18.0
+    width = left + slot * k + 6
+    base = top + plot_h
+    top_share = max([*shares, 0.0]) or 1.0
+    body = [f'<line x1="{_n(left)}" y1="{_n(base)}" x2="{_n(width - 6)}" y2="{_n(base)}" stroke="#ddd"/>']
+    body.append(_text(left - 4, top + 8, f"{top_share:.0%}", "end"))
+    body.append(_text(left - 4, base, "0%", "end"))
+    for i, (label, share) in enumerate(zip(bins, shares)):
+        h = plot_h * (share / top_share)
+        body.append(
+            f'<rect x="{_n(left + i * slot + 1)}" y="{_n(base - h)}" width="{_n(slot - 2)}" '
+            f'height="{_n(h)}" fill="{REFERENCE}"><title>{escape(f"{label}: {share:.1%}")}</title></rect>'
+        )
+    if bins:
+        body.append(_text(left, base + 13, _short(bins[0].split("–")[0])))
+        body.append(_text(width - 6, base + 13, _short(bins[-1].split("–")[-1]), "end"))
+    return _svg(width, top + plot_h + label_h, f"{name}: share of rows per bin", body)
 
 
 def psi_bars(rows: Sequence[tuple[str, float | None, str]], warn: float, drift: float) -> str:
