@@ -51,6 +51,7 @@ bench: $(DEV_STAMP)
 	$(PY) benchmarks/aggregations.py
 	$(PY) benchmarks/on_demand.py
 	$(PY) benchmarks/monitoring.py
+	$(PY) benchmarks/ui.py
 	$(PY) benchmarks/scale.py
 
 # ruff (lint and format) on the Python of the repo; mypy: strict on featurestore/ and server/

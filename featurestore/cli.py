@@ -9,6 +9,7 @@ fs --repo my_repo training-set --spine trip_labels --start 2026-01-01 --end 2026
 fs --repo my_repo online-features --features driver_activity --entity driver_id=1001
 fs --repo my_repo push driver_stats_push rows.parquet --to both
 fs --repo my_repo serve --port 6566
+fs --repo my_repo ui [--port 6566] [--no-open]                      (the web UI, opened in the browser)
 fs --repo my_repo training-sets list | show NAME | compare NAME     (and `fs models ...`)
 fs --repo my_repo retrain trip_completion [--when drift]; fs runs [MODEL]; fs runs show ID
 
@@ -509,6 +510,27 @@ def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
 
 
 @cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=6566, show_default=True, type=int)
+@click.option(
+    "--open/--no-open",
+    "open_browser",
+    default=True,
+    show_default=True,
+    help="Open the UI in the browser once the server listens (where a graphical browser can open).",
+)
+@click.pass_context
+@handle_errors
+def ui(ctx: click.Context, host: str, port: int, open_browser: bool) -> None:
+    """Serve the web UI (the same server as `fs serve`) and print its address; sign in with an API key
+    when the repo has keys."""
+    from featurestore.server import run
+
+    click.echo(f"featurestore web UI: {run.ui_url(host, port)}  (Ctrl+C stops the server)")
+    run.serve(ctx.obj["repo"], host, port, open_browser=open_browser)
+
+
+@cli.command()
 @_JSON
 @click.pass_context
 @handle_errors
@@ -668,6 +690,7 @@ def online() -> None:
 @handle_errors
 def online_migrate(ctx: click.Context, source: str) -> None:
     """Copy a standalone Redis online store (this project's rows) into the configured Redis Cluster."""
+    from .config import redacted_url
     from .errors import ConfigError
     from .online.migrate import migrate_to_cluster
     from .online.redis_cluster import RedisClusterOnlineStore
@@ -683,7 +706,8 @@ def online_migrate(ctx: click.Context, source: str) -> None:
     result = migrate_to_cluster(source, target, aggregating)
     views = ", ".join(f"{v} {n:,}" for v, n in sorted(result.views.items()))
     _console().print(
-        f"Copied {result.rows:,} rows ({views or 'none'}) from {source} to the cluster at {target.url}; "
+        f"Copied {result.rows:,} rows ({views or 'none'}) from {redacted_url(source)} to the cluster at "
+        f"{redacted_url(target.url)}; "
         f"the cluster kept its newer row for {result.rows - result.written:,}; {result.skipped:,} other keys skipped.",
         markup=False,
     )

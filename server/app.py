@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from featurestore import FeatureStore
 from featurestore.config import ApiKey
 
+from . import docs, ui
 from .auth import Authenticator
 from .errors import install_error_handlers
 from .metrics import PUBLISH_SECONDS, Metrics
@@ -123,12 +124,18 @@ def create_app(
             await online.aclose()  # connections bound to this event loop
 
     app = FastAPI(
-        title="featurestore feature server", version=_version(), description=DESCRIPTION, lifespan=lifespan
+        title="featurestore feature server",
+        version=_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from server/docs.py, with their assets from the package
+        redoc_url=None,
     )
     app.state.fs = state
     install_error_handlers(app)
-    for router in (*ROUTERS, *routers):
+    for router in (*ROUTERS, *routers, docs.router):
         app.include_router(router)
+    ui.install(app, store)  # the web UI under /ui (server/ui/)
     direct = [
         r
         for router in ROUTERS

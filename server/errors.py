@@ -30,6 +30,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from featurestore.errors import (
     DefinitionError,
@@ -102,21 +103,39 @@ def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
     return detail
 
 
-async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+def _answer(
+    request: Request,
+    status: int,
+    message: str,
+    detail: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    code: str | None = None,
+) -> Response:
+    """`error_response`, or for a page of the web UI the same message as an HTML page."""
+    from .ui.render import error_page, is_ui_request
+
+    if is_ui_request(request):
+        return error_page(request, status, message, headers=headers)
+    return error_response(status, message, detail, headers=headers, code=code)
+
+
+async def _on_validation_error(request: Request, exc: RequestValidationError) -> Response:
     detail = _validation_detail(exc)
     first = detail[0] if detail else {"field": "request", "message": "invalid"}
     more = f" (and {len(detail) - 1} more problem(s), see detail)" if len(detail) > 1 else ""
-    return error_response(422, f"invalid request: {first['field']}: {first['message']}{more}", detail)
+    return _answer(request, 422, f"invalid request: {first['field']}: {first['message']}{more}", detail)
 
 
-async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if exc.status_code == 404 and message == "Not Found":
         message = f"no endpoint {request.url.path}: see /docs for the endpoints"
-    return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+        if request.url.path.startswith("/ui/"):
+            message = f"no page {request.url.path}: start at /ui/"
+    return _answer(request, exc.status_code, message, headers=getattr(exc, "headers", None))
 
 
-async def _on_store_error(request: Request, exc: FeatureStoreError) -> JSONResponse:
+async def _on_store_error(request: Request, exc: FeatureStoreError) -> Response:
     for cls, status in ERROR_STATUS:
         if isinstance(exc, cls):
             if status == 503 and isinstance(exc, OnlineStoreUnavailable):
@@ -125,7 +144,7 @@ async def _on_store_error(request: Request, exc: FeatureStoreError) -> JSONRespo
             if status == 500 or isinstance(exc, RegistryError):
                 log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
             code = next((c for cls, c in ERROR_CODE if isinstance(exc, cls)), None)
-            return error_response(status, str(exc), code=code)
+            return _answer(request, status, str(exc), code=code)
     return await _on_unexpected(request, exc)
 
 

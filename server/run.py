@@ -14,6 +14,8 @@ one unless set) so a scrape of any worker counts the requests of all (`featurest
 `FS_METRICS_DIR` to a folder of that server's own, emptied before it starts (`serve` empties the
 one it is given of earlier snapshots).
 Access logs are off by default: `/metrics` counts every request.
+`fs ui` is `serve` with `open_browser=True`: the web UI's address (`ui_url`) opens in the browser once
+the server listens, from a thread of its own, and only where a graphical browser can open.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
+import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +75,53 @@ def check_on_demand_files(store: FeatureStore) -> None:
     verify_functions(catalog, store.repo_path)
 
 
+def ui_url(host: str, port: int) -> str:
+    """The web UI's address on a server bound to `host`:`port` (a wildcard host: this machine's)."""
+    shown = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://{f'[{shown}]' if ':' in shown else shown}:{port}/ui/"
+
+
+def can_open_browser() -> bool:
+    """Whether a graphical browser can be opened here: $BROWSER names one, macOS, Windows, or an X or
+    Wayland display. (Without one, `webbrowser` would start a text browser in the server's terminal.)"""
+    if os.environ.get("BROWSER"):
+        return True
+    if sys.platform == "darwin" or sys.platform.startswith("win"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def open_when_listening(url: str, host: str, port: int, wait_seconds: float = 60.0) -> threading.Thread:
+    """Open `url` in the browser once `host`:`port` takes connections, from a daemon thread: the
+    server never waits for it, and no browser (or one that fails) is a line on stderr, not an error."""
+    target = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+
+    def opener() -> None:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                socket.create_connection((target, port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    return  # never listened (the port was taken, or it stopped): nothing to open
+                time.sleep(0.1)
+        opened = False
+        if can_open_browser():
+            import webbrowser
+
+            try:
+                opened = webbrowser.open(url)
+            except Exception as e:  # noqa: BLE001 - a browser that fails must not stop the server
+                log.warning("could not open a browser: %s", e)
+        if not opened:
+            print(f"No browser to open here: go to {url}", file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=opener, name="fs-ui-open-browser", daemon=True)
+    thread.start()
+    return thread
+
+
 def serve(
     repo_path: str | None,
     host: str = "127.0.0.1",
@@ -77,12 +130,16 @@ def serve(
     *,
     log_level: str = "info",
     access_log: bool = False,
+    open_browser: bool = False,
 ) -> None:
-    """Serve the repo at `repo_path` (None: the current folder's) until interrupted."""
+    """Serve the repo at `repo_path` (None: the current folder's) until interrupted; with
+    `open_browser`, open the web UI in the browser once the server listens (`fs ui`)."""
     import uvicorn
 
     store = FeatureStore(repo_path)
     check_on_demand_files(store)
+    if open_browser:
+        open_when_listening(ui_url(host, port), host, port)
     options = uvicorn_options(
         store.config.server, host=host, port=port, log_level=log_level, access_log=access_log
     )

@@ -7,6 +7,11 @@ fails under CI=true (`tests.redis_server.missing`).
     with open_page() as (page, log):
         page.goto(path.as_uri())
         assert not log.errors and not log.foreign_requests
+
+    with launch() as browser:                  # many pages or contexts (cookies, bypass_csp...)
+        page = browser.new_context().new_page()
+        log = watch(page)
+        assert not log.foreign_to("http://127.0.0.1:8000")   # a served page: its own server is not foreign
 """
 
 from __future__ import annotations
@@ -45,6 +50,11 @@ class PageLog:
         """Requests to any host (http, https, ws...): a local file or data: URL is not one."""
         return [u for u in self.requests if urlparse(u).scheme not in ("file", "data", "about", "blob")]
 
+    def foreign_to(self, origin: str) -> list[str]:
+        """Requests to any host but that of `origin` ("http://127.0.0.1:8000"): for a server's pages."""
+        host = urlparse(origin).netloc
+        return [u for u in self.foreign_requests if urlparse(u).netloc != host]
+
 
 def chromium() -> str:
     """The path of the system Chromium, or a skip (a failure under CI=true)."""
@@ -58,19 +68,31 @@ def chromium() -> str:
 
 
 @contextlib.contextmanager
-def open_page(width: int = 1200, height: int = 900) -> Iterator[tuple[Any, PageLog]]:
-    """A fresh page in headless Chromium, recording console errors and requests into a PageLog."""
+def launch() -> Iterator[Any]:
+    """Headless system Chromium (a Playwright Browser), for tests that open many pages or contexts."""
     from playwright.sync_api import sync_playwright
 
     executable = chromium()
-    log = PageLog()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": width, "height": height})
-            page.on("console", lambda m: log.errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: log.errors.append(str(e)))
-            page.on("request", lambda r: log.requests.append(r.url))
-            yield page, log
+            yield browser
         finally:
             browser.close()
+
+
+def watch(page: Any) -> PageLog:
+    """Record `page`'s console errors, uncaught exceptions and requests from now on."""
+    log = PageLog()
+    page.on("console", lambda m: log.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: log.errors.append(str(e)))
+    page.on("request", lambda r: log.requests.append(r.url))
+    return log
+
+
+@contextlib.contextmanager
+def open_page(width: int = 1200, height: int = 900) -> Iterator[tuple[Any, PageLog]]:
+    """A fresh page in headless Chromium, recording console errors and requests into a PageLog."""
+    with launch() as browser:
+        page = browser.new_page(viewport={"width": width, "height": height})
+        yield page, watch(page)
