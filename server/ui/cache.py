@@ -17,8 +17,9 @@ from typing import Any, Generic, TypeVar
 
 from fastapi import Request
 
+from .render import app_part, renderer
+
 T = TypeVar("T")
-_MADE = threading.Lock()
 MAX_KEYS = 256  # beyond this, the oldest entries are dropped
 
 
@@ -56,11 +57,8 @@ class TTLCache(Generic[T]):
 
 def ttl_cache(request: Request, purpose: str, ttl: float = 60.0) -> TTLCache[Any]:
     """The app's cache for `purpose` (made on first use)."""
-    state = request.app.state
-    with _MADE:
-        caches: dict[str, TTLCache[Any]] | None = getattr(state, "ui_caches", None)
-        if caches is None:
-            caches = state.ui_caches = {}
+    caches: dict[str, TTLCache[Any]] = app_part(request, "ui_caches", dict)
+    with renderer(request).lock:
         return caches.setdefault(purpose, TTLCache(ttl))
 
 

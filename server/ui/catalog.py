@@ -36,7 +36,7 @@ from featurestore.on_demand import OnDemandFeatureView, RequestSource
 
 from .access import Reader
 from .index import RegistryIndex, registry_index
-from .render import page, renderer, store_of
+from .render import app_part, page, renderer, store_of
 from .render import partial as fragment
 
 router = APIRouter(include_in_schema=False)
@@ -339,12 +339,7 @@ class CatalogRows:
 
 
 def catalog_cache(request: Request) -> CatalogRows:
-    state = request.app.state
-    cache = getattr(state, "ui_catalog", None)
-    if cache is None:
-        cache = state.ui_catalog = CatalogRows()
-    assert isinstance(cache, CatalogRows)
-    return cache
+    return app_part(request, "ui_catalog", CatalogRows)
 
 
 def catalog_sections(rows: Rows, watermarks: dict[str, datetime], wanted: list[str]) -> list[Section]:

@@ -25,7 +25,7 @@ from featurestore.status import ViewStatus, online_marks
 from .access import Reader
 from .cache import TTLCache
 from .index import RegistryIndex, registry_index
-from .render import page, partial, store_of
+from .render import app_part, page, partial, store_of
 from .runs import RunRow
 
 router = APIRouter(include_in_schema=False)
@@ -75,12 +75,7 @@ class ChecksCache:
 
 
 def checks_cache(request: Request) -> ChecksCache:
-    state = request.app.state
-    cache = getattr(state, "ui_checks", None)
-    if cache is None:
-        cache = state.ui_checks = ChecksCache()
-    assert isinstance(cache, ChecksCache)
-    return cache
+    return app_part(request, "ui_checks", ChecksCache)
 
 
 def counts(store: FeatureStore, index: RegistryIndex) -> list[tuple[str, int, str]]:

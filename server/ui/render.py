@@ -15,10 +15,12 @@ buttons), and `Server-Timing: app;dur=<ms>` from the viewer check to the rendere
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jinja2
 from fastapi import Request
@@ -30,6 +32,7 @@ from featurestore.monitoring.formats import FILTERS
 
 from .session import Viewer, set_csrf_cookie
 
+T = TypeVar("T")
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
@@ -74,6 +77,7 @@ class Renderer:
 
     def __init__(self, project: str):
         self.project = project
+        self.lock = threading.Lock()  # for `app_part`: the app's other UI objects are made once
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -114,6 +118,21 @@ def store_of(request: Request) -> FeatureStore:
     """The FeatureStore of the app serving `request`."""
     store: FeatureStore = request.app.state.fs.store
     return store
+
+
+def app_part(request: Request, name: str, make: Callable[[], T]) -> T:
+    """The app's one UI object called `name` (kept as `app.state.<name>`), made by `make()` on first
+    use; two first requests at once make it once (the lock is the app's Renderer's)."""
+    state = request.app.state
+    found = getattr(state, name, None)
+    if found is None:
+        with renderer(request).lock:
+            found = getattr(state, name, None)
+            if found is None:
+                found = make()
+                setattr(state, name, found)
+    part: T = found
+    return part
 
 
 def renderer(request: Request) -> Renderer:
