@@ -34,6 +34,7 @@ def _asset(request: Request, name: str) -> str:
 
 @router.get("/docs")
 async def swagger_ui(request: Request) -> HTMLResponse:
+    """GET /docs: Swagger UI with its assets from the package."""
     app: FastAPI = request.app
     return get_swagger_ui_html(
         openapi_url=request.scope.get("root_path", "") + (app.openapi_url or "/openapi.json"),
@@ -47,6 +48,7 @@ async def swagger_ui(request: Request) -> HTMLResponse:
 
 @router.get("/redoc")
 async def redoc(request: Request) -> HTMLResponse:
+    """GET /redoc: ReDoc with its script from the package."""
     app: FastAPI = request.app
     return get_redoc_html(
         openapi_url=request.scope.get("root_path", "") + (app.openapi_url or "/openapi.json"),
@@ -59,6 +61,7 @@ async def redoc(request: Request) -> HTMLResponse:
 
 @router.get("/docs/assets/{name}")
 async def asset(name: str) -> Response:
+    """One vendored asset of /docs or /redoc (listed files only)."""
     if name not in FILES:  # only the listed files: no path is built from the request
         return Response("no such asset", status_code=404, media_type="text/plain")
     path = ASSETS / name

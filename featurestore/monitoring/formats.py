@@ -14,6 +14,7 @@ from typing import Any
 
 
 def num(value: Any, digits: int = 3) -> str:
+    """A count with thousands separators, a float with `digits` decimals."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     if isinstance(value, int):
@@ -22,6 +23,7 @@ def num(value: Any, digits: int = 3) -> str:
 
 
 def pct(value: Any) -> str:
+    """A share as a percentage with one decimal."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     return f"{value:.1%}"
@@ -38,6 +40,7 @@ def duration(seconds: float | None) -> str:
 
 
 def utc(value: datetime | None) -> str:
+    """A time in UTC, to the second."""
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "–"
 
 

@@ -21,6 +21,8 @@ from .session import Viewer, current_viewer
 
 @cache
 def needs(role: str) -> Callable[[Request], Awaitable[Viewer]]:
+    """The page dependency admitting viewers whose role holds `role`'s permissions."""
+
     async def viewer(request: Request) -> Viewer:
         return await current_viewer(request, role)
 

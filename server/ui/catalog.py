@@ -339,6 +339,7 @@ class CatalogRows:
 
 
 def catalog_cache(request: Request) -> CatalogRows:
+    """The app's CatalogRows (made on first use)."""
     return app_part(request, "ui_catalog", CatalogRows)
 
 
@@ -392,6 +393,7 @@ def _results(request: Request, q: str) -> dict[str, Any]:
 def catalog_page(
     request: Request, viewer: Reader, q: Annotated[str, Query(max_length=500)] = ""
 ) -> HTMLResponse:
+    """GET /ui/catalog: every section of the catalog, searched by `?q=`."""
     return page(request, viewer, "catalog.html.j2", title="Catalog", nav="catalog", **_results(request, q))
 
 
@@ -518,6 +520,7 @@ def _on_demand_page(
 
 @router.get("/ui/views/{name}")
 def view_page(request: Request, viewer: Reader, name: str) -> HTMLResponse:
+    """GET /ui/views/{name}: a feature view or an on-demand view."""
     store = store_of(request)
     catalog = store.catalog
     if name in catalog.on_demand:
@@ -527,6 +530,7 @@ def view_page(request: Request, viewer: Reader, name: str) -> HTMLResponse:
 
 @router.get("/ui/entities/{name}")
 def entity_page(request: Request, viewer: Reader, name: str) -> HTMLResponse:
+    """GET /ui/entities/{name}: an entity and the views keyed by it."""
     store = store_of(request)
     catalog = store.catalog
     if name not in catalog.entities:
@@ -548,6 +552,7 @@ def entity_page(request: Request, viewer: Reader, name: str) -> HTMLResponse:
 
 @router.get("/ui/services/{name}")
 def service_page(request: Request, viewer: Reader, name: str) -> HTMLResponse:
+    """GET /ui/services/{name}: a feature service, its features and the models using it."""
     store = store_of(request)
     service = store.catalog.service(name)  # unknown: 404
     on_demand = store.catalog.on_demand
@@ -575,6 +580,7 @@ def service_page(request: Request, viewer: Reader, name: str) -> HTMLResponse:
 
 @router.get("/ui/sources/{name}")
 def source_page(request: Request, viewer: Reader, name: str) -> HTMLResponse:
+    """GET /ui/sources/{name}: a source and what reads it."""
     store = store_of(request)
     catalog = store.catalog
     source = catalog.source(name)  # unknown: 404

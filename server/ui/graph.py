@@ -124,6 +124,9 @@ class Box:
 
 @dataclass(frozen=True)
 class Column:
+    """One column of the layout: a kind of node, its heading, its x position and width, and the
+    order of its nodes top to bottom."""
+
     kind: str
     header: str
     x: float

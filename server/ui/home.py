@@ -75,6 +75,7 @@ class ChecksCache:
 
 
 def checks_cache(request: Request) -> ChecksCache:
+    """The app's ChecksCache (made on first use)."""
     return app_part(request, "ui_checks", ChecksCache)
 
 
@@ -129,6 +130,7 @@ def freshness_rows(store: FeatureStore) -> tuple[list[dict[str, Any]], int]:
 
 @router.get("/ui/")
 def home_page(request: Request, viewer: Reader) -> HTMLResponse:
+    """GET /ui/: counts, freshness, approvals and runs; the checks come as a partial."""
     store = store_of(request)
     try:
         store.catalog  # noqa: B018 - raises NotAppliedError when nothing is applied
@@ -163,6 +165,7 @@ def home_page(request: Request, viewer: Reader) -> HTMLResponse:
 
 @router.get("/ui/partials/checks")
 def checks_partial(request: Request, viewer: Reader) -> HTMLResponse:
+    """GET /ui/partials/checks: the failing monitoring checks (no log retention)."""
     checked = checks_cache(request).get(store_of(request))
     return partial(
         request,

@@ -446,6 +446,7 @@ class IndexHolder:
 
 
 def index_holder(request: Request) -> IndexHolder:
+    """The app's IndexHolder, made anew when the app's store was replaced."""
     state = request.app.state
     store: FeatureStore = state.fs.store
     holder = getattr(state, "ui_index", None)

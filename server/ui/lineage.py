@@ -140,6 +140,7 @@ def lineage_page(
     kind: Annotated[str | None, Query(max_length=40)] = None,
     page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
 ) -> HTMLResponse:
+    """GET /ui/lineage: the lineage graph, whole or around `?focus=kind:name`."""
     index = registry_index(request)
     whole = index.lineage()  # built once per change of the registry; never changed here
     extra = index.extra_edges

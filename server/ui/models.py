@@ -45,6 +45,7 @@ Version = Annotated[int, Path(ge=1, le=MAX_VERSION)]
 
 
 def model_url(name: str, *parts: str) -> str:
+    """The UI path of model `name`, with more path parts appended (`parts`)."""
     return "/".join([f"/ui/models/{quote(name, safe='')}", *parts])
 
 
@@ -122,6 +123,7 @@ def _done(query: dict[str, str], aliases: dict[str, int]) -> str | None:
 
 @router.get("/ui/models")
 def models_page(request: Request, viewer: Reader) -> HTMLResponse:
+    """GET /ui/models: every model and what waits for approval."""
     store = store_of(request)
     pending = store.models.pending()
     waiting = Counter(p["model"] for p in pending)
@@ -160,6 +162,7 @@ def models_page(request: Request, viewer: Reader) -> HTMLResponse:
 
 @router.get("/ui/models/{name}")
 def model_page(request: Request, viewer: Reader, name: Name) -> HTMLResponse:
+    """GET /ui/models/{name}: versions, aliases, history, pending approvals, shadow."""
     store = store_of(request)
     versions = store.models.versions(name)  # an unknown model: UnknownNameError -> 404
     aliases = store.models.aliases(name)
@@ -219,6 +222,7 @@ def shadow_partial(
 
 @router.get("/ui/models/{name}/versions/{version}")
 def version_page(request: Request, viewer: Reader, name: Name, version: Version) -> HTMLResponse:
+    """GET /ui/models/{name}/versions/{version}: one version's record."""
     store = store_of(request)
     mv = store.models.get(name, version=version)  # unknown: UnknownNameError -> 404
     run = mv.tags.get("pipeline_run", "")
@@ -263,11 +267,13 @@ async def _decide(request: Request, viewer: Any, name: str, version: int, decisi
 
 @router.post("/ui/models/{name}/versions/{version}/approve")
 async def approve(request: Request, viewer: Approver, name: Name, version: Version) -> Response:
+    """POST .../approve: an approver moves the pending candidate's alias (CSRF-checked)."""
     return await _decide(request, viewer, name, version, "approve")
 
 
 @router.post("/ui/models/{name}/versions/{version}/reject")
 async def reject(request: Request, viewer: Approver, name: Name, version: Version) -> Response:
+    """POST .../reject: an approver rejects the pending candidate (CSRF-checked)."""
     return await _decide(request, viewer, name, version, "reject")
 
 

@@ -61,6 +61,7 @@ def days_param(days: int | None) -> str:
 
 
 def window_of(days: int | None, now: datetime | None = None) -> Window:
+    """The window of the last `days` days up to now (None: everything logged)."""
     if days is None:
         return window(None, None)
     return window((now or datetime.now(timezone.utc)) - timedelta(days=days), None)
@@ -120,6 +121,7 @@ def monitoring_page(
     version: VersionQuery = None,
     days_query: DaysQuery = str(DEFAULT_DAYS),
 ) -> HTMLResponse:
+    """GET /ui/models/{name}/monitoring: drift, live metric and freshness of a version."""
     days = parse_days(days_query)
     store = store_of(request)
     mv = store.models.get(name, version=version)  # None: production, else the latest; unknown -> 404
@@ -160,6 +162,7 @@ def skew_partial(
     version: VersionQuery = None,
     days_query: DaysQuery = str(DEFAULT_DAYS),
 ) -> HTMLResponse:
+    """GET /ui/models/{name}/monitoring/skew: the skew audit of a version, as a part."""
     days = parse_days(days_query)
     store = store_of(request)
     mv = store.models.get(name, version=version)

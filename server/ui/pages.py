@@ -38,16 +38,19 @@ PAGES: tuple[APIRouter, ...] = (
 
 @router.get("/ui")
 async def ui_root() -> Response:
+    """`/ui` redirects to `/ui/` (the home page)."""
     return RedirectResponse(f"{COOKIE_PATH}/", status_code=308)
 
 
 @router.get("/ui/static/{name}")
 async def static(request: Request, name: str) -> Response:
+    """One of the UI's static files (ui.css, ui.js, favicon.svg)."""
     return renderer(request).static(name)
 
 
 @router.get("/ui/login")
 async def login_form(request: Request, next: str = "/ui/") -> Response:  # noqa: A002 - the query name
+    """GET /ui/login: the sign-in form (an open UI has none: on to `next`)."""
     if request.app.state.fs.auth.open:
         return RedirectResponse(safe_next(next), status_code=303)
     return page(request, None, "login.html.j2", title="Sign in", next_path=safe_next(next), error=None)
@@ -55,6 +58,7 @@ async def login_form(request: Request, next: str = "/ui/") -> Response:  # noqa:
 
 @router.post("/ui/login")
 async def login(request: Request) -> Response:
+    """POST /ui/login: check the key, set the session cookie, go on to `next`."""
     auth = request.app.state.fs.auth
     form = await read_form(request)
     next_path = safe_next(form.get("next"))
@@ -82,6 +86,7 @@ async def login(request: Request) -> Response:
 
 @router.post("/ui/logout")
 async def logout(request: Request) -> Response:
+    """POST /ui/logout: drop the session cookie (CSRF-checked)."""
     viewer = await current_viewer(request, "read")
     check_form(request, viewer, await read_form(request))
     response = RedirectResponse(f"{COOKIE_PATH}/login", status_code=303)

@@ -50,6 +50,8 @@ SECURITY_HEADERS = {
 
 @dataclass(frozen=True)
 class NavItem:
+    """One link of the navigation bar, shown to viewers whose role holds `role`."""
+
     key: str
     label: str
     path: str
@@ -136,6 +138,7 @@ def app_part(request: Request, name: str, make: Callable[[], T]) -> T:
 
 
 def renderer(request: Request) -> Renderer:
+    """The Renderer of the app serving `request`."""
     found: Renderer = request.app.state.ui
     return found
 
@@ -207,5 +210,6 @@ def error_page(
 
 
 def is_ui_request(request: Request) -> bool:
+    """Whether `request` is for a page of the UI (its errors are HTML pages)."""
     path = request.url.path
     return path == "/ui" or path.startswith("/ui/")

@@ -99,6 +99,8 @@ class RunRow:
 
 @dataclass(frozen=True)
 class MetricRow:
+    """One metric of a pipeline run: candidate, champion and the role it played."""
+
     name: str
     candidate: float | None
     champion: float | None
@@ -152,6 +154,7 @@ def runs_page(
     viewer: Reader,
     model: Annotated[str | None, Query(max_length=200)] = None,
 ) -> HTMLResponse:
+    """GET /ui/runs: pipeline runs (by `?model=`) and the latest materializations."""
     store = store_of(request)
     model = model or None
     runs = store.pipelines.runs(model, limit=RUNS_SHOWN)  # an unknown model: UnknownNameError -> 404
@@ -176,6 +179,7 @@ def runs_page(
 def run_page(
     request: Request, viewer: Reader, run_id: Annotated[int, Path(ge=1, le=MAX_RUN_ID)]
 ) -> HTMLResponse:
+    """GET /ui/runs/{id}: one pipeline run."""
     run = store_of(request).pipelines.get_run(run_id)  # none: UnknownNameError -> 404
     record = run.record
     review = record.get("review") or None
@@ -213,6 +217,7 @@ def audit_page(
     action: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=AUDIT_MAX)] = AUDIT_DEFAULT,
 ) -> HTMLResponse:
+    """GET /ui/audit: the audit trail, for admins (reading it is recorded)."""
     registry = store_of(request).registry
     action = action.strip() if action else None
     entries = registry.audit_log(action or None, limit)

@@ -171,6 +171,7 @@ def safe_next(value: str | None) -> str:
 
 
 def login_url(next_path: str) -> str:
+    """The login page's URL, returning to `next_path` (if a UI path) after."""
     return f"{COOKIE_PATH}/login?next={quote(safe_next(next_path), safe='/')}"
 
 
@@ -229,6 +230,7 @@ def check_form(request: Request, viewer: Viewer, form: dict[str, str]) -> None:
 
 
 def set_session(response: Response, request: Request, token: str) -> None:
+    """Set the session cookie `token` on `response`."""
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -241,10 +243,12 @@ def set_session(response: Response, request: Request, token: str) -> None:
 
 
 def clear_session(response: Response) -> None:
+    """Delete the session cookie."""
     response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
 
 
 def set_csrf_cookie(response: Response, request: Request, value: str) -> None:
+    """Set an open UI's CSRF cookie (double submit) on `response`."""
     response.set_cookie(
         CSRF_COOKIE,
         value,

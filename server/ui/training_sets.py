@@ -36,6 +36,7 @@ def refs_by_view(refs: tuple[str, ...] | list[str]) -> list[tuple[str, list[str]
 
 @router.get("/ui/training-sets")
 def training_sets_page(request: Request, viewer: Reader) -> HTMLResponse:
+    """GET /ui/training-sets: every saved training set."""
     index = registry_index(request)
     rows = [
         {
@@ -54,6 +55,7 @@ def training_sets_page(request: Request, viewer: Reader) -> HTMLResponse:
 
 @router.get("/ui/training-sets/{name}")
 def training_set_page(request: Request, viewer: Reader, name: str) -> HTMLResponse:
+    """GET /ui/training-sets/{name}: one training set."""
     store = store_of(request)
     ts = store.training_sets.get(name)  # unknown: UnknownNameError -> a 404 page naming it
     index = registry_index(request)
